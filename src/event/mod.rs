@@ -1,0 +1,296 @@
+//! One audit event, viewed lazily: the top-level keys are located once (as
+//! borrowed raw JSON), everything below is read only when a rule asks for it.
+//! Also splits an input document into events (`Event`, `EventList`, array).
+
+pub mod json;
+pub mod time;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The top-level keys of an `audit.k8s.io` `Event` (v1 and v1beta1), each the
+/// raw JSON text of its value, borrowed from the input.
+#[derive(Debug, Default, Deserialize)]
+pub struct Top<'a> {
+    #[serde(borrow)]
+    pub kind: Option<&'a RawValue>,
+    #[serde(borrow, rename = "auditID")]
+    pub audit_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub stage: Option<&'a RawValue>,
+    #[serde(borrow, rename = "requestURI")]
+    pub request_uri: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub verb: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub user: Option<&'a RawValue>,
+    #[serde(borrow, rename = "impersonatedUser")]
+    pub impersonated_user: Option<&'a RawValue>,
+    #[serde(borrow, rename = "sourceIPs")]
+    pub source_ips: Option<&'a RawValue>,
+    #[serde(borrow, rename = "userAgent")]
+    pub user_agent: Option<&'a RawValue>,
+    #[serde(borrow, rename = "objectRef")]
+    pub object_ref: Option<&'a RawValue>,
+    #[serde(borrow, rename = "responseStatus")]
+    pub response_status: Option<&'a RawValue>,
+    #[serde(borrow, rename = "requestObject")]
+    pub request_object: Option<&'a RawValue>,
+    #[serde(borrow, rename = "responseObject")]
+    pub response_object: Option<&'a RawValue>,
+    #[serde(borrow, rename = "requestReceivedTimestamp")]
+    pub request_received_timestamp: Option<&'a RawValue>,
+    #[serde(borrow, rename = "stageTimestamp")]
+    pub stage_timestamp: Option<&'a RawValue>,
+    /// `audit.k8s.io/v1alpha1`/early `v1beta1` events carry only this.
+    #[serde(borrow)]
+    pub timestamp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub annotations: Option<&'a RawValue>,
+    /// Present on an `EventList`.
+    #[serde(borrow)]
+    pub items: Option<&'a RawValue>,
+}
+
+impl<'a> Top<'a> {
+    /// The raw value of a top-level key, for JSON pointers.
+    pub fn key(&self, name: &str) -> Option<&'a RawValue> {
+        match name {
+            "kind" => self.kind,
+            "auditID" => self.audit_id,
+            "stage" => self.stage,
+            "requestURI" => self.request_uri,
+            "verb" => self.verb,
+            "user" => self.user,
+            "impersonatedUser" => self.impersonated_user,
+            "sourceIPs" => self.source_ips,
+            "userAgent" => self.user_agent,
+            "objectRef" => self.object_ref,
+            "responseStatus" => self.response_status,
+            "requestObject" => self.request_object,
+            "responseObject" => self.response_object,
+            "requestReceivedTimestamp" => self.request_received_timestamp,
+            "stageTimestamp" => self.stage_timestamp,
+            "timestamp" => self.timestamp,
+            "annotations" => self.annotations,
+            _ => None,
+        }
+    }
+}
+
+/// A decoded audit event.
+#[derive(Debug)]
+pub struct Event<'a> {
+    /// The event's whole JSON text.
+    pub raw: &'a str,
+    pub top: Top<'a>,
+    /// Event time (stageTimestamp, else requestReceivedTimestamp, else the
+    /// legacy `timestamp`) in nanoseconds since the Unix epoch.
+    pub time_ns: i64,
+}
+
+impl<'a> Event<'a> {
+    /// The whole event as a raw value (validated on demand).
+    pub fn root(&self) -> Option<&'a RawValue> {
+        serde_json::from_str(self.raw).ok()
+    }
+}
+
+/// Why a line or document produced no event. Every skip is counted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Skip {
+    /// An empty or whitespace-only line.
+    Blank,
+    /// A line that is not JSON, e.g. a klog line of the API server.
+    NotJson,
+    /// A line longer than the configured limit.
+    TooLong,
+    /// Starts like JSON but does not parse (truncated, invalid UTF-8, ...).
+    InvalidJson,
+    /// Valid JSON that is not an audit event (`{"kind":0}`, a number, ...).
+    NotAuditEvent,
+    /// An audit event without a usable timestamp.
+    NoTimestamp,
+}
+
+impl Skip {
+    pub const ALL: [Skip; 6] = [
+        Skip::Blank,
+        Skip::NotJson,
+        Skip::TooLong,
+        Skip::InvalidJson,
+        Skip::NotAuditEvent,
+        Skip::NoTimestamp,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Skip::Blank => "blank",
+            Skip::NotJson => "not_json",
+            Skip::TooLong => "too_long",
+            Skip::InvalidJson => "invalid_json",
+            Skip::NotAuditEvent => "not_audit_event",
+            Skip::NoTimestamp => "no_timestamp",
+        }
+    }
+
+    pub fn describe(self) -> &'static str {
+        match self {
+            Skip::Blank => "blank lines",
+            Skip::NotJson => "lines that are not JSON (log text)",
+            Skip::TooLong => "lines over the length limit",
+            Skip::InvalidJson => "invalid or truncated JSON",
+            Skip::NotAuditEvent => "data not recognized as a k8s audit event",
+            Skip::NoTimestamp => "malformed events without a timestamp",
+        }
+    }
+}
+
+/// Decodes one JSON document (one line): an `Event`, an `EventList`, or an
+/// array of events. Calls `on_event` for each event and `on_skip` for each
+/// part that is not one.
+pub fn decode_document<'a>(
+    doc: &'a [u8],
+    mut on_event: impl FnMut(Event<'a>),
+    mut on_skip: impl FnMut(Skip),
+) {
+    let Ok(text) = std::str::from_utf8(doc) else {
+        return on_skip(Skip::InvalidJson);
+    };
+    let text = text.trim();
+    match text.as_bytes().first() {
+        Some(b'{') => match serde_json::from_str::<Top<'a>>(text) {
+            Ok(top) => match top.items {
+                Some(items) if is_event_list(&top) => {
+                    decode_array(items.get(), &mut on_event, &mut on_skip)
+                }
+                _ => decode_top(text, top, &mut on_event, &mut on_skip),
+            },
+            Err(e) if e.is_data() => on_skip(Skip::NotAuditEvent),
+            Err(_) => on_skip(Skip::InvalidJson),
+        },
+        Some(b'[') => decode_array(text, &mut on_event, &mut on_skip),
+        Some(_) => on_skip(Skip::NotJson),
+        None => on_skip(Skip::Blank),
+    }
+}
+
+fn is_event_list(top: &Top) -> bool {
+    match top.kind.and_then(json::string) {
+        Some(kind) => kind == "EventList",
+        None => top.kind.is_none(),
+    }
+}
+
+fn decode_array<'a>(
+    text: &'a str,
+    on_event: &mut impl FnMut(Event<'a>),
+    on_skip: &mut impl FnMut(Skip),
+) {
+    match serde_json::from_str::<Vec<&'a RawValue>>(text) {
+        Ok(items) => {
+            for item in items {
+                let raw = item.get();
+                match serde_json::from_str::<Top<'a>>(raw) {
+                    Ok(top) => decode_top(raw, top, on_event, on_skip),
+                    Err(_) => on_skip(Skip::NotAuditEvent),
+                }
+            }
+        }
+        Err(e) if e.is_data() => on_skip(Skip::NotAuditEvent),
+        Err(_) => on_skip(Skip::InvalidJson),
+    }
+}
+
+fn decode_top<'a>(
+    raw: &'a str,
+    top: Top<'a>,
+    on_event: &mut impl FnMut(Event<'a>),
+    on_skip: &mut impl FnMut(Skip),
+) {
+    let kind_ok = match top.kind {
+        None => true,
+        Some(k) => json::string(k).is_some_and(|k| k == "Event"),
+    };
+    let looks_like_event = top.audit_id.is_some() || top.stage.is_some() || top.verb.is_some();
+    if !kind_ok || !(looks_like_event || top.kind.is_some()) {
+        return on_skip(Skip::NotAuditEvent);
+    }
+    let time = [
+        top.stage_timestamp,
+        top.request_received_timestamp,
+        top.timestamp,
+    ]
+    .into_iter()
+    .flatten()
+    .find_map(|v| json::string(v).and_then(|s| time::parse_rfc3339(&s)));
+    match time {
+        Some(time_ns) => on_event(Event { raw, top, time_ns }),
+        None => on_skip(Skip::NoTimestamp),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(s: &str) -> (Vec<i64>, Vec<Skip>) {
+        let mut events = Vec::new();
+        let mut skips = Vec::new();
+        decode_document(s.as_bytes(), |e| events.push(e.time_ns), |s| skips.push(s));
+        (events, skips)
+    }
+
+    const EV: &str = r#"{"kind":"Event","auditID":"a","stage":"ResponseComplete","verb":"get","stageTimestamp":"1970-01-01T00:00:01.000000Z"}"#;
+
+    #[test]
+    fn shapes() {
+        assert_eq!(decode(EV), (vec![1_000_000_000], vec![]));
+        let list = format!(r#"{{"kind":"EventList","items":[{EV},{EV}]}}"#);
+        assert_eq!(decode(&list).0.len(), 2);
+        assert_eq!(
+            decode(&format!("[{EV}, 3]")),
+            (vec![1_000_000_000], vec![Skip::NotAuditEvent])
+        );
+        let legacy = r#"{"auditID":"x","verb":"get","timestamp":"1970-01-01T00:00:02Z"}"#;
+        assert_eq!(decode(legacy).0, vec![2_000_000_000]);
+        let received_only = r#"{"auditID":"x","requestReceivedTimestamp":"1970-01-01T00:00:03Z"}"#;
+        assert_eq!(decode(received_only).0, vec![3_000_000_000]);
+    }
+
+    #[test]
+    fn skips() {
+        assert_eq!(decode(r#"{"kind": 0}"#).1, vec![Skip::NotAuditEvent]);
+        assert_eq!(
+            decode(r#"{"kind":"Pod","metadata":{}}"#).1,
+            vec![Skip::NotAuditEvent]
+        );
+        assert_eq!(
+            decode(r#"{"auditID":"x","verb":"get"}"#).1,
+            vec![Skip::NoTimestamp]
+        );
+        assert_eq!(
+            decode(r#"{"auditID":"x","stageTimestamp":"yesterday"}"#).1,
+            vec![Skip::NoTimestamp]
+        );
+        assert_eq!(decode(r#"{"auditID":"x","#).1, vec![Skip::InvalidJson]);
+        assert_eq!(
+            decode("I0215 11:51:31.123456 1 file.go:123] msg").1,
+            vec![Skip::NotJson]
+        );
+        assert_eq!(decode("").1, vec![Skip::Blank]);
+        let (e, s) = decode(&format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)));
+        assert!(e.is_empty() && s.len() == 1, "{s:?}");
+        let (e, s) = decode(&format!(
+            "{{\"auditID\":{}1{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        ));
+        assert!(e.is_empty() && s.len() == 1, "{s:?}");
+        let mut bad = EV.as_bytes().to_vec();
+        bad[30] = 0xff;
+        let mut skips = Vec::new();
+        decode_document(&bad, |_| panic!(), |s| skips.push(s));
+        assert_eq!(skips, vec![Skip::InvalidJson]);
+    }
+}

@@ -1,0 +1,330 @@
+//! The `saker` command line: flags are read here, turned into settings, and
+//! handed to the library. Exit codes: 0 ok, 1 rule or test failure, 2 usage
+//! or configuration error.
+
+use std::io::{self, IsTerminal, Write};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+use saker::engine::{Engine, RuleMatching};
+use saker::rules::{self, Loaded, RuleSource};
+use saker::sink::stdout::{Format, StdoutSink};
+use saker::sink::AlertSink;
+use saker::source::lines::LineReader;
+use saker::source::Input;
+
+#[derive(Parser)]
+#[command(
+    name = "saker",
+    version,
+    about = "Streaming detection engine for Kubernetes API audit events",
+    long_about = "Saker reads Kubernetes audit events (audit.k8s.io Event JSON, one per line, \
+or EventList/arrays), evaluates Falco-compatible rules on them and prints alerts in Falco's \
+JSON format.\n\nExample:\n  kubectl logs -f -n kube-system kube-apiserver-node1 | saker run\n  \
+saker run --input /var/log/kubernetes/audit/audit.log --rules my_rules.yaml"
+)]
+struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    /// Log level on stderr (error, warn, info, debug, trace). RUST_LOG overrides it.
+    #[arg(long, default_value = "warn", global = true)]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Evaluate rules on audit events and print alerts on stdout.
+    Run(RunArgs),
+    /// Validate rule files; every problem with file:line:col and a caret.
+    Check {
+        /// Rule files or directories (default: the embedded rules).
+        rules: Vec<PathBuf>,
+    },
+    /// List every field a condition or output can use.
+    Fields {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Rule file or directory of *.yaml files; repeat to load several, in
+    /// order (later files can redefine or append). Default: the embedded rules.
+    #[arg(long = "rules", short = 'r', value_name = "PATH")]
+    rules: Vec<PathBuf>,
+    /// Where to read events: `-` for stdin, or a file path.
+    #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE")]
+    input: String,
+    /// Alert format on stdout: Falco's JSON lines, or Falco's text line.
+    #[arg(long, short = 'o', value_enum, default_value_t = Format::Json)]
+    output: Format,
+    /// `first`: an event alerts for the first matching rule only (Falco's
+    /// default); `all`: every matching rule alerts.
+    #[arg(long, value_enum, default_value_t = RuleMatching::First)]
+    rule_matching: RuleMatching,
+    /// Lines longer than this many bytes are skipped and counted.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_line_bytes: usize,
+    /// Progress bar on stderr while reading a file: auto shows it when
+    /// stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = Progress::Auto)]
+    progress: Progress,
+    /// Do not print the summary on stderr at the end of the input.
+    #[arg(long)]
+    no_summary: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Progress {
+    Auto,
+    Always,
+    Never,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format, &cli.log_level);
+    match cli.command {
+        Command::Run(args) => run(args),
+        Command::Check { rules } => check(&rules),
+        Command::Fields { json } => fields(json),
+    }
+}
+
+fn init_logging(format: LogFormat, level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(io::stderr);
+    match format {
+        LogFormat::Text => builder.with_target(false).init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn sources(paths: &[PathBuf]) -> Result<Vec<RuleSource>, ExitCode> {
+    if paths.is_empty() {
+        return Ok(rules::default_sources());
+    }
+    rules::expand_paths(paths).map_err(|e| {
+        eprintln!("saker: cannot read rules: {e}");
+        ExitCode::from(2)
+    })
+}
+
+fn print_diagnostics(loaded: &Loaded, out: &mut dyn Write) {
+    for note in &loaded.notes {
+        let _ = writeln!(out, "note: {note}");
+    }
+    for d in &loaded.diagnostics {
+        let _ = write!(out, "{d}");
+    }
+}
+
+fn load_rules(paths: &[PathBuf]) -> Result<rules::RuleSet, ExitCode> {
+    let loaded = rules::load(&sources(paths)?);
+    print_diagnostics(&loaded, &mut io::stderr());
+    match loaded.rules {
+        Some(set) => Ok(set),
+        None => {
+            let n = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+            eprintln!("saker: rules failed to load ({n} error(s))");
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+fn run(args: RunArgs) -> ExitCode {
+    let set = match load_rules(&args.rules) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let enabled = set.rules.iter().filter(|r| r.enabled).count();
+    tracing::info!(rules = enabled, "rules loaded");
+    let input = Input::parse(&args.input);
+    let (reader, size) = match input.open() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("saker: cannot open input {}: {e}", input.describe());
+            return ExitCode::from(2);
+        }
+    };
+    let show_progress = match args.progress {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => size.is_some() && io::stderr().is_terminal(),
+    };
+    let stdout = io::stdout().lock();
+    let mut sink = StdoutSink::new(io::BufWriter::with_capacity(64 * 1024, stdout), args.output);
+    let mut engine = Engine::new(&set, args.rule_matching);
+    let mut lines = LineReader::new(reader, args.max_line_bytes);
+    let start = Instant::now();
+    let mut progress = ProgressBar::new(size, show_progress);
+    let live = matches!(input, Input::Stdin);
+    let result: io::Result<()> = (|| {
+        loop {
+            let mut flush_err = Ok(());
+            let line = {
+                let sink_ref = &mut sink;
+                lines.next_line(&mut || {
+                    if live {
+                        flush_err = sink_ref.flush();
+                    }
+                })?
+            };
+            flush_err?;
+            let Some(line) = line else { break };
+            engine.process_line(line, &mut sink)?;
+            if show_progress && engine.stats.lines % 4096 == 0 {
+                progress.update(lines.bytes_read, engine.stats.events);
+            }
+        }
+        sink.flush()
+    })();
+    progress.finish();
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("saker: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if !args.no_summary {
+        eprint!(
+            "{}",
+            engine.summary(
+                &input.describe(),
+                lines.bytes_read,
+                start.elapsed().as_secs_f64()
+            )
+        );
+    }
+    ExitCode::SUCCESS
+}
+
+/// A one-line progress display on stderr, redrawn at most every 200 ms.
+struct ProgressBar {
+    total: Option<u64>,
+    enabled: bool,
+    last: Instant,
+    start: Instant,
+}
+
+impl ProgressBar {
+    fn new(total: Option<u64>, enabled: bool) -> Self {
+        let now = Instant::now();
+        ProgressBar {
+            total,
+            enabled,
+            last: now,
+            start: now,
+        }
+    }
+
+    fn update(&mut self, bytes: u64, events: u64) {
+        if !self.enabled || self.last.elapsed() < Duration::from_millis(200) {
+            return;
+        }
+        self.last = Instant::now();
+        let secs = self.start.elapsed().as_secs_f64().max(1e-9);
+        let rate = events as f64 / secs;
+        let line = match self.total {
+            Some(total) if total > 0 => {
+                let frac = (bytes as f64 / total as f64).min(1.0);
+                let filled = (frac * 30.0) as usize;
+                let eta = if frac > 0.0 { secs / frac - secs } else { 0.0 };
+                format!(
+                    "[{}{}] {:5.1}%  {} events  {:.0} ev/s  eta {:.0}s",
+                    "#".repeat(filled),
+                    " ".repeat(30 - filled),
+                    frac * 100.0,
+                    events,
+                    rate,
+                    eta
+                )
+            }
+            _ => format!("{events} events  {rate:.0} ev/s"),
+        };
+        eprint!("\r{line}\x1b[K");
+    }
+
+    fn finish(&self) {
+        if self.enabled {
+            eprint!("\r\x1b[K");
+        }
+    }
+}
+
+fn check(paths: &[PathBuf]) -> ExitCode {
+    let srcs = match sources(paths) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let loaded = rules::load(&srcs);
+    let mut out = io::stdout().lock();
+    print_diagnostics(&loaded, &mut out);
+    let errors = loaded.diagnostics.iter().filter(|d| d.is_error()).count();
+    let warnings = loaded.diagnostics.iter().filter(|d| !d.is_error()).count();
+    let names: Vec<String> = srcs
+        .iter()
+        .map(|s| match s {
+            RuleSource::File(p) => p.display().to_string(),
+            RuleSource::Embedded(n, _) => format!("{n} (embedded)"),
+        })
+        .collect();
+    match &loaded.rules {
+        Some(set) if errors == 0 => {
+            let _ = writeln!(
+                out,
+                "ok: {} rule(s) loaded from {} ({warnings} warning(s))",
+                set.rules.len(),
+                names.join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        _ => {
+            let _ = writeln!(
+                out,
+                "failed: {errors} error(s), {warnings} warning(s) in {}",
+                names.join(", ")
+            );
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn fields(json: bool) -> ExitCode {
+    let mut out = io::stdout().lock();
+    for f in saker::fields::catalog() {
+        let kind = if f.list { "list" } else { "string" };
+        let res = if json {
+            writeln!(
+                out,
+                "{}",
+                serde_json::json!({"name": f.name, "type": kind, "arg": format!("{:?}", f.arg).to_lowercase(), "desc": f.desc})
+            )
+        } else {
+            writeln!(out, "{:<52} {:<7} {}", f.to_string(), kind, f.desc)
+        };
+        if res.is_err() {
+            break;
+        }
+    }
+    ExitCode::SUCCESS
+}

@@ -1,0 +1,722 @@
+//! Turns definitions into a [`Program`]: conditions parsed, named lists
+//! expanded, macros inlined (each compiled once and shared), exceptions
+//! appended, fields resolved to extractors, regexes compiled, outputs parsed.
+//! Every problem becomes a diagnostic pointing at the rules file.
+
+use std::collections::HashMap;
+
+use regex::Regex;
+
+use super::ast::{Compare, Expr, Op, Operand, Rhs, TransformKind, Value};
+use super::loader::{Definitions, ExceptionDef, Loc, RuleDef, Text};
+use super::parser::{parse_condition, parse_output, OutputPiece};
+use super::predicate::{
+    Check, Glob, Node, NodeId, OperandId, OperandProg, Program, Test, ValueSet,
+};
+use super::yaml::Node as YamlNode;
+use super::{CompiledRule, OutputPart, RuleSet};
+use crate::diag::{did_you_mean, Diagnostic};
+use crate::fields::{self, ArgSpec};
+
+/// Compiles every enabled `k8s_audit` rule of `defs`.
+pub fn compile(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
+    let mut c = Compiler {
+        defs,
+        program: Program::default(),
+        macros: HashMap::new(),
+        diags: Vec::new(),
+    };
+    let mut rules = Vec::new();
+    for def in &defs.rules {
+        if let Some(rule) = c.rule(def) {
+            rules.push(rule);
+        }
+    }
+    let mut diags = c.diags;
+    dedup(&mut diags);
+    (
+        RuleSet {
+            program: c.program,
+            rules,
+        },
+        diags,
+    )
+}
+
+fn dedup(diags: &mut Vec<Diagnostic>) {
+    let mut seen = std::collections::HashSet::new();
+    diags.retain(|d| {
+        seen.insert((
+            d.code,
+            d.message.clone(),
+            d.span,
+            d.file.as_ref().map(|f| f.name.clone()),
+        ))
+    });
+}
+
+enum MacroState {
+    InProgress,
+    Done(NodeId),
+    Failed(Vec<Diagnostic>),
+}
+
+/// Where the text being compiled came from, for placing diagnostics.
+struct Ctx<'t> {
+    text: &'t Text,
+    /// "rule `X`" or "macro `Y`".
+    owner: String,
+}
+
+impl Ctx<'_> {
+    fn err(&self, code: &'static str, msg: String, span: (usize, usize)) -> Diagnostic {
+        self.text.diag(
+            Diagnostic::error(code, format!("{msg} (in {})", self.owner)),
+            span,
+        )
+    }
+}
+
+struct Compiler<'d> {
+    defs: &'d Definitions,
+    program: Program,
+    macros: HashMap<String, MacroState>,
+    diags: Vec<Diagnostic>,
+}
+
+type Errors = Vec<Diagnostic>;
+
+impl Compiler<'_> {
+    fn rule(&mut self, def: &RuleDef) -> Option<CompiledRule> {
+        let ctx = Ctx {
+            text: &def.condition,
+            owner: format!("rule `{}`", def.name),
+        };
+        let mut errors = Vec::new();
+        let cond = match parse_condition(&def.condition.text) {
+            Ok(expr) => self.expr(&expr, &ctx).map_err(|e| errors.extend(e)).ok(),
+            Err(e) => {
+                let d = ctx
+                    .err("syntax", e.message, e.span)
+                    .label(format!("expected {}", e.expected));
+                errors.push(d);
+                None
+            }
+        };
+        let mut root_items: Vec<NodeId> = cond.into_iter().collect();
+        for exc in &def.exceptions {
+            match self.exception(def, exc) {
+                Ok(Some(node)) => root_items.push(self.program.push_node(Node::Not(node))),
+                Ok(None) => {}
+                Err(e) => errors.extend(e),
+            }
+        }
+        let output = self.output(def).map_err(|e| errors.extend(e)).ok();
+        if !errors.is_empty() {
+            let only_unknown = errors.iter().all(|d| d.code == "unknown-field");
+            if def.skip_if_unknown_filter && only_unknown {
+                for mut d in errors {
+                    d.severity = crate::diag::Severity::Warning;
+                    d.message
+                        .push_str("; the rule is skipped (skip-if-unknown-filter)");
+                    self.diags.push(d);
+                }
+            } else {
+                self.diags.extend(errors);
+            }
+            return None;
+        }
+        let root = if root_items.len() == 1 {
+            root_items[0]
+        } else {
+            self.program.push_node(Node::And(root_items))
+        };
+        let (output, output_fields) = output?;
+        Some(CompiledRule {
+            name: def.name.clone(),
+            desc: def.desc.clone(),
+            priority: def.priority,
+            tags: def.tags.iter().cloned().collect(),
+            enabled: def.enabled,
+            root,
+            output,
+            output_fields,
+        })
+    }
+
+    fn expr(&mut self, e: &Expr, ctx: &Ctx) -> Result<NodeId, Errors> {
+        match e {
+            Expr::And(items) | Expr::Or(items) => {
+                let mut ids = Vec::with_capacity(items.len());
+                let mut errors = Vec::new();
+                for i in items {
+                    match self.expr(i, ctx) {
+                        Ok(id) => ids.push(id),
+                        Err(e) => errors.extend(e),
+                    }
+                }
+                if !errors.is_empty() {
+                    return Err(errors);
+                }
+                Ok(self.program.push_node(if matches!(e, Expr::And(_)) {
+                    Node::And(ids)
+                } else {
+                    Node::Or(ids)
+                }))
+            }
+            Expr::Not(inner) => {
+                let id = self.expr(inner, ctx)?;
+                Ok(self.program.push_node(Node::Not(id)))
+            }
+            Expr::Macro(name, span) => self.macro_ref(name, *span, ctx),
+            Expr::Compare(c) => self.compare(c, ctx),
+        }
+    }
+
+    fn macro_ref(&mut self, name: &str, span: (usize, usize), ctx: &Ctx) -> Result<NodeId, Errors> {
+        match self.macros.get(name) {
+            Some(MacroState::Done(id)) => return Ok(*id),
+            Some(MacroState::Failed(e)) => return Err(e.clone()),
+            Some(MacroState::InProgress) => {
+                return Err(vec![ctx.err(
+                    "macro-cycle",
+                    format!("reference loop in macro `{name}`"),
+                    span,
+                )]);
+            }
+            None => {}
+        }
+        let Some(def) = self.defs.macro_def(name) else {
+            let hint = did_you_mean(name, self.defs.macros.iter().map(|m| m.name.as_str()));
+            let what = if self.defs.list(name).is_some() {
+                "is a list, not a macro; write it inside ( )"
+            } else {
+                "is not defined"
+            };
+            return Err(vec![ctx
+                .err("undefined-macro", format!("macro `{name}` {what}"), span)
+                .label("unknown macro")
+                .help_opt(hint)]);
+        };
+        self.macros.insert(name.to_string(), MacroState::InProgress);
+        let mctx = Ctx {
+            text: &def.condition,
+            owner: format!("macro `{name}`"),
+        };
+        let result = match parse_condition(&def.condition.text) {
+            Ok(expr) => self.expr(&expr, &mctx),
+            Err(e) => Err(vec![mctx
+                .err("syntax", e.message, e.span)
+                .label(format!("expected {}", e.expected))]),
+        };
+        match &result {
+            Ok(id) => self.macros.insert(name.to_string(), MacroState::Done(*id)),
+            Err(e) => self
+                .macros
+                .insert(name.to_string(), MacroState::Failed(e.clone())),
+        };
+        result
+    }
+
+    fn compare(&mut self, c: &Compare, ctx: &Ctx) -> Result<NodeId, Errors> {
+        let (lhs, list) = self.operand(&c.lhs, ctx)?;
+        let numeric = matches!(&c.lhs, Operand::Transform(t) if t.kind == TransformKind::Len);
+        let field_name = match &c.lhs {
+            Operand::Field(f) => f.name.clone(),
+            other => format!("{:?}", other.span()),
+        };
+        if list && !matches!(c.op, Op::Exists | Op::In | Op::Intersects) {
+            return Err(vec![ctx.err(
+                "list-operator",
+                format!("list field `{field_name}` only supports the operators `exists`, `in` and `intersects`"),
+                c.op_span,
+            )]);
+        }
+        if matches!(c.op, Op::BContains | Op::BStartsWith) {
+            return Err(vec![ctx.err(
+                "operator-type",
+                format!(
+                    "operator `{}` works on byte buffers; k8s audit fields are strings",
+                    c.op.as_str()
+                ),
+                c.op_span,
+            )]);
+        }
+        let test = match &c.rhs {
+            Rhs::None => Test::Exists,
+            Rhs::Operand(o) => {
+                let (rhs, _) = self.operand(o, ctx)?;
+                Test::Operand(c.op, rhs)
+            }
+            Rhs::Value(v) => self.scalar_test(c.op, v, numeric, ctx)?,
+            Rhs::List(items, _) => {
+                let values = self.expand_values(items);
+                self.list_test(c.op, values, c.op_span, ctx)?
+            }
+            Rhs::ListName(name, span) => match self.defs.list(name) {
+                Some(l) => {
+                    let values = l.items.clone();
+                    self.list_test(c.op, values, c.op_span, ctx)?
+                }
+                None => {
+                    let hint = did_you_mean(name, self.defs.lists.iter().map(|l| l.name.as_str()));
+                    return Err(vec![ctx
+                        .err(
+                            "undefined-list",
+                            format!("list `{name}` is not defined"),
+                            *span,
+                        )
+                        .help_opt(hint)]);
+                }
+            },
+        };
+        Ok(self.program.push_node(Node::Check(Check { lhs, test })))
+    }
+
+    /// Elements of a literal list, with names of defined lists replaced by
+    /// their items (Falco expands lists inside parentheses).
+    fn expand_values(&self, items: &[Value]) -> Vec<String> {
+        let mut out = Vec::with_capacity(items.len());
+        for v in items {
+            match (v.quoted, self.defs.list(&v.text)) {
+                (false, Some(l)) => out.extend(l.items.iter().cloned()),
+                _ => out.push(v.text.clone()),
+            }
+        }
+        out
+    }
+
+    fn list_test(
+        &mut self,
+        op: Op,
+        values: Vec<String>,
+        op_span: (usize, usize),
+        ctx: &Ctx,
+    ) -> Result<Test, Errors> {
+        Ok(match op {
+            Op::In => Test::In(ValueSet::new(values)),
+            Op::Intersects => Test::Intersects(ValueSet::new(values)),
+            Op::PMatch => Test::PMatch(values),
+            other => {
+                return Err(vec![ctx.err(
+                    "operator-value",
+                    format!(
+                        "operator `{}` takes a single value, not a list",
+                        other.as_str()
+                    ),
+                    op_span,
+                )])
+            }
+        })
+    }
+
+    fn scalar_test(&mut self, op: Op, v: &Value, numeric: bool, ctx: &Ctx) -> Result<Test, Errors> {
+        // A bare value that names a one-item list stands for that item.
+        let mut text = v.text.clone();
+        if !v.quoted {
+            if let Some(l) = self.defs.list(&v.text) {
+                if l.items.len() == 1 {
+                    text = l.items[0].clone();
+                }
+            }
+        }
+        Ok(match op {
+            Op::Exists | Op::In | Op::Intersects | Op::PMatch => {
+                // The grammar only lets list operators take lists.
+                return Err(vec![ctx.err(
+                    "operator-value",
+                    format!("operator `{}` needs a list", op.as_str()),
+                    v.span,
+                )]);
+            }
+            Op::Glob => Test::Glob(Glob::new(&text, false)),
+            Op::IGlob => Test::Glob(Glob::new(&text, true)),
+            Op::Regex => match Regex::new(&format!("^(?:{text})$")) {
+                Ok(re) => Test::Regex(re),
+                Err(e) => {
+                    let msg = e
+                        .to_string()
+                        .lines()
+                        .last()
+                        .unwrap_or("invalid regex")
+                        .trim()
+                        .to_string();
+                    return Err(vec![ctx.err(
+                        "regex",
+                        format!("invalid regular expression: {msg}"),
+                        v.span,
+                    )]);
+                }
+            },
+            Op::IContains => Test::Str(op, text.to_ascii_lowercase()),
+            Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge if numeric => {
+                match parse_number(&text) {
+                    Some(n) => Test::Num(op, n),
+                    None => {
+                        return Err(vec![ctx.err(
+                            "number",
+                            format!("`{text}` is not a number; the left side is numeric"),
+                            v.span,
+                        )])
+                    }
+                }
+            }
+            Op::Lt | Op::Le | Op::Gt | Op::Ge => match parse_number(&text) {
+                Some(n) => Test::Num(op, n),
+                None => Test::Str(op, text),
+            },
+            _ => Test::Str(op, text),
+        })
+    }
+
+    /// Compiles an operand; returns its id and whether it yields a list.
+    fn operand(&mut self, o: &Operand, ctx: &Ctx) -> Result<(OperandId, bool), Errors> {
+        match o {
+            Operand::Literal(text, _) => Ok((
+                self.program
+                    .push_operand(OperandProg::Literal(text.clone())),
+                false,
+            )),
+            Operand::Field(f) => {
+                let Some(def) = fields::lookup(&f.name) else {
+                    let hint = did_you_mean(&f.name, fields::catalog().iter().map(|d| d.name));
+                    return Err(vec![ctx
+                        .err(
+                            "unknown-field",
+                            format!("unknown field `{}`", f.name),
+                            f.span,
+                        )
+                        .label("not a known field")
+                        .help_opt(
+                            hint.or_else(|| Some("`saker fields` lists every field".into())),
+                        )]);
+                };
+                let arg = def.check_arg(f.arg.as_deref()).map_err(|e| {
+                    let hint = match def.arg {
+                        ArgSpec::Key => format!("write `{}[key]`", def.name),
+                        ArgSpec::Pointer => format!("write `{}[/json/pointer]`", def.name),
+                        ArgSpec::Index => format!("write `{}` or `{}[0]`", def.name, def.name),
+                        ArgSpec::None => format!("write `{}` without brackets", def.name),
+                    };
+                    vec![ctx
+                        .err(
+                            "field-argument",
+                            format!("field `{}` {e}", def.name),
+                            f.span,
+                        )
+                        .help(hint)]
+                })?;
+                Ok((
+                    self.program.push_operand(OperandProg::Field(def, arg)),
+                    def.list,
+                ))
+            }
+            Operand::Transform(t) => {
+                let mut args = Vec::new();
+                let mut list = false;
+                for a in &t.args {
+                    let (id, l) = self.operand(a, ctx)?;
+                    args.push(id);
+                    list |= l;
+                }
+                let arity_ok = match t.kind {
+                    TransformKind::Join => args.len() == 2,
+                    TransformKind::Concat => args.len() >= 2,
+                    _ => args.len() == 1,
+                };
+                if !arity_ok {
+                    return Err(vec![ctx.err(
+                        "transformer",
+                        format!("wrong number of arguments for `{}()`", t.kind.name()),
+                        t.span,
+                    )]);
+                }
+                let list = list
+                    && !matches!(
+                        t.kind,
+                        TransformKind::Len | TransformKind::Join | TransformKind::Concat
+                    );
+                Ok((
+                    self.program
+                        .push_operand(OperandProg::Transform(t.kind, args)),
+                    list,
+                ))
+            }
+        }
+    }
+
+    /// An exception as one node that is true when the exception applies.
+    fn exception(&mut self, rule: &RuleDef, exc: &ExceptionDef) -> Result<Option<NodeId>, Errors> {
+        let owner = format!("rule `{}`, exception `{}`", rule.name, exc.name);
+        let err = |loc: &Loc, code, msg: String, len: usize| {
+            loc.diag(Diagnostic::error(code, format!("{msg} (in {owner})")), len)
+        };
+        if exc.fields.is_empty() {
+            return Err(vec![err(
+                &exc.loc,
+                "exception",
+                "an exception needs `fields`".into(),
+                1,
+            )]);
+        }
+        let default_comp = if exc.scalar { "in" } else { "=" };
+        let comps: Vec<(String, Option<&Loc>)> = if exc.comps.is_empty() {
+            exc.fields
+                .iter()
+                .map(|_| (default_comp.to_string(), None))
+                .collect()
+        } else {
+            exc.comps
+                .iter()
+                .map(|(c, l)| (c.clone(), Some(l)))
+                .collect()
+        };
+        if comps.len() != exc.fields.len() {
+            return Err(vec![err(
+                &exc.loc,
+                "exception",
+                "fields and comps lists must have equal length".into(),
+                1,
+            )]);
+        }
+        let mut errors = Vec::new();
+        let mut ops = Vec::new();
+        let mut lhs = Vec::new();
+        for ((field, floc), (comp, cloc)) in exc.fields.iter().zip(&comps) {
+            let Some(op) = Op::parse(comp) else {
+                errors.push(err(
+                    cloc.unwrap_or(&exc.loc),
+                    "exception",
+                    format!("`{comp}` is not a supported comparison operator"),
+                    comp.len(),
+                ));
+                continue;
+            };
+            match fields::lookup(field) {
+                Some(def) => {
+                    let (name, arg) = match field.split_once('[') {
+                        Some((n, a)) => (n, Some(a.trim_end_matches(']'))),
+                        None => (field.as_str(), None),
+                    };
+                    let _ = name;
+                    match def.check_arg(arg) {
+                        Ok(a) => lhs.push((
+                            self.program.push_operand(OperandProg::Field(def, a)),
+                            def.list,
+                        )),
+                        Err(e) => errors.push(err(
+                            floc,
+                            "field-argument",
+                            format!("field `{field}` {e}"),
+                            field.len(),
+                        )),
+                    }
+                }
+                None => {
+                    let hint = did_you_mean(field, fields::catalog().iter().map(|d| d.name));
+                    errors.push(
+                        err(
+                            floc,
+                            "unknown-field",
+                            format!("`{field}` is not a supported filter field"),
+                            field.len(),
+                        )
+                        .help_opt(hint),
+                    );
+                }
+            }
+            ops.push(op);
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let mut alternatives = Vec::new();
+        for (value, file) in &exc.values {
+            let vloc = Loc {
+                file: file.clone(),
+                pos: value.pos,
+            };
+            let tuple: Vec<&YamlNode> = if exc.scalar {
+                vec![value]
+            } else {
+                match value.as_seq() {
+                    Some(items) => items.iter().collect(),
+                    None => {
+                        errors.push(err(
+                            &vloc,
+                            "exception",
+                            "each value of a multi-field exception must be a sequence".into(),
+                            1,
+                        ));
+                        continue;
+                    }
+                }
+            };
+            if tuple.len() != exc.fields.len() && !exc.scalar {
+                errors.push(err(
+                    &vloc,
+                    "exception",
+                    "fields and values lists must have equal length".into(),
+                    1,
+                ));
+                continue;
+            }
+            if exc.scalar {
+                continue;
+            }
+            let mut checks = Vec::new();
+            for ((&(lhs_id, list), op), v) in lhs.iter().zip(&ops).zip(tuple) {
+                match self.exception_check(lhs_id, list, *op, v) {
+                    Ok(id) => checks.push(id),
+                    Err(msg) => errors.push(err(
+                        &Loc {
+                            file: file.clone(),
+                            pos: v.pos,
+                        },
+                        "exception",
+                        msg,
+                        1,
+                    )),
+                }
+            }
+            alternatives.push(self.program.push_node(Node::And(checks)));
+        }
+        if exc.scalar && !exc.values.is_empty() {
+            // Scalar form: `field comp (v1, v2, ...)`.
+            let items: Vec<String> = exc
+                .values
+                .iter()
+                .flat_map(|(v, _)| self.node_values(v))
+                .collect();
+            let (lhs_id, list) = lhs[0];
+            match self.list_or_value(lhs_id, list, ops[0], items) {
+                Ok(id) => alternatives.push(id),
+                Err(msg) => errors.push(err(&exc.loc, "exception", msg, 1)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        Ok(match alternatives.len() {
+            0 => None,
+            1 => Some(alternatives[0]),
+            _ => Some(self.program.push_node(Node::Or(alternatives))),
+        })
+    }
+
+    /// The strings a YAML value stands for, with list names expanded.
+    fn node_values(&self, v: &YamlNode) -> Vec<String> {
+        match (v.as_str(), v.as_seq()) {
+            (Some(s), _) => match self.defs.list(s) {
+                Some(l) if !s.contains(' ') => l.items.clone(),
+                _ => vec![s.to_string()],
+            },
+            (_, Some(items)) => items.iter().flat_map(|i| self.node_values(i)).collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    fn exception_check(
+        &mut self,
+        lhs: OperandId,
+        list: bool,
+        op: Op,
+        v: &YamlNode,
+    ) -> Result<NodeId, String> {
+        let values = self.node_values(v);
+        if v.as_seq().is_some() && !op.takes_list() {
+            return Err(format!(
+                "operator `{}` takes a single value, not a list",
+                op.as_str()
+            ));
+        }
+        self.list_or_value(lhs, list, op, values)
+    }
+
+    fn list_or_value(
+        &mut self,
+        lhs: OperandId,
+        list: bool,
+        op: Op,
+        values: Vec<String>,
+    ) -> Result<NodeId, String> {
+        if list && !matches!(op, Op::Exists | Op::In | Op::Intersects) {
+            return Err(
+                "list fields only support the operators `exists`, `in` and `intersects`".into(),
+            );
+        }
+        let test = match op {
+            Op::In => Test::In(ValueSet::new(values)),
+            Op::Intersects => Test::Intersects(ValueSet::new(values)),
+            Op::PMatch => Test::PMatch(values),
+            Op::Exists => Test::Exists,
+            Op::Glob | Op::IGlob => Test::Glob(Glob::new(
+                values.first().map_or("", String::as_str),
+                op == Op::IGlob,
+            )),
+            Op::Regex => {
+                let re = Regex::new(&format!(
+                    "^(?:{})$",
+                    values.first().map_or("", String::as_str)
+                ))
+                .map_err(|e| e.to_string())?;
+                Test::Regex(re)
+            }
+            Op::IContains => Test::Str(
+                op,
+                values
+                    .first()
+                    .cloned()
+                    .unwrap_or_default()
+                    .to_ascii_lowercase(),
+            ),
+            _ => Test::Str(op, values.first().cloned().unwrap_or_default()),
+        };
+        Ok(self.program.push_node(Node::Check(Check { lhs, test })))
+    }
+
+    fn output(
+        &mut self,
+        def: &RuleDef,
+    ) -> Result<(Vec<OutputPart>, Vec<(String, OperandId)>), Errors> {
+        let ctx = Ctx {
+            text: &def.output,
+            owner: format!("the output of rule `{}`", def.name),
+        };
+        let pieces = parse_output(&def.output.text)
+            .map_err(|e| vec![ctx.err("output", e.message, e.span)])?;
+        let mut parts = Vec::new();
+        let mut fields_out: Vec<(String, OperandId)> = Vec::new();
+        let mut errors = Vec::new();
+        for p in pieces {
+            match p {
+                OutputPiece::Text(t) => parts.push(OutputPart::Text(t)),
+                OutputPiece::Token(op) => {
+                    let span = op.span();
+                    let name = def.output.text[span.0..span.1].to_string();
+                    match self.operand(&op, &ctx) {
+                        Ok((id, _)) => {
+                            if !fields_out.iter().any(|(n, _)| *n == name) {
+                                fields_out.push((name, id));
+                            }
+                            parts.push(OutputPart::Value(id));
+                        }
+                        Err(e) => errors.extend(e),
+                    }
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok((parts, fields_out))
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn parse_number(s: &str) -> Option<f64> {
+    if let Some(hex) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        return i64::from_str_radix(hex, 16).ok().map(|n| n as f64);
+    }
+    s.parse::<f64>().ok().filter(|n| n.is_finite())
+}

@@ -1,0 +1,1019 @@
+//! Reads Falco-format rules files into definitions: lists, macros and rules,
+//! with Falco's redefinition, `append`, `override`, `enabled` and version
+//! semantics. Nothing is compiled here; conditions stay text with a map back
+//! to the YAML they came from.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+
+use super::yaml::{self, Node, Style};
+use super::Priority;
+use crate::diag::{Diagnostic, SourceFile};
+
+/// The Falco rules engine version whose rules-file features Saker accepts.
+pub const ENGINE_VERSION: (u64, u64, u64) = (0, 40, 0);
+/// The k8saudit plugin version whose field set Saker implements.
+pub const K8SAUDIT_VERSION: (u64, u64, u64) = (0, 18, 0);
+/// The json plugin version whose fields Saker implements.
+pub const JSON_PLUGIN_VERSION: (u64, u64, u64) = (0, 7, 4);
+
+/// A place in a rules file.
+#[derive(Debug, Clone)]
+pub struct Loc {
+    pub file: Arc<SourceFile>,
+    pub pos: usize,
+}
+
+impl Loc {
+    fn of(file: &Arc<SourceFile>, node: &Node) -> Loc {
+        Loc {
+            file: file.clone(),
+            pos: node.pos,
+        }
+    }
+
+    pub fn diag(&self, d: Diagnostic, len: usize) -> Diagnostic {
+        d.at(&self.file, self.pos, self.pos + len)
+    }
+}
+
+/// Text assembled from one or more YAML scalars (appends concatenate), with
+/// enough to map an offset in the text back to the file.
+#[derive(Debug, Clone)]
+pub struct Text {
+    pub text: String,
+    pieces: Vec<Piece>,
+}
+
+#[derive(Debug, Clone)]
+struct Piece {
+    start: usize,
+    loc: Loc,
+    value: Arc<str>,
+}
+
+impl Text {
+    fn from_node(file: &Arc<SourceFile>, node: &Node) -> Option<Text> {
+        let value = node.as_str()?.to_string();
+        Some(Text {
+            pieces: vec![Piece {
+                start: 0,
+                loc: Loc::of(file, node),
+                value: value.clone().into(),
+            }],
+            text: value,
+        })
+    }
+
+    fn append(&mut self, other: Text) {
+        self.text.push(' ');
+        let base = self.text.len();
+        self.text.push_str(&other.text);
+        self.pieces.extend(other.pieces.into_iter().map(|mut p| {
+            p.start += base;
+            p
+        }));
+    }
+
+    /// The file and byte offset of a byte offset in the text.
+    pub fn locate(&self, offset: usize) -> (Arc<SourceFile>, usize) {
+        let piece = self
+            .pieces
+            .iter()
+            .rev()
+            .find(|p| p.start <= offset)
+            .unwrap_or(&self.pieces[0]);
+        let at = yaml::value_offset_to_file(
+            &piece.loc.file.text,
+            piece.loc.pos,
+            &piece.value,
+            offset.saturating_sub(piece.start),
+        );
+        (piece.loc.file.clone(), at)
+    }
+
+    /// A diagnostic placed on a span of this text.
+    pub fn diag(&self, d: Diagnostic, span: (usize, usize)) -> Diagnostic {
+        let (file, start) = self.locate(span.0);
+        let (_, end) = self.locate(span.1.max(span.0 + 1) - 1);
+        d.at(&file, start, end + 1)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ListDef {
+    pub name: String,
+    pub items: Vec<String>,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub struct MacroDef {
+    pub name: String,
+    pub condition: Text,
+    pub loc: Loc,
+}
+
+/// One exception of a rule, as written.
+#[derive(Debug, Clone)]
+pub struct ExceptionDef {
+    pub name: String,
+    /// `true` when `fields` is a single name (the scalar form).
+    pub scalar: bool,
+    pub fields: Vec<(String, Loc)>,
+    pub comps: Vec<(String, Loc)>,
+    pub values: Vec<(Node, Arc<SourceFile>)>,
+    pub loc: Loc,
+}
+
+#[derive(Debug, Clone)]
+pub struct RuleDef {
+    pub name: String,
+    pub desc: String,
+    pub condition: Text,
+    pub output: Text,
+    pub priority: Priority,
+    pub source: Option<String>,
+    pub enabled: bool,
+    pub tags: BTreeSet<String>,
+    pub exceptions: Vec<ExceptionDef>,
+    pub skip_if_unknown_filter: bool,
+    pub loc: Loc,
+}
+
+impl RuleDef {
+    pub fn source(&self) -> &str {
+        self.source.as_deref().unwrap_or("syscall")
+    }
+}
+
+/// Everything defined by the files loaded so far, in definition order.
+#[derive(Debug, Default)]
+pub struct Definitions {
+    pub lists: Vec<ListDef>,
+    pub macros: Vec<MacroDef>,
+    pub rules: Vec<RuleDef>,
+    list_index: HashMap<String, usize>,
+    macro_index: HashMap<String, usize>,
+    rule_index: HashMap<String, usize>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Per file, how many rules were skipped for each foreign source.
+    pub skipped_sources: BTreeMap<String, BTreeMap<String, usize>>,
+}
+
+impl Definitions {
+    pub fn list(&self, name: &str) -> Option<&ListDef> {
+        self.list_index.get(name).map(|&i| &self.lists[i])
+    }
+
+    pub fn macro_def(&self, name: &str) -> Option<&MacroDef> {
+        self.macro_index.get(name).map(|&i| &self.macros[i])
+    }
+
+    /// Reads one rules file; problems go to `self.diagnostics`.
+    pub fn load(&mut self, file: Arc<SourceFile>) {
+        let docs = match yaml::parse(&file.text) {
+            Ok(docs) => docs,
+            Err(e) => {
+                let d = Diagnostic::error("yaml", format!("invalid YAML: {}", e.message));
+                self.diagnostics.push(d.at(&file, e.pos, e.pos + 1));
+                return;
+            }
+        };
+        for doc in &docs {
+            let Some(items) = doc.as_seq() else {
+                let d = Diagnostic::error("yaml-structure", "a rules file must be a sequence of items (`- rule: ...`, `- macro: ...`, `- list: ...`)");
+                self.diagnostics.push(Loc::of(&file, doc).diag(d, 1));
+                continue;
+            };
+            for item in items {
+                if let Err(d) = self.load_item(&file, item) {
+                    self.diagnostics.push(*d);
+                }
+            }
+        }
+    }
+
+    fn load_item(&mut self, file: &Arc<SourceFile>, item: &Node) -> Result<(), Box<Diagnostic>> {
+        let err = |node: &Node, code: &'static str, msg: String| -> Box<Diagnostic> {
+            Box::new(Loc::of(file, node).diag(Diagnostic::error(code, msg), 1))
+        };
+        let Some(entries) = item.as_map() else {
+            return Err(err(
+                item,
+                "yaml-structure",
+                format!("expected a mapping item, found {}", item.type_name()),
+            ));
+        };
+        let kind = [
+            "required_engine_version",
+            "required_plugin_versions",
+            "list",
+            "macro",
+            "rule",
+        ]
+        .into_iter()
+        .find(|k| item.get(k).is_some());
+        match kind {
+            Some("required_engine_version") => self.engine_version(file, item),
+            Some("required_plugin_versions") => self.plugin_versions(file, item),
+            Some("list") => self.load_list(file, item),
+            Some("macro") => self.load_macro(file, item),
+            Some("rule") => self.load_rule(file, item),
+            _ => {
+                let key = entries.first().map(|(k, _)| k).unwrap_or(item);
+                let d = Diagnostic::warning("unknown-item", "unknown top-level item; expected rule, macro, list, required_engine_version or required_plugin_versions");
+                self.diagnostics.push(Loc::of(file, key).diag(d, 1));
+                Ok(())
+            }
+        }
+    }
+
+    fn warn_unknown_keys(&mut self, file: &Arc<SourceFile>, item: &Node, known: &[&str]) {
+        for (k, _) in item.as_map().unwrap_or_default() {
+            let name = k.as_str().unwrap_or_default();
+            if !known.contains(&name) {
+                let d = Diagnostic::warning(
+                    "unknown-key",
+                    format!("unknown key `{name}`; it is ignored"),
+                )
+                .help_opt(crate::diag::did_you_mean(name, known.iter().copied()));
+                self.diagnostics.push(Loc::of(file, k).diag(d, name.len()));
+            }
+        }
+    }
+
+    fn engine_version(
+        &mut self,
+        file: &Arc<SourceFile>,
+        item: &Node,
+    ) -> Result<(), Box<Diagnostic>> {
+        let node = item.get("required_engine_version").expect("checked");
+        let text = node.as_str().unwrap_or_default();
+        let required = match text.parse::<u64>() {
+            Ok(n) => Some((0, n, 0)),
+            Err(_) => parse_semver(text),
+        };
+        let Some(required) = required else {
+            let d = Diagnostic::error(
+                "engine-version",
+                format!("`{text}` is not a version (expected a number or x.y.z)"),
+            );
+            return Err(Box::new(Loc::of(file, node).diag(d, text.len().max(1))));
+        };
+        if required > ENGINE_VERSION {
+            let d = Diagnostic::error(
+                "engine-version",
+                format!(
+                    "rules require engine version {}, but Saker implements the rules format of Falco engine {}",
+                    fmt_ver(required),
+                    fmt_ver(ENGINE_VERSION)
+                ),
+            );
+            return Err(Box::new(Loc::of(file, node).diag(d, text.len().max(1))));
+        }
+        Ok(())
+    }
+
+    fn plugin_versions(
+        &mut self,
+        file: &Arc<SourceFile>,
+        item: &Node,
+    ) -> Result<(), Box<Diagnostic>> {
+        let node = item.get("required_plugin_versions").expect("checked");
+        let Some(entries) = node.as_seq() else {
+            let d = Diagnostic::error(
+                "plugin-version",
+                "required_plugin_versions must be a sequence of {name, version}",
+            );
+            return Err(Box::new(Loc::of(file, node).diag(d, 1)));
+        };
+        for entry in entries {
+            let mut candidates = vec![entry];
+            candidates.extend(
+                entry
+                    .get("alternatives")
+                    .and_then(Node::as_seq)
+                    .unwrap_or_default(),
+            );
+            let mut verdicts = Vec::new();
+            for c in &candidates {
+                let name = c.get("name").and_then(Node::as_str);
+                let version = c
+                    .get("version")
+                    .and_then(Node::as_str)
+                    .and_then(parse_semver);
+                let (Some(name), Some(version)) = (name, version) else {
+                    let d = Diagnostic::error(
+                        "plugin-version",
+                        "each required plugin needs a `name` and a semantic `version`",
+                    );
+                    return Err(Box::new(Loc::of(file, c).diag(d, 1)));
+                };
+                verdicts.push((name, version, plugin_satisfied(name, version)));
+            }
+            if verdicts.iter().any(|v| v.2 == Some(true)) {
+                continue;
+            }
+            let (name, version, known) = verdicts[0];
+            if known == Some(false) {
+                let provided = if name == "json" {
+                    JSON_PLUGIN_VERSION
+                } else {
+                    K8SAUDIT_VERSION
+                };
+                let d = Diagnostic::error(
+                    "plugin-version",
+                    format!("rules require plugin `{name}` {} but Saker provides the fields of {name} {}", fmt_ver(version), fmt_ver(provided)),
+                );
+                return Err(Box::new(Loc::of(file, entry).diag(d, 1)));
+            }
+            let d = Diagnostic::warning(
+                "plugin-version",
+                format!(
+                    "plugin `{name}` is not part of Saker; rules that use its fields will not load"
+                ),
+            );
+            self.diagnostics.push(Loc::of(file, entry).diag(d, 1));
+        }
+        Ok(())
+    }
+
+    fn load_list(&mut self, file: &Arc<SourceFile>, item: &Node) -> Result<(), Box<Diagnostic>> {
+        self.warn_unknown_keys(file, item, &["list", "items", "append", "override"]);
+        let name_node = item.get("list").expect("checked");
+        let name = scalar_name(file, name_node, "list")?;
+        let mode = self.mode(file, item, "items", &["items"])?;
+        let items_node = item.get("items");
+        let items = match items_node {
+            None if mode.is_none() => return Err(missing(file, item, "list", &name, "items")),
+            None => Vec::new(),
+            Some(n) => match n.as_seq() {
+                Some(seq) => seq
+                    .iter()
+                    .map(|i| i.as_str().map(str::to_string).ok_or(i))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|bad| {
+                        let d = Diagnostic::error(
+                            "yaml-structure",
+                            format!(
+                                "list items must be strings or numbers, found {}",
+                                bad.type_name()
+                            ),
+                        );
+                        Box::new(Loc::of(file, bad).diag(d, 1))
+                    })?,
+                None if n.is_null() => Vec::new(),
+                None => {
+                    let d = Diagnostic::error("yaml-structure", "`items` must be a sequence");
+                    return Err(Box::new(Loc::of(file, n).diag(d, 1)));
+                }
+            },
+        };
+        // Items naming an earlier list are inlined now, as Falco does.
+        let mut expanded = Vec::with_capacity(items.len());
+        for it in items {
+            match self.list(&it) {
+                Some(l) => expanded.extend(l.items.iter().cloned()),
+                None => expanded.push(it),
+            }
+        }
+        let loc = Loc::of(file, name_node);
+        match (mode, self.list_index.get(&name)) {
+            (Some(Mode::Append), Some(&i)) => self.lists[i].items.extend(expanded),
+            (Some(Mode::Append), None) => {
+                let d = Diagnostic::error(
+                    "append-missing",
+                    format!("list `{name}` uses append, but no list by that name exists yet"),
+                );
+                return Err(Box::new(loc.diag(d, name.len())));
+            }
+            (_, Some(&i)) => {
+                self.lists[i] = ListDef {
+                    name,
+                    items: expanded,
+                    loc,
+                }
+            }
+            (_, None) => {
+                self.list_index.insert(name.clone(), self.lists.len());
+                self.lists.push(ListDef {
+                    name,
+                    items: expanded,
+                    loc,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn load_macro(&mut self, file: &Arc<SourceFile>, item: &Node) -> Result<(), Box<Diagnostic>> {
+        self.warn_unknown_keys(file, item, &["macro", "condition", "append", "override"]);
+        let name_node = item.get("macro").expect("checked");
+        let name = scalar_name(file, name_node, "macro")?;
+        let mode = self.mode(file, item, "condition", &["condition"])?;
+        let Some(cond) = item.get("condition") else {
+            return Err(missing(file, item, "macro", &name, "condition"));
+        };
+        let condition = text_of(file, cond, "condition")?;
+        let loc = Loc::of(file, name_node);
+        match (mode, self.macro_index.get(&name)) {
+            (Some(Mode::Append), Some(&i)) => self.macros[i].condition.append(condition),
+            (Some(Mode::Append), None) => {
+                let d = Diagnostic::error(
+                    "append-missing",
+                    format!("macro `{name}` uses append, but no macro by that name exists yet"),
+                );
+                return Err(Box::new(loc.diag(d, name.len())));
+            }
+            (_, Some(&i)) => {
+                self.macros[i] = MacroDef {
+                    name,
+                    condition,
+                    loc,
+                }
+            }
+            (_, None) => {
+                self.macro_index.insert(name.clone(), self.macros.len());
+                self.macros.push(MacroDef {
+                    name,
+                    condition,
+                    loc,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `append: true` or `override: {key: append|replace}`. Returns
+    /// the mode for `main_key` (the key lists and macros can override).
+    fn mode(
+        &self,
+        file: &Arc<SourceFile>,
+        item: &Node,
+        main_key: &str,
+        allowed: &[&str],
+    ) -> Result<Option<Mode>, Box<Diagnostic>> {
+        let overrides = self.overrides(file, item, allowed)?;
+        Ok(overrides.get(main_key).copied())
+    }
+
+    fn overrides(
+        &self,
+        file: &Arc<SourceFile>,
+        item: &Node,
+        allowed: &[&str],
+    ) -> Result<HashMap<String, Mode>, Box<Diagnostic>> {
+        let mut out = HashMap::new();
+        let append = item.get("append");
+        let ov = item.get("override");
+        if let (Some(a), Some(_)) = (append, ov) {
+            let d = Diagnostic::error(
+                "override",
+                "`override` and `append: true` cannot be used together; use override only",
+            );
+            return Err(Box::new(Loc::of(file, a).diag(d, 6)));
+        }
+        if let Some(a) = append {
+            if a.as_bool() == Some(true) {
+                for k in allowed {
+                    if item.get(k).is_some() {
+                        out.insert(k.to_string(), Mode::Append);
+                    }
+                }
+            }
+        }
+        if let Some(ov) = ov {
+            let Some(entries) = ov.as_map() else {
+                let d = Diagnostic::error(
+                    "override",
+                    "`override` must map keys to `append` or `replace`",
+                );
+                return Err(Box::new(Loc::of(file, ov).diag(d, 1)));
+            };
+            for (k, v) in entries {
+                let key = k.as_str().unwrap_or_default();
+                let mode = match v.as_str() {
+                    Some("append") => Mode::Append,
+                    Some("replace") => Mode::Replace,
+                    _ => {
+                        let d = Diagnostic::error(
+                            "override",
+                            format!("override of `{key}` must be `append` or `replace`"),
+                        );
+                        return Err(Box::new(Loc::of(file, v).diag(d, 1)));
+                    }
+                };
+                if item.get(key).is_none() {
+                    let d = Diagnostic::error("override", format!("an override for `{key}` was given but `{key}` is not defined in this item"));
+                    return Err(Box::new(Loc::of(file, k).diag(d, key.len())));
+                }
+                out.insert(key.to_string(), mode);
+            }
+            for k in allowed {
+                if item.get(k).is_some() && !out.contains_key(*k) {
+                    let d = Diagnostic::error(
+                        "override",
+                        format!("unexpected key `{k}`: no corresponding entry under `override`"),
+                    );
+                    let node = item
+                        .as_map()
+                        .unwrap_or_default()
+                        .iter()
+                        .find(|(kk, _)| kk.as_str() == Some(k))
+                        .map(|(kk, _)| kk)
+                        .unwrap_or(item);
+                    return Err(Box::new(Loc::of(file, node).diag(d, k.len())));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn load_rule(&mut self, file: &Arc<SourceFile>, item: &Node) -> Result<(), Box<Diagnostic>> {
+        const KEYS: &[&str] = &[
+            "rule",
+            "desc",
+            "condition",
+            "output",
+            "priority",
+            "source",
+            "enabled",
+            "tags",
+            "exceptions",
+            "append",
+            "override",
+            "skip-if-unknown-filter",
+            "warn_evttypes",
+            "capture",
+            "capture_duration",
+        ];
+        self.warn_unknown_keys(file, item, KEYS);
+        let name_node = item.get("rule").expect("checked");
+        let name = scalar_name(file, name_node, "rule")?;
+        let loc = Loc::of(file, name_node);
+        if let Some(agg) = item.get("aggregate") {
+            let d = Diagnostic::error("unsupported", format!("rule `{name}`: windowed rules (`aggregate:`) are not supported by this version of Saker"));
+            return Err(Box::new(Loc::of(file, agg).diag(d, 1)));
+        }
+        let overrides = self.overrides(
+            file,
+            item,
+            &[
+                "condition",
+                "output",
+                "desc",
+                "tags",
+                "exceptions",
+                "priority",
+                "enabled",
+                "skip-if-unknown-filter",
+            ],
+        )?;
+        let has_body = ["condition", "output", "desc", "priority"]
+            .iter()
+            .any(|k| item.get(k).is_some());
+        let existing = self.rule_index.get(&name).copied();
+
+        if !overrides.is_empty() || (!has_body && item.get("enabled").is_some()) {
+            let Some(i) = existing else {
+                let what = if overrides.is_empty() {
+                    "has `enabled`"
+                } else {
+                    "uses append or override"
+                };
+                let d = Diagnostic::error(
+                    "append-missing",
+                    format!("rule `{name}` {what}, but no rule by that name exists yet"),
+                );
+                return Err(Box::new(loc.diag(d, name.len())));
+            };
+            if overrides.is_empty() {
+                let d = Diagnostic::warning(
+                    "deprecated",
+                    "a standalone `enabled` item is deprecated; use `override: {enabled: replace}`",
+                );
+                self.diagnostics.push(loc.diag(d, name.len()));
+            }
+            return self.modify_rule(file, item, i, &overrides);
+        }
+
+        let mut missing_keys = Vec::new();
+        for k in ["condition", "output", "priority"] {
+            if item.get(k).is_none() {
+                missing_keys.push(k);
+            }
+        }
+        if !missing_keys.is_empty() {
+            let d = Diagnostic::error(
+                "missing-key",
+                format!(
+                    "rule `{name}` is missing {}",
+                    missing_keys
+                        .iter()
+                        .map(|k| format!("`{k}`"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            );
+            return Err(Box::new(loc.diag(d, name.len())));
+        }
+        let condition = text_of(file, item.get("condition").expect("checked"), "condition")?;
+        let output_node = item.get("output").expect("checked");
+        let mut output = text_of(file, output_node, "output")?;
+        output.text = output.text.trim().to_string();
+        let rule = RuleDef {
+            desc: item
+                .get("desc")
+                .and_then(Node::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            condition,
+            output,
+            priority: priority_of(file, item.get("priority").expect("checked"))?,
+            source: item
+                .get("source")
+                .and_then(Node::as_str)
+                .map(str::to_string),
+            enabled: bool_of(file, item.get("enabled"), true)?,
+            tags: tags_of(file, item.get("tags"))?,
+            exceptions: exceptions_of(file, item.get("exceptions"))?,
+            skip_if_unknown_filter: bool_of(file, item.get("skip-if-unknown-filter"), false)?,
+            loc,
+            name: name.clone(),
+        };
+        match existing {
+            Some(i) => {
+                if let (Some(a), Some(b)) = (&self.rules[i].source, &rule.source) {
+                    if a != b {
+                        let d = Diagnostic::error("redefinition", format!("rule `{name}` has been re-defined with a different source ({b}, was {a})"));
+                        return Err(Box::new(rule.loc.diag(d, name.len())));
+                    }
+                }
+                self.rules[i] = rule;
+            }
+            None => {
+                self.rule_index.insert(name, self.rules.len());
+                self.rules.push(rule);
+            }
+        }
+        Ok(())
+    }
+
+    fn modify_rule(
+        &mut self,
+        file: &Arc<SourceFile>,
+        item: &Node,
+        i: usize,
+        ov: &HashMap<String, Mode>,
+    ) -> Result<(), Box<Diagnostic>> {
+        let mode = |k: &str| ov.get(k).copied();
+        let rule = &mut self.rules[i];
+        if let Some(m) = mode("condition") {
+            let t = text_of(file, item.get("condition").expect("checked"), "condition")?;
+            match m {
+                Mode::Append => rule.condition.append(t),
+                Mode::Replace => rule.condition = t,
+            }
+        }
+        if let Some(m) = mode("output") {
+            let mut t = text_of(file, item.get("output").expect("checked"), "output")?;
+            t.text = t.text.trim().to_string();
+            match m {
+                Mode::Append => rule.output.append(t),
+                Mode::Replace => rule.output = t,
+            }
+        }
+        if let Some(m) = mode("desc") {
+            let d = item
+                .get("desc")
+                .and_then(Node::as_str)
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            match m {
+                Mode::Append => rule.desc = format!("{} {d}", rule.desc),
+                Mode::Replace => rule.desc = d,
+            }
+        }
+        if let Some(m) = mode("tags") {
+            let tags = tags_of(file, item.get("tags"))?;
+            if m == Mode::Replace {
+                rule.tags.clear();
+            }
+            rule.tags.extend(tags);
+        }
+        if mode("priority").is_some() {
+            rule.priority = priority_of(file, item.get("priority").expect("checked"))?;
+        }
+        if mode("skip-if-unknown-filter").is_some() {
+            rule.skip_if_unknown_filter = bool_of(file, item.get("skip-if-unknown-filter"), false)?;
+        }
+        if mode("enabled").is_some() || ov.is_empty() {
+            rule.enabled = bool_of(file, item.get("enabled"), true)?;
+        }
+        if let Some(m) = mode("exceptions") {
+            let new = exceptions_of(file, item.get("exceptions"))?;
+            match m {
+                Mode::Replace => rule.exceptions = new,
+                Mode::Append => {
+                    for exc in new {
+                        match rule.exceptions.iter_mut().find(|e| e.name == exc.name) {
+                            Some(old) => {
+                                if item.get("exceptions").is_some()
+                                    && !exc.fields.is_empty()
+                                    && exc
+                                        .fields
+                                        .iter()
+                                        .map(|f| &f.0)
+                                        .ne(old.fields.iter().map(|f| &f.0))
+                                {
+                                    let d = Diagnostic::error("exception", "cannot append exception fields to an existing exception, only values");
+                                    return Err(Box::new(exc.loc.diag(d, exc.name.len())));
+                                }
+                                old.values.extend(exc.values);
+                            }
+                            None => rule.exceptions.push(exc),
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Rules with a source other than `k8s_audit` are dropped (and counted
+    /// per file); Saker only sees Kubernetes audit events.
+    pub fn drop_foreign_rules(&mut self) {
+        let mut kept = Vec::with_capacity(self.rules.len());
+        for r in self.rules.drain(..) {
+            if r.source() == "k8s_audit" {
+                kept.push(r);
+            } else {
+                *self
+                    .skipped_sources
+                    .entry(r.loc.file.name.clone())
+                    .or_default()
+                    .entry(r.source().to_string())
+                    .or_default() += 1;
+            }
+        }
+        self.rules = kept;
+        self.rule_index = self
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Append,
+    Replace,
+}
+
+fn missing(
+    file: &Arc<SourceFile>,
+    item: &Node,
+    what: &str,
+    name: &str,
+    key: &str,
+) -> Box<Diagnostic> {
+    let d = Diagnostic::error("missing-key", format!("{what} `{name}` is missing `{key}`"));
+    Box::new(Loc::of(file, item).diag(d, 1))
+}
+
+fn scalar_name(file: &Arc<SourceFile>, node: &Node, what: &str) -> Result<String, Box<Diagnostic>> {
+    match node.as_str() {
+        Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
+        _ => {
+            let d = Diagnostic::error(
+                "yaml-structure",
+                format!("the {what} name must be a non-empty string"),
+            );
+            Err(Box::new(Loc::of(file, node).diag(d, 1)))
+        }
+    }
+}
+
+fn text_of(file: &Arc<SourceFile>, node: &Node, key: &str) -> Result<Text, Box<Diagnostic>> {
+    Text::from_node(file, node).ok_or_else(|| {
+        let d = Diagnostic::error(
+            "yaml-structure",
+            format!("`{key}` must be a string, found {}", node.type_name()),
+        );
+        Box::new(Loc::of(file, node).diag(d, 1))
+    })
+}
+
+fn bool_of(
+    file: &Arc<SourceFile>,
+    node: Option<&Node>,
+    default: bool,
+) -> Result<bool, Box<Diagnostic>> {
+    match node {
+        None => Ok(default),
+        Some(n) => n.as_bool().ok_or_else(|| {
+            let d = Diagnostic::error("yaml-structure", "expected `true` or `false`");
+            Box::new(Loc::of(file, n).diag(d, 1))
+        }),
+    }
+}
+
+fn priority_of(file: &Arc<SourceFile>, node: &Node) -> Result<Priority, Box<Diagnostic>> {
+    let text = node.as_str().unwrap_or_default();
+    Priority::parse(text).ok_or_else(|| {
+        let d = Diagnostic::error("priority", format!("invalid priority `{text}`"))
+            .help("use one of EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO (or INFORMATIONAL), DEBUG");
+        Box::new(Loc::of(file, node).diag(d, text.len().max(1)))
+    })
+}
+
+fn tags_of(
+    file: &Arc<SourceFile>,
+    node: Option<&Node>,
+) -> Result<BTreeSet<String>, Box<Diagnostic>> {
+    let Some(node) = node else {
+        return Ok(BTreeSet::new());
+    };
+    if node.is_null() {
+        return Ok(BTreeSet::new());
+    }
+    let seq = node.as_seq().ok_or_else(|| {
+        let d = Diagnostic::error("yaml-structure", "`tags` must be a sequence of strings");
+        Box::new(Loc::of(file, node).diag(d, 1))
+    })?;
+    Ok(seq
+        .iter()
+        .filter_map(|t| t.as_str().map(str::to_string))
+        .collect())
+}
+
+fn exceptions_of(
+    file: &Arc<SourceFile>,
+    node: Option<&Node>,
+) -> Result<Vec<ExceptionDef>, Box<Diagnostic>> {
+    let Some(node) = node else {
+        return Ok(Vec::new());
+    };
+    let err = |n: &Node, msg: &str| {
+        Box::new(Loc::of(file, n).diag(Diagnostic::error("exception", msg.to_string()), 1))
+    };
+    let seq = node
+        .as_seq()
+        .ok_or_else(|| err(node, "`exceptions` must be a sequence"))?;
+    let mut out = Vec::new();
+    for e in seq {
+        let name = e
+            .get("name")
+            .and_then(Node::as_str)
+            .ok_or_else(|| err(e, "an exception needs a `name`"))?;
+        let (scalar, fields) = match e.get("fields") {
+            None => (false, Vec::new()),
+            Some(f) => match (f.as_str(), f.as_seq()) {
+                (Some(s), _) => (true, vec![(s.to_string(), Loc::of(file, f))]),
+                (_, Some(seq)) => (
+                    false,
+                    seq.iter()
+                        .map(|x| (x.as_str().unwrap_or_default().to_string(), Loc::of(file, x)))
+                        .collect(),
+                ),
+                _ => {
+                    return Err(err(
+                        f,
+                        "`fields` must be a field name or a sequence of field names",
+                    ))
+                }
+            },
+        };
+        let comps = match e.get("comps") {
+            None => Vec::new(),
+            Some(c) => match (c.as_str(), c.as_seq()) {
+                (Some(s), _) => vec![(s.to_string(), Loc::of(file, c))],
+                (_, Some(seq)) => seq
+                    .iter()
+                    .map(|x| (x.as_str().unwrap_or_default().to_string(), Loc::of(file, x)))
+                    .collect(),
+                _ => {
+                    return Err(err(
+                        c,
+                        "`comps` must be an operator or a sequence of operators",
+                    ))
+                }
+            },
+        };
+        let values = match e.get("values") {
+            None => Vec::new(),
+            Some(v) if v.is_null() => Vec::new(),
+            Some(v) => v
+                .as_seq()
+                .ok_or_else(|| err(v, "`values` must be a sequence"))?
+                .iter()
+                .map(|x| (x.clone(), file.clone()))
+                .collect(),
+        };
+        out.push(ExceptionDef {
+            name: name.to_string(),
+            scalar,
+            fields,
+            comps,
+            values,
+            loc: Loc::of(file, e),
+        });
+    }
+    Ok(out)
+}
+
+/// Whether Saker provides plugin `name` at `version`: `Some(true)` yes,
+/// `Some(false)` a plugin Saker implements but at a lower version, `None` a
+/// plugin Saker does not implement.
+fn plugin_satisfied(name: &str, version: (u64, u64, u64)) -> Option<bool> {
+    match name {
+        "k8saudit" => Some(version <= K8SAUDIT_VERSION),
+        "json" => Some(version <= JSON_PLUGIN_VERSION),
+        // Managed-cluster variants (k8saudit-eks, -gke, -aks, ...) expose the
+        // same ka.* fields; their versions are their own.
+        n if n.starts_with("k8saudit-") => Some(true),
+        _ => None,
+    }
+}
+
+fn parse_semver(s: &str) -> Option<(u64, u64, u64)> {
+    let mut parts = s.trim().trim_start_matches('v').splitn(3, '.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next().unwrap_or("0").parse().ok()?;
+    let patch_text = parts.next().unwrap_or("0");
+    let patch_digits: String = patch_text
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    Some((major, minor, patch_digits.parse().ok()?))
+}
+
+fn fmt_ver(v: (u64, u64, u64)) -> String {
+    format!("{}.{}.{}", v.0, v.1, v.2)
+}
+
+/// A quoted YAML scalar is never taken for a list name.
+pub fn is_plain(node: &Node) -> bool {
+    node.as_scalar().is_some_and(|s| s.style == Style::Plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(texts: &[&str]) -> Definitions {
+        let mut defs = Definitions::default();
+        for (i, t) in texts.iter().enumerate() {
+            defs.load(Arc::new(SourceFile {
+                name: format!("f{i}.yaml"),
+                text: t.to_string(),
+            }));
+        }
+        defs
+    }
+
+    #[test]
+    fn lists_inline_and_append() {
+        let d = load(&[
+            "- list: a\n  items: [x, y]\n- list: b\n  items: [a, z]\n",
+            "- list: b\n  items: [w]\n  append: true\n",
+        ]);
+        assert!(d.diagnostics.is_empty(), "{:?}", d.diagnostics);
+        assert_eq!(d.list("b").unwrap().items, ["x", "y", "z", "w"]);
+    }
+
+    #[test]
+    fn macro_redefinition_keeps_position_and_append_concatenates() {
+        let d = load(&["- macro: m\n  condition: ka.verb=get\n- macro: n\n  condition: ka.verb=list\n", "- macro: m\n  condition: ka.verb=create\n- macro: n\n  condition: or ka.verb=watch\n  override:\n    condition: append\n"]);
+        assert!(d.diagnostics.is_empty(), "{:?}", d.diagnostics);
+        assert_eq!(d.macros[0].condition.text, "ka.verb=create");
+        assert_eq!(d.macros[1].condition.text, "ka.verb=list or ka.verb=watch");
+    }
+
+    #[test]
+    fn rule_errors_and_versions() {
+        let d = load(&["- required_engine_version: 99\n- rule: r\n  desc: d\n  condition: ka.verb=get\n  priority: loud\n  output: o\n- rule: s\n  append: true\n  condition: and x\n"]);
+        let codes: Vec<_> = d.diagnostics.iter().map(|d| d.code).collect();
+        assert_eq!(codes, ["engine-version", "priority", "append-missing"]);
+        let d = load(&["- required_plugin_versions:\n  - name: k8saudit\n    version: 0.99.0\n    alternatives:\n      - name: k8saudit-eks\n        version: 0.1.0\n  - name: json\n    version: 0.99.0\n"]);
+        assert_eq!(d.diagnostics.len(), 1, "{:?}", d.diagnostics);
+    }
+
+    #[test]
+    fn enable_and_override() {
+        let d = load(&["- rule: r\n  desc: d\n  condition: ka.verb=get\n  priority: info\n  output: o\n  source: k8s_audit\n  tags: [b]\n", "- rule: r\n  enabled: false\n- rule: r\n  tags: [a]\n  override:\n    tags: append\n"]);
+        assert_eq!(
+            d.diagnostics.iter().filter(|d| d.is_error()).count(),
+            0,
+            "{:?}",
+            d.diagnostics
+        );
+        assert!(!d.rules[0].enabled);
+        assert_eq!(d.rules[0].tags.iter().collect::<Vec<_>>(), ["a", "b"]);
+    }
+}

@@ -1,0 +1,241 @@
+//! Rules: Falco-format rules files → definitions (`loader`) → conditions
+//! parsed (`parser`, grammar in `grammar/condition.pest`) → compiled once
+//! into a flat [`Program`] (`compile`, `predicate`). [`RuleSet::matches`]
+//! is what the engine calls per event.
+
+pub mod ast;
+pub mod compile;
+pub mod loader;
+pub mod parser;
+pub mod predicate;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::diag::{Diagnostic, SourceFile};
+use crate::event::Event;
+use crate::fields::extract::Val;
+use predicate::{NodeId, OperandId, Program};
+
+/// The rule files shipped with Saker, embedded in the binary.
+pub const DEFAULT_RULES: &[(&str, &str)] = &[(
+    "rules/k8s_audit.yaml",
+    include_str!("../../rules/k8s_audit.yaml"),
+)];
+
+/// Falco's priorities, most severe first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Priority {
+    Emergency,
+    Alert,
+    Critical,
+    Error,
+    Warning,
+    Notice,
+    Informational,
+    Debug,
+}
+
+impl Priority {
+    /// Case-insensitive; `INFO` is `Informational`.
+    pub fn parse(s: &str) -> Option<Self> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "emergency" => Priority::Emergency,
+            "alert" => Priority::Alert,
+            "critical" => Priority::Critical,
+            "error" => Priority::Error,
+            "warning" => Priority::Warning,
+            "notice" => Priority::Notice,
+            "info" | "informational" => Priority::Informational,
+            "debug" => Priority::Debug,
+            _ => return None,
+        })
+    }
+
+    /// The name Falco prints.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Emergency => "Emergency",
+            Priority::Alert => "Alert",
+            Priority::Critical => "Critical",
+            Priority::Error => "Error",
+            Priority::Warning => "Warning",
+            Priority::Notice => "Notice",
+            Priority::Informational => "Informational",
+            Priority::Debug => "Debug",
+        }
+    }
+}
+
+/// A piece of a compiled output template.
+#[derive(Debug)]
+pub enum OutputPart {
+    Text(String),
+    Value(OperandId),
+}
+
+#[derive(Debug)]
+pub struct CompiledRule {
+    pub name: String,
+    pub desc: String,
+    pub priority: Priority,
+    pub tags: Vec<String>,
+    pub enabled: bool,
+    pub root: NodeId,
+    pub output: Vec<OutputPart>,
+    /// Field tokens of the output, as written, in order of appearance.
+    pub output_fields: Vec<(String, OperandId)>,
+}
+
+/// Every compiled rule, in definition order, sharing one program.
+#[derive(Debug, Default)]
+pub struct RuleSet {
+    pub program: Program,
+    pub rules: Vec<CompiledRule>,
+}
+
+impl RuleSet {
+    /// Whether rule `i` matches the event.
+    pub fn matches(&self, i: usize, ev: &Event) -> bool {
+        let rule = &self.rules[i];
+        rule.enabled && self.program.eval(rule.root, ev)
+    }
+
+    /// The rule's output with values filled in (`<NA>` when missing).
+    pub fn render_output(&self, i: usize, ev: &Event) -> String {
+        let mut out = String::new();
+        for part in &self.rules[i].output {
+            match part {
+                OutputPart::Text(t) => out.push_str(t),
+                OutputPart::Value(id) => match self.program.value(*id, ev) {
+                    Some(v) => out.push_str(&v.render()),
+                    None => out.push_str("<NA>"),
+                },
+            }
+        }
+        out
+    }
+
+    /// The output fields' values for JSON output.
+    pub fn output_values<'a>(&self, i: usize, ev: &Event<'a>) -> Vec<(&str, Option<Val<'a>>)> {
+        self.rules[i]
+            .output_fields
+            .iter()
+            .map(|(name, id)| (name.as_str(), self.program.value(*id, ev)))
+            .collect()
+    }
+}
+
+/// The result of loading rules: the rule set if there were no errors, and
+/// every diagnostic (errors and warnings) in file order.
+pub struct Loaded {
+    pub rules: Option<RuleSet>,
+    pub diagnostics: Vec<Diagnostic>,
+    /// Summaries of rules skipped for their source, one line per file.
+    pub notes: Vec<String>,
+}
+
+impl Loaded {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Where rules come from.
+#[derive(Debug, Clone)]
+pub enum RuleSource {
+    File(PathBuf),
+    Embedded(&'static str, &'static str),
+}
+
+/// Expands `--rules` arguments: a directory stands for its `*.yaml` and
+/// `*.yml` files in name order.
+pub fn expand_paths(paths: &[PathBuf]) -> std::io::Result<Vec<RuleSource>> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| matches!(f.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
+                .collect();
+            files.sort();
+            out.extend(files.into_iter().map(RuleSource::File));
+        } else {
+            out.push(RuleSource::File(p.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// The embedded default rules.
+pub fn default_sources() -> Vec<RuleSource> {
+    DEFAULT_RULES
+        .iter()
+        .map(|(n, t)| RuleSource::Embedded(n, t))
+        .collect()
+}
+
+/// Loads and compiles rule files, in order.
+pub fn load(sources: &[RuleSource]) -> Loaded {
+    let mut defs = loader::Definitions::default();
+    let mut diagnostics = Vec::new();
+    for src in sources {
+        let file = match src {
+            RuleSource::Embedded(name, text) => SourceFile {
+                name: name.to_string(),
+                text: text.to_string(),
+            },
+            RuleSource::File(path) => match read(path) {
+                Ok(f) => f,
+                Err(d) => {
+                    diagnostics.push(d);
+                    continue;
+                }
+            },
+        };
+        defs.load(Arc::new(file));
+    }
+    defs.drop_foreign_rules();
+    let notes = defs
+        .skipped_sources
+        .iter()
+        .map(|(file, by_source)| {
+            let total: usize = by_source.values().sum();
+            let detail: Vec<String> = by_source.iter().map(|(s, n)| format!("{s}: {n}")).collect();
+            format!(
+                "{file}: skipped {total} rule(s) whose source is not k8s_audit ({})",
+                detail.join(", ")
+            )
+        })
+        .collect();
+    diagnostics.append(&mut defs.diagnostics);
+    let load_failed = diagnostics.iter().any(Diagnostic::is_error);
+    let (set, mut compile_diags) = compile::compile(&defs);
+    diagnostics.append(&mut compile_diags);
+    let ok = !load_failed && !diagnostics.iter().any(Diagnostic::is_error);
+    Loaded {
+        rules: ok.then_some(set),
+        diagnostics,
+        notes,
+    }
+}
+
+fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        Diagnostic::error(
+            "read",
+            format!("cannot read rules file {}: {e}", path.display()),
+        )
+    })?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        Diagnostic::error(
+            "read",
+            format!("rules file {} is not UTF-8", path.display()),
+        )
+    })?;
+    Ok(SourceFile {
+        name: path.display().to_string(),
+        text,
+    })
+}

@@ -1,0 +1,433 @@
+//! Compiled conditions: a flat table of nodes indexed by id, built once at
+//! load time and evaluated per event. Macros compile to one node that every
+//! rule using them shares. Values are only extracted when a check needs them.
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+
+use regex::Regex;
+
+use crate::event::Event;
+use crate::fields::extract::{extract, Val};
+use crate::fields::{Arg, FieldDef};
+use crate::rules::ast::{Op, TransformKind};
+
+pub type NodeId = u32;
+pub type OperandId = u32;
+
+#[derive(Debug)]
+pub enum Node {
+    And(Vec<NodeId>),
+    Or(Vec<NodeId>),
+    Not(NodeId),
+    Check(Check),
+}
+
+#[derive(Debug)]
+pub struct Check {
+    pub lhs: OperandId,
+    pub test: Test,
+}
+
+/// What a check does with the left-hand value(s).
+#[derive(Debug)]
+pub enum Test {
+    Exists,
+    /// String comparison against a constant: `=`, `!=`, `<`, ..., `contains`,
+    /// `startswith`, `endswith`, `icontains` (constant already lower-cased).
+    Str(Op, String),
+    /// Numeric comparison (left side a number, from `len()`).
+    Num(Op, f64),
+    Glob(Glob),
+    Regex(Regex),
+    /// `in`: a scalar must be in the set; every element of a list must be.
+    In(ValueSet),
+    /// `intersects`: some element (or the scalar) is in the set.
+    Intersects(ValueSet),
+    /// `pmatch`: the value is one of the paths or below one of them.
+    PMatch(Vec<String>),
+    /// Compare with another operand's value (`val(field)`, a transformer).
+    Operand(Op, OperandId),
+}
+
+/// A set of constant strings; small sets are scanned, large ones hashed.
+#[derive(Debug)]
+pub enum ValueSet {
+    Small(Vec<String>),
+    Hashed(HashSet<String>),
+}
+
+impl ValueSet {
+    pub fn new(values: Vec<String>) -> Self {
+        if values.len() <= 8 {
+            ValueSet::Small(values)
+        } else {
+            ValueSet::Hashed(values.into_iter().collect())
+        }
+    }
+
+    fn contains(&self, v: &str) -> bool {
+        match self {
+            ValueSet::Small(items) => items.iter().any(|i| i == v),
+            ValueSet::Hashed(set) => set.contains(v),
+        }
+    }
+}
+
+/// A value producer: a field, a transformer, or a literal.
+#[derive(Debug)]
+pub enum OperandProg {
+    Field(&'static FieldDef, Arg),
+    Transform(TransformKind, Vec<OperandId>),
+    Literal(String),
+}
+
+/// All compiled conditions and operands of a rule set.
+#[derive(Debug, Default)]
+pub struct Program {
+    pub nodes: Vec<Node>,
+    pub operands: Vec<OperandProg>,
+}
+
+impl Program {
+    pub fn push_node(&mut self, node: Node) -> NodeId {
+        self.nodes.push(node);
+        (self.nodes.len() - 1) as NodeId
+    }
+
+    pub fn push_operand(&mut self, op: OperandProg) -> OperandId {
+        self.operands.push(op);
+        (self.operands.len() - 1) as OperandId
+    }
+
+    pub fn eval(&self, id: NodeId, ev: &Event) -> bool {
+        match &self.nodes[id as usize] {
+            Node::And(items) => items.iter().all(|&i| self.eval(i, ev)),
+            Node::Or(items) => items.iter().any(|&i| self.eval(i, ev)),
+            Node::Not(i) => !self.eval(*i, ev),
+            Node::Check(c) => self.check(c, ev),
+        }
+    }
+
+    /// The value(s) of an operand for an event; `None` = not available.
+    pub fn value<'a>(&self, id: OperandId, ev: &Event<'a>) -> Option<Val<'a>> {
+        match &self.operands[id as usize] {
+            OperandProg::Field(def, arg) => extract(ev, def, arg),
+            OperandProg::Literal(s) => Some(Val::Str(Cow::Owned(s.clone()))),
+            OperandProg::Transform(kind, args) => {
+                let mut vals = Vec::with_capacity(args.len());
+                for &a in args {
+                    vals.push(self.value(a, ev)?);
+                }
+                transform(*kind, vals)
+            }
+        }
+    }
+
+    fn check(&self, c: &Check, ev: &Event) -> bool {
+        // A missing value makes every comparison false, `!=` included.
+        let Some(lhs) = self.value(c.lhs, ev) else {
+            return false;
+        };
+        match (&c.test, &lhs) {
+            (Test::Exists, _) => true,
+            (Test::In(set), Val::List(items)) => items.iter().all(|i| set.contains(i)),
+            (Test::In(set) | Test::Intersects(set), Val::Str(s)) => set.contains(s),
+            (Test::In(set) | Test::Intersects(set), Val::Num(n)) => set.contains(&n.to_string()),
+            (Test::Intersects(set), Val::List(items)) => items.iter().any(|i| set.contains(i)),
+            (_, Val::List(_)) => false,
+            (Test::Num(op, rhs), Val::Num(n)) => compare_num(*op, *n as f64, *rhs),
+            (Test::Num(op, rhs), Val::Str(s)) => compare_str(*op, s, &format_num(*rhs)),
+            (Test::Str(op, rhs), Val::Num(n)) => compare_str(*op, &n.to_string(), rhs),
+            (Test::Str(op, rhs), Val::Str(s)) => compare_str(*op, s, rhs),
+            (Test::Glob(g), v) => g.matches(&v.render()),
+            (Test::Regex(re), v) => re.is_match(&v.render()),
+            (Test::PMatch(paths), v) => {
+                let v = v.render();
+                paths.iter().any(|p| path_prefix(p, &v))
+            }
+            (Test::Operand(op, rhs), lhs) => match self.value(*rhs, ev) {
+                None => false,
+                Some(rhs) => compare_values(*op, lhs, &rhs),
+            },
+        }
+    }
+}
+
+fn format_num(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
+    }
+}
+
+fn compare_values(op: Op, lhs: &Val, rhs: &Val) -> bool {
+    match (lhs, rhs) {
+        (Val::Num(a), Val::Num(b)) => compare_num(op, *a as f64, *b as f64),
+        (Val::List(a), _) if op == Op::In => {
+            let set: Vec<Cow<str>> = list_of(rhs);
+            a.iter().all(|x| set.iter().any(|y| y == x))
+        }
+        (_, _) if op == Op::In || op == Op::Intersects => {
+            let set = list_of(rhs);
+            list_of(lhs).iter().any(|x| set.iter().any(|y| y == x))
+        }
+        _ => compare_str(op, &lhs.render(), &rhs.render()),
+    }
+}
+
+fn list_of<'v>(v: &'v Val) -> Vec<Cow<'v, str>> {
+    match v {
+        Val::List(items) => items.iter().map(|s| Cow::Borrowed(s.as_ref())).collect(),
+        other => vec![other.render()],
+    }
+}
+
+pub fn compare_num(op: Op, a: f64, b: f64) -> bool {
+    match op {
+        Op::Eq => a == b,
+        Op::Ne => a != b,
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        _ => false,
+    }
+}
+
+/// Falco's string operators (`strcmp` ordering for `<` and friends).
+pub fn compare_str(op: Op, a: &str, b: &str) -> bool {
+    match op {
+        Op::Eq => a == b,
+        Op::Ne => a != b,
+        Op::Lt => a < b,
+        Op::Le => a <= b,
+        Op::Gt => a > b,
+        Op::Ge => a >= b,
+        Op::Contains => a.contains(b),
+        // The constant side is lower-cased at compile time.
+        Op::IContains => contains_ignore_ascii_case(a, b),
+        Op::StartsWith => a.starts_with(b),
+        Op::EndsWith => a.ends_with(b),
+        _ => false,
+    }
+}
+
+fn contains_ignore_ascii_case(hay: &str, needle_lower: &str) -> bool {
+    let (h, n) = (hay.as_bytes(), needle_lower.as_bytes());
+    if n.is_empty() {
+        return true;
+    }
+    h.windows(n.len())
+        .any(|w| w.iter().zip(n).all(|(a, b)| a.to_ascii_lowercase() == *b))
+}
+
+/// `pmatch`: `prefix` equals `value` or is a parent directory of it.
+fn path_prefix(prefix: &str, value: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    match value.strip_prefix(prefix) {
+        Some(rest) => rest.is_empty() || rest.starts_with('/') || prefix.is_empty(),
+        None => false,
+    }
+}
+
+fn transform<'a>(kind: TransformKind, mut vals: Vec<Val<'a>>) -> Option<Val<'a>> {
+    let map = |v: Val<'a>, f: &dyn Fn(&str) -> Option<String>| -> Option<Val<'a>> {
+        match v {
+            Val::Str(s) => f(&s).map(|s| Val::Str(Cow::Owned(s))),
+            Val::Num(n) => f(&n.to_string()).map(|s| Val::Str(Cow::Owned(s))),
+            Val::List(items) => {
+                let out: Option<Vec<_>> = items.iter().map(|s| f(s).map(Cow::Owned)).collect();
+                out.map(Val::List)
+            }
+        }
+    };
+    match kind {
+        TransformKind::ToLower => map(vals.pop()?, &|s| Some(s.to_ascii_lowercase())),
+        TransformKind::ToUpper => map(vals.pop()?, &|s| Some(s.to_ascii_uppercase())),
+        TransformKind::B64 => map(vals.pop()?, &b64_decode),
+        TransformKind::Basename => map(vals.pop()?, &|s| {
+            Some(s.rsplit('/').next().unwrap_or(s).to_string())
+        }),
+        TransformKind::Len => Some(Val::Num(match vals.pop()? {
+            Val::List(items) => items.len() as u64,
+            Val::Str(s) => s.len() as u64,
+            Val::Num(n) => n.to_string().len() as u64,
+        })),
+        TransformKind::Join => {
+            let list = vals.pop()?;
+            let sep = vals.pop()?.render().into_owned();
+            Some(Val::Str(Cow::Owned(list_of(&list).join(&sep))))
+        }
+        TransformKind::Concat => {
+            let mut out = String::new();
+            for v in &vals {
+                out.push_str(&v.render());
+            }
+            Some(Val::Str(Cow::Owned(out)))
+        }
+    }
+}
+
+/// Standard base64 decoding, padding optional; `None` if not base64 or
+/// not UTF-8 text.
+fn b64_decode(s: &str) -> Option<String> {
+    let mut out = Vec::with_capacity(s.len() * 3 / 4);
+    let (mut acc, mut bits) = (0u32, 0);
+    for c in s.bytes().take_while(|&c| c != b'=') {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        acc = (acc << 6) | u32::from(v);
+        bits += 6;
+        if bits >= 8 {
+            bits -= 8;
+            out.push((acc >> bits) as u8);
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// Shell-style glob: `*`, `?`, `[abc]`, `[a-z]`, `[!x]`; optionally ASCII
+/// case-insensitive.
+#[derive(Debug)]
+pub struct Glob {
+    pattern: Vec<char>,
+    ignore_case: bool,
+}
+
+impl Glob {
+    pub fn new(pattern: &str, ignore_case: bool) -> Self {
+        let pattern = if ignore_case {
+            pattern.to_lowercase()
+        } else {
+            pattern.to_string()
+        };
+        Glob {
+            pattern: pattern.chars().collect(),
+            ignore_case,
+        }
+    }
+
+    pub fn matches(&self, text: &str) -> bool {
+        let text: Vec<char> = if self.ignore_case {
+            text.to_lowercase().chars().collect()
+        } else {
+            text.chars().collect()
+        };
+        glob_match(&self.pattern, &text)
+    }
+}
+
+fn glob_match(p: &[char], t: &[char]) -> bool {
+    // Iterative matcher with one backtrack point for the last `*`.
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    star = Some((pi, ti));
+                    pi += 1;
+                    continue;
+                }
+                '?' => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                '[' => {
+                    if let Some((hit, next)) = class_match(p, pi, t[ti]) {
+                        if hit {
+                            pi = next;
+                            ti += 1;
+                            continue;
+                        }
+                    } else if t[ti] == '[' {
+                        pi += 1;
+                        ti += 1;
+                        continue;
+                    }
+                }
+                '\\' if pi + 1 < p.len() && p[pi + 1] == t[ti] => {
+                    pi += 2;
+                    ti += 1;
+                    continue;
+                }
+                c if c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) => {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            None => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Matches `c` against the class starting at `p[start] == '['`; returns
+/// (matched, index after the class), or `None` if the class is unclosed.
+fn class_match(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = matches!(p.get(i), Some('!') | Some('^'));
+    if negate {
+        i += 1;
+    }
+    let mut hit = false;
+    let mut first = true;
+    while i < p.len() && (p[i] != ']' || first) {
+        first = false;
+        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+            hit |= p[i] <= c && c <= p[i + 2];
+            i += 3;
+        } else {
+            hit |= p[i] == c;
+            i += 1;
+        }
+    }
+    (i < p.len()).then_some((hit != negate, i + 1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn globs() {
+        let g = |p: &str, t: &str| Glob::new(p, false).matches(t);
+        assert!(g("/etc/*", "/etc/passwd"));
+        assert!(g("*.yaml", "a.b.yaml"));
+        assert!(!g("*.yaml", "a.yml"));
+        assert!(g("a?c", "abc"));
+        assert!(g("[a-c]x[!y]", "bxz"));
+        assert!(!g("[a-c]x[!y]", "bxy"));
+        assert!(g("*", ""));
+        assert!(Glob::new("SYSTEM:*", true).matches("system:node"));
+    }
+
+    #[test]
+    fn strings() {
+        assert!(compare_str(Op::Ge, "403", "400"));
+        assert!(compare_str(Op::IContains, "Hello World", "o w"));
+        assert!(path_prefix("/etc", "/etc/passwd"));
+        assert!(path_prefix("/etc/", "/etc"));
+        assert!(!path_prefix("/etc", "/etcd"));
+        assert_eq!(b64_decode("aGVsbG8=").as_deref(), Some("hello"));
+        assert_eq!(b64_decode("a*"), None);
+    }
+}

@@ -1,0 +1,110 @@
+//! Alerts on standard output: Falco's JSON lines (what falcosidekick and
+//! Falco tooling read) or Falco's one-line text format.
+
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use super::{Alert, AlertSink};
+use crate::event::time;
+use crate::fields::extract::Val;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Format {
+    Json,
+    Text,
+}
+
+pub struct StdoutSink<W: Write> {
+    out: W,
+    format: Format,
+    hostname: String,
+}
+
+impl<W: Write> StdoutSink<W> {
+    pub fn new(out: W, format: Format) -> Self {
+        StdoutSink {
+            out,
+            format,
+            hostname: hostname(),
+        }
+    }
+
+    pub fn into_inner(self) -> W {
+        self.out
+    }
+}
+
+#[derive(Serialize)]
+struct JsonAlert<'a> {
+    time: String,
+    rule: &'a str,
+    priority: &'a str,
+    source: &'a str,
+    tags: &'a [String],
+    output: &'a str,
+    output_fields: Map<String, Value>,
+    hostname: &'a str,
+}
+
+/// Falco's `output` line: `HH:MM:SS.nnnnnnnnn: Priority message`.
+pub fn falco_line(alert: &Alert) -> String {
+    format!(
+        "{}: {} {}",
+        time::format_clock(alert.time_ns),
+        alert.priority.as_str(),
+        alert.message
+    )
+}
+
+impl<W: Write> AlertSink for StdoutSink<W> {
+    fn emit(&mut self, alert: &Alert) -> io::Result<()> {
+        let line = falco_line(alert);
+        match self.format {
+            Format::Text => writeln!(self.out, "{line}"),
+            Format::Json => {
+                let fields = alert
+                    .fields
+                    .iter()
+                    .map(|(name, v)| (name.to_string(), to_json(v.as_ref())))
+                    .collect();
+                let json = JsonAlert {
+                    time: time::format_rfc3339_nanos(alert.time_ns),
+                    rule: alert.rule,
+                    priority: alert.priority.as_str(),
+                    source: "k8s_audit",
+                    tags: alert.tags,
+                    output: &line,
+                    output_fields: fields,
+                    hostname: &self.hostname,
+                };
+                serde_json::to_writer(&mut self.out, &json)?;
+                self.out.write_all(b"\n")
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+}
+
+/// Missing values are `null`, lists are arrays, numbers are numbers.
+fn to_json(v: Option<&Val>) -> Value {
+    match v {
+        None => Value::Null,
+        Some(Val::Str(s)) => Value::String(s.to_string()),
+        Some(Val::Num(n)) => Value::from(*n),
+        Some(Val::List(items)) => {
+            Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
+        }
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}

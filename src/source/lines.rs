@@ -1,0 +1,210 @@
+//! Splits a byte stream into lines without ever holding more than the line
+//! limit: a longer line is skipped (reported as [`Line::TooLong`]) while it
+//! streams past. Also strips what `kubectl logs` puts in front of a line.
+
+use std::io::{self, Read};
+
+/// One item from the reader.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Line<'a> {
+    /// A line without its `\n` (a trailing `\r` is removed too).
+    Text(&'a [u8]),
+    /// A line longer than the limit; its bytes were discarded.
+    TooLong,
+}
+
+pub struct LineReader<R> {
+    inner: R,
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    max_line: usize,
+    /// Inside a too-long line: drop bytes until the next `\n`.
+    discarding: bool,
+    eof: bool,
+    /// Bytes consumed from `inner` so far.
+    pub bytes_read: u64,
+}
+
+const CHUNK: usize = 256 * 1024;
+
+impl<R: Read> LineReader<R> {
+    pub fn new(inner: R, max_line: usize) -> Self {
+        LineReader {
+            inner,
+            buf: vec![0; CHUNK.min(max_line.max(1) + 1).max(4096)],
+            start: 0,
+            end: 0,
+            max_line: max_line.max(1),
+            discarding: false,
+            eof: false,
+            bytes_read: 0,
+        }
+    }
+
+    /// The next line; `before_read` runs whenever the reader is about to
+    /// wait for more input (the place to flush outputs on a live stream).
+    pub fn next_line(&mut self, before_read: &mut dyn FnMut()) -> io::Result<Option<Line<'_>>> {
+        loop {
+            if let Some(i) = memchr(b'\n', &self.buf[self.start..self.end]) {
+                let (s, e) = (self.start, self.start + i);
+                self.start = e + 1;
+                if self.discarding {
+                    self.discarding = false;
+                    return Ok(Some(Line::TooLong));
+                }
+                if e - s > self.max_line {
+                    return Ok(Some(Line::TooLong));
+                }
+                return Ok(Some(Line::Text(trim_cr(&self.buf[s..e]))));
+            }
+            if self.eof {
+                if self.start == self.end && !self.discarding {
+                    return Ok(None);
+                }
+                let (s, e) = (self.start, self.end);
+                self.start = self.end;
+                if self.discarding || e - s > self.max_line {
+                    self.discarding = false;
+                    return Ok(Some(Line::TooLong));
+                }
+                return Ok(Some(Line::Text(trim_cr(&self.buf[s..e]))));
+            }
+            // No full line buffered: make room, then read.
+            if self.discarding || self.end - self.start > self.max_line {
+                self.discarding = true;
+                self.start = 0;
+                self.end = 0;
+            } else if self.start > 0 {
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            if self.end == self.buf.len() {
+                let grow = (self.buf.len() * 2).min(self.max_line + CHUNK);
+                self.buf.resize(grow.max(self.buf.len() + 1), 0);
+            }
+            before_read();
+            let n = loop {
+                match self.inner.read(&mut self.buf[self.end..]) {
+                    Ok(n) => break n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => return Err(e),
+                }
+            };
+            self.bytes_read += n as u64;
+            if n == 0 {
+                self.eof = true;
+            }
+            self.end += n;
+        }
+    }
+}
+
+fn trim_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&b| b == needle)
+}
+
+/// Removes `kubectl logs` decorations: a `--prefix` tag (`[pod/NAME/C] `)
+/// and a `--timestamps` RFC 3339 time followed by a space, in either order,
+/// and surrounding blanks.
+pub fn strip_prefixes(mut line: &[u8]) -> &[u8] {
+    line = line.trim_ascii();
+    for _ in 0..2 {
+        if let Some(rest) = strip_pod_prefix(line) {
+            line = rest.trim_ascii_start();
+        } else if let Some(rest) = strip_timestamp(line) {
+            line = rest.trim_ascii_start();
+        } else {
+            break;
+        }
+    }
+    line
+}
+
+fn strip_pod_prefix(line: &[u8]) -> Option<&[u8]> {
+    // `[pod/x/y] ...`, but not a JSON array (`[{`, `[[`, `[]`, `["`, `[1`).
+    let second = *line.get(1)?;
+    if line[0] != b'['
+        || matches!(second, b'{' | b'[' | b']' | b'"' | b'-' | b'0'..=b'9')
+        || second.is_ascii_whitespace()
+    {
+        return None;
+    }
+    let close = line.windows(2).position(|w| w == b"] ")?;
+    Some(&line[close + 2..])
+}
+
+fn strip_timestamp(line: &[u8]) -> Option<&[u8]> {
+    // 2024-10-29T12:21:44.214173123Z
+    let looks = line.len() > 20
+        && line[..4].iter().all(u8::is_ascii_digit)
+        && line[4] == b'-'
+        && line[7] == b'-'
+        && line[10] == b'T';
+    if !looks {
+        return None;
+    }
+    let space = line.iter().position(|&b| b == b' ')?;
+    Some(&line[space + 1..])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<String> {
+        let mut r = LineReader::new(input, max);
+        let mut out = Vec::new();
+        while let Some(l) = r.next_line(&mut || {}).unwrap() {
+            out.push(match l {
+                Line::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                Line::TooLong => "<too long>".into(),
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn splits_and_limits() {
+        assert_eq!(lines(b"a\r\nbb\n\nccc", 10), ["a", "bb", "", "ccc"]);
+        let long = format!("x\n{}\ny\n{}", "z".repeat(50_000), "w".repeat(60_000));
+        assert_eq!(
+            lines(long.as_bytes(), 1000),
+            ["x", "<too long>", "y", "<too long>"]
+        );
+        assert_eq!(lines(b"12345\n123456\n", 5), ["12345", "<too long>"]);
+    }
+
+    #[test]
+    fn big_lines_within_limit() {
+        let line = "q".repeat(3 * CHUNK + 7);
+        let input = format!("{line}\n{line}");
+        let got = lines(input.as_bytes(), 4 * CHUNK);
+        assert_eq!(got.len(), 2);
+        assert!(got.iter().all(|l| l.len() == line.len()));
+    }
+
+    #[test]
+    fn prefixes() {
+        let s = |x: &str| String::from_utf8_lossy(strip_prefixes(x.as_bytes())).into_owned();
+        assert_eq!(s("2024-10-29T12:21:44.214173123Z {\"a\":1}"), "{\"a\":1}");
+        assert_eq!(
+            s("[pod/kube-apiserver-x/kube-apiserver] {\"a\":1}"),
+            "{\"a\":1}"
+        );
+        assert_eq!(
+            s("[pod/a/b] 2024-10-29T12:21:44.214173123Z {\"a\":1}\r"),
+            "{\"a\":1}"
+        );
+        assert_eq!(s("[{\"a\":1}]"), "[{\"a\":1}]");
+        assert_eq!(
+            s("I0215 11:51:31.123456 1 file.go:123] msg"),
+            "I0215 11:51:31.123456 1 file.go:123] msg"
+        );
+    }
+}
