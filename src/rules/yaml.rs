@@ -1,11 +1,11 @@
 //! A small YAML tree that remembers where every node starts, so rule-loading
-//! errors can point at `file:line:col`. Built from `yaml-rust2`'s event parser
-//! (which reports positions) rather than a serde model (which does not).
+//! errors can point at `file:line:col`. Built from `libyaml-safer`'s event
+//! parser (a safe port of libyaml, as lenient as the YAML readers Falco users
+//! rely on, and it reports positions) rather than a serde model.
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
-use yaml_rust2::scanner::{Marker, TScalarStyle};
+use libyaml_safer::{EventData, Mark, Parser, ScalarStyle};
 
 /// One YAML node and the byte offset in the file where it starts.
 #[derive(Debug, Clone)]
@@ -111,23 +111,71 @@ pub struct YamlError {
 /// Parses every document of `text`; null documents are dropped.
 pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
     let lines = LineStarts::new(text);
-    let mut builder = Builder {
-        text,
-        lines: &lines,
-        stack: Vec::new(),
-        docs: Vec::new(),
-        anchors: HashMap::new(),
-    };
-    let mut parser = Parser::new_from_str(text);
-    parser.load(&mut builder, true).map_err(|e| YamlError {
-        pos: lines.byte_offset(text, e.marker()),
-        message: e.info().to_string(),
-    })?;
-    Ok(builder.docs.into_iter().filter(|d| !d.is_null()).collect())
+    let mut input = text.as_bytes();
+    let mut parser = Parser::new();
+    parser.set_input_string(&mut input);
+    let mut stack: Vec<Frame> = Vec::new();
+    let mut docs = Vec::new();
+    let mut anchors: HashMap<String, Node> = HashMap::new();
+    loop {
+        let ev = parser.parse().map_err(|e| YamlError {
+            pos: e.problem_mark().map_or(0, |m| lines.byte_offset(text, &m)),
+            message: e.problem().to_string(),
+        })?;
+        let pos = lines.byte_offset(text, &ev.start_mark);
+        let (node, anchor) = match ev.data {
+            EventData::StreamEnd => break,
+            EventData::Scalar { value, style, anchor, .. } => {
+                let style = match style {
+                    ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
+                    ScalarStyle::Literal | ScalarStyle::Folded => Style::Block,
+                    _ => Style::Plain,
+                };
+                (Node { kind: NodeKind::Scalar(Scalar { value, style }), pos }, anchor)
+            }
+            EventData::SequenceStart { anchor, .. } => {
+                stack.push(Frame { pos, anchor, map: false, items: Vec::new() });
+                continue;
+            }
+            EventData::MappingStart { anchor, .. } => {
+                stack.push(Frame { pos, anchor, map: true, items: Vec::new() });
+                continue;
+            }
+            EventData::SequenceEnd | EventData::MappingEnd => {
+                let Some(frame) = stack.pop() else { continue };
+                let kind = if frame.map {
+                    let mut entries = Vec::with_capacity(frame.items.len() / 2);
+                    let mut it = frame.items.into_iter();
+                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
+                        entries.push((k, v));
+                    }
+                    NodeKind::Map(entries)
+                } else {
+                    NodeKind::Seq(frame.items)
+                };
+                (Node { kind, pos: frame.pos }, frame.anchor)
+            }
+            EventData::Alias { anchor } => match anchors.get(&anchor) {
+                Some(node) => (node.clone(), None),
+                None => {
+                    return Err(YamlError { pos, message: format!("unknown alias `*{anchor}`") });
+                }
+            },
+            _ => continue,
+        };
+        if let Some(a) = anchor {
+            anchors.insert(a, node.clone());
+        }
+        match stack.last_mut() {
+            Some(frame) => frame.items.push(node),
+            None => docs.push(node),
+        }
+    }
+    Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
 }
 
-/// Byte offsets of the start of each line, to turn yaml-rust2's
-/// (line, column-in-characters) markers into byte offsets.
+/// Byte offsets of the start of each line, to turn libyaml's (line,
+/// column-in-characters) marks into byte offsets.
 struct LineStarts(Vec<usize>);
 
 impl LineStarts {
@@ -137,96 +185,23 @@ impl LineStarts {
         LineStarts(starts)
     }
 
-    fn byte_offset(&self, text: &str, mark: &Marker) -> usize {
-        let line = mark.line().max(1) - 1;
-        let Some(&start) = self.0.get(line) else {
+    fn byte_offset(&self, text: &str, mark: &Mark) -> usize {
+        let Some(&start) = self.0.get(mark.line as usize) else {
             return text.len();
         };
         let rest = &text[start..];
         rest.char_indices()
-            .nth(mark.col())
+            .nth(mark.column as usize)
             .map(|(i, _)| start + i)
             .unwrap_or(start + rest.len())
     }
 }
 
-enum Frame {
-    Seq(usize, usize, Vec<Node>),
-    Map(usize, usize, Vec<Node>),
-}
-
-struct Builder<'a> {
-    text: &'a str,
-    lines: &'a LineStarts,
-    stack: Vec<Frame>,
-    docs: Vec<Node>,
-    anchors: HashMap<usize, Node>,
-}
-
-impl Builder<'_> {
-    fn push_node(&mut self, node: Node, anchor: usize) {
-        if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
-        }
-        match self.stack.last_mut() {
-            Some(Frame::Seq(_, _, items)) | Some(Frame::Map(_, _, items)) => items.push(node),
-            None => self.docs.push(node),
-        }
-    }
-}
-
-impl MarkedEventReceiver for Builder<'_> {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
-        let pos = self.lines.byte_offset(self.text, &mark);
-        match ev {
-            Event::Scalar(value, style, anchor, _tag) => {
-                let style = match style {
-                    TScalarStyle::Plain => Style::Plain,
-                    TScalarStyle::SingleQuoted | TScalarStyle::DoubleQuoted => Style::Quoted,
-                    _ => Style::Block,
-                };
-                let node = Node {
-                    kind: NodeKind::Scalar(Scalar { value, style }),
-                    pos,
-                };
-                self.push_node(node, anchor);
-            }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos, anchor, Vec::new())),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(pos, anchor, Vec::new())),
-            Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq(pos, anchor, items)) => {
-                    self.push_node(
-                        Node {
-                            kind: NodeKind::Seq(items),
-                            pos,
-                        },
-                        anchor,
-                    );
-                }
-                Some(Frame::Map(pos, anchor, items)) => {
-                    let mut entries = Vec::with_capacity(items.len() / 2);
-                    let mut it = items.into_iter();
-                    while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                        entries.push((k, v));
-                    }
-                    self.push_node(
-                        Node {
-                            kind: NodeKind::Map(entries),
-                            pos,
-                        },
-                        anchor,
-                    );
-                }
-                None => {}
-            },
-            Event::Alias(id) => {
-                if let Some(node) = self.anchors.get(&id).cloned() {
-                    self.push_node(node, 0);
-                }
-            }
-            _ => {}
-        }
-    }
+struct Frame {
+    pos: usize,
+    anchor: Option<String>,
+    map: bool,
+    items: Vec<Node>,
 }
 
 /// Maps byte offsets inside a scalar's *value* back to byte offsets in the
@@ -322,5 +297,14 @@ mod tests {
         let at = value.find("bad").unwrap();
         let off = value_offset_to_file(text, cond.pos, value, at);
         assert!(text[off..].starts_with("bad"), "{:?}", &text[off..]);
+    }
+}
+#[cfg(test)]
+mod lenient_tests {
+    #[test]
+    fn flow_sequence_closed_at_key_indent() {
+        let text = "    - list: a\n      items: [\n        \"x\",\n        \"y\"\n      ]\n    \n    - list: b\n      items:\n        [\n          c,\n        ]\n";
+        let docs = super::parse(text).unwrap();
+        assert_eq!(docs[0].as_seq().unwrap().len(), 2);
     }
 }
