@@ -32,6 +32,20 @@ pub fn compile(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
             rules.push(rule);
         }
     }
+    // Falco parses every macro, used or not; report syntax errors in the
+    // ones no k8s_audit rule reached (their fields may be another source's).
+    for m in &defs.macros {
+        if c.macros.contains_key(&m.name) {
+            continue;
+        }
+        if let Err(e) = parse_condition(&m.condition.text) {
+            let ctx = Ctx {
+                text: &m.condition,
+                owner: format!("macro `{}`", m.name),
+            };
+            c.diags.push(ctx.err("syntax", e.message, e.span).label(format!("expected {}", e.expected)));
+        }
+    }
     let mut diags = c.diags;
     dedup(&mut diags);
     (
