@@ -14,7 +14,7 @@
 //! let set = loaded.rules.expect("the embedded rules load");
 //! let mut sink = StdoutSink::new(Vec::new(), Format::Json);
 //! let mut engine = Engine::new(&set, RuleMatching::First);
-//! let line = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"1","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/default/pods/web/exec?command=sh","verb":"create","user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"default","name":"web","subresource":"exec"},"responseStatus":{"code":101},"stageTimestamp":"2024-10-29T12:22:15.861424Z"}"#;
+//! let line = br#"{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"1","stage":"ResponseStarted","requestURI":"/api/v1/namespaces/default/pods/web/exec?command=sh","verb":"create","user":{"username":"alice"},"objectRef":{"resource":"pods","namespace":"default","name":"web","subresource":"exec"},"responseStatus":{"code":101},"stageTimestamp":"2024-10-29T12:22:15.861424Z"}"#;
 //! engine.process_line(Line::Text(line), &mut sink).unwrap();
 //! let out = String::from_utf8(sink.into_inner()).unwrap();
 //! assert!(out.contains("\"rule\":\"Exec Into Pod\""));
@@ -27,5 +27,6 @@ pub mod engine;
 pub mod event;
 pub mod fields;
 pub mod rules;
+pub mod ruletest;
 pub mod sink;
 pub mod source;

@@ -52,6 +52,12 @@ enum Command {
         /// Rule files or directories (default: the embedded rules).
         rules: Vec<PathBuf>,
     },
+    /// Run rule tests (YAML files: rules, input events, expected alerts).
+    /// With no files, runs the tests of the embedded default rules.
+    Test {
+        /// Test files.
+        tests: Vec<PathBuf>,
+    },
     /// List every field a condition or output can use.
     Fields {
         /// Print JSON lines instead of a table.
@@ -97,10 +103,16 @@ enum Progress {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format, &cli.log_level);
+    // Rule tests feed deliberately noisy input; their skip warnings are noise.
+    let level = match cli.command {
+        Command::Test { .. } if cli.log_level == "warn" => "error",
+        _ => cli.log_level.as_str(),
+    };
+    init_logging(cli.log_format, level);
     match cli.command {
         Command::Run(args) => run(args),
         Command::Check { rules } => check(&rules),
+        Command::Test { tests } => test(&tests),
         Command::Fields { json } => fields(json),
     }
 }
@@ -306,6 +318,37 @@ fn check(paths: &[PathBuf]) -> ExitCode {
             );
             ExitCode::from(1)
         }
+    }
+}
+
+fn test(paths: &[PathBuf]) -> ExitCode {
+    let reports = if paths.is_empty() {
+        vec![saker::ruletest::run_default()]
+    } else {
+        paths.iter().map(|p| saker::ruletest::run_path(p)).collect()
+    };
+    let (mut passed, mut failed, mut setup_failed) = (0, 0, false);
+    let mut out = io::stdout().lock();
+    for r in reports {
+        match r {
+            Ok(report) => {
+                let _ = write!(out, "{}", report.text);
+                passed += report.passed;
+                failed += report.failed;
+            }
+            Err(e) => {
+                eprintln!("{}", e.0.trim_end());
+                setup_failed = true;
+            }
+        }
+    }
+    let _ = writeln!(out, "rule tests: {passed} passed, {failed} failed");
+    if setup_failed {
+        ExitCode::from(2)
+    } else if failed > 0 {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
     }
 }
 

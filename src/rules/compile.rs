@@ -43,7 +43,10 @@ pub fn compile(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
                 text: &m.condition,
                 owner: format!("macro `{}`", m.name),
             };
-            c.diags.push(ctx.err("syntax", e.message, e.span).label(format!("expected {}", e.expected)));
+            c.diags.push(
+                ctx.err("syntax", e.message, e.span)
+                    .label(format!("expected {}", e.expected)),
+            );
         }
     }
     let mut diags = c.diags;

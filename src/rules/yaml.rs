@@ -125,20 +125,41 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
         let pos = lines.byte_offset(text, &ev.start_mark);
         let (node, anchor) = match ev.data {
             EventData::StreamEnd => break,
-            EventData::Scalar { value, style, anchor, .. } => {
+            EventData::Scalar {
+                value,
+                style,
+                anchor,
+                ..
+            } => {
                 let style = match style {
                     ScalarStyle::SingleQuoted | ScalarStyle::DoubleQuoted => Style::Quoted,
                     ScalarStyle::Literal | ScalarStyle::Folded => Style::Block,
                     _ => Style::Plain,
                 };
-                (Node { kind: NodeKind::Scalar(Scalar { value, style }), pos }, anchor)
+                (
+                    Node {
+                        kind: NodeKind::Scalar(Scalar { value, style }),
+                        pos,
+                    },
+                    anchor,
+                )
             }
             EventData::SequenceStart { anchor, .. } => {
-                stack.push(Frame { pos, anchor, map: false, items: Vec::new() });
+                stack.push(Frame {
+                    pos,
+                    anchor,
+                    map: false,
+                    items: Vec::new(),
+                });
                 continue;
             }
             EventData::MappingStart { anchor, .. } => {
-                stack.push(Frame { pos, anchor, map: true, items: Vec::new() });
+                stack.push(Frame {
+                    pos,
+                    anchor,
+                    map: true,
+                    items: Vec::new(),
+                });
                 continue;
             }
             EventData::SequenceEnd | EventData::MappingEnd => {
@@ -153,12 +174,21 @@ pub fn parse(text: &str) -> Result<Vec<Node>, YamlError> {
                 } else {
                     NodeKind::Seq(frame.items)
                 };
-                (Node { kind, pos: frame.pos }, frame.anchor)
+                (
+                    Node {
+                        kind,
+                        pos: frame.pos,
+                    },
+                    frame.anchor,
+                )
             }
             EventData::Alias { anchor } => match anchors.get(&anchor) {
                 Some(node) => (node.clone(), None),
                 None => {
-                    return Err(YamlError { pos, message: format!("unknown alias `*{anchor}`") });
+                    return Err(YamlError {
+                        pos,
+                        message: format!("unknown alias `*{anchor}`"),
+                    });
                 }
             },
             _ => continue,

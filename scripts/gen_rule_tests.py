@@ -1,0 +1,351 @@
+#!/usr/bin/env python3
+"""Writes rules/tests/k8s_audit_test.yaml: for every shipped rule, events that
+must fire it and near-misses that must not, as `saker test` cases.
+
+The events are built the way the API server writes them (Go key order,
+RFC 3339 times with six fractional digits, `responseStatus.metadata: {}`), from
+one template and a few overrides per case, so each case shows only what makes
+it fire or not. Run it after changing a case, then `saker test`.
+
+Usage: python3 scripts/gen_rule_tests.py
+"""
+import json
+import os
+
+BASE_TIME = "2024-10-29T12:22:{:02d}.{:06d}Z"
+_counter = [0]
+
+
+def ev(verb, resource=None, *, user="alice@example.com", groups=("devs", "system:authenticated"),
+       ns="default", name=None, sub=None, code=None, stage="ResponseComplete", uri=None,
+       req=None, resp=None, level=None, decision="allow", reason=None, imp=None, ua="kubectl/v1.30.2 (linux/amd64) kubernetes/39683505",
+       api_group=None, audit_id=None):
+    """One audit.k8s.io/v1 Event, keys in the order the API server writes them."""
+    _counter[0] += 1
+    n = _counter[0]
+    if code is None:
+        code = {"create": 201}.get(verb, 200)
+    if uri is None:
+        if resource is None:
+            uri = "/healthz"
+        else:
+            prefix = "/api/v1" if api_group is None else "/apis/%s/v1" % api_group
+            path = prefix + ("/namespaces/%s" % ns if ns else "") + "/" + resource
+            if name:
+                path += "/" + name
+            if sub:
+                path += "/" + sub
+            uri = path
+    e = {
+        "kind": "Event",
+        "apiVersion": "audit.k8s.io/v1",
+        "level": level or ("RequestResponse" if req is not None else "Metadata"),
+        "auditID": audit_id or "00000000-0000-4000-8000-%012d" % n,
+        "stage": stage,
+        "requestURI": uri,
+        "verb": verb,
+        "user": {"username": user, "groups": list(groups)},
+    }
+    if imp:
+        e["impersonatedUser"] = {"username": imp, "groups": ["system:authenticated"]}
+    e["sourceIPs"] = ["10.0.12.%d" % (10 + n % 200)]
+    e["userAgent"] = ua
+    if resource is not None:
+        ref = {"resource": resource}
+        if ns:
+            ref["namespace"] = ns
+        if name:
+            ref["name"] = name
+        if api_group:
+            ref["apiGroup"] = api_group
+        ref["apiVersion"] = "v1"
+        if sub:
+            ref["subresource"] = sub
+        e["objectRef"] = ref
+    if stage != "RequestReceived":
+        e["responseStatus"] = {"metadata": {}, "code": code}
+    if req is not None:
+        e["requestObject"] = req
+    if resp is not None:
+        e["responseObject"] = resp
+    t = BASE_TIME.format(n % 60, (n * 7919) % 1000000)
+    e["requestReceivedTimestamp"] = t
+    e["stageTimestamp"] = t
+    ann = {}
+    if decision:
+        ann["authorization.k8s.io/decision"] = decision
+        ann["authorization.k8s.io/reason"] = reason or 'RBAC: allowed by ClusterRoleBinding "devs" of ClusterRole "edit" to Group "devs"'
+    if ann:
+        e["annotations"] = ann
+    return e
+
+
+def pod(name="web", *, image="nginx:1.27.0", sc=None, spec=None, init=None, ephemeral=None, volumes=None):
+    c = {"name": "app", "image": image}
+    if sc:
+        c["securityContext"] = sc
+    s = {"containers": [c]}
+    if init:
+        s["initContainers"] = init
+    if ephemeral:
+        s["ephemeralContainers"] = ephemeral
+    if volumes:
+        s["volumes"] = volumes
+    s.update(spec or {})
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name}, "spec": s}
+
+
+def pod_create(ns="default", user="alice@example.com", name="web", **kw):
+    body = pod(name, **kw)
+    return ev("create", "pods", ns=ns, user=user, req=body,
+              resp={"kind": "Pod", "apiVersion": "v1", "metadata": {"name": name, "namespace": ns}})
+
+
+def role(kind, rules, name="r1", ns="default", verb="create", user="alice@example.com"):
+    res = "clusterroles" if kind == "ClusterRole" else "roles"
+    return ev(verb, res, api_group="rbac.authorization.k8s.io", ns=None if kind == "ClusterRole" else ns,
+              name=name if verb != "create" else None, user=user,
+              req={"kind": kind, "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": name}, "rules": rules})
+
+
+def binding(role_name, name="b1", res="clusterrolebindings", verb="create", user="alice@example.com"):
+    return ev(verb, res, api_group="rbac.authorization.k8s.io", ns=None if res == "clusterrolebindings" else "default",
+              user=user, req={"kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": name},
+                              "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "mallory"}],
+                              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name}})
+
+
+CASES = []
+
+
+def case(name, events, expect):
+    CASES.append((name, events, expect))
+
+
+def fire(rule, **fields):
+    d = {"rule": rule}
+    if fields:
+        d["output_fields"] = fields
+    return d
+
+
+# --- exec / attach / port-forward / proxy -----------------------------------
+exec_uri = "/api/v1/namespaces/shop/pods/web-7d4b9/exec?command=sh&command=-c&container=app&stdin=true&stdout=true&tty=true"
+case("Exec Into Pod: kubectl >= 1.30 (WebSocket, verb get) fires once for its two stages",
+     [ev("get", "pods", ns="shop", name="web-7d4b9", sub="exec", stage="ResponseStarted", code=101, uri=exec_uri),
+      ev("get", "pods", ns="shop", name="web-7d4b9", sub="exec", stage="ResponseComplete", code=101, uri=exec_uri)],
+     [fire("Exec Into Pod", **{"ka.user.name": "alice@example.com", "ka.target.name": "web-7d4b9", "ka.uri.param[command]": "sh", "ka.verb": "get"})])
+case("Exec Into Pod: kubectl <= 1.29 (SPDY, verb create) fires",
+     [ev("create", "pods", ns="shop", name="web-7d4b9", sub="exec", stage="ResponseStarted", code=101, uri=exec_uri)],
+     [fire("Exec Into Pod", **{"ka.verb": "create"})])
+case("Exec Into Pod: a denied exec fires at ResponseComplete",
+     [ev("create", "pods", ns="shop", name="web-7d4b9", sub="exec", code=403, uri=exec_uri, decision="forbid")],
+     [fire("Exec Into Pod", **{"ka.response.code": "403"})])
+case("Exec Into Pod: near miss, reading logs is not exec",
+     [ev("get", "pods", ns="shop", name="web-7d4b9", sub="log")], [])
+case("Attach To Pod fires",
+     [ev("create", "pods", ns="shop", name="web-7d4b9", sub="attach", stage="ResponseStarted", code=101,
+         uri="/api/v1/namespaces/shop/pods/web-7d4b9/attach?container=app&stdin=true")],
+     [fire("Attach To Pod", **{"ka.uri.param[container]": "app"})])
+case("Attach To Pod: near miss, the completion of a started attach",
+     [ev("create", "pods", ns="shop", name="web-7d4b9", sub="attach", code=101)], [])
+case("Ephemeral Container Added fires (kubectl debug)",
+     [ev("patch", "pods", ns="shop", name="web-7d4b9", sub="ephemeralcontainers",
+         req={"spec": {"ephemeralContainers": [{"name": "debugger-x", "image": "busybox:1.36", "stdin": True, "tty": True}]}})],
+     [fire("Ephemeral Container Added", **{"ka.req.pod.ephemeralContainers.image": ["busybox:1.36"]})])
+case("Ephemeral Container Added: near miss, a rejected patch",
+     [ev("patch", "pods", ns="shop", name="web-7d4b9", sub="ephemeralcontainers", code=422)], [])
+case("Port Forward To Pod fires",
+     [ev("get", "pods", ns="shop", name="db-0", sub="portforward", stage="ResponseStarted", code=101,
+         uri="/api/v1/namespaces/shop/pods/db-0/portforward?ports=5432")],
+     [fire("Port Forward To Pod", **{"ka.uri.param[ports]": "5432"})])
+case("Port Forward To Pod: near miss, an ordinary pod read",
+     [ev("get", "pods", ns="shop", name="db-0")], [])
+case("Proxy To Node, Pod Or Service: kubelet API through the node proxy fires",
+     [ev("get", "nodes", ns=None, name="ip-10-0-12-14", sub="proxy", uri="/api/v1/nodes/ip-10-0-12-14/proxy/pods")],
+     [fire("Proxy To Node, Pod Or Service", **{"ka.target.resource": "nodes"})])
+case("Proxy To Node, Pod Or Service: near miss, the metrics server (a system user)",
+     [ev("get", "nodes", ns=None, name="ip-10-0-12-14", sub="proxy", user="system:serviceaccount:kube-system:metrics-server")], [])
+
+# --- pods reaching into the host -----------------------------------------------
+case("Privileged Pod Created fires",
+     [pod_create(sc={"privileged": True})],
+     [fire("Privileged Pod Created", **{"ka.req.pod.containers.image": ["nginx:1.27.0"]})])
+case("Privileged Pod Created: a privileged init container fires",
+     [pod_create(init=[{"name": "setup", "image": "busybox:1.36", "securityContext": {"privileged": True}}])],
+     [fire("Privileged Pod Created", **{"ka.req.pod.initContainers.image": ["busybox:1.36"]})])
+case("Privileged Pod Created: near miss, privileged: false",
+     [pod_create(sc={"privileged": False, "runAsNonRoot": True})], [])
+case("Sensitive HostPath Mounted: the container runtime socket fires",
+     [pod_create(volumes=[{"name": "sock", "hostPath": {"path": "/run/containerd/containerd.sock", "type": "Socket"}}])],
+     [fire("Sensitive HostPath Mounted", **{"ka.req.pod.volumes.hostpath": ["/run/containerd/containerd.sock"]})])
+case("Sensitive HostPath Mounted: near miss, a hostPath under /var/log",
+     [pod_create(volumes=[{"name": "logs", "hostPath": {"path": "/var/log/pods"}}])], [])
+case("Host Network Pod Created fires",
+     [pod_create(spec={"hostNetwork": True})], [fire("Host Network Pod Created")])
+case("Host Network Pod Created: near miss, hostNetwork false",
+     [pod_create(spec={"hostNetwork": False})], [])
+case("Host PID Pod Created fires",
+     [pod_create(spec={"hostPID": True})], [fire("Host PID Pod Created")])
+case("Host PID Pod Created: near miss, a failed create",
+     [dict(pod_create(spec={"hostPID": True}), responseStatus={"metadata": {}, "code": 403})], [])
+case("Host IPC Pod Created fires",
+     [pod_create(spec={"hostIPC": True})], [fire("Host IPC Pod Created")])
+case("Host IPC Pod Created: near miss, a dry-run style read of the same pod",
+     [ev("get", "pods", name="web")], [])
+case("Pod With Dangerous Capabilities: SYS_ADMIN fires",
+     [pod_create(sc={"capabilities": {"add": ["NET_BIND_SERVICE", "SYS_ADMIN"]}})],
+     [fire("Pod With Dangerous Capabilities", **{"ka.req.pod.containers.add_capabilities": ["NET_BIND_SERVICE", "SYS_ADMIN"]})])
+case("Pod With Dangerous Capabilities: near miss, only NET_BIND_SERVICE",
+     [pod_create(sc={"capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}})], [])
+case("Pod Created In Kube-System By Non-System User fires",
+     [pod_create(ns="kube-system", name="debug")],
+     [fire("Pod Created In Kube-System By Non-System User", **{"ka.resp.name": "debug"})])
+case("Pod Created In Kube-System: near miss, the DaemonSet controller",
+     [pod_create(ns="kube-system", name="kube-proxy-x2x", user="system:serviceaccount:kube-system:daemon-set-controller")], [])
+
+# --- RBAC and identity ------------------------------------------------------------
+case("ClusterRoleBinding To Cluster-Admin fires",
+     [binding("cluster-admin")],
+     [fire("ClusterRoleBinding To Cluster-Admin", **{"ka.req.binding.subjects": ['{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}']})])
+case("ClusterRoleBinding To Cluster-Admin: near miss, a binding to view",
+     [binding("view")], [])
+case("Role With Wildcard Permissions: verbs * fires",
+     [role("ClusterRole", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}])],
+     [fire("Role With Wildcard Permissions", **{"ka.req.role.rules.verbs": ["*"]})])
+case("Role With Wildcard Permissions: near miss, explicit verbs",
+     [role("Role", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}])], [])
+case("Role Grants Escalate, Bind Or Impersonate fires",
+     [role("ClusterRole", [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}])],
+     [fire("Role Grants Escalate, Bind Or Impersonate", **{"ka.req.role.rules.verbs": ["impersonate"]})])
+case("Role Grants Escalate, Bind Or Impersonate: near miss, the same role created by the API server",
+     [role("ClusterRole", [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}], user="system:apiserver")], [])
+case("System ClusterRole Modified Or Deleted fires",
+     [ev("delete", "clusterroles", ns=None, name="system:node-proxier", api_group="rbac.authorization.k8s.io")],
+     [fire("System ClusterRole Modified Or Deleted", **{"ka.target.name": "system:node-proxier"})])
+case("System ClusterRole Modified Or Deleted: near miss, a user's own ClusterRole",
+     [ev("delete", "clusterroles", ns=None, name="team-a-reader", api_group="rbac.authorization.k8s.io")], [])
+case("Anonymous Request Allowed fires",
+     [ev("list", "secrets", ns="default", user="system:anonymous", groups=["system:unauthenticated"],
+         reason='RBAC: allowed by ClusterRoleBinding "oops" of ClusterRole "cluster-admin" to User "system:anonymous"')],
+     [fire("Anonymous Request Allowed", **{"ka.target.resource": "secrets"})])
+case("Anonymous Request Allowed: near miss, an anonymous health probe",
+     [ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/readyz?verbose", ns=None, reason="")], [])
+case("Service Account Token Requested By User fires (kubectl create token)",
+     [ev("create", "serviceaccounts", ns="ci", name="deployer", sub="token")],
+     [fire("Service Account Token Requested By User", **{"ka.target.name": "deployer"})])
+case("Service Account Token Requested: near miss, the kubelet projecting a token",
+     [ev("create", "serviceaccounts", ns="ci", name="deployer", sub="token", user="system:node:ip-10-0-12-14", groups=["system:nodes"])], [])
+case("Certificate Signing Request Created By Non-Node fires",
+     [ev("create", "certificatesigningrequests", ns=None, api_group="certificates.k8s.io",
+         resp={"kind": "CertificateSigningRequest", "metadata": {"name": "mallory-admin"}})],
+     [fire("Certificate Signing Request Created By Non-Node", **{"ka.resp.name": "mallory-admin"})])
+case("Certificate Signing Request Created: near miss, a node's client certificate",
+     [ev("create", "certificatesigningrequests", ns=None, api_group="certificates.k8s.io", user="system:node:ip-10-0-12-14", groups=["system:nodes"])], [])
+case("Certificate Signing Request Approved fires",
+     [ev("update", "certificatesigningrequests", ns=None, name="mallory-admin", sub="approval", api_group="certificates.k8s.io")],
+     [fire("Certificate Signing Request Approved", **{"ka.target.name": "mallory-admin"})])
+case("Certificate Signing Request Approved: near miss, the controller manager's auto-approval",
+     [ev("update", "certificatesigningrequests", ns=None, name="node-csr-x", sub="approval", api_group="certificates.k8s.io",
+         user="system:serviceaccount:kube-system:certificate-controller")], [])
+case("Impersonation Of Privileged Identity fires",
+     [ev("get", "secrets", ns="kube-system", name="etcd-ca", imp="system:node:ip-10-0-12-14")],
+     [fire("Impersonation Of Privileged Identity", **{"ka.impuser.name": "system:node:ip-10-0-12-14"})])
+case("Impersonation Of Privileged Identity: near miss, impersonating an ordinary user",
+     [ev("list", "pods", ns="default", imp="bob@example.com")], [])
+case("Self Subject Review fires (kubectl auth can-i --list)",
+     [ev("create", "selfsubjectrulesreviews", ns=None, api_group="authorization.k8s.io")],
+     [fire("Self Subject Review", **{"ka.target.resource": "selfsubjectrulesreviews"})])
+case("Self Subject Review: near miss, a controller's SubjectAccessReview",
+     [ev("create", "subjectaccessreviews", ns=None, api_group="authorization.k8s.io")], [])
+
+# --- configuration and defence evasion ---------------------------------------------
+case("Admission Webhook Changed fires",
+     [ev("delete", "validatingwebhookconfigurations", ns=None, name="gatekeeper-validating-webhook-configuration",
+         api_group="admissionregistration.k8s.io")],
+     [fire("Admission Webhook Changed", **{"ka.verb": "delete"})])
+case("Admission Webhook Changed: near miss, cert-manager's cainjector updating the CA bundle",
+     [ev("update", "validatingwebhookconfigurations", ns=None, name="cert-manager-webhook", api_group="admissionregistration.k8s.io",
+         user="system:serviceaccount:cert-manager:cert-manager-cainjector")], [])
+case("CronJob Created Or Modified fires",
+     [ev("create", "cronjobs", ns="default", api_group="batch",
+         req={"kind": "CronJob", "metadata": {"name": "backup"}, "spec": {"schedule": "*/5 * * * *", "jobTemplate": {"spec": {"template": {"spec": {"containers": [{"name": "c", "image": "alpine:3.20"}]}}}}}})],
+     [fire("CronJob Created Or Modified", **{"jevt.value[/requestObject/spec/jobTemplate/spec/template/spec/containers]": '[{"name":"c","image":"alpine:3.20"}]'})])
+case("CronJob Created Or Modified: near miss, the CronJob controller updating status",
+     [ev("update", "cronjobs", ns="default", name="backup", sub="status", api_group="batch", user="system:serviceaccount:kube-system:cronjob-controller")], [])
+case("Kubernetes Events Deleted fires",
+     [ev("deletecollection", "events", ns="shop")],
+     [fire("Kubernetes Events Deleted", **{"ka.verb": "deletecollection"})])
+case("Kubernetes Events Deleted: near miss, the API server's TTL cleanup",
+     [ev("delete", "events", ns="shop", name="web.17f", user="system:apiserver")], [])
+case("CoreDNS Configuration Changed fires",
+     [ev("patch", "configmaps", ns="kube-system", name="coredns")],
+     [fire("CoreDNS Configuration Changed", **{"ka.target.name": "coredns"})])
+case("CoreDNS Configuration Changed: near miss, reading it",
+     [ev("get", "configmaps", ns="kube-system", name="coredns")], [])
+case("Cluster-Wide Secret Listing fires",
+     [ev("list", "secrets", ns=None, uri="/api/v1/secrets?limit=500")],
+     [fire("Cluster-Wide Secret Listing", **{"ka.uri": "/api/v1/secrets?limit=500"})])
+case("Cluster-Wide Secret Listing: near miss, listing secrets of one namespace",
+     [ev("list", "secrets", ns="shop")], [])
+case("NodePort Service Created fires",
+     [ev("create", "services", ns="shop", req={"kind": "Service", "metadata": {"name": "db"},
+                                                "spec": {"type": "NodePort", "ports": [{"port": 5432, "nodePort": 30432}]}})],
+     [fire("NodePort Service Created", **{"ka.req.service.ports": ['{"port":5432,"nodePort":30432}']})])
+case("NodePort Service Created: near miss, a ClusterIP service",
+     [ev("create", "services", ns="shop", req={"kind": "Service", "metadata": {"name": "db"}, "spec": {"type": "ClusterIP", "ports": [{"port": 5432}]}})], [])
+case("Workload With Privileged Pod Template fires",
+     [ev("create", "daemonsets", ns="default", api_group="apps",
+         req={"kind": "DaemonSet", "metadata": {"name": "agent"}, "spec": {"template": {"spec": {"containers": [
+             {"name": "agent", "image": "ghcr.io/acme/agent:1.0", "securityContext": {"privileged": True}}]}}}})],
+     [fire("Workload With Privileged Pod Template", **{"ka.target.resource": "daemonsets"})])
+case("Workload With Privileged Pod Template: near miss, an unprivileged deployment",
+     [ev("create", "deployments", ns="default", api_group="apps",
+         req={"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"spec": {"containers": [
+             {"name": "web", "image": "nginx:1.27.0", "securityContext": {"privileged": False}}]}}}})], [])
+case("Node Modified Or Deleted By User fires",
+     [ev("delete", "nodes", ns=None, name="ip-10-0-12-14")],
+     [fire("Node Modified Or Deleted By User", **{"ka.target.name": "ip-10-0-12-14"})])
+case("Node Modified Or Deleted By User: near miss, the kubelet updating its node status",
+     [ev("patch", "nodes", ns=None, name="ip-10-0-12-14", sub="status", user="system:node:ip-10-0-12-14", groups=["system:nodes"])], [])
+
+# --- input handling ------------------------------------------------------------------
+case("Noise: kubectl logs --timestamps prefixes and klog lines around an event",
+     ["I1029 12:22:15.861424       1 controller.go:615] quota admission added evaluator",
+      "2024-10-29T12:22:15.861424123Z " + json.dumps(
+          ev("create", "pods", ns="shop", name="web-7d4b9", sub="exec", stage="ResponseStarted", code=101, uri=exec_uri),
+          separators=(",", ":")),
+      "not json at all {"],
+     [fire("Exec Into Pod")])
+
+
+def main():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = os.path.join(root, "rules", "tests", "k8s_audit_test.yaml")
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    with open(out, "w") as f:
+        f.write("# Tests of the shipped rules (rules/k8s_audit.yaml): `saker test` runs them.\n")
+        f.write("# Generated by scripts/gen_rule_tests.py; edit that script, not this file.\n")
+        f.write("# No rule_files: the tests run against the rules embedded in the binary.\n")
+        f.write("tests:\n")
+        for name, events, expect in CASES:
+            f.write("  - name: %s\n" % json.dumps(name))
+            f.write("    events:\n")
+            for e in events:
+                if isinstance(e, str):
+                    f.write("      - %s\n" % json.dumps(e))
+                else:
+                    f.write("      - %s\n" % json.dumps(e, separators=(", ", ": ")))
+            if not expect:
+                f.write("    expect: []\n")
+            else:
+                f.write("    expect:\n")
+                for x in expect:
+                    f.write("      - rule: %s\n" % json.dumps(x["rule"]))
+                    if "output_fields" in x:
+                        f.write("        output_fields: %s\n" % json.dumps(x["output_fields"]))
+    print("wrote %d tests to %s" % (len(CASES), os.path.relpath(out, root)))
+
+
+if __name__ == "__main__":
+    main()
