@@ -174,6 +174,8 @@ case("Privileged Pod Created fires",
 case("Privileged Pod Created: a privileged init container fires",
      [pod_create(init=[{"name": "setup", "image": "busybox:1.36", "securityContext": {"privileged": True}}])],
      [fire("Privileged Pod Created", **{"ka.req.pod.initContainers.image": ["busybox:1.36"]})])
+case("Privileged Pod Created: near miss, a DaemonSet's pod created by its controller",
+     [pod_create(ns="kube-system", name="cilium-x7k2p", user="system:serviceaccount:kube-system:daemon-set-controller", sc={"privileged": True})], [])
 case("Privileged Pod Created: near miss, privileged: false",
      [pod_create(sc={"privileged": False, "runAsNonRoot": True})], [])
 case("Sensitive HostPath Mounted: the container runtime socket fires",
@@ -294,12 +296,16 @@ case("NodePort Service Created fires",
      [fire("NodePort Service Created", **{"ka.req.service.ports": ['{"port":5432,"nodePort":30432}']})])
 case("NodePort Service Created: near miss, a ClusterIP service",
      [ev("create", "services", ns="shop", req={"kind": "Service", "metadata": {"name": "db"}, "spec": {"type": "ClusterIP", "ports": [{"port": 5432}]}})], [])
-case("Workload With Privileged Pod Template fires",
+case("Workload With Host Access In Pod Template: a privileged DaemonSet fires",
      [ev("create", "daemonsets", ns="default", api_group="apps",
          req={"kind": "DaemonSet", "metadata": {"name": "agent"}, "spec": {"template": {"spec": {"containers": [
              {"name": "agent", "image": "ghcr.io/acme/agent:1.0", "securityContext": {"privileged": True}}]}}}})],
-     [fire("Workload With Privileged Pod Template", **{"ka.target.resource": "daemonsets"})])
-case("Workload With Privileged Pod Template: near miss, an unprivileged deployment",
+     [fire("Workload With Host Access In Pod Template", **{"ka.target.resource": "daemonsets"})])
+case("Workload With Host Access In Pod Template: a Deployment on the host network fires",
+     [ev("patch", "deployments", ns="default", name="web", api_group="apps",
+         req={"spec": {"template": {"spec": {"hostNetwork": True}}}})],
+     [fire("Workload With Host Access In Pod Template", **{"ka.verb": "patch"})])
+case("Workload With Host Access In Pod Template: near miss, an unprivileged deployment",
      [ev("create", "deployments", ns="default", api_group="apps",
          req={"kind": "Deployment", "metadata": {"name": "web"}, "spec": {"template": {"spec": {"containers": [
              {"name": "web", "image": "nginx:1.27.0", "securityContext": {"privileged": False}}]}}}})], [])

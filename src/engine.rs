@@ -90,19 +90,27 @@ impl<'r> Engine<'r> {
     fn skip(&mut self, reason: Skip) {
         let n = &mut self.stats.skipped[reason as usize];
         *n += 1;
-        if *n <= LOGGED_SKIPS && reason != Skip::Blank {
-            tracing::warn!(
-                line = self.stats.lines,
-                reason = reason.as_str(),
-                "skipped input: {}",
-                reason.describe()
-            );
-            if *n == LOGGED_SKIPS {
+        // Log text between events is normal for `kubectl logs` input: it is
+        // counted and shown at debug level; anything else is worth a warning.
+        let (line, count) = (self.stats.lines, *n);
+        match reason {
+            Skip::Blank => {}
+            Skip::NotJson => tracing::debug!(line, "skipped input: {}", reason.describe()),
+            _ if count <= LOGGED_SKIPS => {
                 tracing::warn!(
+                    line,
                     reason = reason.as_str(),
-                    "further lines skipped for this reason are only counted"
+                    "skipped input: {}",
+                    reason.describe()
                 );
+                if count == LOGGED_SKIPS {
+                    tracing::warn!(
+                        reason = reason.as_str(),
+                        "further lines skipped for this reason are only counted"
+                    );
+                }
             }
+            _ => {}
         }
     }
 

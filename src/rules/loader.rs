@@ -631,7 +631,14 @@ impl Definitions {
                 .to_string(),
             condition,
             output,
-            priority: priority_of(file, item.get("priority").expect("checked"))?,
+            // A bad priority is reported, but the rule is still compiled so
+            // that its other problems are reported too.
+            priority: priority_of(file, item.get("priority").expect("checked")).unwrap_or_else(
+                |d| {
+                    self.diagnostics.push(*d);
+                    Priority::Debug
+                },
+            ),
             source: item
                 .get("source")
                 .and_then(Node::as_str)

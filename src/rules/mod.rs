@@ -214,6 +214,21 @@ pub fn load(sources: &[RuleSource]) -> Loaded {
     let (set, mut compile_diags) = compile::compile(&defs);
     diagnostics.append(&mut compile_diags);
     let ok = !load_failed && !diagnostics.iter().any(Diagnostic::is_error);
+    // Report in file order, then position; problems without a place first.
+    let order: Vec<String> = sources
+        .iter()
+        .map(|s| match s {
+            RuleSource::File(p) => p.display().to_string(),
+            RuleSource::Embedded(n, _) => n.to_string(),
+        })
+        .collect();
+    diagnostics.sort_by_key(|d| {
+        let file = d
+            .file
+            .as_ref()
+            .and_then(|f| order.iter().position(|n| *n == f.name));
+        (file.map_or(0, |i| i + 1), d.span.map_or(0, |s| s.0))
+    });
     Loaded {
         rules: ok.then_some(set),
         diagnostics,
