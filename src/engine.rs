@@ -63,7 +63,10 @@ impl<'r> Engine<'r> {
     pub fn process_line(&mut self, line: Line, sink: &mut dyn AlertSink) -> io::Result<()> {
         self.stats.lines += 1;
         let text = match line {
-            Line::TooLong => return Ok(self.skip(Skip::TooLong)),
+            Line::TooLong => {
+                self.skip(Skip::TooLong);
+                return Ok(());
+            }
             Line::Text(t) => strip_prefixes(t),
         };
         if text.is_empty() {

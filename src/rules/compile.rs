@@ -103,6 +103,9 @@ struct Compiler<'d> {
 
 type Errors = Vec<Diagnostic>;
 
+/// A rule's output template and its field tokens (name as written, operand).
+type CompiledOutput = (Vec<OutputPart>, Vec<(String, OperandId)>);
+
 impl Compiler<'_> {
     fn rule(&mut self, def: &RuleDef) -> Option<CompiledRule> {
         let ctx = Ctx {
@@ -692,10 +695,7 @@ impl Compiler<'_> {
         Ok(self.program.push_node(Node::Check(Check { lhs, test })))
     }
 
-    fn output(
-        &mut self,
-        def: &RuleDef,
-    ) -> Result<(Vec<OutputPart>, Vec<(String, OperandId)>), Errors> {
+    fn output(&mut self, def: &RuleDef) -> Result<CompiledOutput, Errors> {
         let ctx = Ctx {
             text: &def.output,
             owner: format!("the output of rule `{}`", def.name),

@@ -189,7 +189,7 @@ pub fn load(sources: &[RuleSource]) -> Loaded {
             RuleSource::File(path) => match read(path) {
                 Ok(f) => f,
                 Err(d) => {
-                    diagnostics.push(d);
+                    diagnostics.push(*d);
                     continue;
                 }
             },
@@ -236,19 +236,12 @@ pub fn load(sources: &[RuleSource]) -> Loaded {
     }
 }
 
-fn read(path: &Path) -> Result<SourceFile, Diagnostic> {
-    let bytes = std::fs::read(path).map_err(|e| {
-        Diagnostic::error(
-            "read",
-            format!("cannot read rules file {}: {e}", path.display()),
-        )
-    })?;
-    let text = String::from_utf8(bytes).map_err(|_| {
-        Diagnostic::error(
-            "read",
-            format!("rules file {} is not UTF-8", path.display()),
-        )
-    })?;
+fn read(path: &Path) -> Result<SourceFile, Box<Diagnostic>> {
+    let fail = |msg: String| Box::new(Diagnostic::error("read", msg));
+    let bytes = std::fs::read(path)
+        .map_err(|e| fail(format!("cannot read rules file {}: {e}", path.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| fail(format!("rules file {} is not UTF-8", path.display())))?;
     Ok(SourceFile {
         name: path.display().to_string(),
         text,
