@@ -1,1 +1,175 @@
-fn main() {}
+//! Throughput harness: `cargo bench --bench throughput [-- EVENTS]`.
+//!
+//! Generates a seeded, realistic event mix (see support/gen.rs), then measures
+//! in one run, on one thread:
+//!   (a) a bare pass that extracts the fields the default rules use with
+//!       serde_json into borrowed structs (the baseline);
+//!   (b) Saker with the default rules, the whole pipeline from lines to
+//!       rendered alerts (written to a sink that discards them).
+//! It prints events/s, MB/s and the ratio (b)/(a). Numbers are measurements,
+//! not assertions: the machine is shared and noisy.
+
+#[path = "support/gen.rs"]
+mod gen;
+
+use std::borrow::Cow;
+use std::time::Instant;
+
+use serde::Deserialize;
+
+use saker::engine::{Engine, RuleMatching};
+use saker::rules;
+use saker::sink::stdout::{Format, StdoutSink};
+use saker::source::lines::LineReader;
+
+#[derive(Deserialize)]
+struct BareEvent<'a> {
+    #[serde(borrow)]
+    stage: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    verb: Option<Cow<'a, str>>,
+    #[serde(borrow, rename = "requestURI")]
+    request_uri: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    user: Option<BareUser<'a>>,
+    #[serde(borrow, rename = "impersonatedUser")]
+    impersonated_user: Option<BareUser<'a>>,
+    #[serde(borrow, rename = "objectRef")]
+    object_ref: Option<BareRef<'a>>,
+    #[serde(rename = "responseStatus")]
+    response_status: Option<BareStatus>,
+    #[serde(borrow)]
+    annotations: Option<BareAnnotations<'a>>,
+    #[serde(borrow, rename = "stageTimestamp")]
+    stage_timestamp: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct BareUser<'a> {
+    #[serde(borrow)]
+    username: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct BareRef<'a> {
+    #[serde(borrow)]
+    resource: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    subresource: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    namespace: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+struct BareStatus {
+    code: Option<u32>,
+}
+
+#[derive(Deserialize)]
+struct BareAnnotations<'a> {
+    #[serde(borrow, rename = "authorization.k8s.io/decision")]
+    decision: Option<Cow<'a, str>>,
+}
+
+/// (a): parse every line and touch every extracted field.
+fn bare_pass(data: &[u8]) -> (u64, u64) {
+    let mut events = 0u64;
+    let mut checksum = 0u64;
+    for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        if let Ok(ev) = serde_json::from_slice::<BareEvent>(line) {
+            events += 1;
+            let lens = [
+                ev.stage.as_deref(),
+                ev.verb.as_deref(),
+                ev.request_uri.as_deref(),
+                ev.user.as_ref().and_then(|u| u.username.as_deref()),
+                ev.impersonated_user
+                    .as_ref()
+                    .and_then(|u| u.username.as_deref()),
+                ev.object_ref.as_ref().and_then(|o| o.resource.as_deref()),
+                ev.object_ref
+                    .as_ref()
+                    .and_then(|o| o.subresource.as_deref()),
+                ev.object_ref.as_ref().and_then(|o| o.namespace.as_deref()),
+                ev.object_ref.as_ref().and_then(|o| o.name.as_deref()),
+                ev.annotations.as_ref().and_then(|a| a.decision.as_deref()),
+                ev.stage_timestamp.as_deref(),
+            ];
+            checksum += lens
+                .iter()
+                .map(|s| s.map_or(0, str::len) as u64)
+                .sum::<u64>();
+            checksum += u64::from(ev.response_status.and_then(|s| s.code).unwrap_or(0));
+        }
+    }
+    (events, checksum)
+}
+
+/// (b): the whole pipeline with the given rules.
+fn saker_pass(data: &[u8], set: &rules::RuleSet) -> (u64, u64) {
+    let mut engine = Engine::new(set, RuleMatching::First);
+    let mut sink = StdoutSink::new(std::io::sink(), Format::Json);
+    let mut lines = LineReader::new(data, 1 << 20);
+    while let Some(line) = lines.next_line(&mut || {}).expect("in-memory read") {
+        engine.process_line(line, &mut sink).expect("sink");
+    }
+    (engine.stats.events, engine.stats.total_alerts())
+}
+
+fn measure<F: FnMut() -> (u64, u64)>(label: &str, bytes: usize, mut f: F) -> f64 {
+    // Best of three runs, to shed some noise of a shared machine.
+    let mut best = f64::MAX;
+    let mut result = (0, 0);
+    for _ in 0..3 {
+        let start = Instant::now();
+        result = f();
+        best = best.min(start.elapsed().as_secs_f64());
+    }
+    let eps = result.0 as f64 / best;
+    println!(
+        "{label:<44} {:>10.0} events/s {:>8.1} MB/s   ({} events, {})",
+        eps,
+        bytes as f64 / 1e6 / best,
+        result.0,
+        if label.starts_with("(a)") {
+            format!("checksum {}", result.1)
+        } else {
+            format!("{} alerts", result.1)
+        }
+    );
+    eps
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .skip(1)
+        .find_map(|a| a.parse().ok())
+        .unwrap_or(200_000);
+    let mut g = gen::Gen::new(42);
+    let mut data = Vec::with_capacity(n * 2100);
+    let mut rr = 0;
+    for _ in 0..n {
+        let e = g.event();
+        rr += usize::from(e.contains("\"level\":\"RequestResponse\""));
+        data.extend_from_slice(e.as_bytes());
+        data.push(b'\n');
+    }
+    println!(
+        "generated {n} events, {:.1} MB, {:.0} bytes/event average, {:.0}% RequestResponse",
+        data.len() as f64 / 1e6,
+        data.len() as f64 / n as f64,
+        rr as f64 * 100.0 / n as f64
+    );
+    let set = rules::load(&rules::default_sources())
+        .rules
+        .expect("default rules load");
+    let a = measure("(a) bare field extraction (serde_json)", data.len(), || {
+        bare_pass(&data)
+    });
+    let b = measure("(b) saker, default rules, one thread", data.len(), || {
+        saker_pass(&data, &set)
+    });
+    println!("ratio (b)/(a): {:.2}", b / a);
+}

@@ -118,11 +118,16 @@ impl<'r> Engine<'r> {
     }
 
     /// Evaluates the rules on one event and hands alerts to the sink.
-    pub fn process_event(&mut self, ev: &Event, sink: &mut dyn AlertSink) -> io::Result<()> {
+    pub fn process_event<'a>(
+        &mut self,
+        ev: &Event<'a>,
+        sink: &mut dyn AlertSink,
+    ) -> io::Result<()> {
         self.stats.events += 1;
         let mut matched = false;
+        let mut cx = self.rules.context();
         for (i, rule) in self.rules.rules.iter().enumerate() {
-            if !self.rules.matches(i, ev) {
+            if !self.rules.matches(i, ev, &mut cx) {
                 continue;
             }
             matched = true;
@@ -132,8 +137,8 @@ impl<'r> Engine<'r> {
                 rule: &rule.name,
                 priority: rule.priority,
                 tags: &rule.tags,
-                message: self.rules.render_output(i, ev),
-                fields: self.rules.output_values(i, ev),
+                message: self.rules.render_output(i, ev, &mut cx),
+                fields: self.rules.output_values(i, ev, &mut cx),
             };
             sink.emit(&alert)?;
             if self.matching == RuleMatching::First {

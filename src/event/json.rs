@@ -1,12 +1,11 @@
-//! Lazy access into raw JSON: look a key up, walk an array, read a string,
-//! without building a tree. Everything borrows from the input buffer; only
-//! strings with escapes and re-rendered objects allocate.
+//! Lazy access into raw JSON text that has already been validated (the
+//! event decoder validates every document): look a key up, walk an array,
+//! read a string, without building a tree. A small scanner skips values by
+//! matching brackets and quotes; everything borrows from the input, and only
+//! strings with escapes and re-rendered objects allocate. Given text that is
+//! not valid JSON, every function returns `None` rather than panicking.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
 
 /// The JSON type of a raw value, from its first byte.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,8 +16,8 @@ pub enum Kind {
     Other,
 }
 
-pub fn kind(v: &RawValue) -> Kind {
-    match v.get().as_bytes().first() {
+pub fn kind(v: &str) -> Kind {
+    match v.as_bytes().first() {
         Some(b'{') => Kind::Object,
         Some(b'[') => Kind::Array,
         Some(b'"') => Kind::String,
@@ -26,28 +25,118 @@ pub fn kind(v: &RawValue) -> Kind {
     }
 }
 
-pub fn is_null(v: &RawValue) -> bool {
-    v.get() == "null"
+pub fn is_null(v: &str) -> bool {
+    v == "null"
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// `b[i]` is an opening quote; returns the index just past the closing one.
+fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        j += k;
+        if b[j] == b'\\' {
+            j += 2;
+        } else {
+            return Some(j + 1);
+        }
+    }
+}
+
+/// The index just past the value that starts at `i`.
+fn end_of_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => end_of_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            loop {
+                match *b.get(j)? {
+                    b'"' => j = end_of_string(b, j)?,
+                    b'{' | b'[' => {
+                        depth += 1;
+                        j += 1;
+                    }
+                    b'}' | b']' => {
+                        depth -= 1;
+                        j += 1;
+                        if depth == 0 {
+                            return Some(j);
+                        }
+                    }
+                    _ => j += 1,
+                }
+            }
+        }
+        _ => {
+            let rest = b.get(i..)?;
+            let len = rest
+                .iter()
+                .position(|&c| matches!(c, b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r'))
+                .unwrap_or(rest.len());
+            (len > 0).then_some(i + len)
+        }
+    }
+}
+
+/// Calls `f(raw_key, value)` for each entry of an object until it returns
+/// `Some`. Keys are raw (still escaped).
+fn scan_object<'a, T>(v: &'a str, mut f: impl FnMut(&'a str, &'a str) -> Option<T>) -> Option<T> {
+    let b = v.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'{') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b'}') {
+        return None;
+    }
+    loop {
+        if b.get(i) != Some(&b'"') {
+            return None;
+        }
+        let key_end = end_of_string(b, i)?;
+        let key = v.get(i..key_end)?;
+        i = skip_ws(b, key_end);
+        if b.get(i) != Some(&b':') {
+            return None;
+        }
+        i = skip_ws(b, i + 1);
+        let value_end = end_of_value(b, i)?;
+        if let Some(t) = f(key, v.get(i..value_end)?) {
+            return Some(t);
+        }
+        i = skip_ws(b, value_end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            _ => return None,
+        }
+    }
+}
+
+fn key_is(raw_key: &str, key: &str) -> bool {
+    let inner = &raw_key[1..raw_key.len() - 1];
+    if inner.contains('\\') {
+        serde_json::from_str::<String>(raw_key).is_ok_and(|k| k == key)
+    } else {
+        inner == key
+    }
 }
 
 /// The value of `key` in a JSON object (the first one, if repeated).
-pub fn get<'a>(v: &'a RawValue, key: &str) -> Option<&'a RawValue> {
-    if kind(v) != Kind::Object {
-        return None;
-    }
-    let mut found = None;
-    let seed = FindKey {
-        key,
-        found: &mut found,
-    };
-    let mut de = serde_json::Deserializer::from_str(v.get());
-    // The seed stops the scan with an error as soon as the key is found.
-    let _ = de.deserialize_map(seed);
-    found
+pub fn get<'a>(v: &'a str, key: &str) -> Option<&'a str> {
+    scan_object(v, |k, val| key_is(k, key).then_some(val))
 }
 
 /// Walks a path of object keys.
-pub fn path<'a>(mut v: &'a RawValue, keys: &[&str]) -> Option<&'a RawValue> {
+pub fn path<'a>(mut v: &'a str, keys: &[&str]) -> Option<&'a str> {
     for k in keys {
         v = get(v, k)?;
     }
@@ -55,44 +144,82 @@ pub fn path<'a>(mut v: &'a RawValue, keys: &[&str]) -> Option<&'a RawValue> {
 }
 
 /// Element `i` of an array.
-pub fn index(v: &RawValue, i: usize) -> Option<&RawValue> {
-    elements(v)?.into_iter().nth(i)
+pub fn index(v: &str, i: usize) -> Option<&str> {
+    let mut n = 0;
+    scan_array(v, |item| {
+        n += 1;
+        (n == i + 1).then_some(item)
+    })
 }
 
 /// The elements of a JSON array.
-pub fn elements(v: &RawValue) -> Option<Vec<&RawValue>> {
+pub fn elements(v: &str) -> Option<Vec<&str>> {
     if kind(v) != Kind::Array {
         return None;
     }
-    serde_json::from_str::<Vec<&RawValue>>(v.get()).ok()
+    let mut out = Vec::new();
+    scan_array(v, |item| {
+        out.push(item);
+        None::<()>
+    });
+    Some(out)
 }
 
-/// The entries of a JSON object, in order.
-pub fn entries(v: &RawValue) -> Option<Vec<(Cow<'_, str>, &RawValue)>> {
+/// Calls `f` on each element of an array until it returns `Some`.
+fn scan_array<'a, T>(v: &'a str, mut f: impl FnMut(&'a str) -> Option<T>) -> Option<T> {
+    let b = v.as_bytes();
+    let mut i = skip_ws(b, 0);
+    if b.get(i) != Some(&b'[') {
+        return None;
+    }
+    i = skip_ws(b, i + 1);
+    if b.get(i) == Some(&b']') {
+        return None;
+    }
+    loop {
+        let end = end_of_value(b, i)?;
+        if let Some(t) = f(v.get(i..end)?) {
+            return Some(t);
+        }
+        i = skip_ws(b, end);
+        match b.get(i) {
+            Some(b',') => i = skip_ws(b, i + 1),
+            _ => return None,
+        }
+    }
+}
+
+/// The entries of a JSON object, in order, with unescaped keys.
+pub fn entries(v: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
     if kind(v) != Kind::Object {
         return None;
     }
-    let mut de = serde_json::Deserializer::from_str(v.get());
-    de.deserialize_map(Entries).ok()
+    let mut out = Vec::new();
+    scan_object(v, |k, val| {
+        out.push((string(k).unwrap_or_default(), val));
+        None::<()>
+    });
+    Some(out)
 }
 
 /// A JSON string's value; `None` for other types.
-pub fn string(v: &RawValue) -> Option<Cow<'_, str>> {
-    if kind(v) != Kind::String {
+pub fn string(v: &str) -> Option<Cow<'_, str>> {
+    if kind(v) != Kind::String || v.len() < 2 {
         return None;
     }
-    match serde_json::from_str::<&str>(v.get()) {
-        Ok(s) => Some(Cow::Borrowed(s)),
-        Err(_) => serde_json::from_str::<String>(v.get()).ok().map(Cow::Owned),
+    let inner = &v[1..v.len() - 1];
+    if !inner.contains('\\') {
+        return Some(Cow::Borrowed(inner));
     }
+    serde_json::from_str::<String>(v).ok().map(Cow::Owned)
 }
 
 /// A value as Falco renders it: strings unquoted, everything else as
 /// compact JSON (numbers and booleans as written).
-pub fn text(v: &RawValue) -> Cow<'_, str> {
+pub fn text(v: &str) -> Cow<'_, str> {
     match string(v) {
         Some(s) => s,
-        None => compact(v.get()),
+        None => compact(v),
     }
 }
 
@@ -199,83 +326,52 @@ pub fn pretty(s: &str) -> String {
     out
 }
 
-struct FindKey<'k, 'a, 'f> {
-    key: &'k str,
-    found: &'f mut Option<&'a RawValue>,
-}
-
-#[derive(Debug)]
-struct Stop;
-
-impl fmt::Display for Stop {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("found")
-    }
-}
-
-impl<'de, 'f> DeserializeSeed<'de> for FindKey<'_, 'de, 'f> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de, 'f> Visitor<'de> for FindKey<'_, 'de, 'f> {
-    type Value = ();
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-            if k == self.key {
-                *self.found = Some(map.next_value::<&'de RawValue>()?);
-                return Err(de::Error::custom(Stop));
-            }
-            map.next_value::<IgnoredAny>()?;
-        }
-        Ok(())
-    }
-}
-
-struct Entries;
-
-impl<'de> Visitor<'de> for Entries {
-    type Value = Vec<(Cow<'de, str>, &'de RawValue)>;
-    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        f.write_str("an object")
-    }
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut out = Vec::new();
-        while let Some(k) = map.next_key::<Cow<'de, str>>()? {
-            out.push((k, map.next_value::<&'de RawValue>()?));
-        }
-        Ok(out)
-    }
-    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<Self::Value, A::Error> {
-        Err(de::Error::custom("not an object"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn raw(s: &str) -> &RawValue {
-        serde_json::from_str(s).unwrap()
-    }
-
     #[test]
     fn lookups() {
-        let v = raw(r#"{"a": {"b": [1, "x\u0026y", {"c": true}]}, "d": "e"}"#);
+        let v = r#"{"a": {"b": [1, "x\u0026y", {"c": true}]}, "d": "e", "k\"q": 2, "f": -1.5e3}"#;
         let b = path(v, &["a", "b"]).unwrap();
         assert_eq!(kind(b), Kind::Array);
         assert_eq!(text(index(b, 0).unwrap()), "1");
         assert_eq!(text(index(b, 1).unwrap()), "x&y");
         assert_eq!(text(index(b, 2).unwrap()), r#"{"c":true}"#);
+        assert_eq!(index(b, 3), None);
         assert_eq!(string(get(v, "d").unwrap()).unwrap(), "e");
+        assert_eq!(get(v, "k\"q"), Some("2"));
+        assert_eq!(get(v, "f"), Some("-1.5e3"));
         assert!(get(v, "zz").is_none());
         assert!(get(b, "a").is_none());
-        assert_eq!(entries(v).unwrap().len(), 2);
+        assert_eq!(entries(v).unwrap().len(), 4);
+        assert_eq!(elements("[]").unwrap().len(), 0);
+        assert_eq!(elements("[ 1 , [2,3] ]").unwrap(), vec!["1", "[2,3]"]);
+        assert!(get("{}", "a").is_none());
+    }
+
+    #[test]
+    fn garbage_is_none_not_a_panic() {
+        for s in [
+            "",
+            "{",
+            "{\"a\"",
+            "{\"a\":",
+            "{\"a\":[1,",
+            "[",
+            "[1",
+            "\"",
+            "\"\\",
+            "{\"a\":1,}",
+            "}",
+            "{\"a\" 1}",
+        ] {
+            let _ = get(s, "a");
+            let _ = elements(s);
+            let _ = entries(s);
+            let _ = string(s);
+            let _ = index(s, 1);
+        }
     }
 
     #[test]

@@ -53,9 +53,9 @@ pub struct Top<'a> {
 }
 
 impl<'a> Top<'a> {
-    /// The raw value of a top-level key, for JSON pointers.
-    pub fn key(&self, name: &str) -> Option<&'a RawValue> {
-        match name {
+    /// The raw JSON text of a top-level key.
+    pub fn key(&self, name: &str) -> Option<&'a str> {
+        let raw = match name {
             "kind" => self.kind,
             "auditID" => self.audit_id,
             "stage" => self.stage,
@@ -74,7 +74,8 @@ impl<'a> Top<'a> {
             "timestamp" => self.timestamp,
             "annotations" => self.annotations,
             _ => None,
-        }
+        };
+        raw.map(RawValue::get)
     }
 }
 
@@ -90,9 +91,14 @@ pub struct Event<'a> {
 }
 
 impl<'a> Event<'a> {
-    /// The whole event as a raw value (validated on demand).
-    pub fn root(&self) -> Option<&'a RawValue> {
-        serde_json::from_str(self.raw).ok()
+    /// The whole event's JSON text (already validated by the decoder).
+    pub fn root(&self) -> &'a str {
+        self.raw
+    }
+
+    /// The raw JSON text of a top-level key.
+    pub fn key(&self, name: &str) -> Option<&'a str> {
+        self.top.key(name)
     }
 }
 
@@ -176,7 +182,7 @@ pub fn decode_document<'a>(
 }
 
 fn is_event_list(top: &Top) -> bool {
-    match top.kind.and_then(json::string) {
+    match top.kind.map(RawValue::get).and_then(json::string) {
         Some(kind) => kind == "EventList",
         None => top.kind.is_none(),
     }
@@ -210,7 +216,7 @@ fn decode_top<'a>(
 ) {
     let kind_ok = match top.kind {
         None => true,
-        Some(k) => json::string(k).is_some_and(|k| k == "Event"),
+        Some(k) => json::string(k.get()).is_some_and(|k| k == "Event"),
     };
     let looks_like_event = top.audit_id.is_some() || top.stage.is_some() || top.verb.is_some();
     if !kind_ok || !(looks_like_event || top.kind.is_some()) {
@@ -223,7 +229,7 @@ fn decode_top<'a>(
     ]
     .into_iter()
     .flatten()
-    .find_map(|v| json::string(v).and_then(|s| time::parse_rfc3339(&s)));
+    .find_map(|v| json::string(v.get()).and_then(|s| time::parse_rfc3339(&s)));
     match time {
         Some(time_ns) => on_event(Event { raw, top, time_ns }),
         None => on_skip(Skip::NoTimestamp),

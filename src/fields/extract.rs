@@ -3,8 +3,6 @@
 
 use std::borrow::Cow;
 
-use serde_json::value::RawValue;
-
 use super::{Arg, ContainerList, ContainerSub, FieldDef, Source, SubjectName};
 use crate::event::json::{self, Kind};
 use crate::event::{time, Event};
@@ -49,7 +47,10 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         Source::Subjects(kind, name) => subjects(ev, kind, name),
         Source::RoleRules(key) => {
             let rules = select(
-                json::elements(ev.top.request_object.and_then(|o| json::get(o, "rules"))?)?,
+                json::elements(
+                    ev.key("requestObject")
+                        .and_then(|o| json::get(o, "rules"))?,
+                )?,
                 idx,
             )?;
             let mut out = Vec::new();
@@ -67,17 +68,17 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         }
         Source::UriParam => {
             let Arg::Key(key) = arg else { return None };
-            let uri = json::string(ev.top.request_uri?)?;
+            let uri = json::string(ev.key("requestURI")?)?;
             query_param(&uri, key).map(|v| Val::Str(Cow::Owned(v)))
         }
         Source::TargetPodName => {
-            let obj = ev.top.object_ref?;
+            let obj = ev.key("objectRef")?;
             let resource = json::get(obj, "resource").and_then(json::string)?;
             let sub = json::get(obj, "subresource").and_then(json::string);
             if resource != "pods" || sub.is_some_and(|s| !s.is_empty()) {
                 return None;
             }
-            json::path(ev.top.response_object?, &["metadata", "name"]).map(scalar)
+            json::path(ev.key("responseObject")?, &["metadata", "name"]).map(scalar)
         }
         Source::AlwaysTrue => Some(Val::Str(Cow::Borrowed("true"))),
         Source::FirstContainerImage => first_image(ev).map(Val::Str),
@@ -85,7 +86,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         Source::AnyContainerPrivileged => {
             let cs = containers(ev, ContainerList::Containers, None)?;
             let any = cs.iter().any(|c| {
-                json::path(c, &["securityContext", "privileged"]).is_some_and(|v| v.get() == "true")
+                json::path(c, &["securityContext", "privileged"]).is_some_and(|v| v == "true")
             });
             Some(Val::Str(Cow::Borrowed(if any { "true" } else { "false" })))
         }
@@ -119,7 +120,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
             Some(Val::List(out))
         }
         Source::SourceIps => {
-            let ips = select(json::elements(ev.top.source_ips?)?, idx)?;
+            let ips = select(json::elements(ev.key("sourceIPs")?)?, idx)?;
             Some(Val::List(ips.into_iter().map(json::text).collect()))
         }
         Source::Container(list, sub) => container_values(ev, list, sub, idx),
@@ -137,28 +138,28 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
     }
 }
 
-fn scalar(v: &RawValue) -> Val<'_> {
+fn scalar(v: &str) -> Val<'_> {
     Val::Str(json::text(v))
 }
 
 /// The value at a path of keys from the event's root.
-fn at_path<'a>(ev: &Event<'a>, keys: &[&str]) -> Option<&'a RawValue> {
+fn at_path<'a>(ev: &Event<'a>, keys: &[&str]) -> Option<&'a str> {
     let (first, rest) = keys.split_first()?;
-    let top = match ev.top.key(first) {
+    let top = match ev.key(first) {
         Some(v) => v,
-        None => json::get(ev.root()?, first)?,
+        None => json::get(ev.root(), first)?,
     };
     json::path(top, rest)
 }
 
 /// Follows JSON-pointer segments: object keys, or array indexes.
-fn pointer<'a>(ev: &Event<'a>, segments: &[String]) -> Option<&'a RawValue> {
+fn pointer<'a>(ev: &Event<'a>, segments: &[String]) -> Option<&'a str> {
     let Some((first, rest)) = segments.split_first() else {
-        return ev.root();
+        return Some(ev.root());
     };
-    let mut v = match ev.top.key(first) {
+    let mut v = match ev.key(first) {
         Some(v) => v,
-        None => json::get(ev.root()?, first)?,
+        None => json::get(ev.root(), first)?,
     };
     for seg in rest {
         v = match json::kind(v) {
@@ -180,16 +181,12 @@ fn select<T>(mut items: Vec<T>, idx: Option<usize>) -> Option<Vec<T>> {
     }
 }
 
-fn spec_array<'a>(ev: &Event<'a>, key: &str, idx: Option<usize>) -> Option<Vec<&'a RawValue>> {
-    let arr = json::path(ev.top.request_object?, &["spec", key])?;
+fn spec_array<'a>(ev: &Event<'a>, key: &str, idx: Option<usize>) -> Option<Vec<&'a str>> {
+    let arr = json::path(ev.key("requestObject")?, &["spec", key])?;
     select(json::elements(arr)?, idx)
 }
 
-fn containers<'a>(
-    ev: &Event<'a>,
-    list: ContainerList,
-    idx: Option<usize>,
-) -> Option<Vec<&'a RawValue>> {
+fn containers<'a>(ev: &Event<'a>, list: ContainerList, idx: Option<usize>) -> Option<Vec<&'a str>> {
     spec_array(ev, list.key(), idx)
 }
 
@@ -221,7 +218,9 @@ fn repository(image: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 fn subjects<'a>(ev: &Event<'a>, kind: Option<&str>, name: SubjectName) -> Option<Val<'a>> {
-    let subjects = ev.top.request_object.and_then(|o| json::get(o, "subjects"));
+    let subjects = ev
+        .key("requestObject")
+        .and_then(|o| json::get(o, "subjects"));
     let Some(subjects) = subjects else {
         // Binding fields with a kind filter give an empty list when there
         // are no subjects; the raw subjects field is not available.
@@ -254,10 +253,9 @@ fn container_values<'a>(
     idx: Option<usize>,
 ) -> Option<Val<'a>> {
     let cs = containers(ev, list, idx)?;
-    let sc = |c: &'a RawValue, key: &str| json::path(c, &["securityContext", key]).map(json::text);
+    let sc = |c: &'a str, key: &str| json::path(c, &["securityContext", key]).map(json::text);
     let pod_default = |key: &str| {
-        ev.top
-            .request_object
+        ev.key("requestObject")
             .and_then(|o| json::path(o, &["spec", "securityContext", key]))
             .map(json::text)
             .unwrap_or(Cow::Borrowed("0"))

@@ -230,7 +230,10 @@ impl Compiler<'_> {
                 .label(format!("expected {}", e.expected))]),
         };
         match &result {
-            Ok(id) => self.macros.insert(name.to_string(), MacroState::Done(*id)),
+            Ok(id) => {
+                self.program.memoize(*id);
+                self.macros.insert(name.to_string(), MacroState::Done(*id))
+            }
             Err(e) => self
                 .macros
                 .insert(name.to_string(), MacroState::Failed(e.clone())),

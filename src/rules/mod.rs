@@ -16,7 +16,7 @@ use std::sync::Arc;
 use crate::diag::{Diagnostic, SourceFile};
 use crate::event::Event;
 use crate::fields::extract::Val;
-use predicate::{NodeId, OperandId, Program};
+use predicate::{EvalCtx, NodeId, OperandId, Program};
 
 /// The rule files shipped with Saker, embedded in the binary.
 pub const DEFAULT_RULES: &[(&str, &str)] = &[(
@@ -96,19 +96,24 @@ pub struct RuleSet {
 }
 
 impl RuleSet {
+    /// Fresh per-event evaluation state.
+    pub fn context<'a>(&self) -> EvalCtx<'a> {
+        EvalCtx::new(&self.program)
+    }
+
     /// Whether rule `i` matches the event.
-    pub fn matches(&self, i: usize, ev: &Event) -> bool {
+    pub fn matches<'a>(&self, i: usize, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> bool {
         let rule = &self.rules[i];
-        rule.enabled && self.program.eval(rule.root, ev)
+        rule.enabled && self.program.eval(rule.root, ev, cx)
     }
 
     /// The rule's output with values filled in (`<NA>` when missing).
-    pub fn render_output(&self, i: usize, ev: &Event) -> String {
+    pub fn render_output<'a>(&self, i: usize, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> String {
         let mut out = String::new();
         for part in &self.rules[i].output {
             match part {
                 OutputPart::Text(t) => out.push_str(t),
-                OutputPart::Value(id) => match self.program.value(*id, ev) {
+                OutputPart::Value(id) => match self.program.value(*id, ev, cx) {
                     Some(v) => out.push_str(&v.render()),
                     None => out.push_str("<NA>"),
                 },
@@ -118,11 +123,16 @@ impl RuleSet {
     }
 
     /// The output fields' values for JSON output.
-    pub fn output_values<'a>(&self, i: usize, ev: &Event<'a>) -> Vec<(&str, Option<Val<'a>>)> {
+    pub fn output_values<'a>(
+        &self,
+        i: usize,
+        ev: &Event<'a>,
+        cx: &mut EvalCtx<'a>,
+    ) -> Vec<(&str, Option<Val<'a>>)> {
         self.rules[i]
             .output_fields
             .iter()
-            .map(|(name, id)| (name.as_str(), self.program.value(*id, ev)))
+            .map(|(name, id)| (name.as_str(), self.program.value(*id, ev, cx)))
             .collect()
     }
 }

@@ -3,7 +3,7 @@
 //! rule using them shares. Values are only extracted when a check needs them.
 
 use std::borrow::Cow;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use regex::Regex;
 
@@ -87,6 +87,31 @@ pub enum OperandProg {
 pub struct Program {
     pub nodes: Vec<Node>,
     pub operands: Vec<OperandProg>,
+    /// Field operands by (field, argument), so each distinct field is one
+    /// operand and is extracted at most once per event.
+    interned: HashMap<(&'static str, Arg), OperandId>,
+    /// Memo slot of each node shared by several users (macros), indexed by
+    /// node id; `NO_SLOT` for the others.
+    memo_slot: Vec<u32>,
+    memo_slots: usize,
+}
+
+const NO_SLOT: u32 = u32::MAX;
+
+/// Per-event evaluation state: each operand's value and each shared node's
+/// result, computed at most once per event.
+pub struct EvalCtx<'a> {
+    values: Vec<Option<Option<Val<'a>>>>,
+    memo: Vec<Option<bool>>,
+}
+
+impl<'a> EvalCtx<'a> {
+    pub fn new(program: &Program) -> Self {
+        EvalCtx {
+            values: vec![None; program.operands.len()],
+            memo: vec![None; program.memo_slots],
+        }
+    }
 }
 
 impl Program {
@@ -96,37 +121,89 @@ impl Program {
     }
 
     pub fn push_operand(&mut self, op: OperandProg) -> OperandId {
+        if let OperandProg::Field(def, arg) = &op {
+            if let Some(&id) = self.interned.get(&(def.name, arg.clone())) {
+                return id;
+            }
+            let id = self.operands.len() as OperandId;
+            self.interned.insert((def.name, arg.clone()), id);
+            self.operands.push(op);
+            return id;
+        }
         self.operands.push(op);
         (self.operands.len() - 1) as OperandId
     }
 
-    pub fn eval(&self, id: NodeId, ev: &Event) -> bool {
-        match &self.nodes[id as usize] {
-            Node::And(items) => items.iter().all(|&i| self.eval(i, ev)),
-            Node::Or(items) => items.iter().any(|&i| self.eval(i, ev)),
-            Node::Not(i) => !self.eval(*i, ev),
-            Node::Check(c) => self.check(c, ev),
+    /// Marks a node whose result is worth remembering within one event
+    /// (a macro used by several rules).
+    pub fn memoize(&mut self, id: NodeId) {
+        if self.memo_slot.len() <= id as usize {
+            self.memo_slot.resize(id as usize + 1, NO_SLOT);
+        }
+        if self.memo_slot[id as usize] == NO_SLOT {
+            self.memo_slot[id as usize] = self.memo_slots as u32;
+            self.memo_slots += 1;
         }
     }
 
+    pub fn eval<'a>(&self, id: NodeId, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> bool {
+        let slot = self
+            .memo_slot
+            .get(id as usize)
+            .copied()
+            .filter(|&s| s != NO_SLOT)
+            .map(|s| s as usize);
+        if let Some(r) = slot.and_then(|s| cx.memo[s]) {
+            return r;
+        }
+        let r = match &self.nodes[id as usize] {
+            Node::And(items) => items.iter().all(|&i| self.eval(i, ev, cx)),
+            Node::Or(items) => items.iter().any(|&i| self.eval(i, ev, cx)),
+            Node::Not(i) => !self.eval(*i, ev, cx),
+            Node::Check(c) => self.check(c, ev, cx),
+        };
+        if let Some(s) = slot {
+            cx.memo[s] = Some(r);
+        }
+        r
+    }
+
     /// The value(s) of an operand for an event; `None` = not available.
-    pub fn value<'a>(&self, id: OperandId, ev: &Event<'a>) -> Option<Val<'a>> {
-        match &self.operands[id as usize] {
+    pub fn value<'a>(
+        &self,
+        id: OperandId,
+        ev: &Event<'a>,
+        cx: &mut EvalCtx<'a>,
+    ) -> Option<Val<'a>> {
+        if let Some(v) = &cx.values[id as usize] {
+            return v.clone();
+        }
+        let v = match &self.operands[id as usize] {
             OperandProg::Field(def, arg) => extract(ev, def, arg),
             OperandProg::Literal(s) => Some(Val::Str(Cow::Owned(s.clone()))),
             OperandProg::Transform(kind, args) => {
                 let mut vals = Vec::with_capacity(args.len());
+                let mut missing = false;
                 for &a in args {
-                    vals.push(self.value(a, ev)?);
+                    match self.value(a, ev, cx) {
+                        Some(v) => vals.push(v),
+                        None => missing = true,
+                    }
                 }
-                transform(*kind, vals)
+                if missing {
+                    None
+                } else {
+                    transform(*kind, vals)
+                }
             }
-        }
+        };
+        cx.values[id as usize] = Some(v.clone());
+        v
     }
 
-    fn check(&self, c: &Check, ev: &Event) -> bool {
+    fn check<'a>(&self, c: &Check, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> bool {
         // A missing value makes every comparison false, `!=` included.
-        let Some(lhs) = self.value(c.lhs, ev) else {
+        let Some(lhs) = self.value(c.lhs, ev, cx) else {
             return false;
         };
         match (&c.test, &lhs) {
@@ -146,7 +223,7 @@ impl Program {
                 let v = v.render();
                 paths.iter().any(|p| path_prefix(p, &v))
             }
-            (Test::Operand(op, rhs), lhs) => match self.value(*rhs, ev) {
+            (Test::Operand(op, rhs), lhs) => match self.value(*rhs, ev, cx) {
                 None => false,
                 Some(rhs) => compare_values(*op, lhs, &rhs),
             },
