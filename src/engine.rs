@@ -126,8 +126,10 @@ impl<'r> Engine<'r> {
         self.stats.events += 1;
         let mut matched = false;
         let mut cx = self.rules.context();
-        for (i, rule) in self.rules.rules.iter().enumerate() {
-            if !self.rules.matches(i, ev, &mut cx) {
+        let rules = self.rules;
+        for &i in rules.candidates(ev, &mut cx) {
+            let rule = &rules.rules[i];
+            if !rules.matches(i, ev, &mut cx) {
                 continue;
             }
             matched = true;

@@ -39,8 +39,20 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// `b[i]` is an opening quote; returns the index just past the closing one.
 fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
+    // Most strings (keys, names) are short: look at them byte by byte before
+    // handing longer ones to the vectorised search.
+    let short = b
+        .get(j..)?
+        .iter()
+        .take(24)
+        .position(|&c| c == b'"' || c == b'\\');
+    match short {
+        Some(k) if b[j + k] == b'"' => return Some(j + k + 1),
+        Some(k) => j += k,
+        None => {}
+    }
     loop {
-        let k = b.get(j..)?.iter().position(|&c| c == b'"' || c == b'\\')?;
+        let k = memchr::memchr2(b'"', b'\\', b.get(j..)?)?;
         j += k;
         if b[j] == b'\\' {
             j += 2;
@@ -54,24 +66,27 @@ fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
 fn end_of_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => end_of_string(b, i),
-        b'{' | b'[' => {
+        open @ (b'{' | b'[') => {
+            // In valid JSON only the matching bracket kind changes the depth
+            // of this value; strings are skipped whole.
+            let close = if open == b'{' { b'}' } else { b']' };
             let mut depth = 0usize;
             let mut j = i;
             loop {
-                match *b.get(j)? {
+                j += memchr::memchr3(b'"', open, close, b.get(j..)?)?;
+                match b[j] {
                     b'"' => j = end_of_string(b, j)?,
-                    b'{' | b'[' => {
+                    c if c == open => {
                         depth += 1;
                         j += 1;
                     }
-                    b'}' | b']' => {
+                    _ => {
                         depth -= 1;
                         j += 1;
                         if depth == 0 {
                             return Some(j);
                         }
                     }
-                    _ => j += 1,
                 }
             }
         }
@@ -84,6 +99,25 @@ fn end_of_value(b: &[u8], i: usize) -> Option<usize> {
             (len > 0).then_some(i + len)
         }
     }
+}
+
+/// The entries of an object with their keys still raw (quoted, escaped), in
+/// one scan.
+pub fn raw_entries(v: &str) -> Option<Vec<(&str, &str)>> {
+    if kind(v) != Kind::Object {
+        return None;
+    }
+    let mut out = Vec::new();
+    scan_object(v, |k, val| {
+        out.push((k, val));
+        None::<()>
+    });
+    Some(out)
+}
+
+/// Whether a raw (quoted) key equals `key`.
+pub fn key_matches(raw_key: &str, key: &str) -> bool {
+    key_is(raw_key, key)
 }
 
 /// Calls `f(raw_key, value)` for each entry of an object until it returns

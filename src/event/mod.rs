@@ -5,6 +5,8 @@
 pub mod json;
 pub mod time;
 
+use std::cell::RefCell;
+
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
@@ -53,6 +55,12 @@ pub struct Top<'a> {
 }
 
 impl<'a> Top<'a> {
+    /// Whether `name` is one of the top-level keys decoded into `Top`; for
+    /// those, absence from `Top` means absence from the event.
+    pub fn captures(name: &str) -> bool {
+        CAPTURED.contains(&name)
+    }
+
     /// The raw JSON text of a top-level key.
     pub fn key(&self, name: &str) -> Option<&'a str> {
         let raw = match name {
@@ -79,6 +87,26 @@ impl<'a> Top<'a> {
     }
 }
 
+const CAPTURED: &[&str] = &[
+    "kind",
+    "auditID",
+    "stage",
+    "requestURI",
+    "verb",
+    "user",
+    "impersonatedUser",
+    "sourceIPs",
+    "userAgent",
+    "objectRef",
+    "responseStatus",
+    "requestObject",
+    "responseObject",
+    "requestReceivedTimestamp",
+    "stageTimestamp",
+    "timestamp",
+    "annotations",
+];
+
 /// A decoded audit event.
 #[derive(Debug)]
 pub struct Event<'a> {
@@ -88,6 +116,17 @@ pub struct Event<'a> {
     /// Event time (stageTimestamp, else requestReceivedTimestamp, else the
     /// legacy `timestamp`) in nanoseconds since the Unix epoch.
     pub time_ns: i64,
+    /// Objects of this event already scanned: their entries, so that each
+    /// object is scanned once however many of its fields rules read.
+    objects: RefCell<Vec<Object<'a>>>,
+}
+
+#[derive(Debug)]
+struct Object<'a> {
+    /// Address and length of the object's text.
+    id: (usize, usize),
+    /// Raw (quoted) keys and raw values.
+    entries: Vec<(&'a str, &'a str)>,
 }
 
 impl<'a> Event<'a> {
@@ -96,9 +135,40 @@ impl<'a> Event<'a> {
         self.raw
     }
 
-    /// The raw JSON text of a top-level key.
+    /// The raw JSON text of a top-level key, wherever it is.
     pub fn key(&self, name: &str) -> Option<&'a str> {
-        self.top.key(name)
+        if Top::captures(name) {
+            self.top.key(name)
+        } else {
+            self.get(self.raw, name)
+        }
+    }
+
+    /// `json::get`, with each object's entries scanned once per event.
+    pub fn get(&self, parent: &'a str, key: &str) -> Option<&'a str> {
+        let id = (parent.as_ptr() as usize, parent.len());
+        let mut objects = self.objects.borrow_mut();
+        let pos = match objects.iter().rposition(|o| o.id == id) {
+            Some(p) => p,
+            None => {
+                let entries = json::raw_entries(parent)?;
+                objects.push(Object { id, entries });
+                objects.len() - 1
+            }
+        };
+        objects[pos]
+            .entries
+            .iter()
+            .find(|(k, _)| json::key_matches(k, key))
+            .map(|(_, v)| *v)
+    }
+
+    /// `json::path` through [`Event::get`].
+    pub fn path(&self, mut v: &'a str, keys: &[&str]) -> Option<&'a str> {
+        for k in keys {
+            v = self.get(v, k)?;
+        }
+        Some(v)
     }
 }
 
@@ -231,7 +301,12 @@ fn decode_top<'a>(
     .flatten()
     .find_map(|v| json::string(v.get()).and_then(|s| time::parse_rfc3339(&s)));
     match time {
-        Some(time_ns) => on_event(Event { raw, top, time_ns }),
+        Some(time_ns) => on_event(Event {
+            raw,
+            top,
+            time_ns,
+            objects: RefCell::new(Vec::new()),
+        }),
         None => on_skip(Skip::NoTimestamp),
     }
 }
@@ -262,6 +337,23 @@ mod tests {
         assert_eq!(decode(legacy).0, vec![2_000_000_000]);
         let received_only = r#"{"auditID":"x","requestReceivedTimestamp":"1970-01-01T00:00:03Z"}"#;
         assert_eq!(decode(received_only).0, vec![3_000_000_000]);
+    }
+
+    #[test]
+    fn captured_keys_are_the_ones_top_decodes() {
+        let ev = format!(
+            "{{{}}}",
+            CAPTURED
+                .iter()
+                .map(|k| format!("\"{k}\":\"x\""))
+                .collect::<Vec<_>>()
+                .join(",")
+        );
+        let top: Top = serde_json::from_str(&ev).unwrap();
+        for k in CAPTURED {
+            assert_eq!(top.key(k), Some("\"x\""), "{k}");
+        }
+        assert!(!Top::captures("level"));
     }
 
     #[test]

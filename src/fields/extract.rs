@@ -47,10 +47,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         Source::Subjects(kind, name) => subjects(ev, kind, name),
         Source::RoleRules(key) => {
             let rules = select(
-                json::elements(
-                    ev.key("requestObject")
-                        .and_then(|o| json::get(o, "rules"))?,
-                )?,
+                json::elements(ev.key("requestObject").and_then(|o| ev.get(o, "rules"))?)?,
                 idx,
             )?;
             let mut out = Vec::new();
@@ -78,7 +75,8 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
             if resource != "pods" || sub.is_some_and(|s| !s.is_empty()) {
                 return None;
             }
-            json::path(ev.key("responseObject")?, &["metadata", "name"]).map(scalar)
+            ev.path(ev.key("responseObject")?, &["metadata", "name"])
+                .map(scalar)
         }
         Source::AlwaysTrue => Some(Val::Str(Cow::Borrowed("true"))),
         Source::FirstContainerImage => first_image(ev).map(Val::Str),
@@ -145,11 +143,7 @@ fn scalar(v: &str) -> Val<'_> {
 /// The value at a path of keys from the event's root.
 fn at_path<'a>(ev: &Event<'a>, keys: &[&str]) -> Option<&'a str> {
     let (first, rest) = keys.split_first()?;
-    let top = match ev.key(first) {
-        Some(v) => v,
-        None => json::get(ev.root(), first)?,
-    };
-    json::path(top, rest)
+    ev.path(ev.key(first)?, rest)
 }
 
 /// Follows JSON-pointer segments: object keys, or array indexes.
@@ -157,13 +151,10 @@ fn pointer<'a>(ev: &Event<'a>, segments: &[String]) -> Option<&'a str> {
     let Some((first, rest)) = segments.split_first() else {
         return Some(ev.root());
     };
-    let mut v = match ev.key(first) {
-        Some(v) => v,
-        None => json::get(ev.root(), first)?,
-    };
+    let mut v = ev.key(first)?;
     for seg in rest {
         v = match json::kind(v) {
-            Kind::Object => json::get(v, seg)?,
+            Kind::Object => ev.get(v, seg)?,
             Kind::Array => json::index(v, seg.parse().ok()?)?,
             _ => return None,
         };
@@ -182,7 +173,7 @@ fn select<T>(mut items: Vec<T>, idx: Option<usize>) -> Option<Vec<T>> {
 }
 
 fn spec_array<'a>(ev: &Event<'a>, key: &str, idx: Option<usize>) -> Option<Vec<&'a str>> {
-    let arr = json::path(ev.key("requestObject")?, &["spec", key])?;
+    let arr = ev.path(ev.key("requestObject")?, &["spec", key])?;
     select(json::elements(arr)?, idx)
 }
 
@@ -218,9 +209,7 @@ fn repository(image: Cow<'_, str>) -> Cow<'_, str> {
 }
 
 fn subjects<'a>(ev: &Event<'a>, kind: Option<&str>, name: SubjectName) -> Option<Val<'a>> {
-    let subjects = ev
-        .key("requestObject")
-        .and_then(|o| json::get(o, "subjects"));
+    let subjects = ev.key("requestObject").and_then(|o| ev.get(o, "subjects"));
     let Some(subjects) = subjects else {
         // Binding fields with a kind filter give an empty list when there
         // are no subjects; the raw subjects field is not available.
@@ -256,7 +245,7 @@ fn container_values<'a>(
     let sc = |c: &'a str, key: &str| json::path(c, &["securityContext", key]).map(json::text);
     let pod_default = |key: &str| {
         ev.key("requestObject")
-            .and_then(|o| json::path(o, &["spec", "securityContext", key]))
+            .and_then(|o| ev.path(o, &["spec", "securityContext", key]))
             .map(json::text)
             .unwrap_or(Cow::Borrowed("0"))
     };

@@ -51,13 +51,7 @@ pub fn compile(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
     }
     let mut diags = c.diags;
     dedup(&mut diags);
-    (
-        RuleSet {
-            program: c.program,
-            rules,
-        },
-        diags,
-    )
+    (RuleSet::new(c.program, rules), diags)
 }
 
 fn dedup(diags: &mut Vec<Diagnostic>) {

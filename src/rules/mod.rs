@@ -10,6 +10,7 @@ pub mod parser;
 pub mod predicate;
 pub mod yaml;
 
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -93,9 +94,81 @@ pub struct CompiledRule {
 pub struct RuleSet {
     pub program: Program,
     pub rules: Vec<CompiledRule>,
+    index: RuleIndex,
+}
+
+/// Rules indexed by the `ka.target.resource` values their conditions
+/// require, so an event is only tried against rules that can match it.
+#[derive(Debug, Default)]
+struct RuleIndex {
+    operand: Option<OperandId>,
+    /// For each resource some rule requires: the rules to try, in order.
+    by_resource: HashMap<String, Vec<usize>>,
+    /// Rules to try for any other resource (or none): those that do not
+    /// require a resource.
+    other: Vec<usize>,
+}
+
+impl RuleIndex {
+    fn build(program: &Program, rules: &[CompiledRule]) -> Self {
+        let Some(op) = program.field_operand("ka.target.resource") else {
+            return RuleIndex {
+                operand: None,
+                by_resource: HashMap::new(),
+                other: (0..rules.len()).collect(),
+            };
+        };
+        let required: Vec<Option<HashSet<String>>> = rules
+            .iter()
+            .map(|r| program.required_values(r.root, op))
+            .collect();
+        let mut by_resource: HashMap<String, Vec<usize>> = HashMap::new();
+        for set in required.iter().flatten() {
+            for v in set {
+                by_resource.entry(v.clone()).or_default();
+            }
+        }
+        let other: Vec<usize> = (0..rules.len())
+            .filter(|&i| required[i].is_none())
+            .collect();
+        for (resource, list) in by_resource.iter_mut() {
+            *list = (0..rules.len())
+                .filter(|&i| required[i].as_ref().is_none_or(|s| s.contains(resource)))
+                .collect();
+        }
+        RuleIndex {
+            operand: Some(op),
+            by_resource,
+            other,
+        }
+    }
 }
 
 impl RuleSet {
+    pub fn new(program: Program, rules: Vec<CompiledRule>) -> Self {
+        let index = RuleIndex::build(&program, &rules);
+        RuleSet {
+            program,
+            rules,
+            index,
+        }
+    }
+
+    /// The rules that can match this event, in definition order.
+    pub fn candidates<'a>(&self, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> &[usize] {
+        let Some(op) = self.index.operand else {
+            return &self.index.other;
+        };
+        match self.program.value(op, ev, cx) {
+            Some(Val::Str(r)) => self
+                .index
+                .by_resource
+                .get(r.as_ref())
+                .unwrap_or(&self.index.other),
+            _ => &self.index.other,
+        }
+    }
+
     /// Fresh per-event evaluation state.
     pub fn context<'a>(&self) -> EvalCtx<'a> {
         EvalCtx::new(&self.program)

@@ -66,6 +66,13 @@ impl ValueSet {
         }
     }
 
+    fn values(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+        match self {
+            ValueSet::Small(items) => Box::new(items.iter()),
+            ValueSet::Hashed(set) => Box::new(set.iter()),
+        }
+    }
+
     fn contains(&self, v: &str) -> bool {
         match self {
             ValueSet::Small(items) => items.iter().any(|i| i == v),
@@ -132,6 +139,36 @@ impl Program {
         }
         self.operands.push(op);
         (self.operands.len() - 1) as OperandId
+    }
+
+    /// The field operand for `name` without argument, if any rule uses it.
+    pub fn field_operand(&self, name: &'static str) -> Option<OperandId> {
+        self.interned.get(&(name, Arg::None)).copied()
+    }
+
+    /// A set `S` such that whenever node `id` is true, operand `op` has a
+    /// scalar value in `S`; `None` when the condition does not pin it down.
+    /// Used to index rules by the values they require.
+    pub fn required_values(&self, id: NodeId, op: OperandId) -> Option<HashSet<String>> {
+        match &self.nodes[id as usize] {
+            Node::Check(c) if c.lhs == op => match &c.test {
+                Test::Str(Op::Eq, v) => Some(HashSet::from([v.clone()])),
+                Test::In(set) | Test::Intersects(set) => Some(set.values().cloned().collect()),
+                _ => None,
+            },
+            Node::Check(_) | Node::Not(_) => None,
+            Node::And(items) => items
+                .iter()
+                .filter_map(|&i| self.required_values(i, op))
+                .reduce(|a, b| a.intersection(&b).cloned().collect()),
+            Node::Or(items) => {
+                let mut all = HashSet::new();
+                for &i in items {
+                    all.extend(self.required_values(i, op)?);
+                }
+                Some(all)
+            }
+        }
     }
 
     /// Marks a node whose result is worth remembering within one event

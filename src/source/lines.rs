@@ -106,7 +106,7 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 }
 
 fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&b| b == needle)
+    memchr::memchr(needle, hay)
 }
 
 /// Removes `kubectl logs` decorations: a `--prefix` tag (`[pod/NAME/C] `)
