@@ -1,4 +1,4 @@
-//! Throughput harness: `cargo bench --bench throughput [-- EVENTS]`.
+//! Throughput harness: `cargo bench --bench throughput [-- EVENTS | FILE]`.
 //!
 //! Generates a seeded, realistic event mix (see support/gen.rs), then measures
 //! in one run, on one thread:
@@ -7,7 +7,8 @@
 //!   (b) Saker with the default rules, the whole pipeline from lines to
 //!       rendered alerts (written to a sink that discards them).
 //! It prints events/s, MB/s and the ratio (b)/(a). Numbers are measurements,
-//! not assertions: the machine is shared and noisy.
+//! not assertions: the machine is shared and noisy. Given a file of events
+//! (JSON lines) instead of a count, it measures on those.
 
 #[path = "support/gen.rs"]
 mod gen;
@@ -143,21 +144,29 @@ fn measure<F: FnMut() -> (u64, u64)>(label: &str, bytes: usize, mut f: F) -> f64
 }
 
 fn main() {
-    let n: usize = std::env::args()
+    let args: Vec<String> = std::env::args()
         .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(200_000);
-    let mut g = gen::Gen::new(42);
-    let mut data = Vec::with_capacity(n * 2100);
-    let mut rr = 0;
-    for _ in 0..n {
-        let e = g.event();
-        rr += usize::from(e.contains("\"level\":\"RequestResponse\""));
-        data.extend_from_slice(e.as_bytes());
-        data.push(b'\n');
-    }
+        .filter(|a| a != "--bench")
+        .collect();
+    let file = args.iter().find(|a| std::path::Path::new(a).is_file());
+    let data = match file {
+        Some(path) => std::fs::read(path).expect("read events file"),
+        None => {
+            let n = args.iter().find_map(|a| a.parse().ok()).unwrap_or(200_000);
+            generate(n)
+        }
+    };
+    let n = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .count();
+    let rr = data
+        .split(|&b| b == b'\n')
+        .filter(|l| memchr::memmem::find(l, b"\"level\":\"RequestResponse\"").is_some())
+        .count();
     println!(
-        "generated {n} events, {:.1} MB, {:.0} bytes/event average, {:.0}% RequestResponse",
+        "{} {n} events, {:.1} MB, {:.0} bytes/event average, {:.0}% RequestResponse",
+        if file.is_some() { "read" } else { "generated" },
         data.len() as f64 / 1e6,
         data.len() as f64 / n as f64,
         rr as f64 * 100.0 / n as f64
@@ -172,4 +181,14 @@ fn main() {
         saker_pass(&data, &set)
     });
     println!("ratio (b)/(a): {:.2}", b / a);
+}
+
+fn generate(n: usize) -> Vec<u8> {
+    let mut g = gen::Gen::new(42);
+    let mut data = Vec::with_capacity(n * 2400);
+    for _ in 0..n {
+        data.extend_from_slice(g.event().as_bytes());
+        data.push(b'\n');
+    }
+    data
 }
