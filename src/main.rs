@@ -337,7 +337,7 @@ fn test(paths: &[PathBuf]) -> ExitCode {
                 failed += report.failed;
             }
             Err(e) => {
-                eprintln!("{}", e.0.trim_end());
+                eprintln!("saker test: {}", e.to_string().trim_end());
                 setup_failed = true;
             }
         }

@@ -45,10 +45,24 @@ pub struct Report {
     pub text: String,
 }
 
-/// A test file that could not be run at all (bad YAML, rules that do not
-/// load, a missing input file).
-#[derive(Debug)]
-pub struct SetupError(pub String);
+/// Why a test file could not be run at all.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SetupError {
+    /// The file cannot be read (`saker test missing.yaml`).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    /// The file is not a test file: bad YAML, no `tests:`, a malformed test
+    /// (`tests: 5`). Carries the rendered diagnostic with its position.
+    #[error("{0}")]
+    Format(String),
+    /// The rule files it names do not load; carries their diagnostics.
+    #[error("{file}: the rule files do not load:\n{diagnostics}")]
+    Rules { file: String, diagnostics: String },
+}
 
 /// Runs the tests of one file. `text` is the file's content; `path` locates
 /// the rule files and inputs it names.
@@ -63,20 +77,20 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
             e.pos,
             e.pos + 1,
         );
-        SetupError(d.to_string())
+        SetupError::Format(d.to_string())
     })?;
     let root = docs
         .first()
         .filter(|d| d.as_map().is_some())
         .ok_or_else(|| {
-            SetupError(format!(
+            SetupError::Format(format!(
                 "{}: a test file is a mapping with `tests:`",
                 file.name
             ))
         })?;
     let base = path.parent().unwrap_or(Path::new("."));
     let bad = |node: &Node, msg: &str| {
-        SetupError(
+        SetupError::Format(
             Diagnostic::error("test-file", msg.to_string())
                 .at(&file, node.pos, node.pos + 1)
                 .to_string(),
@@ -94,7 +108,10 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
                 .filter_map(Node::as_str)
                 .map(|p| base.join(p))
                 .collect();
-            rules::expand_paths(&paths).map_err(|e| SetupError(format!("{}: {e}", file.name)))?
+            rules::expand_paths(&paths).map_err(|e| SetupError::Read {
+                path: file.name.clone(),
+                source: e,
+            })?
         }
     };
     let matching = match root.get("rule_matching").and_then(Node::as_str) {
@@ -109,11 +126,16 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
     };
     let loaded = rules::load(&sources);
     let Some(set) = loaded.rules else {
-        let mut msg = format!("{}: the rule files do not load:\n", file.name);
-        for d in loaded.diagnostics.iter().filter(|d| d.is_error()) {
-            msg.push_str(&d.to_string());
-        }
-        return Err(SetupError(msg));
+        let diagnostics = loaded
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .map(ToString::to_string)
+            .collect();
+        return Err(SetupError::Rules {
+            file: file.name.clone(),
+            diagnostics,
+        });
     };
     let tests = root
         .get("tests")
@@ -347,7 +369,9 @@ pub fn run_default() -> Result<Report, SetupError> {
 
 /// Runs a test file from disk.
 pub fn run_path(path: &Path) -> Result<Report, SetupError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| SetupError(format!("cannot read {}: {e}", path.display())))?;
+    let text = std::fs::read_to_string(path).map_err(|e| SetupError::Read {
+        path: path.display().to_string(),
+        source: e,
+    })?;
     run_file(path, &text)
 }

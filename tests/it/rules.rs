@@ -80,3 +80,22 @@ fn failing_rule_test_prints_a_diff_and_exits_1() {
     assert!(text.contains("+ extra:"), "{text}");
     assert!(text.contains("rule tests: 1 passed, 2 failed"), "{text}");
 }
+
+#[test]
+fn unusable_test_files_exit_2() {
+    let out = saker()
+        .args(["test", "/nonexistent/tests.yaml"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read /nonexistent/tests.yaml"));
+    let bad_rules = golden("ruletest/bad_rules.yaml");
+    let out = saker()
+        .args(["test", bad_rules.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("the rule files do not load"), "{err}");
+    assert!(err.contains("several_errors.yaml:9:25"), "{err}");
+}
