@@ -30,3 +30,4 @@ pub mod rules;
 pub mod ruletest;
 pub mod sink;
 pub mod source;
+pub mod window;
