@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use saker::engine::windows::WindowOptions;
 use saker::engine::{Engine, RuleMatching};
 use saker::rules::{self, Loaded, RuleSource};
 use saker::sink::stdout::{Format, StdoutSink};
 use saker::sink::AlertSink;
 use saker::source::lines::LineReader;
 use saker::source::Input;
+use saker::window::Limits;
 
 #[derive(Parser)]
 #[command(
@@ -92,6 +94,29 @@ struct RunArgs {
     /// Do not print the summary on stderr at the end of the input.
     #[arg(long)]
     no_summary: bool,
+    /// Tick of windowed rules: event times are cut into steps of this size;
+    /// windows and `for` must be whole multiples of it.
+    #[arg(long, default_value = "1s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    resolution: u64,
+    /// How long to wait for out-of-order events before evaluating a tick of
+    /// a windowed rule; events later than this are counted as late.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    lateness: u64,
+    /// Keys kept per windowed rule (least recently used are evicted, and
+    /// counted).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    max_keys: usize,
+    /// Distinct values kept per key of a `distinct()` rule.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    max_distinct_values: usize,
+}
+
+fn parse_duration_arg(s: &str) -> Result<u64, String> {
+    match saker::window::spec::parse_duration(s) {
+        Some(0) => Err("must be longer than zero".into()),
+        Some(ns) => Ok(ns),
+        None => Err(format!("`{s}` is not a duration (e.g. 1s, 500ms, 5m)")),
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -148,8 +173,8 @@ fn print_diagnostics(loaded: &Loaded, out: &mut dyn Write) {
     }
 }
 
-fn load_rules(paths: &[PathBuf]) -> Result<rules::RuleSet, ExitCode> {
-    let loaded = rules::load(&sources(paths)?);
+fn load_rules(paths: &[PathBuf], options: &rules::LoadOptions) -> Result<rules::RuleSet, ExitCode> {
+    let loaded = rules::load_with(&sources(paths)?, options);
     print_diagnostics(&loaded, &mut io::stderr());
     match loaded.rules {
         Some(set) => Ok(set),
@@ -162,7 +187,10 @@ fn load_rules(paths: &[PathBuf]) -> Result<rules::RuleSet, ExitCode> {
 }
 
 fn run(args: RunArgs) -> ExitCode {
-    let set = match load_rules(&args.rules) {
+    let options = rules::LoadOptions {
+        resolution_ns: args.resolution,
+    };
+    let set = match load_rules(&args.rules, &options) {
         Ok(s) => s,
         Err(code) => return code,
     };
@@ -183,7 +211,14 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let stdout = io::stdout().lock();
     let mut sink = StdoutSink::new(io::BufWriter::with_capacity(64 * 1024, stdout), args.output);
-    let mut engine = Engine::new(&set, args.rule_matching);
+    let window_options = WindowOptions {
+        lateness_ns: args.lateness,
+        limits: Limits {
+            max_keys: args.max_keys,
+            max_values_per_key: args.max_distinct_values,
+        },
+    };
+    let mut engine = Engine::with_options(&set, args.rule_matching, window_options);
     let mut lines = LineReader::new(reader, args.max_line_bytes);
     let start = Instant::now();
     let mut progress = ProgressBar::new(size, show_progress);
@@ -206,6 +241,7 @@ fn run(args: RunArgs) -> ExitCode {
                 progress.update(lines.bytes_read, engine.stats.events);
             }
         }
+        engine.finish(&mut sink)?;
         sink.flush()
     })();
     progress.finish();

@@ -5,11 +5,14 @@
 //! test gives input events, inline (a JSON object, or a string holding a raw
 //! input line) or as a JSONL file, and the exact list of alerts expected, in
 //! order. An expected alert names its `rule` and may pin `priority`, `time`,
-//! `output` and a subset of `output_fields`.
+//! `output`, a subset of `output_fields`, and for windowed rules `state`
+//! (firing or resolved) and `key` (the `by` fields' values).
 //!
 //! ```yaml
 //! rule_files: [../k8s_audit.yaml]
-//! rule_matching: first
+//! rule_matching: first     # optional
+//! resolution: 1s           # optional, for windowed rules
+//! lateness: 5s             # optional
 //! tests:
 //!   - name: kubectl exec fires
 //!     events:
@@ -29,6 +32,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 
 use crate::diag::{Diagnostic, SourceFile};
+use crate::engine::windows::WindowOptions;
 use crate::engine::{Engine, RuleMatching};
 use crate::event::time;
 use crate::rules;
@@ -124,7 +128,24 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
             ))
         }
     };
-    let loaded = rules::load(&sources);
+    let duration = |key: &str, default: u64| -> Result<u64, SetupError> {
+        match root.get(key) {
+            None => Ok(default),
+            Some(n) => n
+                .as_str()
+                .and_then(crate::window::spec::parse_duration)
+                .filter(|&d| d > 0)
+                .ok_or_else(|| bad(n, &format!("`{key}` must be a duration such as 1s or 5m"))),
+        }
+    };
+    let options = rules::LoadOptions {
+        resolution_ns: duration("resolution", 1_000_000_000)?,
+    };
+    let window_options = WindowOptions {
+        lateness_ns: duration("lateness", 5_000_000_000)?,
+        ..WindowOptions::default()
+    };
+    let loaded = rules::load_with(&sources, &options);
     let Some(set) = loaded.rules else {
         let diagnostics = loaded
             .diagnostics
@@ -161,7 +182,7 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
             None if expect.is_null() => Vec::new(),
             None => return Err(bad(expect, "`expect` must be a list")),
         };
-        let actual = run_events(&set, matching, &input);
+        let actual = run_events(&set, matching, window_options, &input);
         match compare(&expected, &actual) {
             None => {
                 report.passed += 1;
@@ -204,14 +225,20 @@ fn test_input(test: &Node, base: &Path) -> Result<Vec<u8>, String> {
 }
 
 /// Runs the engine over the input and returns the JSON alerts.
-fn run_events(set: &rules::RuleSet, matching: RuleMatching, input: &[u8]) -> Vec<Value> {
-    let mut engine = Engine::new(set, matching);
+fn run_events(
+    set: &rules::RuleSet,
+    matching: RuleMatching,
+    options: WindowOptions,
+    input: &[u8],
+) -> Vec<Value> {
+    let mut engine = Engine::with_options(set, matching, options);
     let mut sink = StdoutSink::new(Vec::new(), Format::Json);
     let mut lines = LineReader::new(input, 1 << 20);
     while let Ok(Some(line)) = lines.next_line(&mut || {}) {
         // Writing to a Vec cannot fail.
         let _ = engine.process_line(line, &mut sink);
     }
+    let _ = engine.finish(&mut sink);
     String::from_utf8_lossy(&sink.into_inner())
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -259,7 +286,7 @@ fn compare(expected: &[&Node], actual: &[Value]) -> Option<String> {
 
 fn describe_actual(a: &Value) -> String {
     let mut short = Map::new();
-    for k in ["rule", "priority", "time", "output_fields"] {
+    for k in ["rule", "priority", "time", "output_fields", "aggregate"] {
         if let Some(v) = a.get(k) {
             short.insert(k.to_string(), v.clone());
         }
@@ -297,6 +324,19 @@ fn mismatches(e: &Node, a: &Value) -> Vec<String> {
                     out.push(format!("time: expected {:?}, got {}", v.as_str().unwrap_or_default(), get("time")));
                 }
             }
+            "state" => {
+                let got = a.pointer("/aggregate/state").cloned().unwrap_or(Value::Null);
+                if got.as_str() != v.as_str() {
+                    out.push(format!("state: expected {:?}, got {got}", v.as_str().unwrap_or_default()));
+                }
+            }
+            "key" => {
+                let got = a.pointer("/aggregate/key").cloned().unwrap_or(Value::Null);
+                let want = field_json(v);
+                if got != want {
+                    out.push(format!("key: expected {want}, got {got}"));
+                }
+            }
             "output_fields" => {
                 let fields = get("output_fields");
                 for (fk, fv) in v.as_map().unwrap_or_default() {
@@ -308,7 +348,9 @@ fn mismatches(e: &Node, a: &Value) -> Vec<String> {
                     }
                 }
             }
-            other => out.push(format!("unknown key `{other}` in an expected alert (use rule, priority, time, output, output_fields)")),
+            other => out.push(format!(
+                "unknown key `{other}` in an expected alert (use rule, priority, time, output, output_fields, state, key)"
+            )),
         }
     }
     if e.get("rule").is_none() {
@@ -324,7 +366,12 @@ fn field_json(n: &Node) -> Value {
         NodeKind::Scalar(_) if n.is_null() => Value::Null,
         NodeKind::Scalar(s) => Value::String(s.value.clone()),
         NodeKind::Seq(items) => Value::Array(items.iter().map(field_json).collect()),
-        NodeKind::Map(_) => to_json(n),
+        NodeKind::Map(entries) => Value::Object(
+            entries
+                .iter()
+                .map(|(k, v)| (k.as_str().unwrap_or_default().to_string(), field_json(v)))
+                .collect(),
+        ),
     }
 }
 

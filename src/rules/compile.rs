@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+use super::aggregate::{self, MeasureAst};
 use super::ast::{Compare, Expr, Op, Operand, Rhs, TransformKind, Value};
 use super::loader::{Definitions, ExceptionDef, Loc, RuleDef, Text};
 use super::parser::{parse_condition, parse_output, OutputPiece};
@@ -14,14 +15,16 @@ use super::predicate::{
     Check, Glob, Node, NodeId, OperandId, OperandProg, Program, Test, ValueSet,
 };
 use super::yaml::Node as YamlNode;
-use super::{CompiledRule, OutputPart, RuleSet};
+use super::{AggField, Aggregate, CompiledRule, LoadOptions, OutputPart, RuleSet};
 use crate::diag::{did_you_mean, Diagnostic};
 use crate::fields::{self, ArgSpec};
+use crate::window::Spec;
 
 /// Compiles every enabled `k8s_audit` rule of `defs`.
-pub fn compile(defs: &Definitions) -> (RuleSet, Vec<Diagnostic>) {
+pub fn compile(defs: &Definitions, options: &LoadOptions) -> (RuleSet, Vec<Diagnostic>) {
     let mut c = Compiler {
         defs,
+        options: *options,
         program: Program::default(),
         macros: HashMap::new(),
         diags: Vec::new(),
@@ -90,6 +93,7 @@ impl Ctx<'_> {
 
 struct Compiler<'d> {
     defs: &'d Definitions,
+    options: LoadOptions,
     program: Program,
     macros: HashMap<String, MacroState>,
     diags: Vec<Diagnostic>,
@@ -97,8 +101,8 @@ struct Compiler<'d> {
 
 type Errors = Vec<Diagnostic>;
 
-/// A rule's output template and its field tokens (name as written, operand).
-type CompiledOutput = (Vec<OutputPart>, Vec<(String, OperandId)>);
+/// A rule's output template and its field tokens (name as written, source).
+type CompiledOutput = (Vec<OutputPart>, Vec<(String, OutputPart)>);
 
 impl Compiler<'_> {
     fn rule(&mut self, def: &RuleDef) -> Option<CompiledRule> {
@@ -125,7 +129,21 @@ impl Compiler<'_> {
                 Err(e) => errors.extend(e),
             }
         }
-        let output = self.output(def).map_err(|e| errors.extend(e)).ok();
+        let agg = match &def.aggregate {
+            Some(text) => match self.aggregate(def, text) {
+                Ok(a) => Some(a),
+                Err(e) => {
+                    errors.extend(e);
+                    None
+                }
+            },
+            None => None,
+        };
+        let windowed = def.aggregate.is_some();
+        let output = self
+            .output(def, windowed, agg.as_ref())
+            .map_err(|e| errors.extend(e))
+            .ok();
         if !errors.is_empty() {
             let only_unknown = errors.iter().all(|d| d.code == "unknown-field");
             if def.skip_if_unknown_filter && only_unknown {
@@ -155,6 +173,9 @@ impl Compiler<'_> {
             root,
             output,
             output_fields,
+            aggregate: agg,
+            labels: def.labels.clone(),
+            annotations: def.annotations.clone(),
         })
     }
 
@@ -692,7 +713,78 @@ impl Compiler<'_> {
         Ok(self.program.push_node(Node::Check(Check { lhs, test })))
     }
 
-    fn output(&mut self, def: &RuleDef) -> Result<CompiledOutput, Errors> {
+    /// Compiles the `aggregate:` clause of a windowed rule.
+    fn aggregate(&mut self, def: &RuleDef, text: &Text) -> Result<Aggregate, Errors> {
+        let ctx = Ctx {
+            text,
+            owner: format!("the aggregate of rule `{}`", def.name),
+        };
+        let clause = aggregate::parse(&text.text, self.options.resolution_ns).map_err(|errs| {
+            errs.into_iter()
+                .map(|e| ctx.err("aggregate", e.message, e.span).help_opt(e.help))
+                .collect::<Vec<_>>()
+        })?;
+        let mut errors = Vec::new();
+        let mut scalar_operand =
+            |c: &mut Self, f: &super::ast::FieldRef, what: &str| -> Option<OperandId> {
+                match c.operand(&Operand::Field(f.clone()), &ctx) {
+                    Ok((_, true)) => {
+                        errors.push(ctx.err(
+                            "aggregate",
+                            format!(
+                                "{what} `{}` is a list field; it needs a single value",
+                                f.name
+                            ),
+                            f.span,
+                        ));
+                        None
+                    }
+                    Ok((id, false)) => Some(id),
+                    Err(e) => {
+                        errors.extend(e);
+                        None
+                    }
+                }
+            };
+        let mut by = Vec::new();
+        for f in &clause.by {
+            if let Some(id) = scalar_operand(self, f, "`by` field") {
+                by.push((text.text[f.span.0..f.span.1].to_string(), id));
+            }
+        }
+        let distinct = match &clause.measure {
+            MeasureAst::Distinct(f) => scalar_operand(self, f, "the distinct field"),
+            _ => None,
+        };
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let res = self.options.resolution_ns;
+        let spec = Spec {
+            measure: aggregate::measure_of(&clause),
+            cmp: clause.cmp,
+            threshold: clause.threshold,
+            window: (clause.window_ns / res) as i64,
+            hold: clause.hold.as_ref().map_or(0, |h| (h.0 / res) as i64),
+            keyed: !clause.by.is_empty(),
+            resolution_ns: res,
+        };
+        Ok(Aggregate {
+            spec,
+            by,
+            distinct,
+            threshold_text: clause.threshold_text,
+            window_text: clause.window_text,
+            hold_text: clause.hold.map(|h| h.1),
+        })
+    }
+
+    fn output(
+        &mut self,
+        def: &RuleDef,
+        windowed: bool,
+        agg: Option<&Aggregate>,
+    ) -> Result<CompiledOutput, Errors> {
         let ctx = Ctx {
             text: &def.output,
             owner: format!("the output of rule `{}`", def.name),
@@ -700,7 +792,7 @@ impl Compiler<'_> {
         let pieces = parse_output(&def.output.text)
             .map_err(|e| vec![ctx.err("output", e.message, e.span)])?;
         let mut parts = Vec::new();
-        let mut fields_out: Vec<(String, OperandId)> = Vec::new();
+        let mut fields_out: Vec<(String, OutputPart)> = Vec::new();
         let mut errors = Vec::new();
         for p in pieces {
             match p {
@@ -708,10 +800,22 @@ impl Compiler<'_> {
                 OutputPiece::Token(op) => {
                     let span = op.span();
                     let name = def.output.text[span.0..span.1].to_string();
+                    if let Some(part) =
+                        self.windowed_token(&name, windowed, agg, &ctx, span, &mut errors)
+                    {
+                        if !fields_out.iter().any(|(n, _)| *n == name) {
+                            fields_out.push((name, part.clone()));
+                        }
+                        parts.push(part);
+                        continue;
+                    }
+                    if windowed {
+                        continue;
+                    }
                     match self.operand(&op, &ctx) {
                         Ok((id, _)) => {
                             if !fields_out.iter().any(|(n, _)| *n == name) {
-                                fields_out.push((name, id));
+                                fields_out.push((name, OutputPart::Value(id)));
                             }
                             parts.push(OutputPart::Value(id));
                         }
@@ -725,6 +829,54 @@ impl Compiler<'_> {
         } else {
             Err(errors)
         }
+    }
+}
+
+impl Compiler<'_> {
+    /// An output token of a windowed rule (`%agg.*`, a `by` field), or an
+    /// error for tokens windowed rules cannot use; `None` for a per-event
+    /// rule's ordinary field.
+    fn windowed_token(
+        &self,
+        name: &str,
+        windowed: bool,
+        agg: Option<&Aggregate>,
+        ctx: &Ctx,
+        span: (usize, usize),
+        errors: &mut Errors,
+    ) -> Option<OutputPart> {
+        let agg_field = AggField::parse(name);
+        if !windowed {
+            if agg_field.is_some() {
+                errors.push(ctx.err(
+                    "output",
+                    format!("`%{name}` is only available in windowed rules (with `aggregate:`)"),
+                    span,
+                ));
+                return Some(OutputPart::Text(String::new()));
+            }
+            return None;
+        }
+        if let Some(f) = agg_field {
+            return Some(OutputPart::Agg(f));
+        }
+        let Some(agg) = agg else {
+            // The aggregate clause failed to compile; its errors are reported.
+            return Some(OutputPart::Text(String::new()));
+        };
+        if let Some(i) = agg.by.iter().position(|(b, _)| b == name) {
+            return Some(OutputPart::Key(i));
+        }
+        let by: Vec<&str> = agg.by.iter().map(|(b, _)| b.as_str()).collect();
+        errors.push(
+            ctx.err(
+                "output",
+                format!("a windowed rule's output can use %agg.value, %agg.threshold, %agg.window, %agg.for, %agg.state and its `by` fields, not `%{name}`"),
+                span,
+            )
+            .help(if by.is_empty() { "this rule has no `by` fields".to_string() } else { format!("its `by` fields: {}", by.join(", ")) }),
+        );
+        Some(OutputPart::Text(String::new()))
     }
 }
 

@@ -138,6 +138,11 @@ pub struct RuleDef {
     pub tags: BTreeSet<String>,
     pub exceptions: Vec<ExceptionDef>,
     pub skip_if_unknown_filter: bool,
+    /// The `aggregate:` clause of a windowed rule.
+    pub aggregate: Option<Text>,
+    /// Extra Alertmanager labels and annotations.
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
     pub loc: Loc,
 }
 
@@ -547,15 +552,14 @@ impl Definitions {
             "warn_evttypes",
             "capture",
             "capture_duration",
+            "aggregate",
+            "labels",
+            "annotations",
         ];
         self.warn_unknown_keys(file, item, KEYS);
         let name_node = item.get("rule").expect("checked");
         let name = scalar_name(file, name_node, "rule")?;
         let loc = Loc::of(file, name_node);
-        if let Some(agg) = item.get("aggregate") {
-            let d = Diagnostic::error("unsupported", format!("rule `{name}`: windowed rules (`aggregate:`) are not supported by this version of Saker"));
-            return Err(Box::new(Loc::of(file, agg).diag(d, 1)));
-        }
         let overrides = self.overrides(
             file,
             item,
@@ -568,6 +572,9 @@ impl Definitions {
                 "priority",
                 "enabled",
                 "skip-if-unknown-filter",
+                "aggregate",
+                "labels",
+                "annotations",
             ],
         )?;
         let has_body = ["condition", "output", "desc", "priority"]
@@ -647,6 +654,12 @@ impl Definitions {
             tags: tags_of(file, item.get("tags"))?,
             exceptions: exceptions_of(file, item.get("exceptions"))?,
             skip_if_unknown_filter: bool_of(file, item.get("skip-if-unknown-filter"), false)?,
+            aggregate: item
+                .get("aggregate")
+                .map(|n| text_of(file, n, "aggregate"))
+                .transpose()?,
+            labels: string_map(file, item.get("labels"), "labels")?,
+            annotations: string_map(file, item.get("annotations"), "annotations")?,
             loc,
             name: name.clone(),
         };
@@ -713,6 +726,28 @@ impl Definitions {
         }
         if mode("priority").is_some() {
             rule.priority = priority_of(file, item.get("priority").expect("checked"))?;
+        }
+        if mode("aggregate").is_some() {
+            rule.aggregate = Some(text_of(
+                file,
+                item.get("aggregate").expect("checked"),
+                "aggregate",
+            )?);
+        }
+        for (key, target) in [
+            ("labels", &mut rule.labels),
+            ("annotations", &mut rule.annotations),
+        ] {
+            if let Some(m) = mode(key) {
+                let new = string_map(file, item.get(key), key)?;
+                if m == Mode::Replace {
+                    target.clear();
+                }
+                for (k, v) in new {
+                    target.retain(|(old, _)| *old != k);
+                    target.push((k, v));
+                }
+            }
         }
         if mode("skip-if-unknown-filter").is_some() {
             rule.skip_if_unknown_filter = bool_of(file, item.get("skip-if-unknown-filter"), false)?;
@@ -837,6 +872,38 @@ fn priority_of(file: &Arc<SourceFile>, node: &Node) -> Result<Priority, Box<Diag
             .help("use one of EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO (or INFORMATIONAL), DEBUG");
         Box::new(Loc::of(file, node).diag(d, text.len().max(1)))
     })
+}
+
+/// A mapping of strings to strings (`labels:`, `annotations:`).
+fn string_map(
+    file: &Arc<SourceFile>,
+    node: Option<&Node>,
+    key: &str,
+) -> Result<Vec<(String, String)>, Box<Diagnostic>> {
+    let Some(node) = node else {
+        return Ok(Vec::new());
+    };
+    if node.is_null() {
+        return Ok(Vec::new());
+    }
+    let entries = node.as_map().ok_or_else(|| {
+        let d = Diagnostic::error(
+            "yaml-structure",
+            format!("`{key}` must be a mapping of names to strings"),
+        );
+        Box::new(Loc::of(file, node).diag(d, 1))
+    })?;
+    entries
+        .iter()
+        .map(|(k, v)| match (k.as_str(), v.as_str()) {
+            (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
+            _ => {
+                let d =
+                    Diagnostic::error("yaml-structure", format!("`{key}` values must be strings"));
+                Err(Box::new(Loc::of(file, v).diag(d, 1)))
+            }
+        })
+        .collect()
 }
 
 fn tags_of(

@@ -3,6 +3,7 @@
 //! into a flat [`Program`] (`compile`, `predicate`). [`RuleSet::matches`]
 //! is what the engine calls per event.
 
+pub mod aggregate;
 pub mod ast;
 pub mod compile;
 pub mod loader;
@@ -17,6 +18,7 @@ use std::sync::Arc;
 use crate::diag::{Diagnostic, SourceFile};
 use crate::event::Event;
 use crate::fields::extract::Val;
+use crate::window;
 use predicate::{EvalCtx, NodeId, OperandId, Program};
 
 /// The rule files shipped with Saker, embedded in the binary.
@@ -70,10 +72,68 @@ impl Priority {
 }
 
 /// A piece of a compiled output template.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum OutputPart {
     Text(String),
+    /// A field of the event (per-event rules).
     Value(OperandId),
+    /// The value of the `by` field at this index (windowed rules).
+    Key(usize),
+    /// `%agg.value`, `%agg.threshold`, ... (windowed rules).
+    Agg(AggField),
+}
+
+/// The `%agg.*` fields of windowed rules' outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AggField {
+    Value,
+    Threshold,
+    Window,
+    For,
+    State,
+}
+
+impl AggField {
+    pub fn parse(name: &str) -> Option<Self> {
+        Some(match name {
+            "agg.value" => AggField::Value,
+            "agg.threshold" => AggField::Threshold,
+            "agg.window" => AggField::Window,
+            "agg.for" => AggField::For,
+            "agg.state" => AggField::State,
+            _ => return None,
+        })
+    }
+}
+
+/// The windowed part of a rule with `aggregate:`.
+#[derive(Debug)]
+pub struct Aggregate {
+    pub spec: window::Spec,
+    /// `by` fields: as written, and their operands.
+    pub by: Vec<(String, OperandId)>,
+    /// The field of `distinct(...)`.
+    pub distinct: Option<OperandId>,
+    /// The threshold as written (`1/min`, `20`).
+    pub threshold_text: String,
+    pub window_text: String,
+    pub hold_text: Option<String>,
+}
+
+/// Settings that change how rules compile.
+#[derive(Debug, Clone, Copy)]
+pub struct LoadOptions {
+    /// The tick of windowed rules (`--resolution`); windows and `for`
+    /// durations must be whole multiples of it.
+    pub resolution_ns: u64,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            resolution_ns: 1_000_000_000,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -86,7 +146,11 @@ pub struct CompiledRule {
     pub root: NodeId,
     pub output: Vec<OutputPart>,
     /// Field tokens of the output, as written, in order of appearance.
-    pub output_fields: Vec<(String, OperandId)>,
+    pub output_fields: Vec<(String, OutputPart)>,
+    /// Present on windowed rules.
+    pub aggregate: Option<Aggregate>,
+    pub labels: Vec<(String, String)>,
+    pub annotations: Vec<(String, String)>,
 }
 
 /// Every compiled rule, in definition order, sharing one program.
@@ -190,6 +254,8 @@ impl RuleSet {
                     Some(v) => out.push_str(&v.render()),
                     None => out.push_str("<NA>"),
                 },
+                // Windowed parts are rendered by the engine, not per event.
+                OutputPart::Key(_) | OutputPart::Agg(_) => out.push_str("<NA>"),
             }
         }
         out
@@ -205,7 +271,10 @@ impl RuleSet {
         self.rules[i]
             .output_fields
             .iter()
-            .map(|(name, id)| (name.as_str(), self.program.value(*id, ev, cx)))
+            .map(|(name, part)| match part {
+                OutputPart::Value(id) => (name.as_str(), self.program.value(*id, ev, cx)),
+                _ => (name.as_str(), None),
+            })
             .collect()
     }
 }
@@ -259,8 +328,13 @@ pub fn default_sources() -> Vec<RuleSource> {
         .collect()
 }
 
-/// Loads and compiles rule files, in order.
+/// Loads and compiles rule files, in order, with default options.
 pub fn load(sources: &[RuleSource]) -> Loaded {
+    load_with(sources, &LoadOptions::default())
+}
+
+/// Loads and compiles rule files, in order.
+pub fn load_with(sources: &[RuleSource], options: &LoadOptions) -> Loaded {
     let mut defs = loader::Definitions::default();
     let mut diagnostics = Vec::new();
     for src in sources {
@@ -294,7 +368,7 @@ pub fn load(sources: &[RuleSource]) -> Loaded {
         .collect();
     diagnostics.append(&mut defs.diagnostics);
     let load_failed = diagnostics.iter().any(Diagnostic::is_error);
-    let (set, mut compile_diags) = compile::compile(&defs);
+    let (set, mut compile_diags) = compile::compile(&defs, options);
     diagnostics.append(&mut compile_diags);
     let ok = !load_failed && !diagnostics.iter().any(Diagnostic::is_error);
     // Report in file order, then position; problems without a place first.

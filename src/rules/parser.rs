@@ -10,7 +10,7 @@ use super::ast::*;
 
 #[derive(Parser)]
 #[grammar = "../grammar/condition.pest"]
-struct ConditionGrammar;
+pub(crate) struct ConditionGrammar;
 
 /// A syntax error in a condition, positioned in the condition's text.
 #[derive(Debug, Clone, PartialEq)]
@@ -312,7 +312,7 @@ fn shift_operand(op: &mut Operand, by: usize) {
     }
 }
 
-fn convert_error(err: pest::error::Error<Rule>) -> SyntaxError {
+pub(crate) fn convert_error(err: pest::error::Error<Rule>) -> SyntaxError {
     let (start, end) = match err.location {
         InputLocation::Pos(p) => (p, p + 1),
         InputLocation::Span((s, e)) => (s, e),
@@ -358,6 +358,15 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::rhs_field | Rule::val_ref => "val(field)",
         Rule::bare_arg => "a field argument",
         Rule::EOI => "'and', 'or' or the end of the condition",
+        Rule::measure | Rule::count_kw | Rule::rate_kw | Rule::distinct_of => {
+            "count, rate or distinct(field)"
+        }
+        Rule::agg_cmp => "a comparison (>, >=, <, <=)",
+        Rule::threshold | Rule::agg_number => "a threshold number",
+        Rule::duration => "a duration (30s, 5m, 1h30m)",
+        Rule::by_clause => "by",
+        Rule::kw_over => "over",
+        Rule::for_clause => "for",
         _ => return None,
     })
 }

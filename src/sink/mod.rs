@@ -18,6 +18,26 @@ pub struct Alert<'a> {
     /// The rule's output, rendered (without Falco's time/priority prefix).
     pub message: String,
     pub fields: Vec<(&'a str, Option<Val<'a>>)>,
+    /// Present on alerts of windowed rules.
+    pub aggregate: Option<AggregateInfo>,
+}
+
+/// The window state behind a windowed rule's alert.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggregateInfo {
+    /// Firing, or resolved.
+    pub firing: bool,
+    /// The `by` fields and their values.
+    pub key: Vec<(String, String)>,
+    /// The measure at the alert's tick (a rate in the threshold's unit).
+    pub value: f64,
+    pub threshold: f64,
+    pub window: String,
+    pub hold: Option<String>,
+    /// When the alert fired, nanoseconds since the epoch.
+    pub starts_at_ns: i64,
+    /// When it resolved.
+    pub ends_at_ns: Option<i64>,
 }
 
 pub trait AlertSink {

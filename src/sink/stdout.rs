@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{Alert, AlertSink};
+use super::{AggregateInfo, Alert, AlertSink};
 use crate::event::time;
 use crate::fields::extract::Val;
 
@@ -46,6 +46,8 @@ struct JsonAlert<'a> {
     output: &'a str,
     output_fields: Map<String, Value>,
     hostname: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aggregate: Option<Value>,
 }
 
 /// Falco's `output` line: `HH:MM:SS.nnnnnnnnn: Priority message`.
@@ -78,6 +80,7 @@ impl<W: Write> AlertSink for StdoutSink<W> {
                     output: &line,
                     output_fields: fields,
                     hostname: &self.hostname,
+                    aggregate: alert.aggregate.as_ref().map(aggregate_json),
                 };
                 serde_json::to_writer(&mut self.out, &json)?;
                 self.out.write_all(b"\n")
@@ -87,6 +90,34 @@ impl<W: Write> AlertSink for StdoutSink<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// `{state, key, value, threshold, window, for, starts_at, ends_at}`.
+pub fn aggregate_json(a: &AggregateInfo) -> Value {
+    let key: Map<String, Value> = a
+        .key
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    serde_json::json!({
+        "state": if a.firing { "firing" } else { "resolved" },
+        "key": key,
+        "value": number(a.value),
+        "threshold": number(a.threshold),
+        "window": a.window,
+        "for": a.hold,
+        "starts_at": time::format_rfc3339_nanos(a.starts_at_ns),
+        "ends_at": a.ends_at_ns.map(time::format_rfc3339_nanos),
+    })
+}
+
+/// Integers as JSON integers, others as floats.
+fn number(v: f64) -> Value {
+    if v.fract() == 0.0 && v.abs() < 9e15 {
+        Value::from(v as i64)
+    } else {
+        Value::from(v)
     }
 }
 

@@ -1,7 +1,12 @@
 //! The wiring of the pipeline: lines in, events decoded, rules matched,
-//! alerts out to a sink, and every outcome counted.
+//! alerts out to a sink, and every outcome counted. Windowed rules go
+//! through [`windows`].
+
+pub mod windows;
 
 use std::io;
+
+use windows::{WindowOptions, Windows};
 
 use crate::event::{decode_document, Event, Skip};
 use crate::rules::RuleSet;
@@ -44,19 +49,49 @@ const LOGGED_SKIPS: u64 = 5;
 pub struct Engine<'r> {
     rules: &'r RuleSet,
     matching: RuleMatching,
+    windows: Windows,
     pub stats: Stats,
 }
 
 impl<'r> Engine<'r> {
     pub fn new(rules: &'r RuleSet, matching: RuleMatching) -> Self {
+        Engine::with_options(rules, matching, WindowOptions::default())
+    }
+
+    pub fn with_options(
+        rules: &'r RuleSet,
+        matching: RuleMatching,
+        options: WindowOptions,
+    ) -> Self {
         Engine {
             rules,
             matching,
+            windows: Windows::new(rules, options),
             stats: Stats {
                 alerts: vec![0; rules.rules.len()],
                 ..Stats::default()
             },
         }
+    }
+
+    /// End of input: every remaining tick of the windowed rules is
+    /// evaluated (absence rules only up to the last event's tick).
+    pub fn finish(&mut self, sink: &mut dyn AlertSink) -> io::Result<()> {
+        let transitions = self.windows.advance(true);
+        self.emit_windowed(transitions, sink)
+    }
+
+    fn emit_windowed(
+        &mut self,
+        transitions: Vec<(usize, crate::window::Transition)>,
+        sink: &mut dyn AlertSink,
+    ) -> io::Result<()> {
+        let res = self.windows.resolution_ns();
+        for (i, t) in transitions {
+            self.stats.alerts[i] += 1;
+            sink.emit(&windows::alert(&self.rules.rules[i], &t, res))?;
+        }
+        Ok(())
     }
 
     /// Processes one input line (prefixes stripped here).
@@ -127,11 +162,30 @@ impl<'r> Engine<'r> {
         let mut matched = false;
         let mut cx = self.rules.context();
         let rules = self.rules;
+        let windowed = self.windows.any();
+        let tick = self.windows.tick_of(ev.time_ns);
+        if windowed {
+            self.windows.observe(tick);
+        }
+        let mut alerted = false;
         for &i in rules.candidates(ev, &mut cx) {
             let rule = &rules.rules[i];
+            if rule.aggregate.is_some() {
+                // Windowed rules count every matching event, whatever
+                // `--rule-matching` says about per-event alerts.
+                if rules.matches(i, ev, &mut cx) {
+                    matched = true;
+                    self.windows.add(rules, i, tick, ev, &mut cx);
+                }
+                continue;
+            }
+            if alerted && self.matching == RuleMatching::First {
+                continue;
+            }
             if !rules.matches(i, ev, &mut cx) {
                 continue;
             }
+            alerted = true;
             matched = true;
             self.stats.alerts[i] += 1;
             let alert = Alert {
@@ -141,14 +195,16 @@ impl<'r> Engine<'r> {
                 tags: &rule.tags,
                 message: self.rules.render_output(i, ev, &mut cx),
                 fields: self.rules.output_values(i, ev, &mut cx),
+                aggregate: None,
             };
             sink.emit(&alert)?;
-            if self.matching == RuleMatching::First {
-                break;
-            }
         }
         if matched {
             self.stats.matched += 1;
+        }
+        if windowed {
+            let transitions = self.windows.advance(false);
+            self.emit_windowed(transitions, sink)?;
         }
         Ok(())
     }
@@ -165,6 +221,16 @@ impl<'r> Engine<'r> {
             s.events as f64 / seconds.max(1e-9),
             bytes as f64 / 1e6 / seconds.max(1e-9),
         );
+        if self.windows.any() {
+            let w = self.windows.stats();
+            out.push_str(&format!(
+                "saker: windows: {} keys held, {} late events, {} keys evicted, {} distinct values refused\n",
+                self.windows.keys(),
+                w.late_events,
+                w.evictions,
+                w.values_refused
+            ));
+        }
         let skipped: Vec<String> = Skip::ALL
             .iter()
             .filter(|r| s.skipped(**r) > 0)

@@ -1,0 +1,227 @@
+//! The windowed half of the engine: feeds matching events of `aggregate:`
+//! rules into their windows, moves the watermark, and turns window
+//! transitions into alerts, in tick order across rules.
+
+use std::borrow::Cow;
+
+use crate::event::Event;
+use crate::fields::extract::Val;
+use crate::rules::predicate::EvalCtx;
+use crate::rules::{AggField, Aggregate, CompiledRule, OutputPart, RuleSet};
+use crate::sink::{AggregateInfo, Alert};
+use crate::window::{Key, Limits, Transition, Window, WindowStats};
+
+/// Settings of event-time evaluation.
+#[derive(Debug, Clone, Copy)]
+pub struct WindowOptions {
+    /// How far behind the highest event time the watermark stays.
+    pub lateness_ns: u64,
+    pub limits: Limits,
+}
+
+impl Default for WindowOptions {
+    fn default() -> Self {
+        WindowOptions {
+            lateness_ns: 5_000_000_000,
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// One window per windowed rule, and the event-time clock they share.
+pub struct Windows {
+    windows: Vec<Option<Window>>,
+    resolution_ns: i64,
+    lateness: i64,
+    /// The highest tick seen.
+    max_tick: Option<i64>,
+}
+
+impl Windows {
+    pub fn new(rules: &RuleSet, options: WindowOptions) -> Self {
+        let windows: Vec<Option<Window>> = rules
+            .rules
+            .iter()
+            .map(|r| {
+                r.aggregate
+                    .as_ref()
+                    .map(|a| Window::new(a.spec.clone(), options.limits))
+            })
+            .collect();
+        let resolution_ns = rules
+            .rules
+            .iter()
+            .find_map(|r| r.aggregate.as_ref())
+            .map_or(1_000_000_000, |a| a.spec.resolution_ns as i64)
+            .max(1);
+        Windows {
+            windows,
+            resolution_ns,
+            lateness: (options.lateness_ns as i64) / resolution_ns,
+            max_tick: None,
+        }
+    }
+
+    pub fn any(&self) -> bool {
+        self.windows.iter().any(Option::is_some)
+    }
+
+    pub fn tick_of(&self, time_ns: i64) -> i64 {
+        time_ns.div_euclid(self.resolution_ns)
+    }
+
+    /// The stream saw an event at `tick` (matching or not).
+    pub fn observe(&mut self, tick: i64) {
+        for w in self.windows.iter_mut().flatten() {
+            w.observe(tick);
+        }
+        self.max_tick = Some(self.max_tick.map_or(tick, |m| m.max(tick)));
+    }
+
+    /// A matching event of windowed rule `i`.
+    pub fn add<'a>(
+        &mut self,
+        rules: &RuleSet,
+        i: usize,
+        tick: i64,
+        ev: &Event<'a>,
+        cx: &mut EvalCtx<'a>,
+    ) {
+        let (Some(agg), Some(Some(w))) = (&rules.rules[i].aggregate, self.windows.get_mut(i))
+        else {
+            return;
+        };
+        let key: Key = agg
+            .by
+            .iter()
+            .map(|(_, op)| match rules.program.value(*op, ev, cx) {
+                Some(v) => v.render().into_owned(),
+                None => "<NA>".to_string(),
+            })
+            .collect::<Vec<_>>()
+            .into();
+        let value = agg
+            .distinct
+            .and_then(|op| rules.program.value(op, ev, cx))
+            .map(|v| v.render().into_owned());
+        if agg.distinct.is_some() && value.is_none() {
+            // distinct() counts present values only; the event still keeps
+            // the key alive and is counted in its window.
+            w.add(tick, key, None);
+        } else {
+            w.add(tick, key, value.as_deref());
+        }
+    }
+
+    /// Evaluates every tick the watermark has passed; `end` evaluates
+    /// everything left (end of input), absence rules only up to the last
+    /// event's tick.
+    pub fn advance(&mut self, end: bool) -> Vec<(usize, Transition)> {
+        let Some(max_tick) = self.max_tick else {
+            return Vec::new();
+        };
+        let (watermark, cap) = if end {
+            (i64::MAX, Some(max_tick))
+        } else {
+            (max_tick - self.lateness, None)
+        };
+        let mut out = Vec::new();
+        for (i, w) in self.windows.iter_mut().enumerate() {
+            if let Some(w) = w {
+                out.extend(w.advance(watermark, cap).into_iter().map(|t| (i, t)));
+            }
+        }
+        // Tick order across rules; definition order within a tick.
+        out.sort_by_key(|(i, t)| (t.tick, *i));
+        out
+    }
+
+    /// Counters summed over all windows.
+    pub fn stats(&self) -> WindowStats {
+        let mut s = WindowStats::default();
+        for w in self.windows.iter().flatten() {
+            s.evictions += w.stats.evictions;
+            s.late_events += w.stats.late_events;
+            s.values_refused += w.stats.values_refused;
+        }
+        s
+    }
+
+    /// Keys held across all windows.
+    pub fn keys(&self) -> usize {
+        self.windows.iter().flatten().map(Window::len).sum()
+    }
+
+    pub fn resolution_ns(&self) -> i64 {
+        self.resolution_ns
+    }
+}
+
+/// The alert for a window transition of `rule`.
+pub fn alert<'r>(rule: &'r CompiledRule, t: &Transition, resolution_ns: i64) -> Alert<'r> {
+    let agg = rule.aggregate.as_ref().expect("windowed rule");
+    let info = AggregateInfo {
+        firing: t.firing,
+        key: agg
+            .by
+            .iter()
+            .map(|(n, _)| n.clone())
+            .zip(t.key.iter().cloned())
+            .collect(),
+        value: t.value,
+        threshold: agg.spec.threshold.as_f64(),
+        window: agg.window_text.clone(),
+        hold: agg.hold_text.clone(),
+        starts_at_ns: t.since * resolution_ns,
+        ends_at_ns: (!t.firing).then_some(t.tick * resolution_ns),
+    };
+    let render = |part: &OutputPart| -> Cow<'static, str> {
+        match part {
+            OutputPart::Text(s) => Cow::Owned(s.clone()),
+            OutputPart::Key(i) => Cow::Owned(t.key.get(*i).cloned().unwrap_or_default()),
+            OutputPart::Agg(f) => Cow::Owned(agg_text(*f, agg, &info)),
+            OutputPart::Value(_) => Cow::Borrowed("<NA>"),
+        }
+    };
+    let message: String = rule.output.iter().map(render).collect();
+    let fields = rule
+        .output_fields
+        .iter()
+        .map(|(name, part)| {
+            let v = match part {
+                OutputPart::Value(_) | OutputPart::Text(_) => None,
+                other => Some(Val::Str(Cow::Owned(render(other).into_owned()))),
+            };
+            (name.as_str(), v)
+        })
+        .collect();
+    Alert {
+        time_ns: t.tick * resolution_ns,
+        rule: &rule.name,
+        priority: rule.priority,
+        tags: &rule.tags,
+        message,
+        fields,
+        aggregate: Some(info),
+    }
+}
+
+fn agg_text(f: AggField, agg: &Aggregate, info: &AggregateInfo) -> String {
+    match f {
+        AggField::Value => format_number(info.value),
+        AggField::Threshold => agg.threshold_text.clone(),
+        AggField::Window => agg.window_text.clone(),
+        AggField::For => agg.hold_text.clone().unwrap_or_else(|| "0s".into()),
+        AggField::State => if info.firing { "firing" } else { "resolved" }.into(),
+    }
+}
+
+/// `3`, `1.5`, `0.333`: integers without a fraction, others to 3 places.
+pub fn format_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{}", v as i64)
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
