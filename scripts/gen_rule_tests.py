@@ -19,7 +19,7 @@ _counter = [0]
 def ev(verb, resource=None, *, user="alice@example.com", groups=("devs", "system:authenticated"),
        ns="default", name=None, sub=None, code=None, stage="ResponseComplete", uri=None,
        req=None, resp=None, level=None, decision="allow", reason=None, imp=None, ua="kubectl/v1.30.2 (linux/amd64) kubernetes/39683505",
-       api_group=None, audit_id=None):
+       api_group=None, audit_id=None, at=None):
     """One audit.k8s.io/v1 Event, keys in the order the API server writes them."""
     _counter[0] += 1
     n = _counter[0]
@@ -68,7 +68,12 @@ def ev(verb, resource=None, *, user="alice@example.com", groups=("devs", "system
         e["requestObject"] = req
     if resp is not None:
         e["responseObject"] = resp
-    t = BASE_TIME.format(n % 60, (n * 7919) % 1000000)
+    if at is None:
+        t = BASE_TIME.format(n % 60, (n * 7919) % 1000000)
+    else:
+        # `at` seconds after 12:00:00, for the windowed rules' tests.
+        minute, second = divmod(int(at), 60)
+        t = "2024-10-29T12:%02d:%02d.%06dZ" % (minute, second, int(round((at - int(at)) * 1e6)))
     e["requestReceivedTimestamp"] = t
     e["stageTimestamp"] = t
     ann = {}
@@ -126,6 +131,13 @@ def fire(rule, **fields):
     d = {"rule": rule}
     if fields:
         d["output_fields"] = fields
+    return d
+
+
+def window(rule, state, key, time=None):
+    d = {"rule": rule, "state": state, "key": key}
+    if time:
+        d["time"] = time
     return d
 
 
@@ -315,6 +327,77 @@ case("Node Modified Or Deleted By User fires",
 case("Node Modified Or Deleted By User: near miss, the kubelet updating its node status",
      [ev("patch", "nodes", ns=None, name="ip-10-0-12-14", sub="status", user="system:node:ip-10-0-12-14", groups=["system:nodes"])], [])
 
+# --- windowed rules (rules/k8s_audit_windowed.yaml) -------------------------------------
+def secret_create(at, user="ci-bot", name=None):
+    return ev("create", "secrets", ns="ci", user=user, at=at,
+              req={"kind": "Secret", "metadata": {"name": name or "s-%d" % at}, "type": "Opaque"})
+
+case("Secret Creation Rate: three a minute for almost seven minutes fires after 5m and resolves",
+     [secret_create(t) for t in range(0, 401, 20)],
+     [window("Secret Creation Rate", "firing", {"ka.user.name": "ci-bot"}, "2024-10-29T12:05:20Z"),
+      window("Secret Creation Rate", "resolved", {"ka.user.name": "ci-bot"}, "2024-10-29T12:07:20Z")])
+case("Secret Creation Rate: near miss, the same pace for only four minutes",
+     [secret_create(t) for t in range(0, 221, 20)], [])
+
+def secret_get(at, name, user="mallory@example.com"):
+    return ev("get", "secrets", ns="shop", name=name, user=user, at=at)
+
+case("Secret Enumeration: fifteen different secrets in ten minutes fires",
+     [secret_get(i * 40, "secret-%02d" % i) for i in range(15)],
+     [window("Secret Enumeration", "firing", {"ka.user.name": "mallory@example.com"}),
+      window("Secret Enumeration", "resolved", {"ka.user.name": "mallory@example.com"})])
+case("Secret Enumeration: near miss, fourteen secrets read again and again",
+     [secret_get(i * 10, "secret-%02d" % (i % 14)) for i in range(60)], [])
+
+def denied(at, resource="pods", user="intruder"):
+    return ev("get", resource, ns="default", name="x", user=user, at=at, code=403, decision="forbid",
+              reason="")
+
+case("Forbidden Burst: twenty 403s in half a minute fires",
+     [denied(i * 1.5) for i in range(20)],
+     [window("Forbidden Burst", "firing", {"ka.user.name": "intruder"}),
+      window("Forbidden Burst", "resolved", {"ka.user.name": "intruder"})])
+case("Forbidden Burst: near miss, nineteen",
+     [denied(i * 1.5) for i in range(19)], [])
+
+TYPES = ["pods", "secrets", "configmaps", "services", "deployments", "daemonsets", "nodes", "roles",
+         "rolebindings", "serviceaccounts", "ingresses", "jobs", "cronjobs", "persistentvolumeclaims",
+         "statefulsets", "replicasets", "endpoints", "events", "limitranges", "resourcequotas", "networkpolicies"]
+
+case("Forbidden On Many Resource Types: ten types in two minutes fires",
+     [denied(i * 12, TYPES[i]) for i in range(10)],
+     [window("Forbidden On Many Resource Types", "firing", {"ka.user.name": "intruder"}),
+      window("Forbidden On Many Resource Types", "resolved", {"ka.user.name": "intruder"})])
+case("Forbidden On Many Resource Types: near miss, nine types",
+     [denied(i * 12, TYPES[i % 9]) for i in range(18)], [])
+
+def listed(at, resource, user="recon@example.com"):
+    return ev("list", resource, ns="default", user=user, at=at)
+
+case("Multi-Resource Discovery: twenty resource types listed in two minutes fires",
+     [listed(i * 6, TYPES[i]) for i in range(20)],
+     [window("Multi-Resource Discovery", "firing", {"ka.user.name": "recon@example.com"}),
+      window("Multi-Resource Discovery", "resolved", {"ka.user.name": "recon@example.com"})])
+case("Multi-Resource Discovery: near miss, a controller listing everything",
+     [listed(i * 6, TYPES[i], user="system:kube-controller-manager") for i in range(21)], [])
+
+def pod_delete(at, ns):
+    return ev("delete", "pods", ns=ns, name="web-%d" % int(at * 10), user="bob@example.com", at=at)
+
+case("Mass Deletion Of Workloads: twenty pods of one namespace in a minute fires",
+     [pod_delete(i * 3, "shop") for i in range(20)],
+     [window("Mass Deletion Of Workloads", "firing", {"ka.user.name": "bob@example.com", "ka.target.namespace": "shop"}),
+      window("Mass Deletion Of Workloads", "resolved", {"ka.user.name": "bob@example.com", "ka.target.namespace": "shop"})])
+case("Mass Deletion Of Workloads: near miss, twenty split over two namespaces",
+     [pod_delete(i * 3, "shop" if i % 2 else "cart") for i in range(20)], [])
+
+case("Audit Stream Silent: a ten-minute gap fires, the next event resolves",
+     [ev("get", "pods", ns="default", name="p", at=t) for t in [0, 30, 60, 700]],
+     [window("Audit Stream Silent", "firing", {}, "2024-10-29T12:11:00Z"),
+      window("Audit Stream Silent", "resolved", {}, "2024-10-29T12:11:40Z")])
+case("Audit Stream Silent: near miss, the end of a file is not silence",
+     [ev("get", "pods", ns="default", name="p", at=t) for t in [0, 300, 599]], [])
+
 # --- input handling ------------------------------------------------------------------
 case("Noise: kubectl logs --timestamps prefixes and klog lines around an event",
      ["I1029 12:22:15.861424       1 controller.go:615] quota admission added evaluator",
@@ -348,8 +431,9 @@ def main():
                 f.write("    expect:\n")
                 for x in expect:
                     f.write("      - rule: %s\n" % json.dumps(x["rule"]))
-                    if "output_fields" in x:
-                        f.write("        output_fields: %s\n" % json.dumps(x["output_fields"]))
+                    for k in ("state", "time", "key", "output_fields"):
+                        if k in x:
+                            f.write("        %s: %s\n" % (k, json.dumps(x[k])))
     print("wrote %d tests to %s" % (len(CASES), os.path.relpath(out, root)))
 
 

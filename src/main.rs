@@ -100,7 +100,7 @@ struct RunArgs {
     resolution: u64,
     /// How long to wait for out-of-order events before evaluating a tick of
     /// a windowed rule; events later than this are counted as late.
-    #[arg(long, default_value = "5s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    #[arg(long, default_value = "5s", value_parser = parse_lateness_arg, value_name = "DURATION")]
     lateness: u64,
     /// Keys kept per windowed rule (least recently used are evicted, and
     /// counted).
@@ -109,6 +109,14 @@ struct RunArgs {
     /// Distinct values kept per key of a `distinct()` rule.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_distinct_values: usize,
+}
+
+fn parse_lateness_arg(s: &str) -> Result<u64, String> {
+    if s == "0" {
+        return Ok(0);
+    }
+    saker::window::spec::parse_duration(s)
+        .ok_or_else(|| format!("`{s}` is not a duration (e.g. 0s, 5s, 1m)"))
 }
 
 fn parse_duration_arg(s: &str) -> Result<u64, String> {

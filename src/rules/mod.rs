@@ -22,10 +22,16 @@ use crate::window;
 use predicate::{EvalCtx, NodeId, OperandId, Program};
 
 /// The rule files shipped with Saker, embedded in the binary.
-pub const DEFAULT_RULES: &[(&str, &str)] = &[(
-    "rules/k8s_audit.yaml",
-    include_str!("../../rules/k8s_audit.yaml"),
-)];
+pub const DEFAULT_RULES: &[(&str, &str)] = &[
+    (
+        "rules/k8s_audit.yaml",
+        include_str!("../../rules/k8s_audit.yaml"),
+    ),
+    (
+        "rules/k8s_audit_windowed.yaml",
+        include_str!("../../rules/k8s_audit_windowed.yaml"),
+    ),
+];
 
 /// Falco's priorities, most severe first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

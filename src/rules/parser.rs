@@ -365,7 +365,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::threshold | Rule::agg_number => "a threshold number",
         Rule::duration => "a duration (30s, 5m, 1h30m)",
         Rule::by_clause => "by",
-        Rule::kw_over => "over",
+        Rule::kw_over => "`over`",
         Rule::for_clause => "for",
         _ => return None,
     })

@@ -7,6 +7,7 @@ mod falco_format;
 mod hostile;
 mod props;
 mod rules;
+mod windows;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
