@@ -15,6 +15,7 @@ use saker::rules::{self, Loaded, RuleSource};
 use saker::sink::stdout::{Format, StdoutSink};
 use saker::sink::AlertSink;
 use saker::source::lines::LineReader;
+use saker::source::live::ChannelReader;
 use saker::source::Input;
 use saker::window::Limits;
 
@@ -77,6 +78,10 @@ struct RunArgs {
     /// Where to read events: `-` for stdin, or a file path.
     #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE")]
     input: String,
+    /// Keep reading the file as it grows, across log rotation (the old file
+    /// is finished, then the new one read from its start), until stopped.
+    #[arg(long, short = 'f')]
+    follow: bool,
     /// Alert format on stdout: Falco's JSON lines, or Falco's text line.
     #[arg(long, short = 'o', value_enum, default_value_t = Format::Json)]
     output: Format,
@@ -133,6 +138,12 @@ enum Progress {
     Always,
     Never,
 }
+
+/// How long a live read waits before the engine checks the wall clock.
+const LIVE_POLL: Duration = Duration::from_millis(250);
+/// How long a live stream must be quiet before its watermark follows the
+/// wall clock.
+const LIVE_IDLE: Duration = Duration::from_secs(1);
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -205,7 +216,22 @@ fn run(args: RunArgs) -> ExitCode {
     let enabled = set.rules.iter().filter(|r| r.enabled).count();
     tracing::info!(rules = enabled, "rules loaded");
     let input = Input::parse(&args.input);
-    let (reader, size) = match input.open() {
+    if args.follow && matches!(input, Input::Stdin) {
+        eprintln!("saker: --follow needs --input FILE (stdin is always followed)");
+        return ExitCode::from(2);
+    }
+    // Live inputs (stdin, --follow) are read on a thread so that the
+    // watermark can move with the wall clock when nothing arrives.
+    let live = matches!(input, Input::Stdin) || args.follow;
+    let opened = if live {
+        input.open_live(args.follow).map(|r| {
+            let reader: Box<dyn std::io::Read> = Box::new(ChannelReader::spawn(r, LIVE_POLL));
+            (reader, None)
+        })
+    } else {
+        input.open()
+    };
+    let (reader, size) = match opened {
         Ok(r) => r,
         Err(e) => {
             eprintln!("saker: cannot open input {}: {e}", input.describe());
@@ -230,7 +256,7 @@ fn run(args: RunArgs) -> ExitCode {
     let mut lines = LineReader::new(reader, args.max_line_bytes);
     let start = Instant::now();
     let mut progress = ProgressBar::new(size, show_progress);
-    let live = matches!(input, Input::Stdin);
+    let mut last_event = Instant::now();
     let result: io::Result<()> = (|| {
         loop {
             let mut flush_err = Ok(());
@@ -240,11 +266,29 @@ fn run(args: RunArgs) -> ExitCode {
                     if live {
                         flush_err = sink_ref.flush();
                     }
-                })?
+                })
             };
             flush_err?;
-            let Some(line) = line else { break };
+            let line = match line {
+                Ok(Some(line)) => line,
+                Ok(None) => break,
+                Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                    // Nothing arrived: after a quiet second, event time moves
+                    // on with the wall clock.
+                    let quiet = last_event.elapsed();
+                    if quiet >= LIVE_IDLE {
+                        engine.idle(quiet.as_nanos() as u64, &mut sink)?;
+                    }
+                    sink.flush()?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            let before = engine.stats.events;
             engine.process_line(line, &mut sink)?;
+            if engine.stats.events > before {
+                last_event = Instant::now();
+            }
             if show_progress && engine.stats.lines % 4096 == 0 {
                 progress.update(lines.bytes_read, engine.stats.events);
             }

@@ -81,6 +81,12 @@ impl<'r> Engine<'r> {
         self.emit_windowed(transitions, sink)
     }
 
+    /// A live input has been quiet for `idle_ns` since its last event.
+    pub fn idle(&mut self, idle_ns: u64, sink: &mut dyn AlertSink) -> io::Result<()> {
+        let transitions = self.windows.idle(idle_ns);
+        self.emit_windowed(transitions, sink)
+    }
+
     fn emit_windowed(
         &mut self,
         transitions: Vec<(usize, crate::window::Transition)>,

@@ -125,6 +125,21 @@ impl Windows {
         } else {
             (max_tick - self.lateness, None)
         };
+        self.advance_to(watermark, cap)
+    }
+
+    /// A live stream has been quiet for `idle_ns` of wall-clock time since
+    /// its last event: the watermark moves on by that much, so alerts
+    /// resolve and absence rules fire.
+    pub fn idle(&mut self, idle_ns: u64) -> Vec<(usize, Transition)> {
+        let Some(max_tick) = self.max_tick else {
+            return Vec::new();
+        };
+        let watermark = max_tick - self.lateness + (idle_ns as i64) / self.resolution_ns;
+        self.advance_to(watermark, None)
+    }
+
+    fn advance_to(&mut self, watermark: i64, cap: Option<i64>) -> Vec<(usize, Transition)> {
         let mut out = Vec::new();
         for (i, w) in self.windows.iter_mut().enumerate() {
             if let Some(w) = w {

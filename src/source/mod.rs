@@ -1,7 +1,8 @@
-//! Sources of audit data: standard input and files, read as lines. (Kafka
-//! and followed files are later stages of the same interface.)
+//! Sources of audit data: standard input and files, read as lines; live
+//! ones (stdin, `--follow`) through a reading thread (`live`).
 
 pub mod lines;
+pub mod live;
 
 use std::fs::File;
 use std::io::{self, Read};
@@ -32,6 +33,19 @@ impl Input {
                 let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
                 Ok((Box::new(f), len))
             }
+        }
+    }
+
+    /// Opens the input for a reading thread: stdin, or a file followed
+    /// across rotation when `follow` is set.
+    pub fn open_live(&self, follow: bool) -> io::Result<Box<dyn Read + Send>> {
+        match self {
+            Input::Stdin => Ok(Box::new(io::stdin())),
+            Input::File(p) if follow => Ok(Box::new(live::Follower::open(
+                p,
+                std::time::Duration::from_millis(200),
+            )?)),
+            Input::File(p) => Ok(Box::new(File::open(p)?)),
         }
     }
 

@@ -5,6 +5,7 @@ mod cli;
 mod diagnostics;
 mod falco_format;
 mod hostile;
+mod live;
 mod props;
 mod rules;
 mod windows;

@@ -1,0 +1,239 @@
+//! Live inputs: standard input and followed files are read on a thread that
+//! hands chunks to the engine through a bounded channel, so the engine can
+//! wake up when nothing arrives (to move the watermark with the wall clock)
+//! and input is never buffered without bound.
+//!
+//! `Follower` reads a file like `tail -F`: at its end it waits for more, and
+//! when the path is renamed away and created anew (what the API server's
+//! `--audit-log-maxsize` rotation does) it finishes the old file, then goes
+//! on with the new one from its start, losing and repeating nothing.
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::Duration;
+
+/// Chunks in flight between the reading thread and the engine.
+const CHANNEL_CHUNKS: usize = 16;
+const CHUNK: usize = 64 * 1024;
+
+/// A `Read` over chunks produced by a thread. `read` waits at most
+/// `timeout` and then fails with `ErrorKind::TimedOut`, which the caller
+/// treats as "nothing arrived yet".
+pub struct ChannelReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+    timeout: Duration,
+    done: bool,
+}
+
+impl ChannelReader {
+    /// Reads `source` on a new thread.
+    pub fn spawn(mut source: Box<dyn Read + Send>, timeout: Duration) -> Self {
+        let (tx, rx) = sync_channel(CHANNEL_CHUNKS);
+        thread::spawn(move || loop {
+            let mut buf = vec![0; CHUNK];
+            match source.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    buf.truncate(n);
+                    if tx.send(Ok(buf)).is_err() {
+                        break;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    break;
+                }
+            }
+        });
+        ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+            timeout,
+            done: false,
+        }
+    }
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.chunk.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.recv_timeout(self.timeout) {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => return Err(io::ErrorKind::TimedOut.into()),
+                Err(RecvTimeoutError::Disconnected) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}
+
+/// Follows a file by name across rename-and-create rotation and truncation.
+pub struct Follower {
+    path: PathBuf,
+    file: File,
+    /// Bytes read from the current file.
+    offset: u64,
+    /// The last byte handed out, to close a partial line at a rotation.
+    last: Option<u8>,
+    poll: Duration,
+    /// Set when the current file was replaced: finish it first.
+    pending_switch: bool,
+}
+
+impl Follower {
+    /// Opens `path` and starts at its beginning.
+    pub fn open(path: &Path, poll: Duration) -> io::Result<Self> {
+        Ok(Follower {
+            path: path.to_path_buf(),
+            file: File::open(path)?,
+            offset: 0,
+            last: None,
+            poll,
+            pending_switch: false,
+        })
+    }
+
+    /// Whether the path now names another file than the one open.
+    fn replaced(&self) -> bool {
+        let Ok(on_disk) = std::fs::metadata(&self.path) else {
+            // Renamed away and not created yet: keep reading the old one.
+            return false;
+        };
+        let Ok(open) = self.file.metadata() else {
+            return false;
+        };
+        !same_file(&open, &on_disk)
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    a.ino() == b.ino() && a.dev() == b.dev()
+}
+
+#[cfg(not(unix))]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    a.len() <= b.len()
+}
+
+impl Read for Follower {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let n = self.file.read(buf)?;
+            if n > 0 {
+                self.offset += n as u64;
+                self.last = Some(buf[n - 1]);
+                return Ok(n);
+            }
+            // At the end of the current file.
+            if self.pending_switch {
+                // The old file is drained: go on with the new one, closing
+                // a partial last line so it does not join the next one.
+                self.file = File::open(&self.path)?;
+                self.offset = 0;
+                self.pending_switch = false;
+                if self.last.is_some_and(|b| b != b'\n') && !buf.is_empty() {
+                    self.last = Some(b'\n');
+                    buf[0] = b'\n';
+                    return Ok(1);
+                }
+                continue;
+            }
+            if self.replaced() {
+                // Read the old file to its end once more before switching.
+                self.pending_switch = true;
+                continue;
+            }
+            if self.file.metadata().is_ok_and(|m| m.len() < self.offset) {
+                // Truncated in place (copytruncate): start again from the top.
+                self.file = File::open(&self.path)?;
+                self.offset = 0;
+                continue;
+            }
+            thread::sleep(self.poll);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn follows_across_rename_and_create() {
+        let dir = std::env::temp_dir().join(format!("saker-follow-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("audit.log");
+        std::fs::write(&path, b"one\ntwo\npart").unwrap();
+        let mut f = Follower::open(&path, Duration::from_millis(5)).unwrap();
+        let mut got = Vec::new();
+        let mut buf = [0u8; 3];
+        while got.len() < 12 {
+            let n = f.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"one\ntwo\npart");
+        // Rotate: rename, then create a new file at the path.
+        std::fs::rename(&path, dir.join("audit-2024-01-01T00-00-00.000.log")).unwrap();
+        let mut new = File::create(&path).unwrap();
+        new.write_all(b"three\n").unwrap();
+        while got.len() < 19 {
+            let n = f.read(&mut buf).unwrap();
+            got.extend_from_slice(&buf[..n]);
+        }
+        assert_eq!(got, b"one\ntwo\npart\nthree\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn channel_reader_times_out_then_delivers() {
+        let (mut w, r) = std::os::unix::net::UnixStream::pair().unwrap();
+        let mut reader = ChannelReader::spawn(Box::new(r), Duration::from_millis(20));
+        let mut buf = [0u8; 8];
+        assert_eq!(
+            reader.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::TimedOut
+        );
+        w.write_all(b"hi").unwrap();
+        let mut n = 0;
+        for _ in 0..100 {
+            match reader.read(&mut buf) {
+                Ok(k) => {
+                    n = k;
+                    break;
+                }
+                Err(_) => continue,
+            }
+        }
+        assert_eq!(&buf[..n], b"hi");
+        drop(w);
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                _ => continue,
+            }
+        }
+    }
+}
