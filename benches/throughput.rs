@@ -9,7 +9,8 @@
 //!   (c) the same with all default rules, windowed ones included.
 //! It prints events/s, MB/s and the ratios (b)/(a) and (c)/(a). Numbers are measurements,
 //! not assertions: the machine is shared and noisy. Given a file of events
-//! (JSON lines) instead of a count, it measures on those.
+//! (JSON lines) instead of a count, it measures on those. With `--emit N` it
+//! prints N generated events instead, e.g. to replay them through the binary.
 
 #[path = "support/gen.rs"]
 mod gen;
@@ -150,6 +151,16 @@ fn main() {
         .skip(1)
         .filter(|a| a != "--bench")
         .collect();
+    if let Some(pos) = args.iter().position(|a| a == "--emit") {
+        // `--emit N`: print N generated events (for memory replays through
+        // the binary) instead of measuring.
+        let n: usize = args
+            .get(pos + 1)
+            .and_then(|a| a.parse().ok())
+            .unwrap_or(1_000_000);
+        emit(n);
+        return;
+    }
     let file = args.iter().find(|a| std::path::Path::new(a).is_file());
     let data = match file {
         Some(path) => std::fs::read(path).expect("read events file"),
@@ -204,6 +215,17 @@ fn main() {
         c / a,
         c / b
     );
+}
+
+fn emit(n: usize) {
+    use std::io::Write;
+    let mut g = gen::Gen::new(42);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for _ in 0..n {
+        if writeln!(out, "{}", g.event()).is_err() {
+            return;
+        }
+    }
 }
 
 fn generate(n: usize) -> Vec<u8> {
