@@ -5,7 +5,7 @@
 use pest::Parser as _;
 
 use super::ast::{FieldRef, Span};
-use super::parser::{ConditionGrammar, Rule, SyntaxError};
+use super::parser::{build_field, ConditionGrammar, Rule, SyntaxError};
 use crate::window::spec::{parse_duration, Cmp, Measure, Threshold};
 
 /// The clause as written, with spans into its text.
@@ -79,7 +79,7 @@ pub fn parse(text: &str, resolution_ns: u64) -> Result<Clause, Vec<ClauseError>>
                     Rule::rate_kw => MeasureAst::Rate,
                     _ => {
                         let field = inner.into_inner().next().expect("grammar: distinct field");
-                        MeasureAst::Distinct(field_ref(field))
+                        MeasureAst::Distinct(build_field(field).map_err(|e| vec![e.into()])?)
                     }
                 };
                 measure = Some((m, span));
@@ -95,7 +95,13 @@ pub fn parse(text: &str, resolution_ns: u64) -> Result<Clause, Vec<ClauseError>>
             }
             Rule::threshold => threshold = Some(p),
             Rule::duration => window = Some((p.as_str().to_string(), span_of(&p))),
-            Rule::by_clause => by = p.into_inner().map(field_ref).collect(),
+            Rule::by_clause => {
+                by = p
+                    .into_inner()
+                    .map(build_field)
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| vec![e.into()])?
+            }
             Rule::for_clause => {
                 let d = p.into_inner().next().expect("grammar: for duration");
                 hold = Some((d.as_str().to_string(), span_of(&d)));
@@ -219,22 +225,6 @@ fn check_duration(
         });
     }
     ns
-}
-
-fn field_ref(p: pest::iterators::Pair<Rule>) -> FieldRef {
-    let span = span_of(&p);
-    let mut inner = p.into_inner();
-    let name = inner
-        .next()
-        .expect("grammar: field name")
-        .as_str()
-        .to_string();
-    let arg = inner.next().map(|a| {
-        a.as_str()
-            .trim_matches(|c| c == '"' || c == '\'')
-            .to_string()
-    });
-    FieldRef { name, arg, span }
 }
 
 /// The window measure for a checked clause.

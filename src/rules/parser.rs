@@ -170,23 +170,27 @@ fn build_value(pair: Pair<Rule>) -> Result<Value, SyntaxError> {
     }
 }
 
+/// A `field` or `field[arg]` pair; quoted arguments are unescaped.
+pub(crate) fn build_field(pair: Pair<Rule>) -> Result<FieldRef, SyntaxError> {
+    let span = span_of(&pair);
+    let mut inner = pair.into_inner();
+    let name = inner
+        .next()
+        .expect("grammar: field name")
+        .as_str()
+        .to_string();
+    let arg = match inner.next() {
+        None => None,
+        Some(p) if p.as_rule() == Rule::quoted => Some(unquote(&p)?),
+        Some(p) => Some(p.as_str().to_string()),
+    };
+    Ok(FieldRef { name, arg, span })
+}
+
 fn build_operand(pair: Pair<Rule>) -> Result<Operand, SyntaxError> {
     let span = span_of(&pair);
     match pair.as_rule() {
-        Rule::field => {
-            let mut inner = pair.into_inner();
-            let name = inner
-                .next()
-                .expect("grammar: field name")
-                .as_str()
-                .to_string();
-            let arg = match inner.next() {
-                None => None,
-                Some(p) if p.as_rule() == Rule::quoted => Some(unquote(&p)?),
-                Some(p) => Some(p.as_str().to_string()),
-            };
-            Ok(Operand::Field(FieldRef { name, arg, span }))
-        }
+        Rule::field => Ok(Operand::Field(build_field(pair)?)),
         Rule::transformer => {
             let mut inner = pair.into_inner();
             let name = inner.next().expect("grammar: transformer name");
