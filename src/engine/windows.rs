@@ -35,6 +35,8 @@ pub struct Windows {
     lateness: i64,
     /// The highest tick seen.
     max_tick: Option<i64>,
+    /// The one key of rules without `by`, shared rather than rebuilt.
+    no_key: Key,
 }
 
 impl Windows {
@@ -59,6 +61,7 @@ impl Windows {
             resolution_ns,
             lateness: (options.lateness_ns as i64) / resolution_ns,
             max_tick: None,
+            no_key: Key::from(Vec::new()),
         }
     }
 
@@ -91,15 +94,18 @@ impl Windows {
         else {
             return;
         };
-        let key: Key = agg
-            .by
-            .iter()
-            .map(|(_, op)| match rules.program.value(*op, ev, cx) {
-                Some(v) => v.render().into_owned(),
-                None => "<NA>".to_string(),
-            })
-            .collect::<Vec<_>>()
-            .into();
+        let key: Key = if agg.by.is_empty() {
+            self.no_key.clone()
+        } else {
+            agg.by
+                .iter()
+                .map(|(_, op)| match rules.program.value(*op, ev, cx) {
+                    Some(v) => v.render().into_owned(),
+                    None => "<NA>".to_string(),
+                })
+                .collect::<Vec<_>>()
+                .into()
+        };
         let value = agg
             .distinct
             .and_then(|op| rules.program.value(op, ev, cx))

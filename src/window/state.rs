@@ -74,10 +74,15 @@ impl KeyState {
             _ => self.counts.insert(pos, (tick, 1)),
         }
         let Some(v) = value else { return true };
-        if !self.values.contains_key(v) && self.values.len() >= value_cap {
-            return false;
+        if !self.values.contains_key(v) {
+            if self.values.len() >= value_cap {
+                return false;
+            }
+            self.values.insert(v.to_string(), Seen::default());
         }
-        let seen = self.values.entry(v.to_string()).or_default();
+        let Some(seen) = self.values.get_mut(v) else {
+            return true;
+        };
         if tick <= self.evaluated_to {
             seen.evaluated = Some(seen.evaluated.map_or(tick, |e| e.max(tick)));
         } else if !seen.pending.contains(&tick) {
@@ -113,11 +118,10 @@ impl KeyState {
             self.counts.pop_front();
         }
         self.values.retain(|_, s| {
-            let (now, later): (Vec<i64>, Vec<i64>) = s.pending.iter().partition(|&&p| p <= t);
-            if let Some(m) = now.into_iter().max() {
+            if let Some(m) = s.pending.iter().copied().filter(|&p| p <= t).max() {
                 s.evaluated = Some(s.evaluated.map_or(m, |e| e.max(m)));
+                s.pending.retain(|&p| p > t);
             }
-            s.pending = later;
             s.evaluated.is_some_and(|e| e > t - w) || !s.pending.is_empty()
         });
     }
