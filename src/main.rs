@@ -114,6 +114,21 @@ struct RunArgs {
     /// Distinct values kept per key of a `distinct()` rule.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_distinct_values: usize,
+    /// Serve Prometheus metrics, /healthz and /readyz on this address. A bare
+    /// port (9464) listens on loopback only. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<String>,
+    /// Labels of `kube_audit_event_count`: name=field pairs.
+    #[arg(
+        long,
+        default_value = "verb=ka.verb,resource=ka.target.resource,user=ka.user.name",
+        value_name = "LABELS"
+    )]
+    metrics_labels: String,
+    /// Label sets kept for `kube_audit_event_count`; events beyond are counted
+    /// in saker_kube_audit_label_sets_overflow_total.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    metrics_max_label_sets: usize,
 }
 
 fn parse_lateness_arg(s: &str) -> Result<u64, String> {
@@ -253,6 +268,26 @@ fn run(args: RunArgs) -> ExitCode {
         },
     };
     let mut engine = Engine::with_options(&set, args.rule_matching, window_options);
+    if let Some(spec) = &args.metrics_listen {
+        let labels = match saker::engine::metric_labels(&args.metrics_labels) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("saker: --metrics-labels: {e}");
+                return ExitCode::from(2);
+            }
+        };
+        let (with_metrics, registry) = engine.with_metrics(labels, args.metrics_max_label_sets);
+        engine = with_metrics;
+        let served = saker::sink::metrics::listen_address(spec)
+            .and_then(|addr| saker::sink::metrics::serve(addr, registry));
+        match served {
+            Ok(addr) => tracing::info!("metrics on http://{addr}/metrics"),
+            Err(e) => {
+                eprintln!("saker: cannot serve metrics on {spec}: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let mut lines = LineReader::new(reader, args.max_line_bytes);
     let start = Instant::now();
     let mut progress = ProgressBar::new(size, show_progress);

@@ -6,7 +6,12 @@ pub mod windows;
 
 use std::io;
 
+use std::time::Instant;
+
 use windows::{WindowOptions, Windows};
+
+use crate::fields::{self, Arg, FieldDef};
+use crate::sink::metrics::{AlertKind, Registry, Shared};
 
 use crate::event::{decode_document, Event, Skip};
 use crate::rules::RuleSet;
@@ -51,6 +56,44 @@ pub struct Engine<'r> {
     matching: RuleMatching,
     windows: Windows,
     pub stats: Stats,
+    metrics: Option<Metrics>,
+}
+
+/// The metrics registry and the fields that label `kube_audit_event_count`.
+struct Metrics {
+    registry: Shared,
+    labels: Vec<(&'static FieldDef, Arg)>,
+    /// Per event: the rules that matched and the alerts produced.
+    matched: Vec<usize>,
+    alerts: Vec<(usize, AlertKind)>,
+}
+
+/// Resolves `name=field` pairs for `kube_audit_event_count` labels.
+pub fn metric_labels(spec: &str) -> Result<Vec<(String, &'static FieldDef)>, String> {
+    spec.split(',')
+        .filter(|s| !s.trim().is_empty())
+        .map(|pair| {
+            let (name, field) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("`{pair}` is not name=field"))?;
+            let (name, field) = (name.trim(), field.trim());
+            let valid_name = name
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            if !valid_name {
+                return Err(format!("`{name}` is not a Prometheus label name"));
+            }
+            let def = fields::lookup(field).ok_or_else(|| format!("unknown field `{field}`"))?;
+            if def.list || def.check_arg(None).is_err() {
+                return Err(format!(
+                    "field `{field}` cannot label a metric (it is a list or needs an argument)"
+                ));
+            }
+            Ok((name.to_string(), def))
+        })
+        .collect()
 }
 
 impl<'r> Engine<'r> {
@@ -71,20 +114,89 @@ impl<'r> Engine<'r> {
                 alerts: vec![0; rules.rules.len()],
                 ..Stats::default()
             },
+            metrics: None,
         }
+    }
+
+    /// Reports to a metrics registry; `labels` are the fields that label
+    /// `kube_audit_event_count`, `cap` the number of label sets kept.
+    pub fn with_metrics(
+        mut self,
+        labels: Vec<(String, &'static FieldDef)>,
+        cap: usize,
+    ) -> (Self, Shared) {
+        let names = self.rules.rules.iter().map(|r| r.name.clone()).collect();
+        let registry: Shared = std::sync::Arc::new(std::sync::Mutex::new(Registry::new(
+            names,
+            labels.iter().map(|(n, _)| n.clone()).collect(),
+            cap,
+        )));
+        self.metrics = Some(Metrics {
+            registry: registry.clone(),
+            labels: labels.into_iter().map(|(_, d)| (d, Arg::None)).collect(),
+            matched: Vec::new(),
+            alerts: Vec::new(),
+        });
+        (self, registry)
+    }
+
+    /// Copies the counters into the metrics registry, with what the last
+    /// event did.
+    fn publish(&mut self, event: Option<(&Event, Instant)>) {
+        let Some(m) = &mut self.metrics else { return };
+        let labels = event.map(|(ev, _)| {
+            m.labels
+                .iter()
+                .map(|(def, arg)| {
+                    fields::extract::extract(ev, def, arg)
+                        .map(|v| v.render().into_owned())
+                        .unwrap_or_default()
+                })
+                .collect::<Vec<_>>()
+        });
+        let w = self.windows.stats();
+        let keys = self.windows.keys() as u64;
+        let mut r = m
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(values) = labels {
+            r.count_event(values);
+        }
+        if let Some((_, started)) = event {
+            r.observe_latency(started.elapsed().as_secs_f64());
+        }
+        for i in m.matched.drain(..) {
+            if let Some(n) = r.matches.get_mut(i) {
+                *n += 1;
+            }
+        }
+        for (i, kind) in m.alerts.drain(..) {
+            r.alert(i, kind);
+        }
+        r.lines = self.stats.lines;
+        r.events = self.stats.events;
+        r.skipped = self.stats.skipped;
+        r.window_keys = keys;
+        r.window_evictions = w.evictions;
+        r.late_events = w.late_events;
     }
 
     /// End of input: every remaining tick of the windowed rules is
     /// evaluated (absence rules only up to the last event's tick).
     pub fn finish(&mut self, sink: &mut dyn AlertSink) -> io::Result<()> {
         let transitions = self.windows.advance(true);
-        self.emit_windowed(transitions, sink)
+        self.emit_windowed(transitions, sink)?;
+        self.publish(None);
+        Ok(())
     }
 
     /// A live input has been quiet for `idle_ns` since its last event.
     pub fn idle(&mut self, idle_ns: u64, sink: &mut dyn AlertSink) -> io::Result<()> {
         let transitions = self.windows.idle(idle_ns);
-        self.emit_windowed(transitions, sink)
+        self.emit_windowed(transitions, sink)?;
+        self.publish(None);
+        Ok(())
     }
 
     fn emit_windowed(
@@ -95,6 +207,16 @@ impl<'r> Engine<'r> {
         let res = self.windows.resolution_ns();
         for (i, t) in transitions {
             self.stats.alerts[i] += 1;
+            if let Some(m) = &mut self.metrics {
+                m.alerts.push((
+                    i,
+                    if t.firing {
+                        AlertKind::Firing
+                    } else {
+                        AlertKind::Resolved
+                    },
+                ));
+            }
             sink.emit(&windows::alert(&self.rules.rules[i], &t, res))?;
         }
         Ok(())
@@ -125,8 +247,12 @@ impl<'r> Engine<'r> {
             },
             |s| skips.push(s),
         );
+        let no_event = skips.len() as u64 > 0 && self.metrics.is_some();
         for s in skips {
             self.skip(s);
+        }
+        if no_event {
+            self.publish(None);
         }
         result
     }
@@ -165,6 +291,7 @@ impl<'r> Engine<'r> {
         sink: &mut dyn AlertSink,
     ) -> io::Result<()> {
         self.stats.events += 1;
+        let started = self.metrics.is_some().then(Instant::now);
         let mut matched = false;
         let mut cx = self.rules.context();
         let rules = self.rules;
@@ -181,6 +308,9 @@ impl<'r> Engine<'r> {
                 // `--rule-matching` says about per-event alerts.
                 if rules.matches(i, ev, &mut cx) {
                     matched = true;
+                    if let Some(m) = &mut self.metrics {
+                        m.matched.push(i);
+                    }
                     self.windows.add(rules, i, tick, ev, &mut cx);
                 }
                 continue;
@@ -194,6 +324,10 @@ impl<'r> Engine<'r> {
             alerted = true;
             matched = true;
             self.stats.alerts[i] += 1;
+            if let Some(m) = &mut self.metrics {
+                m.matched.push(i);
+                m.alerts.push((i, AlertKind::Event));
+            }
             let alert = Alert {
                 time_ns: ev.time_ns,
                 rule: &rule.name,
@@ -211,6 +345,9 @@ impl<'r> Engine<'r> {
         if windowed {
             let transitions = self.windows.advance(false);
             self.emit_windowed(transitions, sink)?;
+        }
+        if let Some(started) = started {
+            self.publish(Some((ev, started)));
         }
         Ok(())
     }

@@ -1,5 +1,6 @@
 //! Where alerts go. Each sink takes [`Alert`]s from the engine in order.
 
+pub mod metrics;
 pub mod stdout;
 
 use std::io;

@@ -6,6 +6,7 @@ mod diagnostics;
 mod falco_format;
 mod hostile;
 mod live;
+mod metrics;
 mod props;
 mod rules;
 mod windows;

@@ -1,0 +1,369 @@
+//! Prometheus metrics: the engine's own `saker_*` counters and the per-event
+//! counter `kube_audit_event_count`, served in Prometheus' text format with
+//! `/healthz` and `/readyz` by a small HTTP listener (`--metrics-listen`).
+//!
+//! Metric names are written here, not by a client library, so the counter
+//! keeps exactly the name users' rules expect (no forced `_total` suffix):
+//! `rate(kube_audit_event_count{verb="create", resource="secrets"}[1m]) > 1`.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread;
+use std::time::Duration;
+
+use crate::event::Skip;
+
+/// Buckets of the per-event processing time, in seconds.
+const LATENCY_BUCKETS: [f64; 10] = [
+    1e-6, 2.5e-6, 5e-6, 1e-5, 2.5e-5, 5e-5, 1e-4, 1e-3, 1e-2, 1e-1,
+];
+
+/// Everything the metrics endpoint reports. The engine updates it; the
+/// listener renders it.
+#[derive(Debug, Default)]
+pub struct Registry {
+    pub lines: u64,
+    pub events: u64,
+    pub skipped: [u64; Skip::ALL.len()],
+    /// Rule names, in rule order.
+    pub rules: Vec<String>,
+    pub matches: Vec<u64>,
+    /// Per rule: per-event alerts, windowed firing, windowed resolved.
+    pub alerts: Vec<[u64; 3]>,
+    pub window_keys: u64,
+    pub window_evictions: u64,
+    pub late_events: u64,
+    latency_counts: [u64; LATENCY_BUCKETS.len()],
+    latency_sum: f64,
+    latency_n: u64,
+    audit: AuditCounter,
+}
+
+/// `kube_audit_event_count`, by a configurable set of labels.
+#[derive(Debug, Default)]
+struct AuditCounter {
+    labels: Vec<String>,
+    counts: HashMap<Vec<String>, u64>,
+    cap: usize,
+    overflow: u64,
+}
+
+/// Which alert a rule produced.
+#[derive(Debug, Clone, Copy)]
+pub enum AlertKind {
+    Event = 0,
+    Firing = 1,
+    Resolved = 2,
+}
+
+impl Registry {
+    pub fn new(rules: Vec<String>, labels: Vec<String>, cap: usize) -> Self {
+        let n = rules.len();
+        Registry {
+            rules,
+            matches: vec![0; n],
+            alerts: vec![[0; 3]; n],
+            audit: AuditCounter {
+                labels,
+                cap,
+                ..AuditCounter::default()
+            },
+            ..Registry::default()
+        }
+    }
+
+    /// One event with these label values (in the order of the labels).
+    pub fn count_event(&mut self, values: Vec<String>) {
+        let a = &mut self.audit;
+        if let Some(n) = a.counts.get_mut(&values) {
+            *n += 1;
+        } else if a.counts.len() < a.cap {
+            a.counts.insert(values, 1);
+        } else {
+            a.overflow += 1;
+        }
+    }
+
+    pub fn observe_latency(&mut self, seconds: f64) {
+        for (i, b) in LATENCY_BUCKETS.iter().enumerate() {
+            if seconds <= *b {
+                self.latency_counts[i] += 1;
+            }
+        }
+        self.latency_sum += seconds;
+        self.latency_n += 1;
+    }
+
+    pub fn alert(&mut self, rule: usize, kind: AlertKind) {
+        if let Some(a) = self.alerts.get_mut(rule) {
+            a[kind as usize] += 1;
+        }
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut o = String::new();
+        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
+            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        };
+        head(
+            &mut o,
+            "kube_audit_event_count",
+            "counter",
+            "Audit events seen, by the configured labels.",
+        );
+        let mut rows: Vec<(&Vec<String>, &u64)> = self.audit.counts.iter().collect();
+        rows.sort();
+        for (values, n) in rows {
+            let labels: Vec<String> = self
+                .audit
+                .labels
+                .iter()
+                .zip(values)
+                .map(|(k, v)| format!("{k}=\"{}\"", escape(v)))
+                .collect();
+            let _ = writeln!(o, "kube_audit_event_count{{{}}} {n}", labels.join(","));
+        }
+        head(
+            &mut o,
+            "saker_kube_audit_label_sets_overflow_total",
+            "counter",
+            "Events not counted in kube_audit_event_count because its label sets reached the cap.",
+        );
+        let _ = writeln!(
+            o,
+            "saker_kube_audit_label_sets_overflow_total {}",
+            self.audit.overflow
+        );
+        head(&mut o, "saker_lines_total", "counter", "Input lines read.");
+        let _ = writeln!(o, "saker_lines_total {}", self.lines);
+        head(
+            &mut o,
+            "saker_events_total",
+            "counter",
+            "Input by outcome: decoded audit events, or skipped lines by reason.",
+        );
+        let _ = writeln!(
+            o,
+            "saker_events_total{{outcome=\"decoded\"}} {}",
+            self.events
+        );
+        for s in Skip::ALL {
+            let _ = writeln!(
+                o,
+                "saker_events_total{{outcome=\"skipped\",reason=\"{}\"}} {}",
+                s.as_str(),
+                self.skipped[s as usize]
+            );
+        }
+        head(
+            &mut o,
+            "saker_rule_matches_total",
+            "counter",
+            "Events that matched each rule's condition.",
+        );
+        for (r, n) in self.rules.iter().zip(&self.matches) {
+            let _ = writeln!(o, "saker_rule_matches_total{{rule=\"{}\"}} {n}", escape(r));
+        }
+        head(
+            &mut o,
+            "saker_alerts_total",
+            "counter",
+            "Alerts by rule and state (event: per-event rules).",
+        );
+        for (r, a) in self.rules.iter().zip(&self.alerts) {
+            for (state, n) in ["event", "firing", "resolved"].iter().zip(a) {
+                let _ = writeln!(
+                    o,
+                    "saker_alerts_total{{rule=\"{}\",state=\"{state}\"}} {n}",
+                    escape(r)
+                );
+            }
+        }
+        head(
+            &mut o,
+            "saker_window_keys",
+            "gauge",
+            "Keys held by windowed rules.",
+        );
+        let _ = writeln!(o, "saker_window_keys {}", self.window_keys);
+        head(
+            &mut o,
+            "saker_window_evictions_total",
+            "counter",
+            "Keys evicted from windowed rules by the key cap.",
+        );
+        let _ = writeln!(o, "saker_window_evictions_total {}", self.window_evictions);
+        head(
+            &mut o,
+            "saker_late_events_total",
+            "counter",
+            "Events that arrived after their tick was evaluated.",
+        );
+        let _ = writeln!(o, "saker_late_events_total {}", self.late_events);
+        head(
+            &mut o,
+            "saker_event_processing_seconds",
+            "histogram",
+            "Time to evaluate one event and hand its alerts to the outputs.",
+        );
+        for (b, n) in LATENCY_BUCKETS.iter().zip(&self.latency_counts) {
+            let _ = writeln!(o, "saker_event_processing_seconds_bucket{{le=\"{b}\"}} {n}");
+        }
+        let _ = writeln!(
+            o,
+            "saker_event_processing_seconds_bucket{{le=\"+Inf\"}} {}",
+            self.latency_n
+        );
+        let _ = writeln!(o, "saker_event_processing_seconds_sum {}", self.latency_sum);
+        let _ = writeln!(o, "saker_event_processing_seconds_count {}", self.latency_n);
+        o
+    }
+}
+
+fn escape(v: &str) -> String {
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// A registry shared between the engine and the listener.
+pub type Shared = Arc<Mutex<Registry>>;
+
+/// Resolves `--metrics-listen`: a bare port (`9464`, `:9464`) means
+/// loopback; anything else is used as given.
+pub fn listen_address(spec: &str) -> io::Result<SocketAddr> {
+    let port_only = spec.trim_start_matches(':');
+    if !port_only.is_empty() && port_only.bytes().all(|b| b.is_ascii_digit()) {
+        let port: u16 = port_only
+            .parse()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "bad port"))?;
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    spec.to_socket_addrs()?.next().ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("cannot resolve {spec}"),
+        )
+    })
+}
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on a thread.
+pub fn serve(addr: SocketAddr, registry: Shared) -> io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let registry = registry.clone();
+            // One short request per connection; a slow client cannot stall
+            // the others for long.
+            thread::spawn(move || {
+                let _ = handle(stream, &registry);
+            });
+        }
+    });
+    Ok(bound)
+}
+
+fn handle(mut stream: TcpStream, registry: &Shared) -> io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut buf = [0u8; 4096];
+    let mut n = 0;
+    while n < buf.len() {
+        let k = stream.read(&mut buf[n..])?;
+        if k == 0 {
+            break;
+        }
+        n += k;
+        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n")
+            || buf[..n].windows(2).any(|w| w == b"\n\n")
+        {
+            break;
+        }
+    }
+    let request = String::from_utf8_lossy(&buf[..n]);
+    let mut parts = request.split_whitespace();
+    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+    let path = path.split('?').next().unwrap_or("");
+    let (status, ctype, body) = match (method, path) {
+        ("GET", "/metrics") => {
+            let text = registry
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .render();
+            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text)
+        }
+        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/readyz") => ("200 OK", "text/plain", "ready\n".to_string()),
+        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
+        _ => (
+            "405 Method Not Allowed",
+            "text/plain",
+            "method not allowed\n".to_string(),
+        ),
+    };
+    write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
+    stream.flush()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_the_runbook_counter_by_its_exact_name() {
+        let mut r = Registry::new(
+            vec!["R".into()],
+            vec!["verb".into(), "resource".into(), "user".into()],
+            2,
+        );
+        r.count_event(vec!["create".into(), "secrets".into(), "al\"ice".into()]);
+        r.count_event(vec!["create".into(), "secrets".into(), "al\"ice".into()]);
+        r.count_event(vec!["get".into(), "pods".into(), "bob".into()]);
+        r.count_event(vec!["list".into(), "pods".into(), "bob".into()]);
+        r.alert(0, AlertKind::Firing);
+        r.observe_latency(3e-6);
+        let text = r.render();
+        assert!(
+            text.contains("# TYPE kube_audit_event_count counter\n"),
+            "{text}"
+        );
+        assert!(text.contains("kube_audit_event_count{verb=\"create\",resource=\"secrets\",user=\"al\\\"ice\"} 2\n"), "{text}");
+        assert!(
+            text.contains("saker_kube_audit_label_sets_overflow_total 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("saker_alerts_total{rule=\"R\",state=\"firing\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("saker_event_processing_seconds_bucket{le=\"0.000005\"} 1\n"),
+            "{text}"
+        );
+        assert!(!text.contains("kube_audit_event_count_total"));
+    }
+
+    #[test]
+    fn bare_ports_listen_on_loopback() {
+        assert_eq!(
+            listen_address("9464").unwrap(),
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        assert_eq!(
+            listen_address(":9464").unwrap(),
+            "127.0.0.1:9464".parse().unwrap()
+        );
+        assert_eq!(
+            listen_address("0.0.0.0:9464").unwrap(),
+            "0.0.0.0:9464".parse().unwrap()
+        );
+    }
+}
