@@ -147,10 +147,10 @@ impl<'r> Engine<'r> {
         let labels = event.map(|(ev, _)| {
             m.labels
                 .iter()
-                .map(|(def, arg)| {
-                    fields::extract::extract(ev, def, arg)
-                        .map(|v| v.render().into_owned())
-                        .unwrap_or_default()
+                .map(|(def, arg)| match fields::extract::extract(ev, def, arg) {
+                    Some(fields::extract::Val::Str(s)) => s,
+                    Some(other) => std::borrow::Cow::Owned(other.render().into_owned()),
+                    None => std::borrow::Cow::Borrowed(""),
                 })
                 .collect::<Vec<_>>()
         });
@@ -161,7 +161,8 @@ impl<'r> Engine<'r> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(values) = labels {
-            r.count_event(values);
+            let refs: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
+            r.count_event(&refs);
         }
         if let Some((_, started)) = event {
             r.observe_latency(started.elapsed().as_secs_f64());
