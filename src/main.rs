@@ -12,6 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use saker::engine::windows::WindowOptions;
 use saker::engine::{Engine, RuleMatching};
 use saker::rules::{self, Loaded, RuleSource};
+use saker::sink::alertmanager::{AlertmanagerSink, Fanout, Settings as AmSettings};
 use saker::sink::stdout::{Format, StdoutSink};
 use saker::sink::AlertSink;
 use saker::source::lines::LineReader;
@@ -49,7 +50,7 @@ enum LogFormat {
 #[derive(Subcommand)]
 enum Command {
     /// Evaluate rules on audit events and print alerts on stdout.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Validate rule files; every problem with file:line:col and a caret.
     Check {
         /// Rule files or directories (default: the embedded rules).
@@ -114,6 +115,30 @@ struct RunArgs {
     /// Distinct values kept per key of a `distinct()` rule.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     max_distinct_values: usize,
+    /// Send alerts to this Alertmanager (API v2); repeat for an HA pair:
+    /// every URL gets every alert.
+    #[arg(long = "alertmanager", value_name = "URL")]
+    alertmanager: Vec<String>,
+    /// How often firing windowed alerts are re-sent to Alertmanager.
+    #[arg(long, default_value = "1m", value_parser = parse_duration_arg, value_name = "DURATION")]
+    alertmanager_resend: u64,
+    /// How long a per-event alert stays active in Alertmanager (its endsAt).
+    #[arg(long, default_value = "5m", value_parser = parse_duration_arg, value_name = "DURATION")]
+    alertmanager_expiry: u64,
+    /// Alerts queued per Alertmanager; when full, the oldest per-event alerts
+    /// are dropped first (and counted).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    alertmanager_queue: usize,
+    /// File holding a bearer token sent to Alertmanager.
+    #[arg(long, value_name = "FILE")]
+    alertmanager_bearer_token_file: Option<PathBuf>,
+    /// Timeout of one request to Alertmanager.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    alertmanager_timeout: u64,
+    /// At the end of the input, how long to wait for queued alerts to reach
+    /// Alertmanager.
+    #[arg(long, default_value = "10s", value_parser = parse_std_duration, value_name = "DURATION")]
+    alertmanager_drain: Duration,
     /// Serve Prometheus metrics, /healthz and /readyz on this address. A bare
     /// port (9464) listens on loopback only. Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -129,6 +154,34 @@ struct RunArgs {
     /// in saker_kube_audit_label_sets_overflow_total.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     metrics_max_label_sets: usize,
+}
+
+fn parse_std_duration(s: &str) -> Result<Duration, String> {
+    parse_lateness_arg(s).map(Duration::from_nanos)
+}
+
+fn alertmanager_sink(args: &RunArgs) -> Result<Option<AlertmanagerSink>, String> {
+    if args.alertmanager.is_empty() {
+        return Ok(None);
+    }
+    let bearer_token = match &args.alertmanager_bearer_token_file {
+        None => None,
+        Some(p) => Some(
+            std::fs::read_to_string(p)
+                .map_err(|e| format!("cannot read {}: {e}", p.display()))?
+                .trim()
+                .to_string(),
+        ),
+    };
+    AlertmanagerSink::start(AmSettings {
+        urls: args.alertmanager.clone(),
+        resend: Duration::from_nanos(args.alertmanager_resend),
+        expiry: Duration::from_nanos(args.alertmanager_expiry),
+        queue_cap: args.alertmanager_queue,
+        bearer_token,
+        timeout: Duration::from_nanos(args.alertmanager_timeout),
+    })
+    .map(Some)
 }
 
 fn parse_lateness_arg(s: &str) -> Result<u64, String> {
@@ -169,7 +222,7 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_format, level);
     match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
         Command::Check { rules } => check(&rules),
         Command::Test { tests } => test(&tests),
         Command::Fields { json } => fields(json),
@@ -259,7 +312,18 @@ fn run(args: RunArgs) -> ExitCode {
         Progress::Auto => size.is_some() && io::stderr().is_terminal(),
     };
     let stdout = io::stdout().lock();
-    let mut sink = StdoutSink::new(io::BufWriter::with_capacity(64 * 1024, stdout), args.output);
+    let stdout_sink = StdoutSink::new(io::BufWriter::with_capacity(64 * 1024, stdout), args.output);
+    let alertmanager = match alertmanager_sink(&args) {
+        Ok(am) => am,
+        Err(e) => {
+            eprintln!("saker: --alertmanager: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let mut sink: Box<dyn AlertSink> = match &alertmanager {
+        Some(am) => Box::new(Fanout(vec![Box::new(stdout_sink), Box::new(am.clone())])),
+        None => Box::new(stdout_sink),
+    };
     let window_options = WindowOptions {
         lateness_ns: args.lateness,
         limits: Limits {
@@ -312,7 +376,7 @@ fn run(args: RunArgs) -> ExitCode {
                     // on with the wall clock.
                     let quiet = last_event.elapsed();
                     if quiet >= LIVE_IDLE {
-                        engine.idle(quiet.as_nanos() as u64, &mut sink)?;
+                        engine.idle(quiet.as_nanos() as u64, sink.as_mut())?;
                     }
                     sink.flush()?;
                     continue;
@@ -320,7 +384,7 @@ fn run(args: RunArgs) -> ExitCode {
                 Err(e) => return Err(e),
             };
             let before = engine.stats.events;
-            engine.process_line(line, &mut sink)?;
+            engine.process_line(line, sink.as_mut())?;
             if engine.stats.events > before {
                 last_event = Instant::now();
             }
@@ -328,7 +392,7 @@ fn run(args: RunArgs) -> ExitCode {
                 progress.update(lines.bytes_read, engine.stats.events);
             }
         }
-        engine.finish(&mut sink)?;
+        engine.finish(sink.as_mut())?;
         sink.flush()
     })();
     progress.finish();
@@ -338,6 +402,23 @@ fn run(args: RunArgs) -> ExitCode {
         Err(e) => {
             eprintln!("saker: {e}");
             return ExitCode::from(2);
+        }
+    }
+    if let Some(am) = &alertmanager {
+        // Deliver what is queued before exiting (a file, a closed stdin).
+        if !am.drain(args.alertmanager_drain) {
+            let s = am.stats();
+            eprintln!(
+                "saker: {} alert(s) not delivered to Alertmanager before exiting",
+                s.queued
+            );
+        }
+        let s = am.stats();
+        if !args.no_summary {
+            eprintln!(
+                "saker: alertmanager: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
+                s.sent, s.attempts, s.failures, s.rejected, s.dropped
+            );
         }
     }
     if !args.no_summary {

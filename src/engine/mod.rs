@@ -337,6 +337,9 @@ impl<'r> Engine<'r> {
                 message: self.rules.render_output(i, ev, &mut cx),
                 fields: self.rules.output_values(i, ev, &mut cx),
                 aggregate: None,
+                desc: &rule.desc,
+                labels: &rule.labels,
+                annotations: &rule.annotations,
             };
             sink.emit(&alert)?;
         }

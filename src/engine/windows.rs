@@ -224,6 +224,9 @@ pub fn alert<'r>(rule: &'r CompiledRule, t: &Transition, resolution_ns: i64) -> 
         message,
         fields,
         aggregate: Some(info),
+        desc: &rule.desc,
+        labels: &rule.labels,
+        annotations: &rule.annotations,
     }
 }
 

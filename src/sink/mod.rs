@@ -1,5 +1,6 @@
 //! Where alerts go. Each sink takes [`Alert`]s from the engine in order.
 
+pub mod alertmanager;
 pub mod metrics;
 pub mod stdout;
 
@@ -14,6 +15,8 @@ pub struct Alert<'a> {
     /// Event time, nanoseconds since the epoch.
     pub time_ns: i64,
     pub rule: &'a str,
+    /// The rule's description.
+    pub desc: &'a str,
     pub priority: Priority,
     pub tags: &'a [String],
     /// The rule's output, rendered (without Falco's time/priority prefix).
@@ -21,6 +24,9 @@ pub struct Alert<'a> {
     pub fields: Vec<(&'a str, Option<Val<'a>>)>,
     /// Present on alerts of windowed rules.
     pub aggregate: Option<AggregateInfo>,
+    /// The rule's extra Alertmanager labels and annotations.
+    pub labels: &'a [(String, String)],
+    pub annotations: &'a [(String, String)],
 }
 
 /// The window state behind a windowed rule's alert.

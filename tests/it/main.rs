@@ -1,6 +1,7 @@
 //! Whole-program tests: the built `saker` binary run as a user runs it, plus
 //! property tests of the parser, decoder and line reader. One test binary.
 
+mod alertmanager;
 mod cli;
 mod diagnostics;
 mod falco_format;

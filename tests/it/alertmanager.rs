@@ -1,0 +1,372 @@
+//! The Alertmanager output against real Alertmanagers (Debian's
+//! `prometheus-alertmanager` 0.25, installed by scripts/test), on 127.0.0.1.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::*;
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http(port: u16, method: &str, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    if !head.starts_with("HTTP/1.1 200") {
+        return None;
+    }
+    if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        return Some(dechunk(body));
+    }
+    Some(body.to_string())
+}
+
+/// Decodes an HTTP/1.1 chunked body.
+fn dechunk(mut body: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = body.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        body = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Starts an Alertmanager on `port`, notifying the webhook at `hook`.
+fn alertmanager(dir: &Path, port: u16, hook: u16) -> Killed {
+    let bin = "/usr/bin/prometheus-alertmanager";
+    assert!(
+        Path::new(bin).exists(),
+        "prometheus-alertmanager is not installed: run scripts/test, which installs it"
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("am.yml"),
+        format!(
+            "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: true\n"
+        ),
+    )
+    .unwrap();
+    let child = Command::new(bin)
+        .current_dir(dir)
+        .args([
+            "--config.file=am.yml".to_string(),
+            format!("--storage.path={}", dir.join("data").display()),
+            format!("--web.listen-address=127.0.0.1:{port}"),
+            "--cluster.listen-address=".to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while http(port, "GET", "/-/ready").is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "Alertmanager did not become ready"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Killed(child)
+}
+
+/// A webhook receiver: collects the JSON bodies Alertmanager posts.
+fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let sink = got.clone();
+    std::thread::spawn(move || {
+        for mut s in listener.incoming().flatten() {
+            let mut buf = Vec::new();
+            let mut chunk = [0u8; 8192];
+            s.set_read_timeout(Some(Duration::from_secs(2))).ok();
+            // Read headers, then Content-Length bytes of body.
+            loop {
+                let n = s.read(&mut chunk).unwrap_or(0);
+                if n == 0 {
+                    break;
+                }
+                buf.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&buf);
+                if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    if body.len() >= len {
+                        if let Ok(v) = serde_json::from_str(&body[..len]) {
+                            sink.lock().unwrap().push(v);
+                        }
+                        break;
+                    }
+                }
+            }
+            let _ =
+                s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    (port, got)
+}
+
+fn alerts_in(port: u16) -> Vec<Value> {
+    http(port, "GET", "/api/v2/alerts")
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default()
+}
+
+fn now_rfc3339() -> String {
+    let ns = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    saker::event::time::format_rfc3339_nanos(ns)
+}
+
+fn denied(i: u32) -> String {
+    format!(
+        r#"{{"auditID":"d{i}","stage":"ResponseComplete","verb":"get","user":{{"username":"intruder"}},"objectRef":{{"resource":"secrets","namespace":"ci"}},"responseStatus":{{"metadata":{{}},"code":403}},"stageTimestamp":"{}"}}"#,
+        now_rfc3339()
+    )
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("saker-it-am-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    None
+}
+
+#[test]
+fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
+    let dir = tmp("window");
+    let (hook, received) = webhook();
+    let am_port = free_port();
+    let _am = alertmanager(&dir, am_port, hook);
+    let rules = golden("alertmanager/rules.yaml");
+    let mut child = saker()
+        .args([
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--lateness",
+            "0s",
+            "--alertmanager",
+            &format!("http://127.0.0.1:{am_port}"),
+            "--alertmanager-resend",
+            "1s",
+            "--no-summary",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    for i in 0..3 {
+        writeln!(stdin, "{}", denied(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    // Firing: visible in Alertmanager with our labels and annotations.
+    let alert = wait_until(Duration::from_secs(20), || {
+        alerts_in(am_port)
+            .into_iter()
+            .find(|a| a["labels"]["alertname"] == "Forbidden Burst Test")
+    })
+    .expect("the windowed alert never reached Alertmanager");
+    let labels = &alert["labels"];
+    assert_eq!(labels["severity"], "warning");
+    assert_eq!(labels["priority"], "Warning");
+    assert_eq!(labels["source"], "k8s_audit");
+    assert_eq!(labels["team"], "platform");
+    assert_eq!(labels["ka_user_name"], "intruder");
+    assert_eq!(
+        labels.as_object().unwrap().len(),
+        6,
+        "unexpected labels: {labels}"
+    );
+    assert_eq!(
+        alert["annotations"]["description"],
+        "three 403s within two seconds by one user"
+    );
+    assert_eq!(
+        alert["annotations"]["runbook_url"],
+        "https://runbooks.example.com/forbidden"
+    );
+    assert!(alert["annotations"]["summary"]
+        .as_str()
+        .unwrap()
+        .starts_with("intruder was denied 3 times (firing)"));
+    // Quiet stream: the window drains, the alert resolves, and Alertmanager
+    // tells the receiver (send_resolved: true).
+    let resolved = wait_until(Duration::from_secs(30), || {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|n| n["status"] == "resolved")
+            .cloned()
+    })
+    .expect("the resolve never reached the webhook receiver");
+    assert_eq!(
+        resolved["alerts"][0]["labels"]["alertname"],
+        "Forbidden Burst Test"
+    );
+    drop(stdin);
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn ha_pair_gets_everything_and_a_restart_loses_nothing() {
+    let (dir1, dir2) = (tmp("ha1"), tmp("ha2"));
+    let (hook, _received) = webhook();
+    let (p1, p2) = (free_port(), free_port());
+    let _am1 = alertmanager(&dir1, p1, hook);
+    let am2 = alertmanager(&dir2, p2, hook);
+    let rules = golden("alertmanager/rules.yaml");
+    let mut child = saker()
+        .args([
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--alertmanager",
+            &format!("http://127.0.0.1:{p1}"),
+            "--alertmanager",
+            &format!("http://127.0.0.1:{p2}"),
+            "--no-summary",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let count = |port: u16| {
+        alerts_in(port)
+            .iter()
+            .filter(|a| a["labels"]["alertname"] == "Exec Test")
+            .count()
+    };
+    for i in 0..5 {
+        writeln!(stdin, "{}", exec_event(&format!("before-{i}"), i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    assert!(
+        wait_until(Duration::from_secs(20), || (count(p1) == 5
+            && count(p2) == 5)
+            .then_some(()))
+        .is_some(),
+        "both members should have 5 alerts, have {} and {}: {:?}",
+        count(p1),
+        count(p2),
+        alerts_in(p1)
+    );
+    // Stop the second member, keep sending, then start it again.
+    drop(am2);
+    for i in 0..5 {
+        writeln!(stdin, "{}", exec_event(&format!("during-{i}"), 10 + i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    assert!(wait_until(Duration::from_secs(20), || (count(p1) == 10).then_some(())).is_some());
+    std::thread::sleep(Duration::from_secs(2));
+    let _am2 = alertmanager(&dir2, p2, hook);
+    // Alertmanager keeps alerts in memory: what it had before its stop is
+    // gone with it. What saker queued while it was down must all arrive.
+    let during = |port: u16| {
+        alerts_in(port)
+            .iter()
+            .filter(|a| {
+                a["labels"]["ka_target_name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("during-"))
+            })
+            .count()
+    };
+    let got = wait_until(Duration::from_secs(30), || (during(p2) == 5).then_some(()));
+    assert!(
+        got.is_some(),
+        "after its restart the second member has {} of the 5 alerts sent while it was down",
+        during(p2)
+    );
+    assert_eq!(during(p1), 5);
+    // Per-event labels: the scalar output fields, never a timestamp.
+    let a = alerts_in(p2)
+        .into_iter()
+        .find(|a| a["labels"]["ka_target_name"] == "during-3")
+        .expect("during-3");
+    assert_eq!(a["labels"]["ka_user_name"], "alice");
+    assert!(
+        a["labels"].get("evt_time").is_none(),
+        "a timestamp became a label: {}",
+        a["labels"]
+    );
+    drop(stdin);
+    let _ = child.wait();
+    let _ = std::fs::remove_dir_all(&dir1);
+    let _ = std::fs::remove_dir_all(&dir2);
+}
+
+#[test]
+fn https_urls_are_refused_clearly() {
+    let out = saker()
+        .args([
+            "run",
+            "--alertmanager",
+            "https://am:9093",
+            "--input",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported"));
+}
