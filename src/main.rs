@@ -342,6 +342,10 @@ fn run(args: RunArgs) -> ExitCode {
         };
         let (with_metrics, registry) = engine.with_metrics(labels, args.metrics_max_label_sets);
         engine = with_metrics;
+        registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .alertmanager = alertmanager.clone();
         let served = saker::sink::metrics::listen_address(spec)
             .and_then(|addr| saker::sink::metrics::serve(addr, registry));
         match served {

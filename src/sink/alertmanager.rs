@@ -131,6 +131,14 @@ pub struct AlertmanagerSink {
     shared: Arc<Shared>,
 }
 
+impl std::fmt::Debug for AlertmanagerSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AlertmanagerSink")
+            .field("urls", &self.shared.settings.urls)
+            .finish()
+    }
+}
+
 impl AlertmanagerSink {
     /// Checks the URLs and starts one sender per URL and the resend timer.
     pub fn start(settings: Settings) -> Result<Self, String> {

@@ -36,6 +36,8 @@ pub struct Registry {
     pub window_keys: u64,
     pub window_evictions: u64,
     pub late_events: u64,
+    /// The Alertmanager output, when there is one: its queue and sends.
+    pub alertmanager: Option<super::alertmanager::AlertmanagerSink>,
     latency_counts: [u64; LATENCY_BUCKETS.len()],
     latency_sum: f64,
     latency_n: u64,
@@ -225,6 +227,46 @@ impl Registry {
             "Events that arrived after their tick was evaluated.",
         );
         let _ = writeln!(o, "saker_late_events_total {}", self.late_events);
+        if let Some(am) = &self.alertmanager {
+            let s = am.stats();
+            head(
+                &mut o,
+                "saker_alertmanager_queue_length",
+                "gauge",
+                "Alerts waiting to be sent to Alertmanager (all URLs).",
+            );
+            let _ = writeln!(o, "saker_alertmanager_queue_length {}", s.queued);
+            for (name, help, v) in [
+                (
+                    "saker_alertmanager_alerts_sent_total",
+                    "Alerts Alertmanager accepted.",
+                    s.sent,
+                ),
+                (
+                    "saker_alertmanager_requests_total",
+                    "Requests sent to Alertmanager.",
+                    s.attempts,
+                ),
+                (
+                    "saker_alertmanager_request_failures_total",
+                    "Requests that failed (network, 5xx) and were retried.",
+                    s.failures,
+                ),
+                (
+                    "saker_alertmanager_alerts_rejected_total",
+                    "Alerts Alertmanager refused with a 4xx answer.",
+                    s.rejected,
+                ),
+                (
+                    "saker_alertmanager_alerts_dropped_total",
+                    "Alerts dropped because a queue was full.",
+                    s.dropped,
+                ),
+            ] {
+                head(&mut o, name, "counter", help);
+                let _ = writeln!(o, "{name} {v}");
+            }
+        }
         head(
             &mut o,
             "saker_event_processing_seconds",

@@ -189,7 +189,7 @@ fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T>
 fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
     let dir = tmp("window");
     let (hook, received) = webhook();
-    let am_port = free_port();
+    let (am_port, metrics_port) = (free_port(), free_port());
     let _am = alertmanager(&dir, am_port, hook);
     let rules = golden("alertmanager/rules.yaml");
     let mut child = saker()
@@ -203,6 +203,8 @@ fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
             &format!("http://127.0.0.1:{am_port}"),
             "--alertmanager-resend",
             "1s",
+            "--metrics-listen",
+            &format!("127.0.0.1:{metrics_port}"),
             "--no-summary",
         ])
         .stdin(Stdio::piped())
@@ -259,6 +261,18 @@ fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
     assert_eq!(
         resolved["alerts"][0]["labels"]["alertname"],
         "Forbidden Burst Test"
+    );
+    // The output's counters are on the metrics endpoint.
+    let metrics = http(metrics_port, "GET", "/metrics").expect("metrics");
+    let sent: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("saker_alertmanager_alerts_sent_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("saker_alertmanager_alerts_sent_total");
+    assert!(sent >= 2, "firing and resolved were sent: {metrics}");
+    assert!(
+        metrics.contains("saker_alertmanager_queue_length 0"),
+        "{metrics}"
     );
     drop(stdin);
     let _ = child.wait();
