@@ -129,6 +129,10 @@ struct RunArgs {
     /// are dropped first (and counted).
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     alertmanager_queue: usize,
+    /// PEM file of the CA that signs the TLS certificate of an https
+    /// Alertmanager (or of the proxy in front of it). Default: public roots.
+    #[arg(long, value_name = "FILE")]
+    alertmanager_ca_file: Option<PathBuf>,
     /// File holding a bearer token sent to Alertmanager.
     #[arg(long, value_name = "FILE")]
     alertmanager_bearer_token_file: Option<PathBuf>,
@@ -180,6 +184,7 @@ fn alertmanager_sink(args: &RunArgs) -> Result<Option<AlertmanagerSink>, String>
         queue_cap: args.alertmanager_queue,
         bearer_token,
         timeout: Duration::from_nanos(args.alertmanager_timeout),
+        ca_file: args.alertmanager_ca_file.clone(),
     })
     .map(Some)
 }

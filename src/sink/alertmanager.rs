@@ -36,25 +36,32 @@ pub struct Settings {
     pub queue_cap: usize,
     pub bearer_token: Option<String>,
     pub timeout: Duration,
+    /// PEM file of the CA that signs the Alertmanager's (or proxy's) TLS
+    /// certificate; without it, the bundled public roots are trusted.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Where one Alertmanager listens.
 #[derive(Debug, Clone)]
 struct Endpoint {
     url: String,
+    tls: bool,
     host: String,
     port: u16,
     /// Path prefix before `/api/v2/alerts` (for Alertmanagers behind a proxy).
     prefix: String,
 }
 
-/// Parses `http://host:port[/prefix]`. `https` needs TLS, which this build
-/// does not include.
+/// Parses `http[s]://host[:port][/prefix]`.
 fn endpoint(url: &str) -> Result<Endpoint, String> {
-    let rest = match url.split_once("://") {
-        Some(("http", rest)) => rest,
-        Some(("https", _)) => return Err(format!("{url}: https is not supported by this build; reach Alertmanager over http (e.g. on loopback or through a local proxy)")),
-        _ => return Err(format!("{url}: expected http://host:port")),
+    let (tls, rest) = match url.split_once("://") {
+        Some(("http", rest)) => (false, rest),
+        Some(("https", rest)) => (true, rest),
+        _ => {
+            return Err(format!(
+                "{url}: expected http://host:port or https://host:port"
+            ))
+        }
     };
     let (hostport, prefix) = match rest.find('/') {
         Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
@@ -66,13 +73,14 @@ fn endpoint(url: &str) -> Result<Endpoint, String> {
             p.parse::<u16>()
                 .map_err(|_| format!("{url}: bad port `{p}`"))?,
         ),
-        None => (hostport, 80),
+        None => (hostport, if tls { 443 } else { 80 }),
     };
     if host.is_empty() {
         return Err(format!("{url}: no host"));
     }
     Ok(Endpoint {
         url: url.to_string(),
+        tls,
         host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
         port,
         prefix: prefix.to_string(),
@@ -117,6 +125,36 @@ struct Shared {
     state: Mutex<State>,
     wake: Condvar,
     settings: Settings,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+/// The TLS client settings: the given CA, or the bundled public roots.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::CertificateDer;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = CertificateDer::pem_file_iter(path)
+                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
+            for cert in certs {
+                let cert =
+                    cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| format!("bad CA certificate in {}: {e}", path.display()))?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| e.to_string())?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(Arc::new(config))
 }
 
 impl Shared {
@@ -147,7 +185,13 @@ impl AlertmanagerSink {
             .iter()
             .map(|u| endpoint(u))
             .collect::<Result<_, _>>()?;
+        let tls = if endpoints.iter().any(|e| e.tls) || settings.ca_file.is_some() {
+            Some(tls_config(settings.ca_file.as_deref())?)
+        } else {
+            None
+        };
         let shared = Arc::new(Shared {
+            tls,
             state: Mutex::new(State {
                 queues: endpoints.iter().map(|_| VecDeque::new()).collect(),
                 busy: vec![false; endpoints.len()],
@@ -407,7 +451,12 @@ fn sender(shared: &Shared, i: usize, ep: &Endpoint) {
                 .map(|it| it.alert.clone())
                 .collect()
         };
-        let result = post(ep, &Value::Array(batch.clone()), &shared.settings);
+        let result = post(
+            ep,
+            &Value::Array(batch.clone()),
+            &shared.settings,
+            shared.tls.as_ref(),
+        );
         let mut s = shared.lock();
         s.stats.attempts += 1;
         match result {
@@ -444,32 +493,43 @@ fn sender(shared: &Shared, i: usize, ep: &Endpoint) {
     }
 }
 
-/// One `POST /api/v2/alerts` over HTTP/1.1: (status, body).
-fn post(ep: &Endpoint, alerts: &Value, settings: &Settings) -> io::Result<(u16, String)> {
+/// One `POST /api/v2/alerts` over HTTP/1.1 (over TLS for https): (status,
+/// body).
+fn post(
+    ep: &Endpoint,
+    alerts: &Value,
+    settings: &Settings,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+) -> io::Result<(u16, String)> {
     let body = alerts.to_string();
     let addr = (ep.host.as_str(), ep.port)
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let mut stream = TcpStream::connect_timeout(&addr, settings.timeout)?;
-    stream.set_read_timeout(Some(settings.timeout))?;
-    stream.set_write_timeout(Some(settings.timeout))?;
+    let tcp = TcpStream::connect_timeout(&addr, settings.timeout)?;
+    tcp.set_read_timeout(Some(settings.timeout))?;
+    tcp.set_write_timeout(Some(settings.timeout))?;
     let auth = settings
         .bearer_token
         .as_ref()
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(
-        stream,
+    let request = format!(
         "POST {}/api/v2/alerts HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
         ep.prefix,
         ep.host,
         ep.port,
         body.len()
-    )?;
-    stream.flush()?;
-    let mut response = Vec::new();
-    stream.take(1 << 20).read_to_end(&mut response)?;
+    );
+    let response = if ep.tls {
+        let config = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
+        let name = rustls::pki_types::ServerName::try_from(ep.host.clone())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let conn = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
+        exchange(rustls::StreamOwned::new(conn, tcp), request.as_bytes())?
+    } else {
+        exchange(tcp, request.as_bytes())?
+    };
     let text = String::from_utf8_lossy(&response);
     let status = text
         .lines()
@@ -482,6 +542,19 @@ fn post(ep: &Endpoint, alerts: &Value, settings: &Settings) -> io::Result<(u16, 
         .map_or("", |(_, b)| b)
         .to_string();
     Ok((status, body))
+}
+
+/// Writes a request and reads the whole response (the server closes).
+fn exchange<S: Read + Write>(mut stream: S, request: &[u8]) -> io::Result<Vec<u8>> {
+    stream.write_all(request)?;
+    stream.flush()?;
+    let mut response = Vec::new();
+    match stream.take(1 << 20).read_to_end(&mut response) {
+        Ok(_) => Ok(response),
+        // A TLS peer that closes without close_notify: keep what arrived.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !response.is_empty() => Ok(response),
+        Err(e) => Err(e),
+    }
 }
 
 /// Sends to several outputs in turn (stdout and Alertmanager).
@@ -516,9 +589,9 @@ mod tests {
         );
         let e = endpoint("http://am.local/alertmanager/").unwrap();
         assert_eq!((e.port, e.prefix.as_str()), (80, "/alertmanager"));
-        assert!(endpoint("https://am:9093")
-            .unwrap_err()
-            .contains("https is not supported"));
+        let e = endpoint("https://am.example.com").unwrap();
+        assert!(e.tls);
+        assert_eq!(e.port, 443);
         assert!(endpoint("am:9093").is_err());
     }
 

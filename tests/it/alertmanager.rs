@@ -369,18 +369,163 @@ fn ha_pair_gets_everything_and_a_restart_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir2);
 }
 
-#[test]
-fn https_urls_are_refused_clearly() {
-    let out = saker()
-        .args([
-            "run",
-            "--alertmanager",
-            "https://am:9093",
-            "--input",
-            "/dev/null",
-        ])
+fn run_tool(bin: &str, args: &[&str], dir: &Path) {
+    assert!(
+        Path::new(bin).exists(),
+        "{bin} is not installed: run scripts/test, which installs it"
+    );
+    let out = Command::new(bin)
+        .args(args)
+        .current_dir(dir)
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("https is not supported"));
+    assert!(
+        out.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn tls_with_a_custom_ca_and_a_bearer_token_through_a_proxy() {
+    let dir = tmp("tls");
+    std::fs::create_dir_all(dir.join("tmp")).unwrap();
+    let (hook, _received) = webhook();
+    let (am_port, proxy_port) = (free_port(), free_port());
+    let _am = alertmanager(&dir.join("am"), am_port, hook);
+    // A private CA and a certificate for 127.0.0.1 signed by it.
+    let openssl = "/usr/bin/openssl";
+    run_tool(
+        openssl,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=saker test CA",
+        ],
+        &dir,
+    );
+    run_tool(
+        openssl,
+        &[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "srv.key",
+            "-out",
+            "srv.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+        &dir,
+    );
+    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run_tool(
+        openssl,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "srv.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "srv.pem",
+            "-days",
+            "1",
+            "-extfile",
+            "ext.cnf",
+        ],
+        &dir,
+    );
+    // nginx terminates TLS and checks the token, as a proxy in front of
+    // Alertmanager would.
+    let d = dir.display();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        format!(
+            "daemon off;\nmaster_process off;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\nhttp {{\n  access_log off;\n  client_body_temp_path {d}/tmp;\n  proxy_temp_path {d}/tmp;\n  fastcgi_temp_path {d}/tmp;\n  uwsgi_temp_path {d}/tmp;\n  scgi_temp_path {d}/tmp;\n  server {{\n    listen 127.0.0.1:{proxy_port} ssl;\n    ssl_certificate {d}/srv.pem;\n    ssl_certificate_key {d}/srv.key;\n    location / {{\n      if ($http_authorization != \"Bearer s3cret\") {{ return 401 \"bad token\\n\"; }}\n      proxy_pass http://127.0.0.1:{am_port};\n    }}\n  }}\n}}\n"
+        ),
+    )
+    .unwrap();
+    let nginx = "/usr/sbin/nginx";
+    assert!(
+        Path::new(nginx).exists(),
+        "nginx is not installed: run scripts/test, which installs it"
+    );
+    let _proxy = Killed(
+        Command::new(nginx)
+            .args(["-c", &format!("{d}/nginx.conf"), "-p", &format!("{d}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    assert!(
+        wait_until(Duration::from_secs(10), || TcpStream::connect((
+            "127.0.0.1",
+            proxy_port
+        ))
+        .ok())
+        .is_some(),
+        "nginx did not start"
+    );
+    std::fs::write(dir.join("token"), "s3cret\n").unwrap();
+    std::fs::write(dir.join("wrong"), "guess\n").unwrap();
+    let events: String = (0..3)
+        .map(|i| exec_event(&format!("tls-{i}"), i) + "\n")
+        .collect();
+    std::fs::write(dir.join("events.jsonl"), events).unwrap();
+    let rules = golden("alertmanager/rules.yaml");
+    let run = |token: &str| {
+        saker()
+            .args([
+                "run",
+                "--rules",
+                rules.to_str().unwrap(),
+                "--input",
+                &format!("{d}/events.jsonl"),
+                "--alertmanager",
+                &format!("https://127.0.0.1:{proxy_port}"),
+                "--alertmanager-ca-file",
+                &format!("{d}/ca.pem"),
+                "--alertmanager-bearer-token-file",
+                &format!("{d}/{token}"),
+            ])
+            .output()
+            .unwrap()
+    };
+    let out = run("token");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("alertmanager: 3 alerts sent"), "{err}");
+    let tls_alerts = alerts_in(am_port)
+        .iter()
+        .filter(|a| {
+            a["labels"]["ka_target_name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("tls-"))
+        })
+        .count();
+    assert_eq!(tls_alerts, 3);
+    // A wrong token: the proxy answers 401, which is logged and counted.
+    let out = run("wrong");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 rejected"), "{err}");
+    assert!(err.contains("bad token"), "the 4xx body is logged: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
 }
