@@ -347,10 +347,18 @@ fn run(args: RunArgs) -> ExitCode {
         };
         let (with_metrics, registry) = engine.with_metrics(labels, args.metrics_max_label_sets);
         engine = with_metrics;
-        registry
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .alertmanager = alertmanager.clone();
+        {
+            let mut r = registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            r.alertmanager = alertmanager.clone();
+            r.source = if matches!(input, Input::Stdin) {
+                "stdin"
+            } else {
+                "file"
+            }
+            .to_string();
+        }
         let served = saker::sink::metrics::listen_address(spec)
             .and_then(|addr| saker::sink::metrics::serve(addr, registry));
         match served {

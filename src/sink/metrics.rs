@@ -25,6 +25,8 @@ const LATENCY_BUCKETS: [f64; 10] = [
 /// listener renders it.
 #[derive(Debug, Default)]
 pub struct Registry {
+    /// The input the counters are about: `stdin` or `file`.
+    pub source: String,
     pub lines: u64,
     pub events: u64,
     pub skipped: [u64; Skip::ALL.len()],
@@ -162,7 +164,11 @@ impl Registry {
             self.audit.overflow
         );
         head(&mut o, "saker_lines_total", "counter", "Input lines read.");
-        let _ = writeln!(o, "saker_lines_total {}", self.lines);
+        let _ = writeln!(
+            o,
+            "saker_lines_total{{source=\"{}\"}} {}",
+            self.source, self.lines
+        );
         head(
             &mut o,
             "saker_events_total",
@@ -171,13 +177,14 @@ impl Registry {
         );
         let _ = writeln!(
             o,
-            "saker_events_total{{outcome=\"decoded\"}} {}",
-            self.events
+            "saker_events_total{{source=\"{}\",outcome=\"decoded\"}} {}",
+            self.source, self.events
         );
         for s in Skip::ALL {
             let _ = writeln!(
                 o,
-                "saker_events_total{{outcome=\"skipped\",reason=\"{}\"}} {}",
+                "saker_events_total{{source=\"{}\",outcome=\"skipped\",reason=\"{}\"}} {}",
+                self.source,
                 s.as_str(),
                 self.skipped[s as usize]
             );

@@ -106,7 +106,7 @@ fn endpoint_serves_the_runbook_counter_and_health() {
     assert!(body.contains("# TYPE kube_audit_event_count counter"));
     assert!(!body.contains("kube_audit_event_count_total"));
     assert!(
-        body.contains(r#"saker_events_total{outcome="decoded"} 3"#),
+        body.contains(r#"saker_events_total{source="stdin",outcome="decoded"} 3"#),
         "{body}"
     );
     assert!(
