@@ -4,67 +4,13 @@
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use super::net::*;
 use super::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn http(port: u16, method: &str, path: &str) -> Option<String> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    if !head.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        return Some(dechunk(body));
-    }
-    Some(body.to_string())
-}
-
-/// Decodes an HTTP/1.1 chunked body.
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
 
 /// Starts an Alertmanager on `port`, notifying the webhook at `hook`.
 fn alertmanager(dir: &Path, port: u16, hook: u16) -> Killed {
@@ -94,7 +40,7 @@ fn alertmanager(dir: &Path, port: u16, hook: u16) -> Killed {
         .spawn()
         .unwrap();
     let start = Instant::now();
-    while http(port, "GET", "/-/ready").is_none() {
+    while http_ok(port, "/-/ready").is_none() {
         assert!(
             start.elapsed() < Duration::from_secs(20),
             "Alertmanager did not become ready"
@@ -148,17 +94,9 @@ fn webhook() -> (u16, Arc<Mutex<Vec<Value>>>) {
 }
 
 fn alerts_in(port: u16) -> Vec<Value> {
-    http(port, "GET", "/api/v2/alerts")
+    http_ok(port, "/api/v2/alerts")
         .and_then(|b| serde_json::from_str(&b).ok())
         .unwrap_or_default()
-}
-
-fn now_rfc3339() -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    saker::event::time::format_rfc3339_nanos(ns)
 }
 
 fn denied(i: u32) -> String {
@@ -172,17 +110,6 @@ fn tmp(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("saker-it-am-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     dir
-}
-
-fn wait_until<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if let Some(v) = f() {
-            return Some(v);
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    None
 }
 
 #[test]
@@ -263,7 +190,7 @@ fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
         "Forbidden Burst Test"
     );
     // The output's counters are on the metrics endpoint.
-    let metrics = http(metrics_port, "GET", "/metrics").expect("metrics");
+    let metrics = http_ok(metrics_port, "/metrics").expect("metrics");
     let sent: u64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("saker_alertmanager_alerts_sent_total "))

@@ -5,15 +5,8 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use super::net::now_rfc3339;
 use super::*;
-
-fn now_rfc3339() -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    saker::event::time::format_rfc3339_nanos(ns)
-}
 
 /// Collects stdout lines of a child on a thread.
 fn lines_of(child: &mut std::process::Child) -> mpsc::Receiver<String> {

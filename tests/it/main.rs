@@ -8,6 +8,7 @@ mod falco_format;
 mod hostile;
 mod live;
 mod metrics;
+mod net;
 mod props;
 mod rules;
 mod windows;

@@ -1,58 +1,16 @@
 //! The metrics endpoint, and a real Prometheus (Debian's `prometheus`,
 //! installed by scripts/test) scraping it and evaluating the runbook rule.
 
-use std::io::Read;
-use std::net::{TcpListener, TcpStream};
-use std::process::Child;
 use std::time::{Duration, Instant};
 
+use super::net::*;
 use super::*;
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A plain HTTP GET on loopback: (status line, body).
-fn get(port: u16, path: &str) -> Option<(String, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut text = String::new();
-    s.read_to_string(&mut text).ok()?;
-    let (head, body) = text.split_once("\r\n\r\n")?;
-    Some((head.lines().next()?.to_string(), body.to_string()))
-}
-
-fn now_rfc3339() -> String {
-    let ns = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos() as i64;
-    saker::event::time::format_rfc3339_nanos(ns)
-}
 
 fn secret_create(i: u32) -> String {
     format!(
         r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"m{i}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/ci/secrets","verb":"create","user":{{"username":"ci-bot"}},"objectRef":{{"resource":"secrets","namespace":"ci","apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":201}},"stageTimestamp":"{}"}}"#,
         now_rfc3339()
     )
-}
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 fn start_saker(port: u16) -> (Killed, std::process::ChildStdin) {
@@ -70,7 +28,7 @@ fn start_saker(port: u16) -> (Killed, std::process::ChildStdin) {
         .unwrap();
     let stdin = child.stdin.take().unwrap();
     let start = Instant::now();
-    while get(port, "/healthz").is_none() {
+    while http_get(port, "/healthz").is_none() {
         assert!(
             start.elapsed() < Duration::from_secs(10),
             "saker's metrics listener did not come up"
@@ -92,7 +50,7 @@ fn endpoint_serves_the_runbook_counter_and_health() {
     let want = r#"kube_audit_event_count{verb="create",resource="secrets",user="ci-bot"} 3"#;
     let start = Instant::now();
     let body = loop {
-        let (status, body) = get(port, "/metrics").expect("GET /metrics");
+        let (status, body) = http_get(port, "/metrics").expect("GET /metrics");
         assert_eq!(status, "HTTP/1.1 200 OK");
         if body.contains(want) && body.contains(r#"reason="not_json"} 1"#) {
             break body;
@@ -113,8 +71,11 @@ fn endpoint_serves_the_runbook_counter_and_health() {
         body.contains("saker_event_processing_seconds_count 3"),
         "{body}"
     );
-    assert_eq!(get(port, "/readyz").unwrap().0, "HTTP/1.1 200 OK");
-    assert_eq!(get(port, "/nothing").unwrap().0, "HTTP/1.1 404 Not Found");
+    assert_eq!(http_get(port, "/readyz").unwrap().0, "HTTP/1.1 200 OK");
+    assert_eq!(
+        http_get(port, "/nothing").unwrap().0,
+        "HTTP/1.1 404 Not Found"
+    );
 }
 
 #[test]
@@ -209,7 +170,7 @@ fn prometheus_scrapes_saker_and_fires_the_runbook_rule() {
         }
         stdin.flush().unwrap();
         std::thread::sleep(Duration::from_secs(1));
-        if let Some((_, body)) = get(prom_port, "/api/v1/alerts") {
+        if let Some((_, body)) = http_get(prom_port, "/api/v1/alerts") {
             if body.contains(r#""alertname":"SecretsCreatedTooFast""#)
                 && body.contains(r#""state":"firing""#)
             {
