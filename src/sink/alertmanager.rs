@@ -116,8 +116,9 @@ struct State {
     queues: Vec<VecDeque<Item>>,
     tracked: HashMap<String, Tracked>,
     stats: SendStats,
-    /// Sends in flight, per URL (to know when everything is delivered).
-    busy: Vec<bool>,
+    /// Per URL, how many alerts at the front of its queue are being sent;
+    /// they are never dropped.
+    inflight: Vec<usize>,
     stop: bool,
 }
 
@@ -194,7 +195,7 @@ impl AlertmanagerSink {
             tls,
             state: Mutex::new(State {
                 queues: endpoints.iter().map(|_| VecDeque::new()).collect(),
-                busy: vec![false; endpoints.len()],
+                inflight: vec![0; endpoints.len()],
                 ..State::default()
             }),
             wake: Condvar::new(),
@@ -222,7 +223,7 @@ impl AlertmanagerSink {
         loop {
             {
                 let s = self.shared.lock();
-                if s.queues.iter().all(VecDeque::is_empty) && s.busy.iter().all(|b| !b) {
+                if s.queues.iter().all(VecDeque::is_empty) && s.inflight.iter().all(|&n| n == 0) {
                     return true;
                 }
             }
@@ -368,14 +369,22 @@ impl AlertSink for AlertmanagerSink {
 }
 
 /// Adds an alert to every URL's queue, dropping the oldest per-event alert
-/// (or, failing that, the oldest windowed one) when a queue is full.
+/// (or, failing that, the oldest windowed one) when a queue is full. Alerts
+/// being sent are never dropped.
 fn enqueue(s: &mut State, cap: usize, alert: &Value, windowed: bool) {
     let mut dropped = 0;
-    for q in &mut s.queues {
+    for (q, &busy) in s.queues.iter_mut().zip(&s.inflight) {
         if q.len() >= cap.max(1) {
-            let victim = q.iter().position(|i| !i.windowed).unwrap_or(0);
-            q.remove(victim);
-            dropped += 1;
+            let victim = q
+                .iter()
+                .skip(busy)
+                .position(|i| !i.windowed)
+                .map(|p| p + busy)
+                .or((busy < q.len()).then_some(busy));
+            if let Some(v) = victim {
+                q.remove(v);
+                dropped += 1;
+            }
         }
         q.push_back(Item {
             alert: alert.clone(),
@@ -444,7 +453,7 @@ fn sender(shared: &Shared, i: usize, ep: &Endpoint) {
                 return;
             }
             let n = s.queues[i].len().min(BATCH);
-            s.busy[i] = true;
+            s.inflight[i] = n;
             s.queues[i]
                 .iter()
                 .take(n)
@@ -464,7 +473,7 @@ fn sender(shared: &Shared, i: usize, ep: &Endpoint) {
                 let n = batch.len().min(s.queues[i].len());
                 s.queues[i].drain(..n);
                 s.stats.sent += n as u64;
-                s.busy[i] = false;
+                s.inflight[i] = 0;
                 backoff = Duration::from_millis(100);
             }
             Ok((code, body)) if (400..500).contains(&code) => {
@@ -473,11 +482,11 @@ fn sender(shared: &Shared, i: usize, ep: &Endpoint) {
                 let n = batch.len().min(s.queues[i].len());
                 s.queues[i].drain(..n);
                 s.stats.rejected += n as u64;
-                s.busy[i] = false;
+                s.inflight[i] = 0;
             }
             other => {
                 s.stats.failures += 1;
-                s.busy[i] = false;
+                s.inflight[i] = 0;
                 let why = match other {
                     Ok((code, body)) => format!("HTTP {code}: {}", body.trim()),
                     Err(e) => e.to_string(),
@@ -593,6 +602,37 @@ mod tests {
         assert!(e.tls);
         assert_eq!(e.port, 443);
         assert!(endpoint("am:9093").is_err());
+    }
+
+    #[test]
+    fn a_full_queue_drops_per_event_alerts_first_and_never_in_flight_ones() {
+        let mut s = State {
+            queues: vec![VecDeque::new()],
+            inflight: vec![0],
+            ..State::default()
+        };
+        let a = |n: u32| json!({"n": n});
+        enqueue(&mut s, 3, &a(1), false);
+        enqueue(&mut s, 3, &a(2), true);
+        enqueue(&mut s, 3, &a(3), false);
+        s.inflight[0] = 1; // alert 1 is being sent
+        enqueue(&mut s, 3, &a(4), true);
+        let left: Vec<u64> = s.queues[0]
+            .iter()
+            .map(|i| i.alert["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(left, [1, 2, 4], "3 (per-event, not in flight) goes first");
+        enqueue(&mut s, 3, &a(5), true);
+        let left: Vec<u64> = s.queues[0]
+            .iter()
+            .map(|i| i.alert["n"].as_u64().unwrap())
+            .collect();
+        assert_eq!(
+            left,
+            [1, 4, 5],
+            "then the oldest windowed one not in flight"
+        );
+        assert_eq!(s.stats.dropped, 2);
     }
 
     #[test]
