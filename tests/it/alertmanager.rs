@@ -119,27 +119,20 @@ fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
     let (am_port, metrics_port) = (free_port(), free_port());
     let _am = alertmanager(&dir, am_port, hook);
     let rules = golden("alertmanager/rules.yaml");
-    let mut child = saker()
-        .args([
-            "run",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--lateness",
-            "0s",
-            "--alertmanager",
-            &format!("http://127.0.0.1:{am_port}"),
-            "--alertmanager-resend",
-            "1s",
-            "--metrics-listen",
-            &format!("127.0.0.1:{metrics_port}"),
-            "--no-summary",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (_saker, mut stdin) = spawn_saker(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--lateness",
+        "0s",
+        "--alertmanager",
+        &format!("http://127.0.0.1:{am_port}"),
+        "--alertmanager-resend",
+        "1s",
+        "--metrics-listen",
+        &format!("127.0.0.1:{metrics_port}"),
+        "--no-summary",
+    ]);
     for i in 0..3 {
         writeln!(stdin, "{}", denied(i)).unwrap();
     }
@@ -202,7 +195,6 @@ fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
         "{metrics}"
     );
     drop(stdin);
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -214,23 +206,16 @@ fn ha_pair_gets_everything_and_a_restart_loses_nothing() {
     let _am1 = alertmanager(&dir1, p1, hook);
     let am2 = alertmanager(&dir2, p2, hook);
     let rules = golden("alertmanager/rules.yaml");
-    let mut child = saker()
-        .args([
-            "run",
-            "--rules",
-            rules.to_str().unwrap(),
-            "--alertmanager",
-            &format!("http://127.0.0.1:{p1}"),
-            "--alertmanager",
-            &format!("http://127.0.0.1:{p2}"),
-            "--no-summary",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
+    let (_saker, mut stdin) = spawn_saker(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--alertmanager",
+        &format!("http://127.0.0.1:{p1}"),
+        "--alertmanager",
+        &format!("http://127.0.0.1:{p2}"),
+        "--no-summary",
+    ]);
     let count = |port: u16| {
         alerts_in(port)
             .iter()
@@ -291,7 +276,6 @@ fn ha_pair_gets_everything_and_a_restart_loses_nothing() {
         a["labels"]
     );
     drop(stdin);
-    let _ = child.wait();
     let _ = std::fs::remove_dir_all(&dir1);
     let _ = std::fs::remove_dir_all(&dir2);
 }

@@ -14,19 +14,12 @@ fn secret_create(i: u32) -> String {
 }
 
 fn start_saker(port: u16) -> (Killed, std::process::ChildStdin) {
-    let mut child = saker()
-        .args([
-            "run",
-            "--metrics-listen",
-            &format!("127.0.0.1:{port}"),
-            "--no-summary",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
+    let (saker, stdin) = spawn_saker(&[
+        "run",
+        "--metrics-listen",
+        &format!("127.0.0.1:{port}"),
+        "--no-summary",
+    ]);
     let start = Instant::now();
     while http_get(port, "/healthz").is_none() {
         assert!(
@@ -35,7 +28,7 @@ fn start_saker(port: u16) -> (Killed, std::process::ChildStdin) {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    (Killed(child), stdin)
+    (saker, stdin)
 }
 
 #[test]

@@ -6,6 +6,20 @@ use std::net::{TcpListener, TcpStream};
 use std::process::Child;
 use std::time::{Duration, Instant};
 
+/// Starts `saker` with `args`, stdin piped, output discarded; the child is
+/// killed when the first value is dropped.
+pub fn spawn_saker(args: &[&str]) -> (Killed, std::process::ChildStdin) {
+    let mut child = super::saker()
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn saker");
+    let stdin = child.stdin.take().expect("stdin");
+    (Killed(child), stdin)
+}
+
 /// A port nothing listens on right now.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
