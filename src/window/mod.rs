@@ -73,6 +73,8 @@ pub struct Window {
     frontier: i64,
     /// The first tick of the whole stream (any event), for key-less rules.
     stream_start: Option<i64>,
+    /// Resolves of firing keys that the key cap evicted, not yet returned.
+    evicted: Vec<Transition>,
     pub stats: WindowStats,
 }
 
@@ -87,6 +89,7 @@ impl Window {
             seq: 0,
             frontier: i64::MIN,
             stream_start: None,
+            evicted: Vec::new(),
             stats: WindowStats::default(),
         }
     }
@@ -162,9 +165,25 @@ impl Window {
             } else {
                 tick + self.spec.window - 1
             };
-            if let Some((old, _)) = self.keys.push(key.clone(), KeyState::new(first)) {
+            if let Some((old, state)) = self.keys.push(key.clone(), KeyState::new(first)) {
                 if old != key {
                     self.stats.evictions += 1;
+                    // A firing alert must not be left firing forever: its key
+                    // is gone, so it resolves at the next tick evaluated.
+                    if let AlertState::Firing { since } = state.alert {
+                        let tick = self.frontier.saturating_add(1).max(state.evaluated_to + 1);
+                        let n = match self.spec.measure {
+                            Measure::Distinct => state.distinct(tick, self.spec.window),
+                            _ => state.count(tick, self.spec.window),
+                        };
+                        self.evicted.push(Transition {
+                            tick,
+                            key: old,
+                            firing: false,
+                            value: self.spec.value(n),
+                            since,
+                        });
+                    }
                 }
             }
         }
@@ -196,7 +215,7 @@ impl Window {
     /// absence rule (`<`, `<=`) may be evaluated (the last event's tick at
     /// the end of a file); ticks beyond it stay unevaluated for such rules.
     pub fn advance(&mut self, watermark: i64, absence_until: Option<i64>) -> Vec<Transition> {
-        let mut out = Vec::new();
+        let mut out = std::mem::take(&mut self.evicted);
         let limit = match absence_until {
             Some(cap) if self.spec.cmp.is_absence() => watermark.min(cap),
             _ => watermark,
@@ -351,6 +370,24 @@ mod tests {
         w.add(101, key("a"), None); // late: ticks up to 105 are done
         assert_eq!(w.stats.late_events, 1);
         assert_eq!(ticks(&w.advance(200, None)), [(106, true), (110, false)]);
+    }
+
+    #[test]
+    fn evicting_a_firing_key_resolves_it() {
+        let mut w = Window::new(
+            spec(Cmp::Gt, "0", 10, 0, true),
+            Limits {
+                max_keys: 1,
+                max_values_per_key: 10,
+            },
+        );
+        w.add(100, key("a"), None);
+        assert_eq!(ticks(&w.advance(100, None)), [(100, true)]);
+        w.add(101, key("b"), None);
+        let t = w.advance(101, None);
+        assert_eq!(ticks(&t), [(101, false), (101, true)]);
+        assert_eq!(t[0].key, key("a"));
+        assert_eq!(w.stats.evictions, 1);
     }
 
     #[test]
