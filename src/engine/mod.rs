@@ -32,8 +32,6 @@ pub struct Stats {
     pub lines: u64,
     pub events: u64,
     pub skipped: [u64; Skip::ALL.len()],
-    /// Events that matched at least one rule.
-    pub matched: u64,
     /// Alerts per rule, indexed like `RuleSet::rules`.
     pub alerts: Vec<u64>,
 }
@@ -293,7 +291,6 @@ impl<'r> Engine<'r> {
     ) -> io::Result<()> {
         self.stats.events += 1;
         let started = self.metrics.is_some().then(Instant::now);
-        let mut matched = false;
         let mut cx = self.rules.context();
         let rules = self.rules;
         let windowed = self.windows.any();
@@ -308,7 +305,6 @@ impl<'r> Engine<'r> {
                 // Windowed rules count every matching event, whatever
                 // `--rule-matching` says about per-event alerts.
                 if rules.matches(i, ev, &mut cx) {
-                    matched = true;
                     if let Some(m) = &mut self.metrics {
                         m.matched.push(i);
                     }
@@ -323,7 +319,6 @@ impl<'r> Engine<'r> {
                 continue;
             }
             alerted = true;
-            matched = true;
             self.stats.alerts[i] += 1;
             if let Some(m) = &mut self.metrics {
                 m.matched.push(i);
@@ -342,9 +337,6 @@ impl<'r> Engine<'r> {
                 annotations: &rule.annotations,
             };
             sink.emit(&alert)?;
-        }
-        if matched {
-            self.stats.matched += 1;
         }
         if windowed {
             let transitions = self.windows.advance(false);

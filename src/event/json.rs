@@ -115,11 +115,6 @@ pub fn raw_entries(v: &str) -> Option<Vec<(&str, &str)>> {
     Some(out)
 }
 
-/// Whether a raw (quoted) key equals `key`.
-pub fn key_matches(raw_key: &str, key: &str) -> bool {
-    key_is(raw_key, key)
-}
-
 /// Calls `f(raw_key, value)` for each entry of an object until it returns
 /// `Some`. Keys are raw (still escaped).
 fn scan_object<'a, T>(v: &'a str, mut f: impl FnMut(&'a str, &'a str) -> Option<T>) -> Option<T> {
@@ -155,7 +150,8 @@ fn scan_object<'a, T>(v: &'a str, mut f: impl FnMut(&'a str, &'a str) -> Option<
     }
 }
 
-fn key_is(raw_key: &str, key: &str) -> bool {
+/// Whether a raw (quoted, possibly escaped) key equals `key`.
+pub fn key_is(raw_key: &str, key: &str) -> bool {
     let inner = &raw_key[1..raw_key.len() - 1];
     if inner.contains('\\') {
         serde_json::from_str::<String>(raw_key).is_ok_and(|k| k == key)
@@ -225,15 +221,12 @@ fn scan_array<'a, T>(v: &'a str, mut f: impl FnMut(&'a str) -> Option<T>) -> Opt
 
 /// The entries of a JSON object, in order, with unescaped keys.
 pub fn entries(v: &str) -> Option<Vec<(Cow<'_, str>, &str)>> {
-    if kind(v) != Kind::Object {
-        return None;
-    }
-    let mut out = Vec::new();
-    scan_object(v, |k, val| {
-        out.push((string(k).unwrap_or_default(), val));
-        None::<()>
-    });
-    Some(out)
+    let raw = raw_entries(v)?;
+    Some(
+        raw.into_iter()
+            .map(|(k, val)| (string(k).unwrap_or_default(), val))
+            .collect(),
+    )
 }
 
 /// A JSON string's value; `None` for other types.

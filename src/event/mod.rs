@@ -159,7 +159,7 @@ impl<'a> Event<'a> {
         objects[pos]
             .entries
             .iter()
-            .find(|(k, _)| json::key_matches(k, key))
+            .find(|(k, _)| json::key_is(k, key))
             .map(|(_, v)| *v)
     }
 

@@ -367,29 +367,12 @@ impl Compiler<'_> {
                     v.span,
                 )]);
             }
-            Op::Glob => Test::Glob(Glob::new(&text, false)),
-            Op::IGlob => Test::Glob(Glob::new(&text, true)),
-            Op::Regex => match Regex::new(&format!("^(?:{text})$")) {
-                Ok(re) => Test::Regex(re),
-                Err(e) => {
-                    let msg = e
-                        .to_string()
-                        .lines()
-                        .last()
-                        .unwrap_or("invalid regex")
-                        .trim()
-                        .to_string();
-                    return Err(vec![ctx.err(
-                        "regex",
-                        format!("invalid regular expression: {msg}"),
-                        v.span,
-                    )]);
-                }
-            },
-            Op::IContains => Test::Str(op, text.to_ascii_lowercase()),
+            Op::Glob | Op::IGlob | Op::Regex | Op::IContains => {
+                value_test(op, &text).map_err(|msg| vec![ctx.err("regex", msg, v.span)])?
+            }
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge if numeric => {
                 match parse_number(&text) {
-                    Some(n) => Test::Num(op, n),
+                    Some(n) => Test::Num(op, n, format_num(n)),
                     None => {
                         return Err(vec![ctx.err(
                             "number",
@@ -400,7 +383,7 @@ impl Compiler<'_> {
                 }
             }
             Op::Lt | Op::Le | Op::Gt | Op::Ge => match parse_number(&text) {
-                Some(n) => Test::Num(op, n),
+                Some(n) => Test::Num(op, n, format_num(n)),
                 None => Test::Str(op, text),
             },
             _ => Test::Str(op, text),
@@ -688,27 +671,7 @@ impl Compiler<'_> {
             Op::Intersects => Test::Intersects(ValueSet::new(values)),
             Op::PMatch => Test::PMatch(values),
             Op::Exists => Test::Exists,
-            Op::Glob | Op::IGlob => Test::Glob(Glob::new(
-                values.first().map_or("", String::as_str),
-                op == Op::IGlob,
-            )),
-            Op::Regex => {
-                let re = Regex::new(&format!(
-                    "^(?:{})$",
-                    values.first().map_or("", String::as_str)
-                ))
-                .map_err(|e| e.to_string())?;
-                Test::Regex(re)
-            }
-            Op::IContains => Test::Str(
-                op,
-                values
-                    .first()
-                    .cloned()
-                    .unwrap_or_default()
-                    .to_ascii_lowercase(),
-            ),
-            _ => Test::Str(op, values.first().cloned().unwrap_or_default()),
+            _ => value_test(op, values.first().map_or("", String::as_str))?,
         };
         Ok(self.program.push_node(Node::Check(Check { lhs, test })))
     }
@@ -877,6 +840,39 @@ impl Compiler<'_> {
             .help(if by.is_empty() { "this rule has no `by` fields".to_string() } else { format!("its `by` fields: {}", by.join(", ")) }),
         );
         Some(OutputPart::Text(String::new()))
+    }
+}
+
+/// The test of a string operator against one constant (`glob`, `iglob`,
+/// `regex` full-match, `icontains` with the constant lower-cased once, or a
+/// plain string comparison). Errors only for an invalid regex.
+fn value_test(op: Op, text: &str) -> Result<Test, String> {
+    Ok(match op {
+        Op::Glob | Op::IGlob => Test::Glob(Glob::new(text, op == Op::IGlob)),
+        Op::Regex => match Regex::new(&format!("^(?:{text})$")) {
+            Ok(re) => Test::Regex(re),
+            Err(e) => {
+                let msg = e
+                    .to_string()
+                    .lines()
+                    .last()
+                    .unwrap_or("invalid regex")
+                    .trim()
+                    .to_string();
+                return Err(format!("invalid regular expression: {msg}"));
+            }
+        },
+        Op::IContains => Test::Str(op, text.to_ascii_lowercase()),
+        _ => Test::Str(op, text.to_string()),
+    })
+}
+
+/// A numeric constant as text, as it is compared with string fields.
+fn format_num(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        n.to_string()
     }
 }
 

@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use super::yaml::{self, Node, Style};
+use super::yaml::{self, Node};
 use super::Priority;
 use crate::diag::{Diagnostic, SourceFile};
 
@@ -1029,11 +1029,6 @@ fn parse_semver(s: &str) -> Option<(u64, u64, u64)> {
 
 fn fmt_ver(v: (u64, u64, u64)) -> String {
     format!("{}.{}.{}", v.0, v.1, v.2)
-}
-
-/// A quoted YAML scalar is never taken for a list name.
-pub fn is_plain(node: &Node) -> bool {
-    node.as_scalar().is_some_and(|s| s.style == Style::Plain)
 }
 
 #[cfg(test)]

@@ -36,8 +36,10 @@ pub enum Test {
     /// String comparison against a constant: `=`, `!=`, `<`, ..., `contains`,
     /// `startswith`, `endswith`, `icontains` (constant already lower-cased).
     Str(Op, String),
-    /// Numeric comparison (left side a number, from `len()`).
-    Num(Op, f64),
+    /// Numeric constant: compared as a number with numbers (`len()`), and,
+    /// as Falco does, as text (`strcmp`) with string fields; the text form
+    /// is made once, here.
+    Num(Op, f64, String),
     Glob(Glob),
     Regex(Regex),
     /// `in`: a scalar must be in the set; every element of a list must be.
@@ -250,8 +252,8 @@ impl Program {
             (Test::In(set) | Test::Intersects(set), Val::Num(n)) => set.contains(&n.to_string()),
             (Test::Intersects(set), Val::List(items)) => items.iter().any(|i| set.contains(i)),
             (_, Val::List(_)) => false,
-            (Test::Num(op, rhs), Val::Num(n)) => compare_num(*op, *n as f64, *rhs),
-            (Test::Num(op, rhs), Val::Str(s)) => compare_str(*op, s, &format_num(*rhs)),
+            (Test::Num(op, rhs, _), Val::Num(n)) => compare_num(*op, *n as f64, *rhs),
+            (Test::Num(op, _, text), Val::Str(s)) => compare_str(*op, s, text),
             (Test::Str(op, rhs), Val::Num(n)) => compare_str(*op, &n.to_string(), rhs),
             (Test::Str(op, rhs), Val::Str(s)) => compare_str(*op, s, rhs),
             (Test::Glob(g), v) => g.matches(&v.render()),
@@ -265,14 +267,6 @@ impl Program {
                 Some(rhs) => compare_values(*op, lhs, &rhs),
             },
         }
-    }
-}
-
-fn format_num(n: f64) -> String {
-    if n.fract() == 0.0 && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        n.to_string()
     }
 }
 

@@ -46,7 +46,7 @@ impl<R: Read> LineReader<R> {
     /// wait for more input (the place to flush outputs on a live stream).
     pub fn next_line(&mut self, before_read: &mut dyn FnMut()) -> io::Result<Option<Line<'_>>> {
         loop {
-            if let Some(i) = memchr(b'\n', &self.buf[self.start..self.end]) {
+            if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
                 let (s, e) = (self.start, self.start + i);
                 self.start = e + 1;
                 if self.discarding {
@@ -103,10 +103,6 @@ impl<R: Read> LineReader<R> {
 
 fn trim_cr(line: &[u8]) -> &[u8] {
     line.strip_suffix(b"\r").unwrap_or(line)
-}
-
-fn memchr(needle: u8, hay: &[u8]) -> Option<usize> {
-    memchr::memchr(needle, hay)
 }
 
 /// Removes `kubectl logs` decorations: a `--prefix` tag (`[pod/NAME/C] `)

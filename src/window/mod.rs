@@ -172,10 +172,7 @@ impl Window {
                     // is gone, so it resolves at the next tick evaluated.
                     if let AlertState::Firing { since } = state.alert {
                         let tick = self.frontier.saturating_add(1).max(state.evaluated_to + 1);
-                        let n = match self.spec.measure {
-                            Measure::Distinct => state.distinct(tick, self.spec.window),
-                            _ => state.count(tick, self.spec.window),
-                        };
+                        let n = state.measure(self.spec.measure, tick, self.spec.window);
                         self.evicted.push(Transition {
                             tick,
                             key: old,
@@ -253,10 +250,7 @@ impl Window {
         if tick <= state.evaluated_to {
             return;
         }
-        let n = match spec.measure {
-            Measure::Distinct => state.distinct(tick, w),
-            _ => state.count(tick, w),
-        };
+        let n = state.measure(spec.measure, tick, w);
         let c = spec.holds(n);
         let value = spec.value(n);
         let mut emit = |firing: bool, since: i64| {

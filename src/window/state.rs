@@ -91,6 +91,14 @@ impl KeyState {
         true
     }
 
+    /// What a rule measures at tick `t`: distinct values, or events.
+    pub fn measure(&self, measure: super::Measure, t: i64, w: i64) -> u64 {
+        match measure {
+            super::Measure::Distinct => self.distinct(t, w),
+            _ => self.count(t, w),
+        }
+    }
+
     /// Matching events with tick in `(t - w, t]`.
     pub fn count(&self, t: i64, w: i64) -> u64 {
         self.counts
