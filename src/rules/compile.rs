@@ -513,26 +513,24 @@ impl Compiler<'_> {
                 ));
                 continue;
             };
-            match fields::lookup(field) {
-                Some(def) => {
-                    let (name, arg) = match field.split_once('[') {
-                        Some((n, a)) => (n, Some(a.trim_end_matches(']'))),
-                        None => (field.as_str(), None),
-                    };
-                    let _ = name;
-                    match def.check_arg(arg) {
-                        Ok(a) => lhs.push((
-                            self.program.push_operand(OperandProg::Field(def, a)),
-                            def.list,
-                        )),
-                        Err(e) => errors.push(err(
-                            floc,
-                            "field-argument",
-                            format!("field `{field}` {e}"),
-                            field.len(),
-                        )),
-                    }
-                }
+            // `jevt.value[/x]`: the name is looked up, the argument checked.
+            let (name, arg) = match field.split_once('[') {
+                Some((n, a)) => (n, Some(a.trim_end_matches(']'))),
+                None => (field.as_str(), None),
+            };
+            match fields::lookup(name) {
+                Some(def) => match def.check_arg(arg) {
+                    Ok(a) => lhs.push((
+                        self.program.push_operand(OperandProg::Field(def, a)),
+                        def.list,
+                    )),
+                    Err(e) => errors.push(err(
+                        floc,
+                        "field-argument",
+                        format!("field `{field}` {e}"),
+                        field.len(),
+                    )),
+                },
                 None => {
                     let hint = did_you_mean(field, fields::catalog().iter().map(|d| d.name));
                     errors.push(

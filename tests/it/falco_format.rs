@@ -57,7 +57,13 @@ fn exceptions_in_both_forms() {
         .collect();
     // alice: excepted by the single-field form; bob: by a list value;
     // carol in ci: by the two-field form; dave: by a value from a named list.
-    assert_eq!(users, ["carol"]);
+    assert_eq!(users, ["carol", "carol"]);
+    // The second rule excepts carol in ci through `jevt.value[/objectRef/namespace]`.
+    let rules: Vec<_> = got
+        .iter()
+        .map(|a| a["rule"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(rules, ["Exec", "Exec With Field Argument Exception"]);
 }
 
 #[test]
