@@ -5,6 +5,8 @@
 use std::io::{self, IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -62,6 +64,10 @@ enum Command {
         /// Test files.
         tests: Vec<PathBuf>,
     },
+    /// Write audit events (one per line, from a file or stdin) to a Kafka
+    /// topic, keyed by a field and stamped with the event time: for
+    /// replaying recorded audit logs into a test topic.
+    Produce(Box<ProduceArgs>),
     /// List every field a condition or output can use.
     Fields {
         /// Print JSON lines instead of a table.
@@ -76,8 +82,9 @@ struct RunArgs {
     /// order (later files can redefine or append). Default: the embedded rules.
     #[arg(long = "rules", short = 'r', value_name = "PATH")]
     rules: Vec<PathBuf>,
-    /// Where to read events: `-` for stdin, or a file path.
-    #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE")]
+    /// Where to read events: `-` for stdin, a file path, or `kafka` (a
+    /// consumer group; see --kafka-brokers).
+    #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE|kafka")]
     input: String,
     /// Keep reading the file as it grows, across log rotation (the old file
     /// is finished, then the new one read from its start), until stopped.
@@ -147,6 +154,8 @@ struct RunArgs {
     /// port (9464) listens on loopback only. Off by default.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
+    #[command(flatten)]
+    kafka: KafkaArgs,
     /// Labels of `kube_audit_event_count`: name=field pairs.
     #[arg(
         long,
@@ -158,6 +167,67 @@ struct RunArgs {
     /// in saker_kube_audit_label_sets_overflow_total.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     metrics_max_label_sets: usize,
+}
+
+/// The Kafka source (`--input kafka`).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Kafka (--input kafka)")]
+struct KafkaArgs {
+    /// Bootstrap brokers, host:port[,host:port...].
+    #[arg(long, value_name = "HOSTS")]
+    kafka_brokers: Option<String>,
+    /// Topic to consume; repeat for several. Windowed state is kept per
+    /// partition, so the topic must be keyed by the field the windowed rules
+    /// group by (the user for the shipped rules): events of one key must
+    /// land in one partition to be counted together.
+    #[arg(long, value_name = "TOPIC")]
+    kafka_topic: Vec<String>,
+    /// Consumer group. Instances in one group share the partitions; offsets
+    /// are committed only after alerts are written, and a restarted instance
+    /// rebuilds its windows by replaying (without alerts) the messages
+    /// before its committed offsets.
+    #[arg(long, default_value = "saker", value_name = "GROUP")]
+    kafka_group: String,
+    /// librdkafka property, key=value (TLS, SASL, session.timeout.ms, ...);
+    /// repeatable. Saker always commits offsets itself.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = saker::kafka::parse_option)]
+    kafka_option: Vec<(String, String)>,
+    /// How often processed offsets are committed.
+    #[arg(long, default_value = "1s", value_parser = parse_std_duration_nonzero, value_name = "DURATION")]
+    kafka_commit_interval: Duration,
+    /// How long a warm-up replay waits for the broker before giving up.
+    #[arg(long, default_value = "30s", value_parser = parse_std_duration_nonzero, value_name = "DURATION")]
+    kafka_warmup_timeout: Duration,
+}
+
+#[derive(clap::Args)]
+struct ProduceArgs {
+    /// Bootstrap brokers, host:port[,host:port...].
+    #[arg(long, value_name = "HOSTS")]
+    kafka_brokers: String,
+    /// Topic to write to.
+    #[arg(long, value_name = "TOPIC")]
+    kafka_topic: String,
+    /// Create the topic with this many partitions when it does not exist.
+    #[arg(long, value_name = "N")]
+    partitions: Option<i32>,
+    /// Field whose value keys each message (`none` for no key). Key by what
+    /// the windowed rules group by.
+    #[arg(long, default_value = "ka.user.name", value_name = "FIELD")]
+    key: String,
+    /// librdkafka property, key=value; repeatable.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = saker::kafka::parse_option)]
+    kafka_option: Vec<(String, String)>,
+    /// Events to send: `-` for stdin, or a file; one message per line.
+    #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE")]
+    input: String,
+    /// Lines longer than this many bytes are not sent.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    max_line_bytes: usize,
+}
+
+fn parse_std_duration_nonzero(s: &str) -> Result<Duration, String> {
+    parse_duration_arg(s).map(Duration::from_nanos)
 }
 
 fn parse_std_duration(s: &str) -> Result<Duration, String> {
@@ -230,6 +300,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run(*args),
         Command::Check { rules } => check(&rules),
         Command::Test { tests } => test(&tests),
+        Command::Produce(args) => produce(&args),
         Command::Fields { json } => fields(json),
     }
 }
@@ -288,36 +359,22 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let enabled = set.rules.iter().filter(|r| r.enabled).count();
     tracing::info!(rules = enabled, "rules loaded");
-    let input = Input::parse(&args.input);
-    if args.follow && matches!(input, Input::Stdin) {
-        eprintln!("saker: --follow needs --input FILE (stdin is always followed)");
-        return ExitCode::from(2);
-    }
-    // Live inputs (stdin, --follow) are read on a thread so that the
-    // watermark can move with the wall clock when nothing arrives.
-    let live = matches!(input, Input::Stdin) || args.follow;
-    let opened = if live {
-        input.open_live(args.follow).map(|r| {
-            let reader: Box<dyn std::io::Read> = Box::new(ChannelReader::spawn(r, LIVE_POLL));
-            (reader, None)
-        })
-    } else {
-        input.open()
-    };
-    let (reader, size) = match opened {
-        Ok(r) => r,
+    let kafka = match kafka_settings(&args) {
+        Ok(k) => k,
         Err(e) => {
-            eprintln!("saker: cannot open input {}: {e}", input.describe());
+            eprintln!("saker: {e}");
             return ExitCode::from(2);
         }
     };
-    let show_progress = match args.progress {
-        Progress::Always => true,
-        Progress::Never => false,
-        Progress::Auto => size.is_some() && io::stderr().is_terminal(),
-    };
-    let stdout = io::stdout().lock();
-    let stdout_sink = StdoutSink::new(io::BufWriter::with_capacity(64 * 1024, stdout), args.output);
+    let input = Input::parse(&args.input);
+    if args.follow && (kafka.is_some() || matches!(input, Input::Stdin)) {
+        eprintln!("saker: --follow needs --input FILE (stdin and Kafka are always followed)");
+        return ExitCode::from(2);
+    }
+    let stdout_sink = StdoutSink::new(
+        io::BufWriter::with_capacity(64 * 1024, io::stdout()),
+        args.output,
+    );
     let alertmanager = match alertmanager_sink(&args) {
         Ok(am) => am,
         Err(e) => {
@@ -325,7 +382,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let mut sink: Box<dyn AlertSink> = match &alertmanager {
+    let sink: Box<dyn AlertSink + Send> = match &alertmanager {
         Some(am) => Box::new(Fanout(vec![Box::new(stdout_sink), Box::new(am.clone())])),
         None => Box::new(stdout_sink),
     };
@@ -337,6 +394,12 @@ fn run(args: RunArgs) -> ExitCode {
         },
     };
     let mut engine = Engine::with_options(&set, args.rule_matching, window_options);
+    let source = match (&kafka, &input) {
+        (Some(_), _) => "kafka",
+        (None, Input::Stdin) => "stdin",
+        (None, Input::File(_)) => "file",
+    };
+    let counters = Arc::new(saker::kafka::Counters::default());
     if let Some(spec) = &args.metrics_listen {
         let labels = match saker::engine::metric_labels(&args.metrics_labels) {
             Ok(l) => l,
@@ -352,12 +415,10 @@ fn run(args: RunArgs) -> ExitCode {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             r.alertmanager = alertmanager.clone();
-            r.source = if matches!(input, Input::Stdin) {
-                "stdin"
-            } else {
-                "file"
+            r.source = source.to_string();
+            if kafka.is_some() {
+                r.extra.push(counters.clone());
             }
-            .to_string();
         }
         let served = saker::sink::metrics::listen_address(spec)
             .and_then(|addr| saker::sink::metrics::serve(addr, registry));
@@ -369,8 +430,130 @@ fn run(args: RunArgs) -> ExitCode {
             }
         }
     }
-    let mut lines = LineReader::new(reader, args.max_line_bytes);
     let start = Instant::now();
+    let (described, bytes, result) = match &kafka {
+        Some(settings) => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+                    eprintln!("saker: cannot handle signals: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            let result = saker::kafka::run(settings, &mut engine, sink, counters.clone(), &stop);
+            let described = format!("kafka {}", settings.topics.join(","));
+            match result {
+                Ok(s) => (described, s.bytes, Ok(())),
+                Err(e) => (described, 0, Err(e)),
+            }
+        }
+        None => {
+            let (bytes, result) = read_stream(&args, &input, &mut engine, sink);
+            (input.describe(), bytes, result)
+        }
+    };
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("saker: {e}");
+            return ExitCode::from(2);
+        }
+    }
+    if let Some(am) = &alertmanager {
+        // Deliver what is queued before exiting (a file, a closed stdin).
+        if !am.drain(args.alertmanager_drain) {
+            let s = am.stats();
+            eprintln!(
+                "saker: {} alert(s) not delivered to Alertmanager before exiting",
+                s.queued
+            );
+        }
+        let s = am.stats();
+        if !args.no_summary {
+            eprintln!(
+                "saker: alertmanager: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
+                s.sent, s.attempts, s.failures, s.rejected, s.dropped
+            );
+        }
+    }
+    if !args.no_summary {
+        eprint!(
+            "{}",
+            engine.summary(&described, bytes, start.elapsed().as_secs_f64())
+        );
+        if kafka.is_some() {
+            eprintln!("saker: kafka: {}", counters.describe());
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// The Kafka settings when `--input kafka` is given; an error when Kafka
+/// flags are given without it or it lacks what it needs.
+fn kafka_settings(args: &RunArgs) -> Result<Option<saker::kafka::Settings>, String> {
+    let k = &args.kafka;
+    if args.input != "kafka" {
+        if k.kafka_brokers.is_some() || !k.kafka_topic.is_empty() || !k.kafka_option.is_empty() {
+            return Err("--kafka-brokers, --kafka-topic and -X need --input kafka".into());
+        }
+        return Ok(None);
+    }
+    let brokers = k
+        .kafka_brokers
+        .clone()
+        .ok_or("--input kafka needs --kafka-brokers HOST:PORT")?;
+    if k.kafka_topic.is_empty() {
+        return Err("--input kafka needs --kafka-topic TOPIC".into());
+    }
+    Ok(Some(saker::kafka::Settings {
+        brokers,
+        topics: k.kafka_topic.clone(),
+        group: k.kafka_group.clone(),
+        options: k.kafka_option.clone(),
+        commit_interval: k.kafka_commit_interval,
+        max_document_bytes: args.max_line_bytes,
+        warmup_timeout: k.kafka_warmup_timeout,
+    }))
+}
+
+/// Reads stdin or a file to its end (or, followed, until stopped); returns
+/// the bytes read.
+fn read_stream(
+    args: &RunArgs,
+    input: &Input,
+    engine: &mut Engine,
+    mut sink: Box<dyn AlertSink + Send>,
+) -> (u64, io::Result<()>) {
+    // Live inputs (stdin, --follow) are read on a thread so that the
+    // watermark can move with the wall clock when nothing arrives.
+    let live = matches!(input, Input::Stdin) || args.follow;
+    let opened = if live {
+        input.open_live(args.follow).map(|r| {
+            let reader: Box<dyn std::io::Read> = Box::new(ChannelReader::spawn(r, LIVE_POLL));
+            (reader, None)
+        })
+    } else {
+        input.open()
+    };
+    let (reader, size) = match opened {
+        Ok(r) => r,
+        Err(e) => {
+            return (
+                0,
+                Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot open input {}: {e}", input.describe()),
+                )),
+            )
+        }
+    };
+    let show_progress = match args.progress {
+        Progress::Always => true,
+        Progress::Never => false,
+        Progress::Auto => size.is_some() && io::stderr().is_terminal(),
+    };
+    let mut lines = LineReader::new(reader, args.max_line_bytes);
     let mut progress = ProgressBar::new(size, show_progress);
     let mut last_event = Instant::now();
     let result: io::Result<()> = (|| {
@@ -413,42 +596,59 @@ fn run(args: RunArgs) -> ExitCode {
         sink.flush()
     })();
     progress.finish();
-    match result {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+    (lines.bytes_read, result)
+}
+
+fn produce(args: &ProduceArgs) -> ExitCode {
+    let key = match args.key.as_str() {
+        "none" => None,
+        name => match saker::kafka::produce::key_field(name) {
+            Ok(def) => Some(def),
+            Err(e) => {
+                eprintln!("saker: --key: {e}");
+                return ExitCode::from(2);
+            }
+        },
+    };
+    let settings = saker::kafka::produce::Settings {
+        brokers: args.kafka_brokers.clone(),
+        topic: args.kafka_topic.clone(),
+        options: args.kafka_option.clone(),
+        key,
+        create_partitions: args.partitions,
+        max_line_bytes: args.max_line_bytes,
+    };
+    let input = Input::parse(&args.input);
+    let reader = match input.open() {
+        Ok((r, _)) => r,
         Err(e) => {
-            eprintln!("saker: {e}");
+            eprintln!("saker: cannot open input {}: {e}", input.describe());
             return ExitCode::from(2);
         }
-    }
-    if let Some(am) = &alertmanager {
-        // Deliver what is queued before exiting (a file, a closed stdin).
-        if !am.drain(args.alertmanager_drain) {
-            let s = am.stats();
+    };
+    let start = Instant::now();
+    match saker::kafka::produce::produce(&settings, reader) {
+        Ok(p) => {
             eprintln!(
-                "saker: {} alert(s) not delivered to Alertmanager before exiting",
-                s.queued
+                "saker: produced {} messages ({} bytes) to {} in {:.2}s: {} delivered, {} failed",
+                p.messages,
+                p.bytes,
+                settings.topic,
+                start.elapsed().as_secs_f64(),
+                p.delivered,
+                p.failed
             );
+            if p.failed > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
         }
-        let s = am.stats();
-        if !args.no_summary {
-            eprintln!(
-                "saker: alertmanager: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
-                s.sent, s.attempts, s.failures, s.rejected, s.dropped
-            );
+        Err(e) => {
+            eprintln!("saker: {e}");
+            ExitCode::from(1)
         }
     }
-    if !args.no_summary {
-        eprint!(
-            "{}",
-            engine.summary(
-                &input.describe(),
-                lines.bytes_read,
-                start.elapsed().as_secs_f64()
-            )
-        );
-    }
-    ExitCode::SUCCESS
 }
 
 /// A one-line progress display on stderr, redrawn at most every 200 ms.

@@ -52,9 +52,13 @@ const LOGGED_SKIPS: u64 = 5;
 pub struct Engine<'r> {
     rules: &'r RuleSet,
     matching: RuleMatching,
+    window_options: WindowOptions,
     windows: Windows,
     pub stats: Stats,
     metrics: Option<Metrics>,
+    /// Keys held by window states swapped out (Kafka partitions), when
+    /// the caller keeps several.
+    keys_elsewhere: Option<u64>,
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -107,12 +111,14 @@ impl<'r> Engine<'r> {
         Engine {
             rules,
             matching,
+            window_options: options,
             windows: Windows::new(rules, options),
             stats: Stats {
                 alerts: vec![0; rules.rules.len()],
                 ..Stats::default()
             },
             metrics: None,
+            keys_elsewhere: None,
         }
     }
 
@@ -153,7 +159,7 @@ impl<'r> Engine<'r> {
                 .collect::<Vec<_>>()
         });
         let w = self.windows.stats();
-        let keys = self.windows.keys() as u64;
+        let keys = self.keys_elsewhere.unwrap_or(self.windows.keys() as u64);
         let mut r = m
             .registry
             .lock()
@@ -196,6 +202,63 @@ impl<'r> Engine<'r> {
         self.emit_windowed(transitions, sink)?;
         self.publish(None);
         Ok(())
+    }
+
+    /// Fresh window state for another stream (a Kafka partition), to be
+    /// swapped in with [`Engine::swap_windows`].
+    pub fn new_windows(&self) -> Windows {
+        Windows::new(self.rules, self.window_options)
+    }
+
+    /// Exchanges the engine's window state with `other`: events processed
+    /// next count in `other`'s windows, on `other`'s event-time clock.
+    pub fn swap_windows(&mut self, other: &mut Windows) {
+        std::mem::swap(&mut self.windows, other);
+    }
+
+    /// Reports `keys` as the keys held by windowed rules, for a caller that
+    /// keeps several window states (see [`Engine::swap_windows`]).
+    pub fn publish_window_keys(&mut self, keys: usize) {
+        self.keys_elsewhere = Some(keys as u64);
+        self.publish(None);
+    }
+
+    /// See [`Windows::horizon_ns`].
+    pub fn horizon_ns(&self) -> i64 {
+        self.windows.horizon_ns()
+    }
+
+    /// Whether any loaded rule is windowed.
+    pub fn windowed(&self) -> bool {
+        self.windows.any()
+    }
+
+    /// Replays one input document into the windows only: per-event rules are
+    /// not evaluated, transitions are computed (so firing state is rebuilt)
+    /// but not emitted, and nothing is counted in [`Stats`]. Returns the
+    /// number of events and the highest event time seen.
+    pub fn warm_up(&mut self, doc: &[u8]) -> (u64, Option<i64>) {
+        let rules = self.rules;
+        let mut n = 0;
+        let mut latest: Option<i64> = None;
+        decode_document(
+            strip_prefixes(doc),
+            |ev| {
+                n += 1;
+                latest = Some(latest.map_or(ev.time_ns, |t| t.max(ev.time_ns)));
+                let mut cx = rules.context();
+                let tick = self.windows.tick_of(ev.time_ns);
+                self.windows.observe(tick);
+                for &i in rules.candidates(&ev, &mut cx) {
+                    if rules.rules[i].aggregate.is_some() && rules.matches(i, &ev, &mut cx) {
+                        self.windows.add(rules, i, tick, &ev, &mut cx);
+                    }
+                }
+                self.windows.advance(false);
+            },
+            |_| {},
+        );
+        (n, latest)
     }
 
     fn emit_windowed(
@@ -364,7 +427,8 @@ impl<'r> Engine<'r> {
             let w = self.windows.stats();
             out.push_str(&format!(
                 "saker: windows: {} keys held, {} late events, {} keys evicted, {} distinct values refused\n",
-                self.windows.keys(),
+                self.keys_elsewhere
+                    .map_or(self.windows.keys(), |k| k as usize),
                 w.late_events,
                 w.evictions,
                 w.values_refused

@@ -176,6 +176,18 @@ impl Windows {
     pub fn resolution_ns(&self) -> i64 {
         self.resolution_ns
     }
+
+    /// How far back in event time the state at a tick depends on events:
+    /// the longest window plus its `for`, plus the lateness allowed, plus
+    /// one tick. Zero when no rule is windowed.
+    pub fn horizon_ns(&self) -> i64 {
+        self.windows
+            .iter()
+            .flatten()
+            .map(|w| (w.spec.window + w.spec.hold + self.lateness + 1) * self.resolution_ns)
+            .max()
+            .unwrap_or(0)
+    }
 }
 
 /// The alert for a window transition of `rule`.

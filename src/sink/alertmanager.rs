@@ -567,7 +567,7 @@ fn exchange<S: Read + Write>(mut stream: S, request: &[u8]) -> io::Result<Vec<u8
 }
 
 /// Sends to several outputs in turn (stdout and Alertmanager).
-pub struct Fanout(pub Vec<Box<dyn AlertSink>>);
+pub struct Fanout(pub Vec<Box<dyn AlertSink + Send>>);
 
 impl AlertSink for Fanout {
     fn emit(&mut self, alert: &Alert) -> io::Result<()> {

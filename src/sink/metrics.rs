@@ -40,6 +40,8 @@ pub struct Registry {
     pub late_events: u64,
     /// The Alertmanager output, when there is one: its queue and sends.
     pub alertmanager: Option<super::alertmanager::AlertmanagerSink>,
+    /// Other parts that report their own metrics (the Kafka consumer).
+    pub extra: Vec<Arc<dyn MetricSource>>,
     latency_counts: [u64; LATENCY_BUCKETS.len()],
     latency_sum: f64,
     latency_n: u64,
@@ -63,6 +65,16 @@ fn hash_values(values: &[&str]) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     values.hash(&mut h);
     h.finish()
+}
+
+/// A part of the program that renders its own metrics into the exposition.
+pub trait MetricSource: Send + Sync + std::fmt::Debug {
+    fn render(&self, out: &mut String);
+}
+
+/// Writes the `# HELP` and `# TYPE` lines of a metric.
+pub fn head(o: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
 /// Which alert a rule produced.
@@ -125,9 +137,6 @@ impl Registry {
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut o = String::new();
-        let head = |o: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
         head(
             &mut o,
             "kube_audit_event_count",
@@ -290,11 +299,14 @@ impl Registry {
         );
         let _ = writeln!(o, "saker_event_processing_seconds_sum {}", self.latency_sum);
         let _ = writeln!(o, "saker_event_processing_seconds_count {}", self.latency_n);
+        for source in &self.extra {
+            source.render(&mut o);
+        }
         o
     }
 }
 
-fn escape(v: &str) -> String {
+pub fn escape(v: &str) -> String {
     v.replace('\\', "\\\\")
         .replace('"', "\\\"")
         .replace('\n', "\\n")

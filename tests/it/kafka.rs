@@ -1,0 +1,633 @@
+//! The Kafka source against a real Kafka-protocol broker: `tansu` (from
+//! crates.io, installed by scripts/test), run on 127.0.0.1 with in-memory
+//! storage, one broker per test. Data goes in through `saker produce`
+//! (keyed by user) or, for odd message shapes, the rdkafka producer.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+
+use super::net::*;
+use super::*;
+
+/// The tansu binary: on PATH or in cargo's bin directory.
+fn tansu_bin() -> PathBuf {
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .map(|d| d.join("bin/tansu"));
+    std::env::var_os("PATH")
+        .iter()
+        .flat_map(std::env::split_paths)
+        .map(|d| d.join("tansu"))
+        .chain(cargo_bin)
+        .find(|p| p.is_file())
+        .expect("tansu is not installed: run scripts/test, which installs it (cargo install tansu@0.6.0 --locked --features dynostore)")
+}
+
+/// A tansu broker on a free loopback port, killed when dropped.
+struct Broker {
+    _child: Killed,
+    addr: String,
+}
+
+impl Broker {
+    fn start() -> Broker {
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child: Child = Command::new(tansu_bin())
+            .args([
+                "broker",
+                "--listener-url",
+                &url,
+                "--advertised-listener-url",
+                &url,
+                "--storage-engine",
+                "memory://tansu/",
+            ])
+            .env("RUST_LOG", "error")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tansu");
+        let child = Killed(child);
+        let addr = format!("127.0.0.1:{port}");
+        wait_until(Duration::from_secs(30), || {
+            std::net::TcpStream::connect(&addr).ok()
+        })
+        .expect("tansu did not start listening");
+        Broker {
+            _child: child,
+            addr,
+        }
+    }
+
+    /// `saker produce`s `lines` to `topic`, created with `partitions`
+    /// partitions if new.
+    fn produce(&self, topic: &str, partitions: i32, lines: &[String]) {
+        produce(&self.addr, topic, partitions, lines);
+    }
+
+    /// The sum of `group`'s committed offsets over `topic`'s partitions:
+    /// the number of messages it has finished (offsets start at 0).
+    fn committed(&self, group: &str, topic: &str, partitions: i32) -> i64 {
+        let consumer: BaseConsumer = ClientConfig::new()
+            .set("bootstrap.servers", &self.addr)
+            .set("group.id", group)
+            .create()
+            .unwrap();
+        let mut tpl = TopicPartitionList::new();
+        for p in 0..partitions {
+            tpl.add_partition(topic, p);
+        }
+        let committed = consumer
+            .committed_offsets(tpl, Duration::from_secs(10))
+            .unwrap();
+        (0..partitions)
+            .map(
+                |p| match committed.find_partition(topic, p).unwrap().offset() {
+                    Offset::Offset(o) => o,
+                    _ => 0,
+                },
+            )
+            .sum()
+    }
+}
+
+fn produce(addr: &str, topic: &str, partitions: i32, lines: &[String]) {
+    let mut data = lines.join("\n");
+    data.push('\n');
+    let out = run_with_stdin(
+        &[
+            "produce",
+            "--kafka-brokers",
+            addr,
+            "--kafka-topic",
+            topic,
+            "--partitions",
+            &partitions.to_string(),
+        ],
+        if lines.is_empty() {
+            b""
+        } else {
+            data.as_bytes()
+        },
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "saker produce failed: {err}");
+    assert!(
+        err.contains(&format!("{} delivered, 0 failed", lines.len())),
+        "{err}"
+    );
+}
+
+/// A running `saker run --input kafka`, stdout and stderr in files.
+struct Instance {
+    child: Option<Child>,
+    metrics: u16,
+    out: PathBuf,
+    err: PathBuf,
+}
+
+/// Flags every test instance gets: quick group membership and commits, and
+/// short fetch waits (tansu holds a fetch for its full wait even when data
+/// is there).
+const FAST_GROUP: [&str; 8] = [
+    "-X",
+    "fetch.wait.max.ms=10",
+    "-X",
+    "session.timeout.ms=6000",
+    "-X",
+    "heartbeat.interval.ms=500",
+    "--kafka-commit-interval",
+    "500ms",
+];
+
+impl Instance {
+    fn start(broker: &Broker, topic: &str, group: &str, name: &str) -> Instance {
+        let dir = tmp_dir();
+        let out = dir.join(format!("{name}.out"));
+        let err = dir.join(format!("{name}.err"));
+        let metrics = free_port();
+        let mut args = vec![
+            "--log-level".to_string(),
+            "info".into(),
+            "run".into(),
+            "--input".into(),
+            "kafka".into(),
+            "--kafka-brokers".into(),
+            broker.addr.clone(),
+            "--kafka-topic".into(),
+            topic.into(),
+            "--kafka-group".into(),
+            group.into(),
+            "--metrics-listen".into(),
+            metrics.to_string(),
+        ];
+        args.extend(FAST_GROUP.iter().map(|s| s.to_string()));
+        let child = saker()
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .expect("spawn saker");
+        let inst = Instance {
+            child: Some(child),
+            metrics,
+            out,
+            err,
+        };
+        wait_until(Duration::from_secs(20), || http_ok(metrics, "/healthz"))
+            .unwrap_or_else(|| panic!("saker did not start: {}", inst.stderr()));
+        inst
+    }
+
+    fn metrics(&self) -> BTreeMap<String, f64> {
+        let text = http_ok(self.metrics, "/metrics").unwrap_or_default();
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter_map(|l| l.rsplit_once(' '))
+            .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+            .collect()
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        self.metrics().get(name).copied().unwrap_or(0.0)
+    }
+
+    /// Lag per assigned partition, once known.
+    fn lags(&self) -> Vec<f64> {
+        self.metrics()
+            .iter()
+            .filter(|(k, _)| k.starts_with("saker_kafka_consumer_lag{"))
+            .map(|(_, v)| *v)
+            .collect()
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.err).unwrap_or_default()
+    }
+
+    fn alert_lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn signal(&mut self, sig: &str) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = child.id().to_string();
+        let ok = Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "kill {sig} {pid}");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("saker did not exit after {sig}: {}", self.stderr());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn tmp_dir() -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "saker-kafka-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Waits until the instances together report every partition of the topic
+/// with zero lag, and `messages` messages consumed in all.
+fn wait_caught_up(instances: &[&Instance], partitions: usize, messages: f64) {
+    let done = wait_until(Duration::from_secs(120), || {
+        let lags: Vec<f64> = instances.iter().flat_map(|i| i.lags()).collect();
+        let consumed: f64 = instances
+            .iter()
+            .map(|i| i.metric("saker_kafka_messages_total"))
+            .sum();
+        (lags.len() == partitions && lags.iter().all(|l| *l == 0.0) && consumed >= messages)
+            .then_some(())
+    });
+    if done.is_none() {
+        let why: Vec<String> = instances
+            .iter()
+            .map(|i| format!("lags {:?}\n{}", i.lags(), i.stderr()))
+            .collect();
+        panic!("consumers did not catch up:\n{}", why.join("\n---\n"));
+    }
+}
+
+/// One audit event: `verb` on `resource` by `user` at second `s` after
+/// 2024-10-29T12:00:00Z, with status `code`.
+fn event(user: &str, verb: &str, resource: &str, sub: &str, code: u32, s: u32) -> String {
+    let time = format!(
+        "2024-10-29T{:02}:{:02}:{:02}.000100Z",
+        12 + s / 3600,
+        s / 60 % 60,
+        s % 60
+    );
+    let (stage, sub_json) = if sub.is_empty() {
+        ("ResponseComplete", String::new())
+    } else {
+        ("ResponseStarted", format!(r#","subresource":"{sub}""#))
+    };
+    format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{user}-{s}-{verb}-{resource}","stage":"{stage}","requestURI":"/api/v1/namespaces/shop/{resource}/x{s}","verb":"{verb}","user":{{"username":"{user}","groups":["system:authenticated"]}},"sourceIPs":["10.0.0.9"],"objectRef":{{"resource":"{resource}","namespace":"shop","name":"x{s}","apiVersion":"v1"{sub_json}}},"responseStatus":{{"metadata":{{}},"code":{code}}},"requestReceivedTimestamp":"{time}","stageTimestamp":"{time}"}}"#
+    )
+}
+
+/// `seconds` of traffic from 12 users, one event each per second: reads,
+/// a `kubectl exec` now and then (a per-event alert), and for four users
+/// bursts of 25 forbidden reads in 25 seconds (the windowed "Forbidden
+/// Burst" fires, then resolves). Bursts start every 200 s, so they also
+/// straddle any cut of the stream.
+fn traffic(from: u32, to: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in from..to {
+        for u in 0..12u32 {
+            let user = format!("user{u}");
+            let phase = (s + 1000 - u * 11) % 200;
+            let line = if u < 4 && phase < 25 {
+                event(&user, "get", "secrets", "", 403, s)
+            } else if s % 37 == u {
+                event(&user, "create", "pods", "exec", 101, s)
+            } else {
+                event(&user, "get", "configmaps", "", 200, s)
+            };
+            out.push(line);
+        }
+    }
+    out
+}
+
+fn rule_counts(lines: &BTreeSet<String>) -> BTreeMap<String, usize> {
+    let mut m = BTreeMap::new();
+    for l in lines {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap();
+        let state = v["aggregate"]["state"]
+            .as_str()
+            .unwrap_or("event")
+            .to_string();
+        *m.entry(format!("{} ({state})", v["rule"].as_str().unwrap()))
+            .or_insert(0) += 1;
+    }
+    m
+}
+
+fn unique(lines: &[String]) -> BTreeSet<String> {
+    lines.iter().cloned().collect()
+}
+
+#[test]
+fn one_instance_and_two_in_a_group_give_the_same_alerts() {
+    let broker = Broker::start();
+    broker.produce("audit", 4, &[]);
+    // The pair shares the partitions before any data arrives; the solo
+    // instance, in its own group, reads them all.
+    let mut a = Instance::start(&broker, "audit", "pair", "pair-a");
+    let mut b = Instance::start(&broker, "audit", "pair", "pair-b");
+    wait_until(Duration::from_secs(60), || {
+        (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the pair did not split the partitions: {:?} {:?}\n{}",
+            a.lags(),
+            b.lags(),
+            a.stderr()
+        )
+    });
+    let mut one = Instance::start(&broker, "audit", "solo", "solo");
+    let data = traffic(0, 600);
+    broker.produce("audit", 4, &data);
+    wait_caught_up(&[&one], 4, data.len() as f64);
+    wait_caught_up(&[&a, &b], 4, data.len() as f64);
+    let (ma, mb) = (
+        a.metric("saker_kafka_messages_total"),
+        b.metric("saker_kafka_messages_total"),
+    );
+    for i in [&mut one, &mut a, &mut b] {
+        assert!(i.signal("-TERM").success(), "{}", i.stderr());
+    }
+    let solo = one.alert_lines();
+    let mut pair = a.alert_lines();
+    pair.extend(b.alert_lines());
+
+    let (solo_set, pair_set) = (unique(&solo), unique(&pair));
+    let counts = rule_counts(&solo_set);
+    eprintln!(
+        "solo: {} alerts {counts:?}; pair: {} alerts ({} duplicates), messages {ma} + {mb}",
+        solo.len(),
+        pair.len(),
+        pair.len() - pair_set.len()
+    );
+    assert!(
+        counts.get("Forbidden Burst (firing)").copied().unwrap_or(0) >= 8,
+        "{counts:?}"
+    );
+    assert!(
+        counts
+            .get("Forbidden Burst (resolved)")
+            .copied()
+            .unwrap_or(0)
+            >= 8,
+        "{counts:?}"
+    );
+    assert!(
+        counts.get("Exec Into Pod (event)").copied().unwrap_or(0) >= 100,
+        "{counts:?}"
+    );
+    assert_eq!(
+        solo.len(),
+        solo_set.len(),
+        "one instance alone repeats nothing"
+    );
+    assert!(ma > 0.0 && mb > 0.0, "both members consumed ({ma}, {mb})");
+    let missing: Vec<_> = solo_set.difference(&pair_set).take(3).collect();
+    let extra: Vec<_> = pair_set.difference(&solo_set).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "the pair differs from one instance:\nmissing {missing:#?}\nextra {extra:#?}"
+    );
+}
+
+#[test]
+fn sigkill_mid_stream_and_restart_lose_no_alert() {
+    let broker = Broker::start();
+    let first = traffic(0, 400);
+    let second = traffic(400, 900);
+    broker.produce("audit", 4, &first);
+
+    let mut victim = Instance::start(&broker, "audit", "victim", "victim-1");
+    wait_caught_up(&[&victim], 4, first.len() as f64);
+    // More arrives, in chunks, while it consumes; it is killed mid-stream.
+    let addr = broker.addr.clone();
+    let chunks: Vec<Vec<String>> = second.chunks(600).map(<[String]>::to_vec).collect();
+    let n_chunks = chunks.len();
+    let producer = std::thread::spawn(move || {
+        for chunk in chunks {
+            produce(&addr, "audit", 4, &chunk);
+            std::thread::sleep(Duration::from_millis(300));
+        }
+    });
+    let target = (first.len() + 3 * 600) as f64;
+    wait_until(Duration::from_secs(60), || {
+        (victim.metric("saker_kafka_messages_total") >= target).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no progress: {}", victim.stderr()));
+    let status = victim.signal("-KILL");
+    assert!(!status.success());
+    let before = victim.alert_lines();
+    producer.join().unwrap();
+    assert!(n_chunks >= 6);
+
+    // tansu keeps a dead member in the group until a request arrives after
+    // its session timeout (6 s here), and then does not move its partitions
+    // to a member that joined meanwhile; Kafka does. Restart after that.
+    std::thread::sleep(Duration::from_secs(7));
+    let mut restarted = Instance::start(&broker, "audit", "victim", "victim-2");
+    let total = (first.len() + second.len()) as f64;
+    wait_until(Duration::from_secs(120), || {
+        (broker.committed("victim", "audit", 4) == total as i64).then_some(())
+    })
+    .unwrap_or_else(|| {
+        panic!(
+            "the restarted instance did not finish: {}",
+            restarted.stderr()
+        )
+    });
+    let warmups = restarted.metric("saker_kafka_warmups_total");
+    let replayed = restarted.metric("saker_kafka_warmup_messages_total");
+    assert!(
+        restarted.signal("-TERM").success(),
+        "{}",
+        restarted.stderr()
+    );
+    let after = restarted.alert_lines();
+
+    let mut reference = Instance::start(&broker, "audit", "reference", "reference");
+    wait_caught_up(&[&reference], 4, total);
+    assert!(reference.signal("-TERM").success());
+    let expected = unique(&reference.alert_lines());
+
+    let mut all = before.clone();
+    all.extend(after.iter().cloned());
+    let got = unique(&all);
+    let duplicates = all.len() - got.len();
+    eprintln!(
+        "killed run: {} + {} alerts, {duplicates} duplicates; reference {} alerts {:?}; restart: {warmups} warm-ups replaying {replayed} messages",
+        before.len(),
+        after.len(),
+        expected.len(),
+        rule_counts(&expected)
+    );
+    assert!(warmups >= 1.0, "partitions were warmed up: {warmups}");
+    assert!(replayed > 0.0, "the warm-up replayed messages");
+    let missing: Vec<_> = expected.difference(&got).take(3).collect();
+    assert!(
+        missing.is_empty(),
+        "alerts lost across the kill: {missing:#?}"
+    );
+    let extra: Vec<_> = got.difference(&expected).take(3).collect();
+    assert!(extra.is_empty(), "alerts the reference lacks: {extra:#?}");
+    let windowed_after = after
+        .iter()
+        .filter(|l| l.contains("\"Forbidden Burst\""))
+        .count();
+    assert!(
+        windowed_after > 0,
+        "windowed alerts continued after the restart"
+    );
+}
+
+#[test]
+fn poison_messages_are_skipped_and_counted_and_the_partition_flows() {
+    let broker = Broker::start();
+    // One partition, messages of every shape, sent by the rdkafka producer.
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    let exec = |u: &str, s: u32| event(u, "create", "pods", "exec", 101, s);
+    let list = format!(
+        r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{},{}]}}"#,
+        exec("list1", 2),
+        exec("list2", 3)
+    );
+    let pretty = serde_json::to_string_pretty(
+        &serde_json::from_str::<serde_json::Value>(&exec("pretty", 5)).unwrap(),
+    )
+    .unwrap();
+    let messages: Vec<Vec<u8>> = vec![
+        exec("single", 1).into_bytes(),
+        list.into_bytes(),
+        format!("{}\n{}\n", exec("nl1", 4), exec("nl2", 4)).into_bytes(),
+        pretty.into_bytes(),
+        b"\x00\x01\xfe\xff poison".to_vec(),
+        br#"{"kind":"Event","verb":"get"}"#.to_vec(),
+        b"{\"half\": [1, 2".to_vec(),
+        Vec::new(),
+        exec("after", 6).into_bytes(),
+    ];
+    // The topic is created by a first `saker produce` (one partition).
+    broker.produce("mixed", 1, &[exec("first", 0)]);
+    for m in &messages {
+        producer
+            .send(BaseRecord::<(), [u8]>::to("mixed").payload(m.as_slice()))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let mut inst = Instance::start(&broker, "mixed", "poison", "poison");
+    wait_caught_up(&[&inst], 1, messages.len() as f64 + 1.0);
+    let skipped = inst.metric("saker_kafka_messages_skipped_total");
+    let skips: BTreeMap<String, f64> = inst
+        .metrics()
+        .into_iter()
+        .filter(|(k, _)| k.contains("outcome=\"skipped\""))
+        .collect();
+    assert!(inst.signal("-TERM").success(), "{}", inst.stderr());
+    let users: Vec<String> = inst
+        .alert_lines()
+        .iter()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            v["output_fields"]["ka.user.name"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_eq!(
+        users,
+        ["first", "single", "list1", "list2", "nl1", "nl2", "pretty", "after"],
+        "every event of every message shape alerts, in order, poison or not"
+    );
+    assert_eq!(skipped, 4.0, "four messages hold no event");
+    let skip = |reason: &str| {
+        skips
+            .get(&format!(
+                "saker_events_total{{source=\"kafka\",outcome=\"skipped\",reason=\"{reason}\"}}"
+            ))
+            .copied()
+            .unwrap_or(0.0)
+    };
+    assert_eq!(skip("invalid_json"), 2.0, "{skips:?}");
+    assert_eq!(skip("no_timestamp"), 1.0, "{skips:?}");
+    assert_eq!(skip("blank"), 1.0, "{skips:?}");
+    assert_eq!(
+        broker.committed("poison", "mixed", 1),
+        messages.len() as i64 + 1,
+        "the poison did not hold the offset back"
+    );
+}
+
+#[test]
+fn sigterm_commits_and_leaves_the_group() {
+    let broker = Broker::start();
+    let data = traffic(0, 60);
+    broker.produce("audit", 4, &data);
+    let mut inst = Instance::start(&broker, "audit", "polite", "polite");
+    wait_until(Duration::from_secs(60), || {
+        (inst.metric("saker_kafka_messages_total") >= data.len() as f64).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no progress: {}", inst.stderr()));
+    // SIGTERM right away: the last offsets are committed on the way out,
+    // not by the periodic commit.
+    let status = inst.signal("-TERM");
+    assert!(
+        status.success(),
+        "exit status {status:?}: {}",
+        inst.stderr()
+    );
+    let err = inst.stderr();
+    assert!(
+        err.contains("stopping: committing and leaving the group"),
+        "{err}"
+    );
+    assert_eq!(broker.committed("polite", "audit", 4), data.len() as i64);
+    // A successor in the group gets every partition at once (the leaver did
+    // not leave a session to time out) and has nothing to redo.
+    let started = Instant::now();
+    let next = Instance::start(&broker, "audit", "polite", "polite-2");
+    wait_caught_up(&[&next], 4, 0.0);
+    eprintln!(
+        "successor caught up in {:.1}s (session timeout 6s)",
+        started.elapsed().as_secs_f64()
+    );
+    assert_eq!(
+        next.metric("saker_kafka_messages_total"),
+        0.0,
+        "{}",
+        next.stderr()
+    );
+    assert!(next.alert_lines().is_empty());
+}
