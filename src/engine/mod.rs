@@ -457,3 +457,83 @@ impl<'r> Engine<'r> {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sink::stdout::{Format, StdoutSink};
+
+    fn denied(s: u32) -> String {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"d{s}","stage":"ResponseComplete","requestURI":"/api/v1/secrets","verb":"list","user":{{"username":"mallory"}},"objectRef":{{"resource":"secrets","apiVersion":"v1"}},"responseStatus":{{"code":403}},"stageTimestamp":"2024-10-29T12:00:{s:02}Z"}}"#
+        )
+    }
+
+    fn rules() -> RuleSet {
+        crate::rules::load(&crate::rules::default_sources())
+            .rules
+            .expect("default rules")
+    }
+
+    fn run(engine: &mut Engine, sink: &mut StdoutSink<Vec<u8>>, range: std::ops::Range<u32>) {
+        for s in range {
+            engine
+                .process_line(Line::Text(denied(s).as_bytes()), sink)
+                .unwrap();
+        }
+    }
+
+    #[test]
+    fn warm_up_rebuilds_windows_without_alerting_or_counting() {
+        let set = rules();
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        // Nineteen denials replayed, then one processed: the twentieth fires.
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        for s in 0..19 {
+            assert_eq!(
+                engine.warm_up(denied(s).as_bytes()),
+                (
+                    1,
+                    Some(1_730_203_200_000_000_000 + i64::from(s) * 1_000_000_000)
+                )
+            );
+        }
+        assert_eq!(engine.stats.events, 0, "a replay is not counted");
+        run(&mut engine, &mut sink, 19..30);
+        engine.finish(&mut sink).unwrap();
+        let out = String::from_utf8(sink.into_inner()).unwrap();
+        assert!(out.contains("\"rule\":\"Forbidden Burst\""), "{out}");
+        assert!(out.contains("was denied 20 times"), "{out}");
+        // Without the replay, the same eleven events do not fire.
+        let mut cold = Engine::new(&set, RuleMatching::First);
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        run(&mut cold, &mut sink, 19..30);
+        cold.finish(&mut sink).unwrap();
+        assert!(!String::from_utf8(sink.into_inner())
+            .unwrap()
+            .contains("Forbidden Burst"));
+    }
+
+    #[test]
+    fn swapped_windows_are_separate_streams() {
+        let set = rules();
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        let mut other = engine.new_windows();
+        // Ten denials in each of two partitions: no key reaches twenty.
+        run(&mut engine, &mut sink, 0..10);
+        engine.swap_windows(&mut other);
+        run(&mut engine, &mut sink, 10..20);
+        engine.finish(&mut sink).unwrap();
+        engine.swap_windows(&mut other);
+        engine.finish(&mut sink).unwrap();
+        assert!(!String::from_utf8(sink.into_inner())
+            .unwrap()
+            .contains("Forbidden Burst"));
+        assert_eq!(engine.stats.events, 20);
+        assert!(
+            engine.horizon_ns() >= 30 * 60 * 1_000_000_000,
+            "Secret Enumeration's 30m"
+        );
+    }
+}
