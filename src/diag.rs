@@ -15,6 +15,8 @@ pub struct SourceFile {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Severity {
+    /// A hint: nothing is wrong, something could be better.
+    Info,
     Warning,
     Error,
 }
@@ -44,6 +46,13 @@ impl Diagnostic {
             span: None,
             label: None,
             help: None,
+        }
+    }
+
+    pub fn info(code: &'static str, message: impl Into<String>) -> Self {
+        Diagnostic {
+            severity: Severity::Info,
+            ..Diagnostic::error(code, message)
         }
     }
 
@@ -109,6 +118,7 @@ impl fmt::Display for Diagnostic {
         let kind = match self.severity {
             Severity::Error => "error",
             Severity::Warning => "warning",
+            Severity::Info => "info",
         };
         writeln!(f, "{kind}[{}]: {}", self.code, self.message)?;
         if let (Some(file), Some((start, end))) = (&self.file, self.span) {

@@ -27,6 +27,7 @@ pub mod engine;
 pub mod event;
 pub mod fields;
 pub mod kafka;
+pub mod policy;
 pub mod rules;
 pub mod ruletest;
 pub mod sink;

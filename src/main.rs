@@ -68,12 +68,64 @@ enum Command {
     /// topic, keyed by a field and stamped with the event time: for
     /// replaying recorded audit logs into a test topic.
     Produce(Box<ProduceArgs>),
+    /// Audit policy tooling: lint a policy, check it against the rules, and
+    /// simulate it on recorded events.
+    #[command(subcommand)]
+    Policy(PolicyCommand),
     /// List every field a condition or output can use.
     Fields {
         /// Print JSON lines instead of a table.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Report problems in an audit policy (audit.k8s.io/v1 Policy): rules
+    /// shadowed by earlier ones, secrets logged with their values, no
+    /// catch-all, RequestReceived not omitted, reads logged with response
+    /// bodies, noisy traffic not reduced, `pods` meant to cover `pods/exec`,
+    /// groups with versions, resources in the wrong group, and shapes the API
+    /// server refuses. Exit 1 on errors, 0 with warnings only.
+    Lint {
+        /// The policy file.
+        policy: PathBuf,
+        #[arg(long, value_enum, default_value_t = PolicyFormat::Text)]
+        format: PolicyFormat,
+    },
+    /// For each rule, whether the policy logs the requests it looks for at
+    /// the level its fields need, with the policy line that decides it.
+    /// Exit 1 when some rule can never fire.
+    Check {
+        /// The policy file.
+        policy: PathBuf,
+        /// Rule files or directories (default: the embedded rules).
+        #[arg(long = "rules", short = 'r', value_name = "PATH")]
+        rules: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value_t = PolicyFormat::Text)]
+        format: PolicyFormat,
+    },
+    /// Put recorded audit events to the policy: the level each would get
+    /// and the volume the policy would keep, by policy rule.
+    Simulate {
+        /// The policy file.
+        policy: PathBuf,
+        /// Recorded events: `-` for stdin, or a file (JSON lines).
+        #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE")]
+        input: String,
+        /// Also print each event's verdict (JSON lines on stdout).
+        #[arg(long)]
+        events: bool,
+        #[arg(long, value_enum, default_value_t = PolicyFormat::Text)]
+        format: PolicyFormat,
+    },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PolicyFormat {
+    Text,
+    Json,
 }
 
 #[derive(clap::Args)]
@@ -301,6 +353,7 @@ fn main() -> ExitCode {
         Command::Check { rules } => check(&rules),
         Command::Test { tests } => test(&tests),
         Command::Produce(args) => produce(&args),
+        Command::Policy(cmd) => policy_command(cmd),
         Command::Fields { json } => fields(json),
     }
 }
@@ -597,6 +650,228 @@ fn read_stream(
     })();
     progress.finish();
     (lines.bytes_read, result)
+}
+
+/// Loads a policy, printing its parse problems; `Err` is the exit code.
+fn load_policy(
+    path: &std::path::Path,
+    format: PolicyFormat,
+) -> Result<(saker::policy::Policy, Vec<saker::diag::Diagnostic>), ExitCode> {
+    match saker::policy::load(path) {
+        Err(e) => {
+            eprintln!("saker: {e}");
+            Err(ExitCode::from(2))
+        }
+        Ok((Some(p), diags)) if !diags.iter().any(|d| d.is_error()) => Ok((p, diags)),
+        Ok((_, diags)) => {
+            print_findings(&path.display().to_string(), &diags, format);
+            Err(ExitCode::from(1))
+        }
+    }
+}
+
+/// Writes to stdout, ignoring a closed pipe (`| head`).
+fn emit(text: &str) {
+    let _ = io::stdout().lock().write_all(text.as_bytes());
+}
+
+fn print_findings(file: &str, diags: &[saker::diag::Diagnostic], format: PolicyFormat) {
+    use saker::diag::Severity;
+    let count = |s: Severity| diags.iter().filter(|d| d.severity == s).count();
+    let (errors, warnings, infos) = (
+        count(Severity::Error),
+        count(Severity::Warning),
+        count(Severity::Info),
+    );
+    match format {
+        PolicyFormat::Json => {
+            let findings: Vec<serde_json::Value> = diags
+                .iter()
+                .map(|d| {
+                    let (line, column) = d.line_col().unwrap_or((0, 0));
+                    serde_json::json!({
+                        "file": file,
+                        "line": line,
+                        "column": column,
+                        "severity": match d.severity { Severity::Error => "error", Severity::Warning => "warning", Severity::Info => "info" },
+                        "check": d.code,
+                        "message": d.message,
+                        "help": d.help,
+                    })
+                })
+                .collect();
+            let doc = serde_json::json!({"file": file, "errors": errors, "warnings": warnings, "infos": infos, "findings": findings});
+            emit(&format!("{doc}\n"));
+        }
+        PolicyFormat::Text => {
+            let mut out = String::new();
+            for d in diags {
+                out.push_str(&d.to_string());
+            }
+            out.push_str(&format!(
+                "{file}: {errors} error(s), {warnings} warning(s), {infos} note(s)\n"
+            ));
+            emit(&out);
+        }
+    }
+}
+
+fn policy_command(cmd: PolicyCommand) -> ExitCode {
+    match cmd {
+        PolicyCommand::Lint { policy, format } => {
+            let (p, mut diags) = match load_policy(&policy, format) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            diags.extend(saker::policy::lint::lint(&p));
+            print_findings(&p.file.name, &diags, format);
+            if diags.iter().any(|d| d.is_error()) {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        PolicyCommand::Check {
+            policy,
+            rules,
+            format,
+        } => {
+            let (p, _) = match load_policy(&policy, format) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let set = match load_rules(&rules, &rules::LoadOptions::default()) {
+                Ok(s) => s,
+                Err(code) => return code,
+            };
+            let reports = saker::policy::check::check(&p, &set);
+            let never = reports
+                .iter()
+                .filter(|r| r.verdict == saker::policy::check::Verdict::Never)
+                .count();
+            match format {
+                PolicyFormat::Json => {
+                    for r in &reports {
+                        let short: Vec<serde_json::Value> = r
+                            .short
+                            .iter()
+                            .map(|(rule, (level, example, n))| {
+                                serde_json::json!({
+                                    "policy_line": rule.map(|i| p.line_of(p.rules[i].pos)),
+                                    "level": level.as_str(),
+                                    "probes": n,
+                                    "example": example,
+                                })
+                            })
+                            .collect();
+                        let v = serde_json::json!({
+                            "rule": r.rule,
+                            "verdict": r.verdict.as_str(),
+                            "needs": r.needs.condition.0.as_str(),
+                            "needs_field": r.needs.condition.1,
+                            "output_needs": r.needs.output.0.as_str(),
+                            "verbs": r.needs.verbs,
+                            "resources": r.needs.resources,
+                            "subresources": r.needs.subresources,
+                            "probes": r.probes,
+                            "logged_by_lines": r.deciding.iter().map(|&i| p.line_of(p.rules[i].pos)).collect::<Vec<_>>(),
+                            "short": short,
+                        });
+                        emit(&format!("{v}\n"));
+                    }
+                }
+                PolicyFormat::Text => {
+                    let mut out = String::new();
+                    for r in &reports {
+                        out.push_str(&saker::policy::check::render(&p, r));
+                    }
+                    let count = |v| reports.iter().filter(|r| r.verdict == v).count();
+                    use saker::policy::check::Verdict;
+                    out.push_str(&format!(
+                        "{}: {} rules: {} ok, {} with incomplete output, {} mostly logged (some of all traffic dropped), {} partly logged, {} never logged\n",
+                        p.file.name,
+                        reports.len(),
+                        count(Verdict::Ok),
+                        count(Verdict::OutputIncomplete),
+                        count(Verdict::Mostly),
+                        count(Verdict::Partly),
+                        never
+                    ));
+                    emit(&out);
+                }
+            }
+            if never > 0 {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            }
+        }
+        PolicyCommand::Simulate {
+            policy,
+            input,
+            events,
+            format,
+        } => {
+            let (p, _) = match load_policy(&policy, format) {
+                Ok(x) => x,
+                Err(code) => return code,
+            };
+            let input = Input::parse(&input);
+            let reader = match input.open() {
+                Ok((r, _)) => r,
+                Err(e) => {
+                    eprintln!("saker: cannot open input {}: {e}", input.describe());
+                    return ExitCode::from(2);
+                }
+            };
+            let out = io::stdout();
+            let result = saker::policy::simulate::simulate(&p, reader, 1 << 20, |v| {
+                if events {
+                    if let Ok(line) = serde_json::to_string(&v) {
+                        let _ = writeln!(out.lock(), "{line}");
+                    }
+                }
+            });
+            let sim = match result {
+                Ok(s) => s,
+                Err(e) => {
+                    eprintln!("saker: {e}");
+                    return ExitCode::from(2);
+                }
+            };
+            match format {
+                PolicyFormat::Text if events => {
+                    eprint!("{}", saker::policy::simulate::render(&p, &sim))
+                }
+                PolicyFormat::Text => emit(&saker::policy::simulate::render(&p, &sim)),
+                PolicyFormat::Json => {
+                    let tally = |t: &saker::policy::simulate::Tally| {
+                        serde_json::json!({
+                            "events": t.events, "kept": t.kept,
+                            "recorded_bytes": t.recorded_bytes, "kept_bytes": t.kept_bytes,
+                            "by_level": {"None": t.by_level[0], "Metadata": t.by_level[1], "Request": t.by_level[2], "RequestResponse": t.by_level[3]},
+                        })
+                    };
+                    let rules: Vec<serde_json::Value> = sim
+                        .by_rule
+                        .iter()
+                        .map(|(r, t)| {
+                            let mut v = tally(t);
+                            v["policy_line"] =
+                                serde_json::json!(r.map(|i| p.line_of(p.rules[i].pos)));
+                            v["level"] = serde_json::json!(r.map(|i| p.rules[i].level.as_str()));
+                            v
+                        })
+                        .collect();
+                    emit(&format!(
+                        "{}\n",
+                        serde_json::json!({"total": tally(&sim.total), "by_rule": rules, "skipped_lines": sim.skipped, "underestimated": sim.underestimated})
+                    ));
+                }
+            }
+            ExitCode::SUCCESS
+        }
+    }
 }
 
 fn produce(args: &ProduceArgs) -> ExitCode {
