@@ -2,12 +2,15 @@
 //!
 //! Generates a seeded, realistic event mix (see support/gen.rs), then measures
 //! in one run, on one thread:
-//!   (a) a bare pass that extracts the fields the default rules use with
-//!       serde_json into borrowed structs (the baseline);
+//!   (a) a bare pass that extracts the fields the default rules use into
+//!       borrowed structs, with serde_json and with sonic-rs (SIMD); the
+//!       faster of the two is the baseline;
 //!   (b) Saker with the default single-event rules, the whole pipeline from
 //!       lines to rendered alerts (written to a sink that discards them);
-//!   (c) the same with all default rules, windowed ones included.
-//! It prints events/s, MB/s and the ratios (b)/(a) and (c)/(a). Numbers are measurements,
+//!   (c) the same with all default rules, windowed ones included;
+//!   (d) (c) on every core (`--threads`: parallel decode and match, windows
+//!       fed in input order).
+//! It prints events/s, MB/s and the ratios (b)/(a), (c)/(a) and (d)/(c). Numbers are measurements,
 //! not assertions: the machine is shared and noisy. Given a file of events
 //! (JSON lines) instead of a count, it measures on those. With `--emit N` it
 //! prints N generated events instead, e.g. to replay them through the binary.
@@ -76,12 +79,12 @@ struct BareAnnotations<'a> {
     decision: Option<Cow<'a, str>>,
 }
 
-/// (a): parse every line and touch every extracted field.
-fn bare_pass(data: &[u8]) -> (u64, u64) {
+/// (a): parse every line with `parse` and touch every extracted field.
+fn bare_pass(data: &[u8], parse: impl Fn(&[u8]) -> Option<BareEvent<'_>>) -> (u64, u64) {
     let mut events = 0u64;
     let mut checksum = 0u64;
     for line in data.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
-        if let Ok(ev) = serde_json::from_slice::<BareEvent>(line) {
+        if let Some(ev) = parse(line) {
             events += 1;
             let lens = [
                 ev.stage.as_deref(),
@@ -122,6 +125,16 @@ fn saker_pass(data: &[u8], set: &rules::RuleSet) -> (u64, u64) {
     (engine.stats.events, engine.stats.total_alerts())
 }
 
+/// (d): the whole pipeline on `threads` workers.
+fn parallel_pass(data: &[u8], set: &rules::RuleSet, threads: usize) -> (u64, u64) {
+    let mut engine = Engine::new(set, RuleMatching::First);
+    let mut sink = StdoutSink::new(std::io::sink(), Format::Json);
+    saker::engine::parallel::run(data, &mut engine, threads, 1 << 20, &mut sink)
+        .expect("in-memory run");
+    engine.finish(&mut sink).expect("sink");
+    (engine.stats.events, engine.stats.total_alerts())
+}
+
 fn measure<F: FnMut() -> (u64, u64)>(label: &str, bytes: usize, mut f: F) -> f64 {
     // Best of three runs, to shed some noise of a shared machine.
     let mut best = f64::MAX;
@@ -137,7 +150,7 @@ fn measure<F: FnMut() -> (u64, u64)>(label: &str, bytes: usize, mut f: F) -> f64
         eps,
         bytes as f64 / 1e6 / best,
         result.0,
-        if label.starts_with("(a)") {
+        if label.trim_start().starts_with("(a)") {
             format!("checksum {}", result.1)
         } else {
             format!("{} alerts", result.1)
@@ -159,6 +172,10 @@ fn main() {
             .and_then(|a| a.parse().ok())
             .unwrap_or(1_000_000);
         emit(n);
+        return;
+    }
+    if args.iter().any(|a| a == "--scaling") {
+        scaling();
         return;
     }
     let file = args.iter().find(|a| std::path::Path::new(a).is_file());
@@ -196,9 +213,16 @@ fn main() {
         single.rules.len(),
         all.rules.len()
     );
-    let a = measure("(a) bare field extraction (serde_json)", data.len(), || {
-        bare_pass(&data)
+    let a_serde = measure("(a) bare field extraction (serde_json)", data.len(), || {
+        bare_pass(&data, |l| serde_json::from_slice(l).ok())
     });
+    let a_sonic = measure(
+        "(a) bare field extraction (sonic-rs, SIMD)",
+        data.len(),
+        || bare_pass(&data, |l| sonic_rs::from_slice(l).ok()),
+    );
+    // The baseline is the faster reader.
+    let a = a_serde.max(a_sonic);
     let b = measure(
         "(b) saker, single-event rules, one thread",
         data.len(),
@@ -209,12 +233,106 @@ fn main() {
         data.len(),
         || saker_pass(&data, &all),
     );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let d = measure(
+        &format!("(d) saker, all default rules, {cores} threads"),
+        data.len(),
+        || parallel_pass(&data, &all, cores),
+    );
     println!(
-        "ratio (b)/(a): {:.2}   (c)/(a): {:.2}   (c)/(b): {:.2}",
+        "ratio (b)/(a): {:.2}   (c)/(a): {:.2}   (c)/(b): {:.2}   (d)/(c): {:.2}",
         b / a,
         c / a,
-        c / b
+        c / b,
+        d / c
     );
+}
+
+/// `--scaling`: (b) as the rule count grows, and (a) and (b) as events grow.
+fn scaling() {
+    let data = generate(100_000);
+    println!("rule count (single-event rules, 100 000 harness events, one thread):");
+    let base = rules::load(&rules::default_sources()[..1])
+        .rules
+        .expect("default rules load");
+    let names: Vec<String> = base.rules.iter().map(|r| r.name.clone()).collect();
+    let mut base_b = 0.0;
+    for count in [10usize, 30, 50, 200] {
+        let mut extra = String::new();
+        if count < names.len() {
+            for name in &names[count..] {
+                extra.push_str(&format!("- rule: {name}\n  enabled: false\n"));
+            }
+        }
+        for i in 0..count.saturating_sub(names.len()) {
+            extra.push_str(&synthetic_rule(i));
+        }
+        let mut sources = rules::default_sources()[..1].to_vec();
+        sources.push(rules::RuleSource::Embedded(
+            "synthetic.yaml",
+            Box::leak(extra.into_boxed_str()),
+        ));
+        let set = rules::load(&sources).rules.expect("synthetic rules load");
+        let enabled = set.rules.iter().filter(|r| r.enabled).count();
+        let b = measure(&format!("(b) {enabled} rules"), data.len(), || {
+            saker_pass(&data, &set)
+        });
+        if count == 30 {
+            base_b = b;
+        }
+    }
+    let _ = base_b;
+    println!("event size (default single-event rules, one thread):");
+    for (label, rr, items, n) in [
+        ("Metadata only", 0u64, 1usize, 100_000usize),
+        ("harness mix (30% RequestResponse)", 30, 1, 100_000),
+        ("RequestResponse only", 100, 1, 50_000),
+        ("RequestResponse, 4-pod lists", 100, 4, 20_000),
+        ("RequestResponse, 16-pod lists", 100, 16, 5_000),
+    ] {
+        let mut g = gen::Gen::new(42);
+        g.rr_percent = rr;
+        g.list_items = items;
+        let mut data = Vec::new();
+        for _ in 0..n {
+            data.extend_from_slice(g.event().as_bytes());
+            data.push(b'\n');
+        }
+        println!("  {label}: {:.0} bytes/event", data.len() as f64 / n as f64);
+        let a = measure("  (a) sonic-rs", data.len(), || {
+            bare_pass(&data, |l| sonic_rs::from_slice(l).ok())
+        });
+        let b = measure("  (b) saker", data.len(), || saker_pass(&data, &base));
+        println!("  (b)/(a): {:.2}", b / a);
+    }
+}
+
+/// A rule like the shipped ones: a write to some resource in some
+/// namespaces by someone not trusted. Every fifth names no resource, so it
+/// is tried on every event.
+fn synthetic_rule(i: usize) -> String {
+    const RES: [&str; 12] = [
+        "pods",
+        "secrets",
+        "configmaps",
+        "deployments",
+        "services",
+        "roles",
+        "rolebindings",
+        "serviceaccounts",
+        "nodes",
+        "leases",
+        "jobs",
+        "ingresses",
+    ];
+    let resource = if i % 5 == 4 {
+        String::new()
+    } else {
+        format!(" and ka.target.resource = {}", RES[i % RES.len()])
+    };
+    format!(
+        "- rule: Synthetic {i}\n  desc: synthetic\n  condition: >\n    kevt and ka.verb in (create, update, patch){resource}\n    and ka.target.namespace startswith team-{i}\n    and not ka.user.name in (system:admin, ci-bot-{i})\n  output: synthetic %ka.user.name %ka.target.name\n  priority: WARNING\n  source: k8s_audit\n"
+    )
 }
 
 fn emit(n: usize) {

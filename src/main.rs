@@ -152,6 +152,11 @@ struct RunArgs {
     /// Lines longer than this many bytes are skipped and counted.
     #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
     max_line_bytes: usize,
+    /// Worker threads for a file (not --follow): events are decoded and
+    /// matched in parallel, alerts come out in the same order as on one
+    /// thread. 0 = one per core.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    threads: usize,
     /// Progress bar on stderr while reading a file: auto shows it when
     /// stderr is a terminal.
     #[arg(long, value_enum, default_value_t = Progress::Auto)]
@@ -420,6 +425,18 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let input = Input::parse(&args.input);
+    let threads = match args.threads {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if threads > 1 && (kafka.is_some() || args.follow || !matches!(input, Input::File(_))) {
+        eprintln!("saker: --threads applies to --input FILE without --follow");
+        return ExitCode::from(2);
+    }
+    if threads > 1 && args.metrics_listen.is_some() {
+        eprintln!("saker: --threads does not combine with --metrics-listen yet");
+        return ExitCode::from(2);
+    }
     if args.follow && (kafka.is_some() || matches!(input, Input::Stdin)) {
         eprintln!("saker: --follow needs --input FILE (stdin and Kafka are always followed)");
         return ExitCode::from(2);
@@ -500,6 +517,10 @@ fn run(args: RunArgs) -> ExitCode {
                 Err(e) => (described, 0, Err(e)),
             }
         }
+        None if threads > 1 => {
+            let (bytes, result) = read_parallel(&args, &input, &mut engine, sink, threads);
+            (input.describe(), bytes, result)
+        }
         None => {
             let (bytes, result) = read_stream(&args, &input, &mut engine, sink);
             (input.describe(), bytes, result)
@@ -568,6 +589,36 @@ fn kafka_settings(args: &RunArgs) -> Result<Option<saker::kafka::Settings>, Stri
         max_document_bytes: args.max_line_bytes,
         warmup_timeout: k.kafka_warmup_timeout,
     }))
+}
+
+/// Reads a file on `threads` workers; returns the bytes read.
+fn read_parallel(
+    args: &RunArgs,
+    input: &Input,
+    engine: &mut Engine,
+    mut sink: Box<dyn AlertSink + Send>,
+    threads: usize,
+) -> (u64, io::Result<()>) {
+    let reader = match input {
+        Input::File(p) => std::fs::File::open(p),
+        Input::Stdin => return (0, Err(io::Error::other("--threads needs a file"))),
+    };
+    let reader = match reader {
+        Ok(r) => r,
+        Err(e) => {
+            let msg = format!("cannot open input {}: {e}", input.describe());
+            return (0, Err(io::Error::new(e.kind(), msg)));
+        }
+    };
+    let result =
+        saker::engine::parallel::run(reader, engine, threads, args.max_line_bytes, sink.as_mut());
+    match result {
+        Ok(bytes) => {
+            let end = engine.finish(sink.as_mut()).and_then(|()| sink.flush());
+            (bytes, end)
+        }
+        Err(e) => (0, Err(e)),
+    }
 }
 
 /// Reads stdin or a file to its end (or, followed, until stopped); returns

@@ -6,6 +6,11 @@
 pub struct Gen {
     state: u64,
     n: u64,
+    /// Share of RequestResponse events, in percent (30 by default).
+    pub rr_percent: u64,
+    /// Pods in each RequestResponse body: 1 is a pod, more a pod list (as
+    /// a `list` answer logged at RequestResponse carries).
+    pub list_items: usize,
 }
 
 const USERS: &[(&str, &str)] = &[
@@ -76,6 +81,8 @@ impl Gen {
         Gen {
             state: seed | 1,
             n: 0,
+            rr_percent: 30,
+            list_items: 1,
         }
     }
 
@@ -99,7 +106,7 @@ impl Gen {
     /// One event as a JSON line (without the newline).
     pub fn event(&mut self) -> String {
         self.n += 1;
-        let rr = self.next() % 100 < 30;
+        let rr = self.next() % 100 < self.rr_percent;
         let (user, groups) = *self.pick(USERS);
         let ns = *self.pick(NAMESPACES);
         let (resource, group, verbs) = *self.pick(RESOURCES);
@@ -153,7 +160,16 @@ impl Gen {
             r#""apiVersion":"v1"}},"responseStatus":{{"metadata":{{}},"code":{code}}},"#
         ));
         if rr {
-            let body = self.pod_body(&name, ns);
+            let mut body = self.pod_body(&name, ns);
+            if self.list_items > 1 {
+                let items: Vec<String> = (0..self.list_items)
+                    .map(|_| self.pod_body(&name, ns))
+                    .collect();
+                body = format!(
+                    r#"{{"kind":"PodList","apiVersion":"v1","items":[{}]}}"#,
+                    items.join(",")
+                );
+            }
             out.push_str(&format!(
                 r#""requestObject":{body},"responseObject":{body},"#
             ));

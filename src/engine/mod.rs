@@ -2,6 +2,7 @@
 //! alerts out to a sink, and every outcome counted. Windowed rules go
 //! through [`windows`].
 
+pub mod parallel;
 pub mod windows;
 
 use std::io;
@@ -59,6 +60,11 @@ pub struct Engine<'r> {
     /// Keys held by window states swapped out (Kafka partitions), when
     /// the caller keeps several.
     keys_elsewhere: Option<u64>,
+    /// A worker of [`parallel`]: events are matched here, but their alerts
+    /// and windowed matches are captured for the ordering thread.
+    capture: Option<Vec<parallel::Captured>>,
+    /// Lines before this engine's first line (a worker's batch), for logs.
+    line_base: u64,
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -119,6 +125,8 @@ impl<'r> Engine<'r> {
             },
             metrics: None,
             keys_elsewhere: None,
+            capture: None,
+            line_base: 0,
         }
     }
 
@@ -324,7 +332,7 @@ impl<'r> Engine<'r> {
         *n += 1;
         // Log text between events is normal for `kubectl logs` input: it is
         // counted and shown at debug level; anything else is worth a warning.
-        let (line, count) = (self.stats.lines, *n);
+        let (line, count) = (self.line_base + self.stats.lines, *n);
         match reason {
             Skip::Blank => {}
             Skip::NotJson => tracing::debug!(line, "skipped input: {}", reason.describe()),
@@ -358,7 +366,12 @@ impl<'r> Engine<'r> {
         let rules = self.rules;
         let windowed = self.windows.any();
         let tick = self.windows.tick_of(ev.time_ns);
-        if windowed {
+        if let Some(c) = &mut self.capture {
+            c.push(parallel::Captured {
+                tick,
+                ..parallel::Captured::default()
+            });
+        } else if windowed {
             self.windows.observe(tick);
         }
         let mut alerted = false;
@@ -371,7 +384,14 @@ impl<'r> Engine<'r> {
                     if let Some(m) = &mut self.metrics {
                         m.matched.push(i);
                     }
-                    self.windows.add(rules, i, tick, ev, &mut cx);
+                    match self.capture.as_mut().and_then(|c| c.last_mut()) {
+                        Some(c) => {
+                            if let Some((key, value)) = self.windows.key_of(rules, i, ev, &mut cx) {
+                                c.windowed.push((i, key, value));
+                            }
+                        }
+                        None => self.windows.add(rules, i, tick, ev, &mut cx),
+                    }
                 }
                 continue;
             }
@@ -399,9 +419,12 @@ impl<'r> Engine<'r> {
                 labels: &rule.labels,
                 annotations: &rule.annotations,
             };
-            sink.emit(&alert)?;
+            match self.capture.as_mut().and_then(|c| c.last_mut()) {
+                Some(c) => c.alerts.push(parallel::OwnedAlert::of(i, &alert)),
+                None => sink.emit(&alert)?,
+            }
         }
-        if windowed {
+        if windowed && self.capture.is_none() {
             let transitions = self.windows.advance(false);
             self.emit_windowed(transitions, sink)?;
         }

@@ -90,10 +90,21 @@ impl Windows {
         ev: &Event<'a>,
         cx: &mut EvalCtx<'a>,
     ) {
-        let (Some(agg), Some(Some(w))) = (&rules.rules[i].aggregate, self.windows.get_mut(i))
-        else {
-            return;
-        };
+        if let Some((key, value)) = self.key_of(rules, i, ev, cx) {
+            self.add_keyed(i, tick, key, value.as_deref());
+        }
+    }
+
+    /// The key (values of the `by` fields) and the `distinct()` value of a
+    /// matching event of windowed rule `i`; `None` if `i` is not windowed.
+    pub fn key_of<'a>(
+        &self,
+        rules: &RuleSet,
+        i: usize,
+        ev: &Event<'a>,
+        cx: &mut EvalCtx<'a>,
+    ) -> Option<(Key, Option<String>)> {
+        let agg = rules.rules[i].aggregate.as_ref()?;
         let key: Key = if agg.by.is_empty() {
             self.no_key.clone()
         } else {
@@ -110,12 +121,15 @@ impl Windows {
             .distinct
             .and_then(|op| rules.program.value(op, ev, cx))
             .map(|v| v.render().into_owned());
-        if agg.distinct.is_some() && value.is_none() {
-            // distinct() counts present values only; the event still keeps
-            // the key alive and is counted in its window.
-            w.add(tick, key, None);
-        } else {
-            w.add(tick, key, value.as_deref());
+        Some((key, value))
+    }
+
+    /// A matching event of windowed rule `i`, its key already computed. For
+    /// `distinct()` rules an event without the value keeps the key alive
+    /// and is counted in its window.
+    pub fn add_keyed(&mut self, i: usize, tick: i64, key: Key, value: Option<&str>) {
+        if let Some(Some(w)) = self.windows.get_mut(i) {
+            w.add(tick, key, value);
         }
     }
 

@@ -268,6 +268,16 @@ impl RuleSet {
     }
 
     /// The output fields' values for JSON output.
+    /// The names of rule `i`'s output fields, in the order of
+    /// [`RuleSet::output_values`].
+    pub fn output_field_names(&self, i: usize) -> Vec<&str> {
+        self.rules[i]
+            .output_fields
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .collect()
+    }
+
     pub fn output_values<'a>(
         &self,
         i: usize,

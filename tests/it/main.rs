@@ -10,6 +10,7 @@ mod kafka;
 mod live;
 mod metrics;
 mod net;
+mod parallel;
 mod policy;
 mod props;
 mod rules;

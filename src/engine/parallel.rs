@@ -1,0 +1,313 @@
+//! Multi-core evaluation of a file (`--threads N`). A reader cuts the input
+//! into batches of whole lines; worker threads decode the events and match
+//! the rules, capturing per-event alerts and the keys of windowed matches;
+//! this thread takes the batches back in input order and, event by event,
+//! emits the per-event alerts and feeds the windows. The output is the
+//! same, in the same order, as on one thread.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+
+use crate::fields::extract::Val;
+use crate::rules::RuleSet;
+use crate::sink::{Alert, AlertSink};
+use crate::source::lines::LineReader;
+use crate::window::Key;
+
+use super::windows::WindowOptions;
+use super::{Engine, RuleMatching, Stats};
+
+/// What a worker found in one event.
+#[derive(Debug, Default)]
+pub struct Captured {
+    pub tick: i64,
+    /// Windowed rules it matched: rule, key, `distinct()` value.
+    pub windowed: Vec<(usize, Key, Option<String>)>,
+    pub alerts: Vec<OwnedAlert>,
+}
+
+/// A per-event alert detached from its event.
+#[derive(Debug)]
+pub struct OwnedAlert {
+    pub rule: usize,
+    pub time_ns: i64,
+    pub message: String,
+    pub fields: Vec<Option<Val<'static>>>,
+}
+
+impl OwnedAlert {
+    pub fn of(rule: usize, a: &Alert) -> Self {
+        OwnedAlert {
+            rule,
+            time_ns: a.time_ns,
+            message: a.message.clone(),
+            fields: a
+                .fields
+                .iter()
+                .map(|(_, v)| v.as_ref().map(owned))
+                .collect(),
+        }
+    }
+}
+
+fn owned(v: &Val) -> Val<'static> {
+    match v {
+        Val::Str(s) => Val::Str(s.to_string().into()),
+        Val::List(l) => Val::List(l.iter().map(|s| s.to_string().into()).collect()),
+        Val::Num(n) => Val::Num(*n),
+    }
+}
+
+impl Stats {
+    /// Adds another engine's counts.
+    pub fn absorb(&mut self, other: &Stats) {
+        self.lines += other.lines;
+        self.events += other.events;
+        for (a, b) in self.skipped.iter_mut().zip(other.skipped) {
+            *a += b;
+        }
+        for (a, b) in self.alerts.iter_mut().zip(&other.alerts) {
+            *a += b;
+        }
+    }
+}
+
+impl Engine<'_> {
+    /// Emits what a worker captured for one event, and moves the windows on.
+    fn apply(&mut self, c: Captured, sink: &mut dyn AlertSink) -> io::Result<()> {
+        let rules = self.rules;
+        for a in c.alerts {
+            let rule = &rules.rules[a.rule];
+            let names = rules.output_field_names(a.rule);
+            let alert = Alert {
+                time_ns: a.time_ns,
+                rule: &rule.name,
+                priority: rule.priority,
+                tags: &rule.tags,
+                message: a.message,
+                fields: names.into_iter().zip(a.fields).collect(),
+                aggregate: None,
+                desc: &rule.desc,
+                labels: &rule.labels,
+                annotations: &rule.annotations,
+            };
+            sink.emit(&alert)?;
+        }
+        if self.windows.any() {
+            self.windows.observe(c.tick);
+            for (i, key, value) in c.windowed {
+                self.windows.add_keyed(i, c.tick, key, value.as_deref());
+            }
+            let transitions = self.windows.advance(false);
+            self.emit_windowed(transitions, sink)?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes handed to a worker at a time.
+const BATCH: usize = 256 * 1024;
+
+/// Whole lines of the input, numbered.
+struct Batch {
+    seq: u64,
+    /// Lines of the input before this batch.
+    first_line: u64,
+    data: Vec<u8>,
+}
+
+struct Done {
+    seq: u64,
+    stats: Stats,
+    events: Vec<Captured>,
+}
+
+/// Evaluates `input` on `threads` workers; returns the bytes read. The
+/// caller's `engine` holds the windows, the counters and the metrics.
+pub fn run(
+    input: impl Read + Send,
+    engine: &mut Engine,
+    threads: usize,
+    max_line: usize,
+    sink: &mut dyn AlertSink,
+) -> io::Result<u64> {
+    let rules: &RuleSet = engine.rules;
+    let matching: RuleMatching = engine.matching;
+    let options: WindowOptions = engine.window_options;
+    let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(threads * 2);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = mpsc::channel::<Done>();
+    std::thread::scope(|scope| {
+        // Buffers go back to the reader once a worker is done with them, so
+        // the input is read into memory that is already mapped.
+        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+        let reader = scope.spawn(move || read_batches(input, max_line, work_tx, free_rx));
+        for _ in 0..threads {
+            let work_rx = work_rx.clone();
+            let done_tx = done_tx.clone();
+            let free_tx = free_tx.clone();
+            scope.spawn(move || {
+                let mut worker = Engine::with_options(rules, matching, options);
+                worker.capture = Some(Vec::new());
+                let mut discard = Discard;
+                loop {
+                    let next = work_rx.lock().map(|rx| rx.recv());
+                    let Ok(Ok(Batch {
+                        seq,
+                        first_line,
+                        data,
+                    })) = next
+                    else {
+                        return;
+                    };
+                    worker.line_base = first_line;
+                    let mut lines = LineReader::new(&data[..], max_line);
+                    while let Ok(Some(line)) = lines.next_line(&mut || {}) {
+                        // A worker's sink is never written: alerts are captured.
+                        let _ = worker.process_line(line, &mut discard);
+                    }
+                    let done = Done {
+                        seq,
+                        stats: std::mem::replace(
+                            &mut worker.stats,
+                            Stats {
+                                alerts: vec![0; rules.rules.len()],
+                                ..Stats::default()
+                            },
+                        ),
+                        events: worker.capture.replace(Vec::new()).unwrap_or_default(),
+                    };
+                    let _ = free_tx.send(data);
+                    if done_tx.send(done).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+        drop(done_tx);
+        drop(free_tx);
+        // Put the batches back in order.
+        let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
+        let mut next = 0u64;
+        let mut result = Ok(());
+        for done in done_rx {
+            pending.insert(done.seq, done);
+            while let Some(done) = pending.remove(&next) {
+                next += 1;
+                if result.is_err() {
+                    continue;
+                }
+                engine.stats.absorb(&done.stats);
+                for c in done.events {
+                    if let Err(e) = engine.apply(c, sink) {
+                        result = Err(e);
+                        break;
+                    }
+                }
+            }
+        }
+        let bytes = reader
+            .join()
+            .map_err(|_| io::Error::other("the reader thread panicked"))??;
+        result?;
+        engine.publish(None);
+        Ok(bytes)
+    })
+}
+
+/// A sink for workers, whose alerts are captured instead.
+struct Discard;
+
+impl AlertSink for Discard {
+    fn emit(&mut self, _: &Alert) -> io::Result<()> {
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Reads `input` into batches that end at a line end. A line longer than
+/// the batch is sent whole (the workers skip it if it is over `max_line`).
+fn read_batches(
+    mut input: impl Read,
+    max_line: usize,
+    tx: mpsc::SyncSender<Batch>,
+    free: mpsc::Receiver<Vec<u8>>,
+) -> io::Result<u64> {
+    let mut seq = 0;
+    let mut lines = 0u64;
+    let mut total = 0u64;
+    let mut carry: Vec<u8> = Vec::new();
+    // Inside a line longer than the limit: drop bytes up to its end.
+    let mut discarding = false;
+    let mut eof = false;
+    while !eof {
+        let mut buf = free.try_recv().unwrap_or_default();
+        buf.clear();
+        buf.extend_from_slice(&carry);
+        carry.clear();
+        let want = BATCH.max(buf.len() + 64 * 1024);
+        let start = buf.len();
+        buf.resize(want, 0);
+        let mut filled = start;
+        while filled < want {
+            let n = match input.read(&mut buf[filled..]) {
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if n == 0 {
+                eof = true;
+                break;
+            }
+            filled += n;
+        }
+        total += (filled - start) as u64;
+        buf.truncate(filled);
+        if discarding {
+            match memchr::memchr(b'\n', &buf) {
+                Some(i) => {
+                    discarding = false;
+                    lines += 1;
+                    buf.drain(..=i);
+                }
+                None => continue,
+            }
+        }
+        if !eof {
+            match memchr::memrchr(b'\n', &buf) {
+                Some(i) => {
+                    carry.extend_from_slice(&buf[i + 1..]);
+                    buf.truncate(i + 1);
+                }
+                None if buf.len() > max_line + 1 => {
+                    // The start of a line over the limit: the worker
+                    // skips it as too long; its rest is dropped here.
+                    discarding = true;
+                }
+                None => {
+                    carry = std::mem::take(&mut buf);
+                    continue;
+                }
+            }
+        }
+        if buf.is_empty() {
+            continue;
+        }
+        let first_line = lines;
+        lines += memchr::memchr_iter(b'\n', &buf).count() as u64;
+        let batch = Batch {
+            seq,
+            first_line,
+            data: buf,
+        };
+        if tx.send(batch).is_err() {
+            break;
+        }
+        seq += 1;
+    }
+    Ok(total)
+}
