@@ -574,56 +574,24 @@ fn pods_subresources(p: &Policy, u: &Universe, out: &mut Vec<Diagnostic>) {
 
 /// Known high-volume, low-value traffic, as probe requests.
 fn noisy() -> Vec<(&'static str, Vec<Request>)> {
-    let res = |user: &str,
-               groups: &[&str],
-               verb: &str,
-               group: &str,
-               resource: &str,
-               sub: &str,
-               ns: &str| Request {
-        user: user.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        verb: verb.into(),
-        resource: Some(ResourceAttrs {
-            group: group.into(),
-            resource: resource.into(),
-            subresource: sub.into(),
-            namespace: ns.into(),
-            name: String::new(),
-        }),
-        path: String::new(),
-    };
-    let url = |user: &str, groups: &[&str], path: &str| Request {
-        user: user.into(),
-        groups: groups.iter().map(|g| g.to_string()).collect(),
-        verb: "get".into(),
-        resource: None,
-        path: path.into(),
-    };
-    let proxy = ["system:authenticated"];
-    let node = ["system:nodes", "system:authenticated"];
-    let anon = ["system:unauthenticated"];
-    let authed = ["system:authenticated"];
+    let proxy: (&str, &[&str]) = ("system:kube-proxy", &["system:authenticated"]);
+    let node: (&str, &[&str]) = (
+        "system:node:node-1",
+        &["system:nodes", "system:authenticated"],
+    );
+    let anon: (&str, &[&str]) = ("system:anonymous", &["system:unauthenticated"]);
+    let authed: (&str, &[&str]) = ("monitor", &["system:authenticated"]);
+    let res = Request::to_resource;
     vec![
         (
             "kube-proxy's watches of endpoints and services",
             vec![
+                res(proxy, "watch", ["", "endpoints", ""], "", ""),
+                res(proxy, "watch", ["", "services", ""], "", ""),
                 res(
-                    "system:kube-proxy",
-                    &proxy,
+                    proxy,
                     "watch",
-                    "",
-                    "endpoints",
-                    "",
-                    "",
-                ),
-                res("system:kube-proxy", &proxy, "watch", "", "services", "", ""),
-                res(
-                    "system:kube-proxy",
-                    &proxy,
-                    "watch",
-                    "discovery.k8s.io",
-                    "endpointslices",
+                    ["discovery.k8s.io", "endpointslices", ""],
                     "",
                     "",
                 ),
@@ -632,59 +600,28 @@ fn noisy() -> Vec<(&'static str, Vec<Request>)> {
         (
             "nodes reading their own node and its status",
             vec![
-                res("system:node:node-1", &node, "get", "", "nodes", "", ""),
-                res(
-                    "system:node:node-1",
-                    &node,
-                    "get",
-                    "",
-                    "nodes",
-                    "status",
-                    "",
-                ),
+                res(node, "get", ["", "nodes", ""], "", ""),
+                res(node, "get", ["", "nodes", "status"], "", ""),
             ],
         ),
         (
             "health and version checks",
             ["/healthz", "/readyz", "/livez", "/version"]
                 .iter()
-                .flat_map(|path| {
-                    [
-                        url("system:anonymous", &anon, path),
-                        url("monitor", &authed, path),
-                    ]
-                })
+                .flat_map(|path| [Request::to_url(anon, path), Request::to_url(authed, path)])
                 .collect(),
         ),
         (
             "events",
             vec![
+                res(node, "create", ["", "events", ""], "default", ""),
+                res(node, "patch", ["", "events", ""], "default", ""),
                 res(
-                    "system:node:node-1",
-                    &node,
+                    node,
                     "create",
-                    "",
-                    "events",
-                    "",
+                    ["events.k8s.io", "events", ""],
                     "default",
-                ),
-                res(
-                    "system:node:node-1",
-                    &node,
-                    "patch",
                     "",
-                    "events",
-                    "",
-                    "default",
-                ),
-                res(
-                    "system:node:node-1",
-                    &node,
-                    "create",
-                    "events.k8s.io",
-                    "events",
-                    "",
-                    "default",
                 ),
             ],
         ),

@@ -26,6 +26,42 @@ pub struct ResourceAttrs {
     pub name: String,
 }
 
+impl Request {
+    /// A resource request: `what` is `[group, resource, subresource]`.
+    pub fn to_resource(
+        (user, groups): (&str, &[&str]),
+        verb: &str,
+        [group, resource, subresource]: [&str; 3],
+        namespace: &str,
+        name: &str,
+    ) -> Request {
+        Request {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            verb: verb.into(),
+            resource: Some(ResourceAttrs {
+                group: group.into(),
+                resource: resource.into(),
+                subresource: subresource.into(),
+                namespace: namespace.into(),
+                name: name.into(),
+            }),
+            path: String::new(),
+        }
+    }
+
+    /// A `get` of a non-resource URL.
+    pub fn to_url((user, groups): (&str, &[&str]), path: &str) -> Request {
+        Request {
+            user: user.into(),
+            groups: groups.iter().map(|g| g.to_string()).collect(),
+            verb: "get".into(),
+            resource: None,
+            path: path.into(),
+        }
+    }
+}
+
 /// What the policy does with a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Decision {
@@ -162,36 +198,12 @@ mod tests {
         p.unwrap()
     }
 
-    fn res(
-        (user, groups): (&str, &[&str]),
-        verb: &str,
-        [group, resource, sub]: [&str; 3],
-        ns: &str,
-        name: &str,
-    ) -> Request {
-        Request {
-            user: user.into(),
-            groups: groups.iter().map(|g| g.to_string()).collect(),
-            verb: verb.into(),
-            resource: Some(ResourceAttrs {
-                group: group.into(),
-                resource: resource.into(),
-                subresource: sub.into(),
-                namespace: ns.into(),
-                name: name.into(),
-            }),
-            path: String::new(),
-        }
+    fn res(who: (&str, &[&str]), verb: &str, what: [&str; 3], ns: &str, name: &str) -> Request {
+        Request::to_resource(who, verb, what, ns, name)
     }
 
     fn url(path: &str) -> Request {
-        Request {
-            user: "u".into(),
-            groups: vec!["system:authenticated".into()],
-            verb: "get".into(),
-            resource: None,
-            path: path.into(),
-        }
+        Request::to_url(("u", &["system:authenticated"]), path)
     }
 
     #[test]
