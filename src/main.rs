@@ -211,8 +211,6 @@ struct RunArgs {
     /// port (9464) listens on loopback only. Off by default.
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<String>,
-    #[command(flatten)]
-    kafka: KafkaArgs,
     /// Labels of `kube_audit_event_count`: name=field pairs.
     #[arg(
         long,
@@ -224,6 +222,8 @@ struct RunArgs {
     /// in saker_kube_audit_label_sets_overflow_total.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     metrics_max_label_sets: usize,
+    #[command(flatten)]
+    kafka: KafkaArgs,
 }
 
 /// The Kafka source (`--input kafka`).
