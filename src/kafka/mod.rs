@@ -344,6 +344,8 @@ const POLL: Duration = Duration::from_millis(100);
 /// How long a partition must be quiet before its watermark follows the
 /// wall clock.
 const IDLE: Duration = Duration::from_secs(1);
+/// How often buffered alerts are written out while messages keep coming.
+const FLUSH_EVERY: Duration = Duration::from_millis(5);
 /// How many messages without events are logged before only counting.
 const LOGGED_SKIPS: u64 = 5;
 
@@ -390,11 +392,18 @@ pub fn run(
     );
     let mut parts: HashMap<String, HashMap<i32, Partition>> = HashMap::new();
     let mut last_commit = Instant::now();
+    let mut last_flush = Instant::now();
     let mut last_tick = Instant::now();
     let horizon = engine.horizon_ns();
     let windowed = engine.windowed();
     while !stop.load(Relaxed) {
-        let polled = consumer.poll(POLL);
+        // Nothing in hand: let alerts out before waiting for more.
+        let mut polled = consumer.poll(Duration::ZERO);
+        if polled.is_none() {
+            flush(&delivery)?;
+            last_flush = Instant::now();
+            polled = consumer.poll(POLL);
+        }
         {
             let mut d = lock(&delivery);
             if let Some(e) = d.error.take() {
@@ -469,6 +478,12 @@ pub fn run(
                 part.last_message = Instant::now();
             }
         }
+        // A steady stream never leaves the loop idle: alerts still go out
+        // within a few milliseconds of their event.
+        if last_flush.elapsed() >= FLUSH_EVERY {
+            flush(&delivery)?;
+            last_flush = Instant::now();
+        }
         if windowed && last_tick.elapsed() >= Duration::from_millis(250) {
             last_tick = Instant::now();
             let mut d = lock(&delivery);
@@ -503,6 +518,16 @@ pub fn run(
             messages: counters.messages.load(Relaxed),
             bytes: counters.bytes.load(Relaxed),
         }),
+    }
+}
+
+/// Writes buffered alerts out (offsets are not committed here).
+fn flush(delivery: &Mutex<Delivery>) -> io::Result<()> {
+    let mut d = lock(delivery);
+    if d.flush() {
+        Ok(())
+    } else {
+        Err(d.error.take().unwrap_or_else(|| io::Error::other("flush")))
     }
 }
 

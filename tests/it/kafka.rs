@@ -134,22 +134,31 @@ struct Instance {
     err: PathBuf,
 }
 
-/// Flags every test instance gets: quick group membership and commits, and
+/// Flags every test instance gets (with commits every 500 ms unless the
+/// test says otherwise): quick group membership, and
 /// short fetch waits (tansu holds a fetch for its full wait even when data
 /// is there).
-const FAST_GROUP: [&str; 8] = [
+const FAST_GROUP: [&str; 6] = [
     "-X",
     "fetch.wait.max.ms=10",
     "-X",
     "session.timeout.ms=6000",
     "-X",
     "heartbeat.interval.ms=500",
-    "--kafka-commit-interval",
-    "500ms",
 ];
 
 impl Instance {
     fn start(broker: &Broker, topic: &str, group: &str, name: &str) -> Instance {
+        Instance::start_with(broker, topic, group, name, &[])
+    }
+
+    fn start_with(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        name: &str,
+        extra: &[&str],
+    ) -> Instance {
         let dir = tmp_dir();
         let out = dir.join(format!("{name}.out"));
         let err = dir.join(format!("{name}.err"));
@@ -170,6 +179,10 @@ impl Instance {
             metrics.to_string(),
         ];
         args.extend(FAST_GROUP.iter().map(|s| s.to_string()));
+        if !extra.contains(&"--kafka-commit-interval") {
+            args.extend(["--kafka-commit-interval".to_string(), "500ms".to_string()]);
+        }
+        args.extend(extra.iter().map(|s| s.to_string()));
         let child = saker()
             .args(&args)
             .stdin(Stdio::null())
@@ -630,4 +643,49 @@ fn sigterm_commits_and_leaves_the_group() {
         next.stderr()
     );
     assert!(next.alert_lines().is_empty());
+}
+
+#[test]
+fn alerts_are_written_out_without_waiting_for_a_commit() {
+    let broker = Broker::start();
+    broker.produce("audit", 1, &[]);
+    // Commits are an hour apart: the alert must still reach stdout at once.
+    let mut inst = Instance::start_with(
+        &broker,
+        "audit",
+        "prompt",
+        "prompt",
+        &["--kafka-commit-interval", "1h"],
+    );
+    wait_until(Duration::from_secs(60), || {
+        (inst.lags().len() == 1).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no partition assigned: {}", inst.stderr()));
+    broker.produce(
+        "audit",
+        1,
+        &[event("mallory", "create", "pods", "exec", 101, 1)],
+    );
+    let seen = wait_until(Duration::from_secs(30), || {
+        inst.alert_lines()
+            .iter()
+            .any(|l| l.contains("\"Exec Into Pod\""))
+            .then_some(())
+    });
+    assert!(
+        seen.is_some(),
+        "the alert stayed in a buffer: {}",
+        inst.stderr()
+    );
+    assert_eq!(
+        broker.committed("prompt", "audit", 1),
+        0,
+        "nothing committed yet"
+    );
+    assert!(inst.signal("-TERM").success());
+    assert_eq!(
+        broker.committed("prompt", "audit", 1),
+        1,
+        "committed on the way out"
+    );
 }
