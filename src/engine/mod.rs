@@ -236,6 +236,18 @@ impl<'r> Engine<'r> {
         self.windows.horizon_ns()
     }
 
+    /// Re-asserts every firing windowed alert to the outputs that keep alert
+    /// state ([`AlertSink::refresh`]): after a warm-up replay rebuilt them
+    /// without emitting anything.
+    pub fn refresh_firing(&mut self, sink: &mut dyn AlertSink) -> io::Result<usize> {
+        let res = self.windows.resolution_ns();
+        let firing = self.windows.firing();
+        for (i, t) in &firing {
+            sink.refresh(&windows::alert(&self.rules.rules[*i], t, res))?;
+        }
+        Ok(firing.len())
+    }
+
     /// Whether any loaded rule is windowed.
     pub fn windowed(&self) -> bool {
         self.windows.any()
@@ -522,6 +534,8 @@ mod tests {
             );
         }
         assert_eq!(engine.stats.events, 0, "a replay is not counted");
+        // Nothing fired yet, so there is nothing to re-assert.
+        assert_eq!(engine.refresh_firing(&mut sink).unwrap(), 0);
         run(&mut engine, &mut sink, 19..30);
         engine.finish(&mut sink).unwrap();
         let out = String::from_utf8(sink.into_inner()).unwrap();
@@ -535,6 +549,47 @@ mod tests {
         assert!(!String::from_utf8(sink.into_inner())
             .unwrap()
             .contains("Forbidden Burst"));
+    }
+
+    /// Records what reaches `emit` and `refresh`.
+    #[derive(Default)]
+    struct Recorder {
+        emitted: Vec<String>,
+        refreshed: Vec<String>,
+    }
+
+    impl AlertSink for Recorder {
+        fn emit(&mut self, a: &Alert) -> io::Result<()> {
+            self.emitted.push(a.rule.to_string());
+            Ok(())
+        }
+        fn refresh(&mut self, a: &Alert) -> io::Result<()> {
+            let key = &a.aggregate.as_ref().expect("windowed").key;
+            self.refreshed.push(format!("{} {key:?}", a.rule));
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn alerts_that_fired_during_a_warm_up_are_refreshed_not_emitted() {
+        let set = rules();
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        for s in 0..30 {
+            engine.warm_up(denied(s).as_bytes());
+        }
+        let mut rec = Recorder::default();
+        assert_eq!(engine.refresh_firing(&mut rec).unwrap(), 1);
+        assert!(rec.emitted.is_empty());
+        assert_eq!(rec.refreshed.len(), 1);
+        assert!(
+            rec.refreshed[0].starts_with("Forbidden Burst"),
+            "{:?}",
+            rec.refreshed
+        );
+        assert!(rec.refreshed[0].contains("mallory"), "{:?}", rec.refreshed);
     }
 
     #[test]

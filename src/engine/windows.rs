@@ -171,6 +171,18 @@ impl Windows {
         out
     }
 
+    /// Every firing key of every windowed rule.
+    pub fn firing(&self) -> Vec<(usize, Transition)> {
+        let mut out: Vec<(usize, Transition)> = Vec::new();
+        for (i, w) in self.windows.iter().enumerate() {
+            if let Some(w) = w {
+                out.extend(w.firing().into_iter().map(|t| (i, t)));
+            }
+        }
+        out.sort_by(|a, b| (a.1.tick, a.0, &a.1.key).cmp(&(b.1.tick, b.0, &b.1.key)));
+        out
+    }
+
     /// Counters summed over all windows.
     pub fn stats(&self) -> WindowStats {
         let mut s = WindowStats::default();

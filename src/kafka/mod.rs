@@ -424,6 +424,7 @@ pub fn run(
             Some(Ok(m)) => {
                 let (topic, p, offset) = (m.topic(), m.partition(), m.offset());
                 let payload = m.payload().unwrap_or(&[]);
+                let mut rebuilt = false;
                 if !parts.contains_key(topic) {
                     parts.insert(topic.to_string(), HashMap::new());
                 }
@@ -441,7 +442,8 @@ pub fn run(
                         counters.redelivered.fetch_add((n - offset) as u64, Relaxed);
                     }
                     part.windows = engine.new_windows();
-                    if windowed && offset > 0 {
+                    rebuilt = windowed && offset > 0;
+                    if rebuilt {
                         rebuild(
                             settings, &config, engine, part, topic, p, offset, horizon, &counters,
                         );
@@ -451,6 +453,18 @@ pub fn run(
                 counters.bytes.fetch_add(payload.len() as u64, Relaxed);
                 engine.swap_windows(&mut part.windows);
                 let mut d = lock(&delivery);
+                if rebuilt {
+                    // Alertmanager forgets a firing alert nobody re-sends.
+                    let n = engine.refresh_firing(d.sink.as_mut())?;
+                    if n > 0 {
+                        tracing::info!(
+                            topic,
+                            partition = p,
+                            alerts = n,
+                            "kafka: firing alerts re-sent after the warm-up"
+                        );
+                    }
+                }
                 let before = engine.stats.events;
                 let result =
                     payload::for_each_document(payload, settings.max_document_bytes, |line| {

@@ -362,6 +362,12 @@ impl AlertSink for AlertmanagerSink {
         Ok(())
     }
 
+    /// A firing alert this process re-learned: sent and tracked for
+    /// re-sending, like a new one (Alertmanager merges it by its labels).
+    fn refresh(&mut self, alert: &Alert) -> io::Result<()> {
+        self.emit(alert)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.shared.wake.notify_all();
         Ok(())
@@ -573,6 +579,13 @@ impl AlertSink for Fanout {
     fn emit(&mut self, alert: &Alert) -> io::Result<()> {
         for s in &mut self.0 {
             s.emit(alert)?;
+        }
+        Ok(())
+    }
+
+    fn refresh(&mut self, alert: &Alert) -> io::Result<()> {
+        for s in &mut self.0 {
+            s.refresh(alert)?;
         }
         Ok(())
     }

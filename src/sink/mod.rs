@@ -49,6 +49,13 @@ pub struct AggregateInfo {
 
 pub trait AlertSink {
     fn emit(&mut self, alert: &Alert) -> io::Result<()>;
+    /// Re-asserts a windowed alert that is still firing, for outputs that
+    /// keep alert state (Alertmanager) after this process lost track of it
+    /// (a Kafka partition rebuilt by a warm-up replay). Streams of alert
+    /// lines ignore it: they printed the alert when it fired.
+    fn refresh(&mut self, _alert: &Alert) -> io::Result<()> {
+        Ok(())
+    }
     /// Called when the engine is about to wait for input, and at the end.
     fn flush(&mut self) -> io::Result<()>;
 }

@@ -94,6 +94,28 @@ impl Window {
         }
     }
 
+    /// Every key whose alert is firing, as the transition that fired it
+    /// (with the value at the last evaluated tick), in no particular order.
+    pub fn firing(&self) -> Vec<Transition> {
+        self.keys
+            .iter()
+            .filter_map(|(key, state)| match state.alert {
+                AlertState::Firing { since } => {
+                    let at = state.evaluated_to.max(since);
+                    let n = state.measure(self.spec.measure, at, self.spec.window);
+                    Some(Transition {
+                        tick: since,
+                        key: key.clone(),
+                        firing: true,
+                        value: self.spec.value(n),
+                        since,
+                    })
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Number of keys held.
     pub fn len(&self) -> usize {
         self.keys.len()
