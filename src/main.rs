@@ -433,10 +433,6 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("saker: --threads applies to --input FILE without --follow");
         return ExitCode::from(2);
     }
-    if threads > 1 && args.metrics_listen.is_some() {
-        eprintln!("saker: --threads does not combine with --metrics-listen yet");
-        return ExitCode::from(2);
-    }
     if args.follow && (kafka.is_some() || matches!(input, Input::Stdin)) {
         eprintln!("saker: --follow needs --input FILE (stdin and Kafka are always followed)");
         return ExitCode::from(2);

@@ -65,6 +65,9 @@ pub struct Engine<'r> {
     capture: Option<Vec<parallel::Captured>>,
     /// Lines before this engine's first line (a worker's batch), for logs.
     line_base: u64,
+    /// Whether [`Engine::publish`] writes the totals (lines, events, skips,
+    /// window state); a worker only adds its per-event counts.
+    publish_totals: bool,
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -127,6 +130,7 @@ impl<'r> Engine<'r> {
             keys_elsewhere: None,
             capture: None,
             line_base: 0,
+            publish_totals: true,
         }
     }
 
@@ -150,6 +154,22 @@ impl<'r> Engine<'r> {
             alerts: Vec::new(),
         });
         (self, registry)
+    }
+
+    /// A worker for [`parallel`]: it shares this engine's rules, settings
+    /// and metrics registry, captures instead of emitting, and leaves the
+    /// totals to this engine.
+    fn worker(&self) -> Engine<'r> {
+        let mut w = Engine::with_options(self.rules, self.matching, self.window_options);
+        w.capture = Some(Vec::new());
+        w.publish_totals = false;
+        w.metrics = self.metrics.as_ref().map(|m| Metrics {
+            registry: m.registry.clone(),
+            labels: m.labels.clone(),
+            matched: Vec::new(),
+            alerts: Vec::new(),
+        });
+        w
     }
 
     /// Copies the counters into the metrics registry, with what the last
@@ -187,12 +207,14 @@ impl<'r> Engine<'r> {
         for (i, kind) in m.alerts.drain(..) {
             r.alert(i, kind);
         }
-        r.lines = self.stats.lines;
-        r.events = self.stats.events;
-        r.skipped = self.stats.skipped;
-        r.window_keys = keys;
-        r.window_evictions = w.evictions;
-        r.late_events = w.late_events;
+        if self.publish_totals {
+            r.lines = self.stats.lines;
+            r.events = self.stats.events;
+            r.skipped = self.stats.skipped;
+            r.window_keys = keys;
+            r.window_evictions = w.evictions;
+            r.late_events = w.late_events;
+        }
     }
 
     /// End of input: every remaining tick of the windowed rules is

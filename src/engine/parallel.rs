@@ -16,8 +16,7 @@ use crate::sink::{Alert, AlertSink};
 use crate::source::lines::LineReader;
 use crate::window::Key;
 
-use super::windows::WindowOptions;
-use super::{Engine, RuleMatching, Stats};
+use super::{Engine, Stats};
 
 /// What a worker found in one event.
 #[derive(Debug, Default)]
@@ -134,8 +133,7 @@ pub fn run(
     sink: &mut dyn AlertSink,
 ) -> io::Result<u64> {
     let rules: &RuleSet = engine.rules;
-    let matching: RuleMatching = engine.matching;
-    let options: WindowOptions = engine.window_options;
+    let workers: Vec<Engine> = (0..threads).map(|_| engine.worker()).collect();
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(threads * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = mpsc::channel::<Done>();
@@ -144,13 +142,11 @@ pub fn run(
         // the input is read into memory that is already mapped.
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
         let reader = scope.spawn(move || read_batches(input, max_line, work_tx, free_rx));
-        for _ in 0..threads {
+        for mut worker in workers {
             let work_rx = work_rx.clone();
             let done_tx = done_tx.clone();
             let free_tx = free_tx.clone();
             scope.spawn(move || {
-                let mut worker = Engine::with_options(rules, matching, options);
-                worker.capture = Some(Vec::new());
                 let mut discard = Discard;
                 loop {
                     let next = work_rx.lock().map(|rx| rx.recv());
@@ -206,6 +202,7 @@ pub fn run(
                         break;
                     }
                 }
+                engine.publish(None);
             }
         }
         let bytes = reader
@@ -310,4 +307,67 @@ fn read_batches(
         seq += 1;
     }
     Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::RuleMatching;
+    use crate::sink::stdout::{Format, StdoutSink};
+
+    /// The sample, eight times over with shifted days, so batches split it.
+    fn input() -> Vec<u8> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/audit-sample.jsonl");
+        let sample = std::fs::read_to_string(path).expect("bundled sample");
+        let mut out = String::new();
+        for day in 1..=8 {
+            out.push_str(&sample.replace("2024-10-29T", &format!("2024-10-{day:02}T")));
+        }
+        out.into_bytes()
+    }
+
+    fn metrics_text(registry: &crate::sink::metrics::Shared) -> String {
+        let r = registry.lock().unwrap();
+        r.render()
+            .lines()
+            .filter(|l| !l.contains("saker_event_processing_seconds"))
+            .map(|l| format!("{l}\n"))
+            .collect()
+    }
+
+    #[test]
+    fn metrics_and_alerts_match_one_thread() {
+        let set = crate::rules::load(&crate::rules::default_sources())
+            .rules
+            .expect("default rules");
+        let data = input();
+        let labels = crate::engine::metric_labels(
+            "verb=ka.verb,resource=ka.target.resource,user=ka.user.name",
+        )
+        .unwrap();
+        let run = |threads: usize| {
+            let engine = Engine::new(&set, RuleMatching::All);
+            let (mut engine, registry) = engine.with_metrics(labels.clone(), 10_000);
+            let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+            if threads == 1 {
+                let mut lines = LineReader::new(&data[..], 1 << 20);
+                while let Some(line) = lines.next_line(&mut || {}).unwrap() {
+                    engine.process_line(line, &mut sink).unwrap();
+                }
+            } else {
+                run(&data[..], &mut engine, threads, 1 << 20, &mut sink).unwrap();
+            }
+            engine.finish(&mut sink).unwrap();
+            (sink.into_inner(), metrics_text(&registry))
+        };
+        let (alerts_one, metrics_one) = run(1);
+        let (alerts_two, metrics_two) = run(2);
+        assert!(alerts_one.len() > 10_000);
+        assert!(alerts_one == alerts_two, "alerts differ");
+        assert_eq!(metrics_one, metrics_two);
+        assert!(
+            metrics_two.contains("kube_audit_event_count{verb=\"create\""),
+            "{metrics_two}"
+        );
+    }
 }
