@@ -131,6 +131,11 @@ impl Window {
         if self.spec.keyed {
             return;
         }
+        // Most events are at or after the start: nothing to do, and no key
+        // to build.
+        if self.stream_start.is_some_and(|start| tick >= start) {
+            return;
+        }
         let key: Key = Arc::from(Vec::new());
         match self.stream_start {
             None => {
