@@ -483,10 +483,16 @@ pub fn run(
                         );
                     }
                 }
-                d.next
-                    .entry(topic.to_string())
-                    .or_default()
-                    .insert(p, offset + 1);
+                // The topic's name is copied once, not per message.
+                match d.next.get_mut(topic) {
+                    Some(t) => {
+                        t.insert(p, offset + 1);
+                    }
+                    None => {
+                        d.next
+                            .insert(topic.to_string(), HashMap::from([(p, offset + 1)]));
+                    }
+                }
                 d.dirty = true;
                 part.next = Some(offset + 1);
                 part.last_message = Instant::now();
