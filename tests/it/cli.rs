@@ -83,15 +83,7 @@ fn stdin_eventlist_array_and_prefixes() {
         "{{\"kind\":\"EventList\",\"apiVersion\":\"audit.k8s.io/v1\",\"items\":[{e1},{e2}]}}\n[{e3}]\r\n[pod/kube-apiserver-x/kube-apiserver] 2024-10-29T12:21:44.214173123Z {e4}\n"
     );
     let out = run_with_stdin(&["run"], input.as_bytes());
-    let pods: Vec<_> = alerts(&out)
-        .iter()
-        .map(|a| {
-            a["output_fields"]["ka.target.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let pods = output_field(&alerts(&out), "ka.target.name");
     assert_eq!(pods, ["a", "b", "c", "d"]);
 }
 

@@ -46,15 +46,7 @@ fn exceptions_in_both_forms() {
     ]
     .join("\n");
     let got = run_rules("falco/exceptions.yaml", &input);
-    let users: Vec<_> = got
-        .iter()
-        .map(|a| {
-            a["output_fields"]["ka.user.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
+    let users = output_field(&got, "ka.user.name");
     // alice: excepted by the single-field form; bob: by a list value;
     // carol in ci: by the two-field form; dave: by a value from a named list.
     assert_eq!(users, ["carol", "carol"]);

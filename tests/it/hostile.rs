@@ -95,14 +95,8 @@ fn garbage_between_valid_events() {
         "stderr: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let pods: Vec<String> = alerts(&out)
-        .iter()
-        .map(|a| {
-            a["output_fields"]["ka.target.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+    let pods: Vec<String> = output_field(&alerts(&out), "ka.target.name")
+        .into_iter()
         .filter(|p| p.starts_with("valid-") || p == "last")
         .collect();
     assert_eq!(pods, expected);

@@ -568,17 +568,12 @@ fn poison_messages_are_skipped_and_counted_and_the_partition_flows() {
         .filter(|(k, _)| k.contains("outcome=\"skipped\""))
         .collect();
     assert!(inst.signal("-TERM").success(), "{}", inst.stderr());
-    let users: Vec<String> = inst
+    let lines: Vec<serde_json::Value> = inst
         .alert_lines()
         .iter()
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            v["output_fields"]["ka.user.name"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
+        .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let users = output_field(&lines, "ka.user.name");
     assert_eq!(
         users,
         ["first", "single", "list1", "list2", "nl1", "nl2", "pretty", "after"],

@@ -63,6 +63,19 @@ pub fn alerts(out: &Output) -> Vec<serde_json::Value> {
         .collect()
 }
 
+/// The value of output field `field` in each alert, in order.
+pub fn output_field(alerts: &[serde_json::Value], field: &str) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| {
+            a["output_fields"][field]
+                .as_str()
+                .unwrap_or_else(|| panic!("alert without {field}: {a}"))
+                .to_string()
+        })
+        .collect()
+}
+
 /// Compares `actual` with the golden file; `SAKER_BLESS=1` rewrites it.
 pub fn assert_golden(path: &Path, actual: &str) {
     if std::env::var_os("SAKER_BLESS").is_some() {
