@@ -333,9 +333,6 @@ fn describe(tpl: &TopicPartitionList) -> String {
 /// One assigned partition's state in the loop.
 struct Partition {
     windows: Windows,
-    /// The offset expected next; another one means the partition was
-    /// moved (rebalance, restart) and its windows are rebuilt.
-    next: Option<i64>,
     last_message: Instant,
 }
 
@@ -434,11 +431,18 @@ pub fn run(
                     .entry(p)
                     .or_insert_with(|| Partition {
                         windows: engine.new_windows(),
-                        next: None,
                         last_message: Instant::now(),
                     });
-                if part.next != Some(offset) {
-                    if let Some(n) = part.next.filter(|&n| offset < n) {
+                // The offset expected next is the one to commit; another one
+                // means the partition moved (rebalance, restart) and its
+                // windows are rebuilt.
+                let expected = lock(&delivery)
+                    .next
+                    .get(topic)
+                    .and_then(|t| t.get(&p))
+                    .copied();
+                if expected != Some(offset) {
+                    if let Some(n) = expected.filter(|&n| offset < n) {
                         counters.redelivered.fetch_add((n - offset) as u64, Relaxed);
                     }
                     part.windows = engine.new_windows();
@@ -494,7 +498,6 @@ pub fn run(
                     }
                 }
                 d.dirty = true;
-                part.next = Some(offset + 1);
                 part.last_message = Instant::now();
             }
         }
