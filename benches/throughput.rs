@@ -26,7 +26,9 @@ use serde::Deserialize;
 use saker::engine::{Engine, RuleMatching};
 use saker::rules;
 use saker::sink::stdout::{Format, StdoutSink};
-use saker::source::lines::LineReader;
+use saker::source::clock::SystemClock;
+use saker::source::driver::Driver;
+use saker::source::stream::LineSource;
 
 #[derive(Deserialize)]
 struct BareEvent<'a> {
@@ -113,15 +115,15 @@ fn bare_pass(data: &[u8], parse: impl Fn(&[u8]) -> Option<BareEvent<'_>>) -> (u6
     (events, checksum)
 }
 
-/// (b): the whole pipeline with the given rules.
+/// (b): the whole pipeline with the given rules, driven as `saker run`
+/// drives a file.
 fn saker_pass(data: &[u8], set: &rules::RuleSet) -> (u64, u64) {
     let mut engine = Engine::new(set, RuleMatching::First);
     let mut sink = StdoutSink::new(std::io::sink(), Format::Json);
-    let mut lines = LineReader::new(data, 1 << 20);
-    while let Some(line) = lines.next_line(&mut || {}).expect("in-memory read") {
-        engine.process_line(line, &mut sink).expect("sink");
-    }
-    engine.finish(&mut sink).expect("sink");
+    let mut source = LineSource::new(data, 1 << 20, false, "memory");
+    Driver::new(&mut engine, &mut sink, SystemClock)
+        .run(&mut source)
+        .expect("in-memory run");
     (engine.stats.events, engine.stats.total_alerts())
 }
 
@@ -129,9 +131,10 @@ fn saker_pass(data: &[u8], set: &rules::RuleSet) -> (u64, u64) {
 fn parallel_pass(data: &[u8], set: &rules::RuleSet, threads: usize) -> (u64, u64) {
     let mut engine = Engine::new(set, RuleMatching::First);
     let mut sink = StdoutSink::new(std::io::sink(), Format::Json);
-    saker::engine::parallel::run(data, &mut engine, threads, 1 << 20, &mut sink)
+    let mut source = LineSource::new(data, 1 << 20, false, "memory");
+    Driver::new(&mut engine, &mut sink, SystemClock)
+        .run_parallel(&mut source, threads)
         .expect("in-memory run");
-    engine.finish(&mut sink).expect("sink");
     (engine.stats.events, engine.stats.total_alerts())
 }
 

@@ -1,7 +1,7 @@
 //! Saker: a streaming detection engine for Kubernetes API audit events.
 //!
-//! The crate is laid out as its pipeline: [`source`] (lines from stdin or a
-//! file; [`kafka`] for a consumer group) → [`event`] (a lazy view of one audit event) → [`rules`] (Falco-format
+//! The crate is laid out as its pipeline: [`source`] (stdin, files and Kafka
+//! behind one trait, pulled by [`source::driver`]) → [`event`] (a lazy view of one audit event) → [`rules`] (Falco-format
 //! rules compiled into a predicate program, with [`fields`] as extractors) →
 //! [`engine`] (wiring and counters) → [`sink`] (stdout). Rule-file problems
 //! are reported as [`diag::Diagnostic`]s with `file:line:col`.
@@ -26,7 +26,6 @@ pub mod diag;
 pub mod engine;
 pub mod event;
 pub mod fields;
-pub mod kafka;
 pub mod policy;
 pub mod rules;
 pub mod ruletest;

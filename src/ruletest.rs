@@ -31,14 +31,16 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value};
 
-use crate::diag::{Diagnostic, SourceFile};
+use crate::diag::{Code, Diagnostic, SourceFile};
 use crate::engine::windows::WindowOptions;
 use crate::engine::{Engine, RuleMatching};
 use crate::event::time;
 use crate::rules;
 use crate::rules::yaml::{self, Node, NodeKind, Style};
 use crate::sink::stdout::{Format, StdoutSink};
-use crate::source::lines::LineReader;
+use crate::source::clock::SystemClock;
+use crate::source::driver::Driver;
+use crate::source::stream::LineSource;
 
 /// The outcome of one test file.
 #[derive(Debug, Default)]
@@ -76,7 +78,7 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
         text: text.to_string(),
     });
     let docs = yaml::parse(text).map_err(|e| {
-        let d = Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(
+        let d = Diagnostic::error(Code::Yaml, format!("invalid YAML: {}", e.message)).at(
             &file,
             e.pos,
             e.pos + 1,
@@ -95,7 +97,7 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
     let base = path.parent().unwrap_or(Path::new("."));
     let bad = |node: &Node, msg: &str| {
         SetupError::Format(
-            Diagnostic::error("test-file", msg.to_string())
+            Diagnostic::error(Code::TestFile, msg.to_string())
                 .at(&file, node.pos, node.pos + 1)
                 .to_string(),
         )
@@ -233,12 +235,9 @@ fn run_events(
 ) -> Vec<Value> {
     let mut engine = Engine::with_options(set, matching, options);
     let mut sink = StdoutSink::new(Vec::new(), Format::Json);
-    let mut lines = LineReader::new(input, 1 << 20);
-    while let Ok(Some(line)) = lines.next_line(&mut || {}) {
-        // Writing to a Vec cannot fail.
-        let _ = engine.process_line(line, &mut sink);
-    }
-    let _ = engine.finish(&mut sink);
+    let mut source = LineSource::new(input, 1 << 20, false, "test input");
+    // Reading memory and writing to a Vec cannot fail.
+    let _ = Driver::new(&mut engine, &mut sink, SystemClock).run(&mut source);
     String::from_utf8_lossy(&sink.into_inner())
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())

@@ -20,7 +20,7 @@ use crate::sink::{Alert, AlertSink};
 use crate::source::lines::{strip_prefixes, Line};
 
 /// Falco's `rule_matching`: stop at the first matching rule, or try all.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RuleMatching {
     #[default]
     First,
@@ -251,6 +251,11 @@ impl<'r> Engine<'r> {
     pub fn publish_window_keys(&mut self, keys: usize) {
         self.keys_elsewhere = Some(keys as u64);
         self.publish(None);
+    }
+
+    /// Keys held by the windows in the engine.
+    pub fn window_keys(&self) -> usize {
+        self.windows.keys()
     }
 
     /// See [`Windows::horizon_ns`].

@@ -1,19 +1,20 @@
-//! Multi-core evaluation of a file (`--threads N`). A reader cuts the input
-//! into batches of whole lines; worker threads decode the events and match
+//! Multi-core evaluation of a file (`--threads N`). A reader thread takes
+//! the source's batches of whole lines; worker threads decode the events and match
 //! the rules, capturing per-event alerts and the keys of windowed matches;
 //! this thread takes the batches back in input order and, event by event,
 //! emits the per-event alerts and feeds the windows. The output is the
 //! same, in the same order, as on one thread.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::fields::extract::Val;
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
-use crate::source::lines::LineReader;
+use crate::source::lines::{split_lines, Line};
+use crate::source::{Body, Next, Source};
 use crate::window::Key;
 
 use super::{Engine, Stats};
@@ -106,15 +107,16 @@ impl Engine<'_> {
     }
 }
 
-/// Bytes handed to a worker at a time.
-const BATCH: usize = 256 * 1024;
-
-/// Whole lines of the input, numbered.
+/// A batch of the input, numbered.
 struct Batch {
     seq: u64,
     /// Lines of the input before this batch.
     first_line: u64,
+    /// Whole lines; or, for `TooLong`, a line over the limit that was
+    /// skipped while it streamed past.
     data: Vec<u8>,
+    too_long: bool,
+    max_line: usize,
 }
 
 struct Done {
@@ -123,15 +125,19 @@ struct Done {
     events: Vec<Captured>,
 }
 
-/// Evaluates `input` on `threads` workers; returns the bytes read. The
-/// caller's `engine` holds the windows, the counters and the metrics.
+/// Evaluates `source` on `threads` workers, to its end. The caller's
+/// `engine` holds the windows, the counters and the metrics. Only a
+/// source that is not live and has one stream and no acknowledgements (a
+/// file) can be read this way.
 pub fn run(
-    input: impl Read + Send,
+    source: &mut (dyn Source + Send),
     engine: &mut Engine,
     threads: usize,
-    max_line: usize,
     sink: &mut dyn AlertSink,
-) -> io::Result<u64> {
+) -> io::Result<()> {
+    if source.live() {
+        return Err(io::Error::other("parallel evaluation needs a file"));
+    }
     let rules: &RuleSet = engine.rules;
     let workers: Vec<Engine> = (0..threads).map(|_| engine.worker()).collect();
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(threads * 2);
@@ -139,33 +145,31 @@ pub fn run(
     let (done_tx, done_rx) = mpsc::channel::<Done>();
     std::thread::scope(|scope| {
         // Buffers go back to the reader once a worker is done with them, so
-        // the input is read into memory that is already mapped.
+        // the input is copied into memory that is already mapped.
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-        let reader = scope.spawn(move || read_batches(input, max_line, work_tx, free_rx));
+        let reader = scope.spawn(move || read_batches(source, work_tx, free_rx));
         for mut worker in workers {
             let work_rx = work_rx.clone();
             let done_tx = done_tx.clone();
             let free_tx = free_tx.clone();
             scope.spawn(move || {
+                // A worker's sink is never written: alerts are captured.
                 let mut discard = Discard;
                 loop {
                     let next = work_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok(Batch {
-                        seq,
-                        first_line,
-                        data,
-                    })) = next
-                    else {
+                    let Ok(Ok(batch)) = next else {
                         return;
                     };
-                    worker.line_base = first_line;
-                    let mut lines = LineReader::new(&data[..], max_line);
-                    while let Ok(Some(line)) = lines.next_line(&mut || {}) {
-                        // A worker's sink is never written: alerts are captured.
-                        let _ = worker.process_line(line, &mut discard);
+                    worker.line_base = batch.first_line;
+                    if batch.too_long {
+                        let _ = worker.process_line(Line::TooLong, &mut discard);
+                    } else {
+                        let _ = split_lines(&batch.data, batch.max_line, |line| {
+                            worker.process_line(line, &mut discard)
+                        });
                     }
                     let done = Done {
-                        seq,
+                        seq: batch.seq,
                         stats: std::mem::replace(
                             &mut worker.stats,
                             Stats {
@@ -175,7 +179,7 @@ pub fn run(
                         ),
                         events: worker.capture.replace(Vec::new()).unwrap_or_default(),
                     };
-                    let _ = free_tx.send(data);
+                    let _ = free_tx.send(batch.data);
                     if done_tx.send(done).is_err() {
                         return;
                     }
@@ -205,12 +209,12 @@ pub fn run(
                 engine.publish(None);
             }
         }
-        let bytes = reader
+        reader
             .join()
             .map_err(|_| io::Error::other("the reader thread panicked"))??;
         result?;
         engine.publish(None);
-        Ok(bytes)
+        Ok(())
     })
 }
 
@@ -226,87 +230,53 @@ impl AlertSink for Discard {
     }
 }
 
-/// Reads `input` into batches that end at a line end. A line longer than
-/// the batch is sent whole (the workers skip it if it is over `max_line`).
+/// Copies the source's batches into numbered buffers for the workers.
 fn read_batches(
-    mut input: impl Read,
-    max_line: usize,
+    source: &mut (dyn Source + Send),
     tx: mpsc::SyncSender<Batch>,
     free: mpsc::Receiver<Vec<u8>>,
-) -> io::Result<u64> {
+) -> io::Result<()> {
     let mut seq = 0;
     let mut lines = 0u64;
-    let mut total = 0u64;
-    let mut carry: Vec<u8> = Vec::new();
-    // Inside a line longer than the limit: drop bytes up to its end.
-    let mut discarding = false;
-    let mut eof = false;
-    while !eof {
-        let mut buf = free.try_recv().unwrap_or_default();
-        buf.clear();
-        buf.extend_from_slice(&carry);
-        carry.clear();
-        let want = BATCH.max(buf.len() + 64 * 1024);
-        let start = buf.len();
-        buf.resize(want, 0);
-        let mut filled = start;
-        while filled < want {
-            let n = match input.read(&mut buf[filled..]) {
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            if n == 0 {
-                eof = true;
-                break;
-            }
-            filled += n;
-        }
-        total += (filled - start) as u64;
-        buf.truncate(filled);
-        if discarding {
-            match memchr::memchr(b'\n', &buf) {
-                Some(i) => {
-                    discarding = false;
-                    lines += 1;
-                    buf.drain(..=i);
+    loop {
+        let mut data = free.try_recv().unwrap_or_default();
+        data.clear();
+        let (too_long, max_line) = match source.next(&mut || Ok(()))? {
+            Next::Batch(b) => match b.body {
+                Body::Lines { text, max_line } => {
+                    data.extend_from_slice(text);
+                    (false, max_line)
                 }
-                None => continue,
-            }
-        }
-        if !eof {
-            match memchr::memrchr(b'\n', &buf) {
-                Some(i) => {
-                    carry.extend_from_slice(&buf[i + 1..]);
-                    buf.truncate(i + 1);
+                Body::Line(Line::TooLong) => (true, 0),
+                Body::Line(Line::Text(text)) => {
+                    data.extend_from_slice(text);
+                    data.push(b'\n');
+                    (false, usize::MAX)
                 }
-                None if buf.len() > max_line + 1 => {
-                    // The start of a line over the limit: the worker
-                    // skips it as too long; its rest is dropped here.
-                    discarding = true;
+                Body::Message(_) => {
+                    return Err(io::Error::other("parallel evaluation reads lines only"))
                 }
-                None => {
-                    carry = std::mem::take(&mut buf);
-                    continue;
-                }
-            }
-        }
-        if buf.is_empty() {
-            continue;
-        }
+            },
+            Next::End | Next::Stop => return Ok(()),
+            Next::Idle | Next::Reset(_) | Next::Closed(_) => continue,
+        };
         let first_line = lines;
-        lines += memchr::memchr_iter(b'\n', &buf).count() as u64;
+        lines += match too_long {
+            true => 1,
+            false => memchr::memchr_iter(b'\n', &data).count() as u64,
+        };
         let batch = Batch {
             seq,
             first_line,
-            data: buf,
+            data,
+            too_long,
+            max_line,
         };
         if tx.send(batch).is_err() {
-            break;
+            return Ok(());
         }
         seq += 1;
     }
-    Ok(total)
 }
 
 #[cfg(test)]
@@ -314,6 +284,8 @@ mod tests {
     use super::*;
     use crate::engine::RuleMatching;
     use crate::sink::stdout::{Format, StdoutSink};
+    use crate::source::lines::LineReader;
+    use crate::source::stream::LineSource;
 
     /// The sample, eight times over with shifted days, so batches split it.
     fn input() -> Vec<u8> {
@@ -355,7 +327,8 @@ mod tests {
                     engine.process_line(line, &mut sink).unwrap();
                 }
             } else {
-                run(&data[..], &mut engine, threads, 1 << 20, &mut sink).unwrap();
+                let mut source = LineSource::new(&data[..], 1 << 20, false, "test");
+                run(&mut source, &mut engine, threads, &mut sink).unwrap();
             }
             engine.finish(&mut sink).unwrap();
             (sink.into_inner(), metrics_text(&registry))

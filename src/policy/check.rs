@@ -15,8 +15,8 @@ use crate::rules::predicate::{Node, OperandId, OperandProg, Program};
 use crate::rules::{CompiledRule, OutputPart, RuleSet};
 
 use super::known;
-use super::lint::{describe, Universe, VERBS};
 use super::matcher::{Request, ResourceAttrs};
+use super::probes::{describe, Universe, VERBS};
 use super::{Level, Policy};
 
 /// The level of the event a field's value lives in.

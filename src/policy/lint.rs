@@ -6,23 +6,12 @@
 
 use std::collections::BTreeMap;
 
-use crate::diag::Diagnostic;
+use crate::diag::{Code, Diagnostic};
 
 use super::known;
-use super::matcher::{resource_pattern_matches, rule_matches, Request, ResourceAttrs};
+use super::matcher::{resource_pattern_matches, rule_matches, Request};
+use super::probes::{describe, Universe, VERBS};
 use super::{GroupResources, Level, Policy, Rule, Spanned};
-
-/// Every verb the API server uses in authorization attributes.
-pub const VERBS: [&str; 8] = [
-    "get",
-    "list",
-    "watch",
-    "create",
-    "update",
-    "patch",
-    "delete",
-    "deletecollection",
-];
 
 /// Lints a parsed policy.
 pub fn lint(p: &Policy) -> Vec<Diagnostic> {
@@ -30,7 +19,7 @@ pub fn lint(p: &Policy) -> Vec<Diagnostic> {
     if p.rules.is_empty() {
         out.push(
             Diagnostic::error(
-                "empty-rules",
+                Code::EmptyRules,
                 "the policy has no rules: the API server logs nothing",
             )
             .at(&p.file, p.rules_pos, p.rules_pos + 5),
@@ -66,7 +55,7 @@ fn shape(p: &Policy, r: &Rule, out: &mut Vec<Diagnostic>) {
         let pos = r.urls_pos.unwrap_or(r.pos);
         out.push(
             Diagnostic::error(
-                "urls-with-resources",
+                Code::UrlsWithResources,
                 "a rule cannot have both nonResourceURLs and resources or namespaces: the API server refuses the policy",
             )
             .at(&p.file, pos, pos + "nonResourceURLs".len())
@@ -80,7 +69,7 @@ fn shape(p: &Policy, r: &Rule, out: &mut Vec<Diagnostic>) {
             out.push(at(
                 p,
                 Diagnostic::error(
-                    "group-version",
+                    Code::GroupVersion,
                     format!("`{}` is a group with a version: groups are written without one, so this entry never matches", g.value),
                 )
                 .help(format!("write `group: \"{bare}\"`")),
@@ -91,7 +80,7 @@ fn shape(p: &Policy, r: &Rule, out: &mut Vec<Diagnostic>) {
             out.push(at(
                 p,
                 Diagnostic::error(
-                    "names-without-resources",
+                    Code::NamesWithoutResources,
                     "resourceNames without resources: the names are ignored and the entry matches every resource of the group",
                 ),
                 &gr.resource_names[0],
@@ -116,7 +105,7 @@ fn shape(p: &Policy, r: &Rule, out: &mut Vec<Diagnostic>) {
                 out.push(at(
                     p,
                     Diagnostic::error(
-                        "wrong-group",
+                        Code::WrongGroup,
                         format!("`{base}` is not served from {shown}: this entry never matches it"),
                     )
                     .help(format!("list it under group {}", names.join(" or "))),
@@ -218,7 +207,7 @@ fn shadowed(p: &Policy, out: &mut Vec<Diagnostic>) {
             out.push(at_rule(
                 p,
                 Diagnostic::warning(
-                    "shadowed",
+                    Code::Shadowed,
                     format!(
                         "this rule never applies: every request it matches is matched first by the rule at line {} (level {})",
                         p.line_of(a.pos),
@@ -229,135 +218,6 @@ fn shadowed(p: &Policy, out: &mut Vec<Diagnostic>) {
                 b,
             ));
         }
-    }
-}
-
-/// Identities, namespaces and names to probe a policy with: those it
-/// mentions, and ordinary ones.
-pub struct Universe {
-    pub identities: Vec<(String, Vec<String>)>,
-    pub namespaces: Vec<String>,
-    pub names: Vec<String>,
-}
-
-impl Universe {
-    pub fn of(p: &Policy) -> Universe {
-        let auth = "system:authenticated".to_string();
-        let mut identities = vec![("jane".to_string(), vec![auth.clone()])];
-        for r in &p.rules {
-            for u in &r.users {
-                identities.push((u.value.clone(), vec![auth.clone()]));
-            }
-            for g in &r.user_groups {
-                let groups = if g.value == "system:unauthenticated" {
-                    vec![g.value.clone()]
-                } else {
-                    vec![g.value.clone(), auth.clone()]
-                };
-                identities.push((format!("member-of:{}", g.value), groups));
-            }
-        }
-        identities.push((
-            "system:anonymous".into(),
-            vec!["system:unauthenticated".into()],
-        ));
-        identities.sort();
-        identities.dedup();
-        // The ordinary user first: examples then read "by any user".
-        if let Some(i) = identities.iter().position(|(u, _)| u == "jane") {
-            let jane = identities.remove(i);
-            identities.insert(0, jane);
-        }
-        let mut namespaces = vec![
-            "default".to_string(),
-            "kube-system".to_string(),
-            "team-a".to_string(),
-        ];
-        let mut names = vec!["x".to_string()];
-        for r in &p.rules {
-            namespaces.extend(
-                r.namespaces
-                    .iter()
-                    .map(|n| n.value.clone())
-                    .filter(|n| !n.is_empty()),
-            );
-            for gr in &r.resources {
-                names.extend(gr.resource_names.iter().map(|n| n.value.clone()));
-            }
-        }
-        namespaces.sort();
-        namespaces.dedup();
-        names.sort();
-        names.dedup();
-        Universe {
-            identities,
-            namespaces,
-            names,
-        }
-    }
-
-    /// Every probe request on `group`/`resource`/`sub` with one of `verbs`.
-    pub fn requests<'a>(
-        &'a self,
-        group: &'a str,
-        resource: &'a str,
-        sub: &'a str,
-        verbs: &'a [&'a str],
-    ) -> impl Iterator<Item = Request> + 'a {
-        let cluster = [String::new()];
-        let namespaces: Vec<String> = if known::namespaced(resource) {
-            self.namespaces.clone()
-        } else {
-            cluster.to_vec()
-        };
-        self.identities.iter().flat_map(move |(user, groups)| {
-            let namespaces = namespaces.clone();
-            verbs.iter().flat_map(move |verb| {
-                let namespaces = namespaces.clone();
-                namespaces.into_iter().flat_map(move |ns| {
-                    self.names.iter().map(move |name| Request {
-                        user: user.clone(),
-                        groups: groups.clone(),
-                        verb: verb.to_string(),
-                        resource: Some(ResourceAttrs {
-                            group: group.to_string(),
-                            resource: resource.to_string(),
-                            subresource: sub.to_string(),
-                            namespace: ns.clone(),
-                            name: name.clone(),
-                        }),
-                        path: String::new(),
-                    })
-                })
-            })
-        })
-    }
-}
-
-/// A short description of a probe request.
-pub fn describe(req: &Request) -> String {
-    let who = if req.user == "jane" {
-        "any user".to_string()
-    } else if let Some(g) = req.user.strip_prefix("member-of:") {
-        format!("a member of {g}")
-    } else {
-        format!("user {}", req.user)
-    };
-    match &req.resource {
-        Some(a) => {
-            let res = if a.subresource.is_empty() {
-                a.resource.clone()
-            } else {
-                format!("{}/{}", a.resource, a.subresource)
-            };
-            let ns = if a.namespace.is_empty() {
-                String::new()
-            } else {
-                format!(" in {}", a.namespace)
-            };
-            format!("`{}` of {res}{ns} by {who}", req.verb)
-        }
-        None => format!("`{}` of {} by {who}", req.verb, req.path),
     }
 }
 
@@ -458,7 +318,7 @@ fn sensitive(p: &Policy, u: &Universe, out: &mut Vec<Diagnostic>) {
             out.push(at_rule(
                 p,
                 Diagnostic::error(
-                    "sensitive-body",
+                    Code::SensitiveBody,
                     format!(
                         "{res} are logged at {level} by this rule (e.g. {}): their {bodies} hold {what}, which end up in the audit log",
                         describe(&example)
@@ -510,7 +370,7 @@ fn read_bodies(p: &Policy, u: &Universe, out: &mut Vec<Diagnostic>) {
         out.push(at_rule(
             p,
             Diagnostic::warning(
-                "read-response-bodies",
+                Code::ReadResponseBodies,
                 format!(
                     "get, list and watch are logged at RequestResponse by this rule (e.g. {}): every read's response body goes into the log, and a list can be megabytes",
                     describe(&example)
@@ -559,9 +419,9 @@ fn pods_subresources(p: &Policy, u: &Universe, out: &mut Vec<Diagnostic>) {
                         );
                         let help = "list subresources explicitly: \"pods/exec\", \"pods/attach\", \"pods/portforward\" (or \"pods/*\")";
                         let d = if d.level == Level::None {
-                            Diagnostic::warning("pods-subresource", msg)
+                            Diagnostic::warning(Code::PodsSubresource, msg)
                         } else {
-                            Diagnostic::info("pods-subresource", msg)
+                            Diagnostic::info(Code::PodsSubresource, msg)
                         };
                         out.push(at(p, d.help(help), pods));
                         break 'sub;
@@ -647,9 +507,9 @@ fn high_volume(p: &Policy, out: &mut Vec<Diagnostic>) {
             describe(&example)
         );
         let d = if level >= Level::Request {
-            Diagnostic::warning("high-volume", msg)
+            Diagnostic::warning(Code::HighVolume, msg)
         } else {
-            Diagnostic::info("high-volume", msg)
+            Diagnostic::info(Code::HighVolume, msg)
         };
         out.push(at_rule(
             p,
@@ -678,7 +538,7 @@ fn stages(p: &Policy, out: &mut Vec<Diagnostic>) {
         out.push(at_rule(
             p,
             Diagnostic::warning(
-                "request-received",
+                Code::RequestReceived,
                 format!(
                     "RequestReceived is not omitted (rules at line {}): every request is logged once when it arrives and again when it completes",
                     lines.join(", ")
@@ -698,7 +558,7 @@ fn catch_all(p: &Policy, out: &mut Vec<Diagnostic>) {
     out.push(at_rule(
         p,
         Diagnostic::warning(
-            "no-catch-all",
+            Code::NoCatchAll,
             "no final catch-all rule: requests no rule matches are not logged at all",
         )
         .help("end the policy with `- level: Metadata` (and omitStages: [\"RequestReceived\"])"),
@@ -718,7 +578,7 @@ mod tests {
         let p = p.unwrap();
         lint(&p)
             .into_iter()
-            .map(|d| (d.code, d.severity, d.line_col().map_or(0, |l| l.0)))
+            .map(|d| (d.code.as_str(), d.severity, d.line_col().map_or(0, |l| l.0)))
             .collect()
     }
 

@@ -7,12 +7,13 @@ pub mod check;
 pub mod known;
 pub mod lint;
 pub mod matcher;
+pub mod probes;
 pub mod simulate;
 
 use std::fmt;
 use std::sync::Arc;
 
-use crate::diag::{did_you_mean, Diagnostic, SourceFile};
+use crate::diag::{did_you_mean, Code, Diagnostic, SourceFile};
 use crate::rules::yaml::{self, Node};
 
 /// How much of a request is logged.
@@ -158,7 +159,7 @@ pub fn parse(file: Arc<SourceFile>) -> (Option<Policy>, Vec<Diagnostic>) {
     let docs = match yaml::parse(&file.text) {
         Ok(d) => d,
         Err(e) => {
-            let d = Diagnostic::error("yaml", format!("invalid YAML: {}", e.message)).at(
+            let d = Diagnostic::error(Code::Yaml, format!("invalid YAML: {}", e.message)).at(
                 &file,
                 e.pos,
                 e.pos + 1,
@@ -167,13 +168,13 @@ pub fn parse(file: Arc<SourceFile>) -> (Option<Policy>, Vec<Diagnostic>) {
         }
     };
     let Some(doc) = docs.first() else {
-        let d = Diagnostic::error("empty-policy", "the file holds no policy").at(&file, 0, 0);
+        let d = Diagnostic::error(Code::EmptyPolicy, "the file holds no policy").at(&file, 0, 0);
         return (None, vec![d]);
     };
     let Some(entries) = doc.as_map() else {
         r.error(
             doc,
-            "not-a-policy",
+            Code::NotAPolicy,
             format!("a policy is a mapping, not {}", doc.type_name()),
         );
         return (None, r.diags);
@@ -193,14 +194,14 @@ pub fn parse(file: Arc<SourceFile>) -> (Option<Policy>, Vec<Diagnostic>) {
                 Some("audit.k8s.io/v1") => {}
                 Some(other @ ("audit.k8s.io/v1beta1" | "audit.k8s.io/v1alpha1")) => r.warn(
                     v,
-                    "api-version",
+                    Code::ApiVersion,
                     format!("{other} was removed in Kubernetes 1.24; use audit.k8s.io/v1"),
                 ),
-                _ => r.error(v, "api-version", "apiVersion must be audit.k8s.io/v1"),
+                _ => r.error(v, Code::ApiVersion, "apiVersion must be audit.k8s.io/v1"),
             },
             "kind" => {
                 if v.as_str() != Some("Policy") {
-                    r.error(v, "not-a-policy", "kind must be Policy");
+                    r.error(v, Code::NotAPolicy, "kind must be Policy");
                 }
             }
             "metadata" => {}
@@ -218,7 +219,7 @@ pub fn parse(file: Arc<SourceFile>) -> (Option<Policy>, Vec<Diagnostic>) {
                     }
                     None => r.error(
                         v,
-                        "bad-value",
+                        Code::BadValue,
                         format!("rules must be a list, not {}", v.type_name()),
                     ),
                 }
@@ -229,7 +230,7 @@ pub fn parse(file: Arc<SourceFile>) -> (Option<Policy>, Vec<Diagnostic>) {
     if !saw_rules {
         r.error(
             doc,
-            "empty-rules",
+            Code::EmptyRules,
             "the policy has no `rules`: the API server logs nothing",
         );
     }
@@ -247,13 +248,13 @@ impl Reader {
         (node.pos, node.pos + len)
     }
 
-    fn error(&mut self, node: &Node, code: &'static str, msg: impl Into<String>) {
+    fn error(&mut self, node: &Node, code: Code, msg: impl Into<String>) {
         let (s, e) = self.span(node);
         self.diags
             .push(Diagnostic::error(code, msg).at(&self.file, s, e));
     }
 
-    fn warn(&mut self, node: &Node, code: &'static str, msg: impl Into<String>) {
+    fn warn(&mut self, node: &Node, code: Code, msg: impl Into<String>) {
         let (s, e) = self.span(node);
         self.diags
             .push(Diagnostic::warning(code, msg).at(&self.file, s, e));
@@ -264,7 +265,7 @@ impl Reader {
         let (s, e) = self.span(k);
         self.diags.push(
             Diagnostic::error(
-                "unknown-key",
+                Code::UnknownKey,
                 format!("unknown key `{key}` (the API server refuses the policy)"),
             )
             .at(&self.file, s, e)
@@ -275,7 +276,7 @@ impl Reader {
     fn boolean(&mut self, v: &Node) -> Option<bool> {
         let b = v.as_bool();
         if b.is_none() {
-            self.error(v, "bad-value", "expected true or false");
+            self.error(v, Code::BadValue, "expected true or false");
         }
         b
     }
@@ -287,7 +288,7 @@ impl Reader {
         let Some(items) = v.as_seq() else {
             self.error(
                 v,
-                "bad-value",
+                Code::BadValue,
                 format!("{what} must be a list of strings, not {}", v.type_name()),
             );
             return Vec::new();
@@ -302,7 +303,7 @@ impl Reader {
                 _ => {
                     self.error(
                         i,
-                        "bad-value",
+                        Code::BadValue,
                         format!("{what} must hold strings, not {}", i.type_name()),
                     );
                     None
@@ -316,7 +317,7 @@ impl Reader {
         for s in &stages {
             if !STAGES.contains(&s.value.as_str()) {
                 let d = Diagnostic::error(
-                    "bad-stage",
+                    Code::BadStage,
                     format!("`{}` is not a stage ({})", s.value, STAGES.join(", ")),
                 )
                 .at(&self.file, s.pos, s.pos + s.value.len().max(1))
@@ -331,7 +332,7 @@ impl Reader {
         let Some(entries) = item.as_map() else {
             self.error(
                 item,
-                "bad-value",
+                Code::BadValue,
                 format!("a rule is a mapping, not {}", item.type_name()),
             );
             return None;
@@ -361,7 +362,7 @@ impl Reader {
                         let (s, e) = self.span(v);
                         self.diags.push(
                             Diagnostic::error(
-                                "bad-level",
+                                Code::BadLevel,
                                 format!("`{got}` is not a level (None, Metadata, Request, RequestResponse)"),
                             )
                             .at(&self.file, s, e)
@@ -389,7 +390,7 @@ impl Reader {
         }
         match level {
             Some(l) => rule.level = l,
-            None => self.error(item, "missing-level", "a rule needs a `level`"),
+            None => self.error(item, Code::MissingLevel, "a rule needs a `level`"),
         }
         Some(rule)
     }
@@ -401,7 +402,7 @@ impl Reader {
         let Some(items) = v.as_seq() else {
             self.error(
                 v,
-                "bad-value",
+                Code::BadValue,
                 format!("resources must be a list of groups, not {}", v.type_name()),
             );
             return Vec::new();
@@ -411,7 +412,7 @@ impl Reader {
             let Some(entries) = item.as_map() else {
                 self.error(
                     item,
-                    "bad-value",
+                    Code::BadValue,
                     "each resources entry is a mapping with `group`, `resources`, `resourceNames`",
                 );
                 continue;
@@ -502,7 +503,7 @@ mod tests {
     #[test]
     fn a_policy_without_rules_is_an_error() {
         let (_, d) = policy("apiVersion: audit.k8s.io/v1\nkind: Policy\n");
-        assert_eq!(d[0].code, "empty-rules");
+        assert_eq!(d[0].code, Code::EmptyRules);
         let (_, d) = policy("apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: []\n");
         assert!(
             d.is_empty(),

@@ -162,7 +162,7 @@ pub fn simulate(
                         .map(|c| c.into_owned())
                         .unwrap_or_default(),
                     stage,
-                    request: super::lint::describe(&req),
+                    request: super::probes::describe(&req),
                     level: level.as_str(),
                     rule_line: d.rule.map(|i| policy.line_of(policy.rules[i].pos)),
                     kept_bytes: kept,

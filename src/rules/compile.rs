@@ -16,7 +16,7 @@ use super::predicate::{
 };
 use super::yaml::Node as YamlNode;
 use super::{AggField, Aggregate, CompiledRule, LoadOptions, OutputPart, RuleSet};
-use crate::diag::{did_you_mean, Diagnostic};
+use crate::diag::{did_you_mean, Code, Diagnostic};
 use crate::fields::{self, ArgSpec};
 use crate::window::Spec;
 
@@ -47,7 +47,7 @@ pub fn compile(defs: &Definitions, options: &LoadOptions) -> (RuleSet, Vec<Diagn
                 owner: format!("macro `{}`", m.name),
             };
             c.diags.push(
-                ctx.err("syntax", e.message, e.span)
+                ctx.err(Code::Syntax, e.message, e.span)
                     .label(format!("expected {}", e.expected)),
             );
         }
@@ -83,7 +83,7 @@ struct Ctx<'t> {
 }
 
 impl Ctx<'_> {
-    fn err(&self, code: &'static str, msg: String, span: (usize, usize)) -> Diagnostic {
+    fn err(&self, code: Code, msg: String, span: (usize, usize)) -> Diagnostic {
         self.text.diag(
             Diagnostic::error(code, format!("{msg} (in {})", self.owner)),
             span,
@@ -115,7 +115,7 @@ impl Compiler<'_> {
             Ok(expr) => self.expr(&expr, &ctx).map_err(|e| errors.extend(e)).ok(),
             Err(e) => {
                 let d = ctx
-                    .err("syntax", e.message, e.span)
+                    .err(Code::Syntax, e.message, e.span)
                     .label(format!("expected {}", e.expected));
                 errors.push(d);
                 None
@@ -145,7 +145,7 @@ impl Compiler<'_> {
             .map_err(|e| errors.extend(e))
             .ok();
         if !errors.is_empty() {
-            let only_unknown = errors.iter().all(|d| d.code == "unknown-field");
+            let only_unknown = errors.iter().all(|d| d.code == Code::UnknownField);
             if def.skip_if_unknown_filter && only_unknown {
                 for mut d in errors {
                     d.severity = crate::diag::Severity::Warning;
@@ -214,7 +214,7 @@ impl Compiler<'_> {
             Some(MacroState::Failed(e)) => return Err(e.clone()),
             Some(MacroState::InProgress) => {
                 return Err(vec![ctx.err(
-                    "macro-cycle",
+                    Code::MacroCycle,
                     format!("reference loop in macro `{name}`"),
                     span,
                 )]);
@@ -229,7 +229,7 @@ impl Compiler<'_> {
                 "is not defined"
             };
             return Err(vec![ctx
-                .err("undefined-macro", format!("macro `{name}` {what}"), span)
+                .err(Code::UndefinedMacro, format!("macro `{name}` {what}"), span)
                 .label("unknown macro")
                 .help_opt(hint)]);
         };
@@ -241,7 +241,7 @@ impl Compiler<'_> {
         let result = match parse_condition(&def.condition.text) {
             Ok(expr) => self.expr(&expr, &mctx),
             Err(e) => Err(vec![mctx
-                .err("syntax", e.message, e.span)
+                .err(Code::Syntax, e.message, e.span)
                 .label(format!("expected {}", e.expected))]),
         };
         match &result {
@@ -265,14 +265,14 @@ impl Compiler<'_> {
         };
         if list && !matches!(c.op, Op::Exists | Op::In | Op::Intersects) {
             return Err(vec![ctx.err(
-                "list-operator",
+                Code::ListOperator,
                 format!("list field `{field_name}` only supports the operators `exists`, `in` and `intersects`"),
                 c.op_span,
             )]);
         }
         if matches!(c.op, Op::BContains | Op::BStartsWith) {
             return Err(vec![ctx.err(
-                "operator-type",
+                Code::OperatorType,
                 format!(
                     "operator `{}` works on byte buffers; k8s audit fields are strings",
                     c.op.as_str()
@@ -300,7 +300,7 @@ impl Compiler<'_> {
                     let hint = did_you_mean(name, self.defs.lists.iter().map(|l| l.name.as_str()));
                     return Err(vec![ctx
                         .err(
-                            "undefined-list",
+                            Code::UndefinedList,
                             format!("list `{name}` is not defined"),
                             *span,
                         )
@@ -337,7 +337,7 @@ impl Compiler<'_> {
             Op::PMatch => Test::PMatch(values),
             other => {
                 return Err(vec![ctx.err(
-                    "operator-value",
+                    Code::OperatorValue,
                     format!(
                         "operator `{}` takes a single value, not a list",
                         other.as_str()
@@ -362,20 +362,20 @@ impl Compiler<'_> {
             Op::Exists | Op::In | Op::Intersects | Op::PMatch => {
                 // The grammar only lets list operators take lists.
                 return Err(vec![ctx.err(
-                    "operator-value",
+                    Code::OperatorValue,
                     format!("operator `{}` needs a list", op.as_str()),
                     v.span,
                 )]);
             }
             Op::Glob | Op::IGlob | Op::Regex | Op::IContains => {
-                value_test(op, &text).map_err(|msg| vec![ctx.err("regex", msg, v.span)])?
+                value_test(op, &text).map_err(|msg| vec![ctx.err(Code::Regex, msg, v.span)])?
             }
             Op::Eq | Op::Ne | Op::Lt | Op::Le | Op::Gt | Op::Ge if numeric => {
                 match parse_number(&text) {
                     Some(n) => Test::Num(op, n, format_num(n)),
                     None => {
                         return Err(vec![ctx.err(
-                            "number",
+                            Code::Number,
                             format!("`{text}` is not a number; the left side is numeric"),
                             v.span,
                         )])
@@ -403,7 +403,7 @@ impl Compiler<'_> {
                     let hint = did_you_mean(&f.name, fields::catalog().iter().map(|d| d.name));
                     return Err(vec![ctx
                         .err(
-                            "unknown-field",
+                            Code::UnknownField,
                             format!("unknown field `{}`", f.name),
                             f.span,
                         )
@@ -421,7 +421,7 @@ impl Compiler<'_> {
                     };
                     vec![ctx
                         .err(
-                            "field-argument",
+                            Code::FieldArgument,
                             format!("field `{}` {e}", def.name),
                             f.span,
                         )
@@ -447,7 +447,7 @@ impl Compiler<'_> {
                 };
                 if !arity_ok {
                     return Err(vec![ctx.err(
-                        "transformer",
+                        Code::Transformer,
                         format!("wrong number of arguments for `{}()`", t.kind.name()),
                         t.span,
                     )]);
@@ -475,7 +475,7 @@ impl Compiler<'_> {
         if exc.fields.is_empty() {
             return Err(vec![err(
                 &exc.loc,
-                "exception",
+                Code::Exception,
                 "an exception needs `fields`".into(),
                 1,
             )]);
@@ -495,7 +495,7 @@ impl Compiler<'_> {
         if comps.len() != exc.fields.len() {
             return Err(vec![err(
                 &exc.loc,
-                "exception",
+                Code::Exception,
                 "fields and comps lists must have equal length".into(),
                 1,
             )]);
@@ -507,7 +507,7 @@ impl Compiler<'_> {
             let Some(op) = Op::parse(comp) else {
                 errors.push(err(
                     cloc.unwrap_or(&exc.loc),
-                    "exception",
+                    Code::Exception,
                     format!("`{comp}` is not a supported comparison operator"),
                     comp.len(),
                 ));
@@ -526,7 +526,7 @@ impl Compiler<'_> {
                     )),
                     Err(e) => errors.push(err(
                         floc,
-                        "field-argument",
+                        Code::FieldArgument,
                         format!("field `{field}` {e}"),
                         field.len(),
                     )),
@@ -536,7 +536,7 @@ impl Compiler<'_> {
                     errors.push(
                         err(
                             floc,
-                            "unknown-field",
+                            Code::UnknownField,
                             format!("`{field}` is not a supported filter field"),
                             field.len(),
                         )
@@ -563,7 +563,7 @@ impl Compiler<'_> {
                     None => {
                         errors.push(err(
                             &vloc,
-                            "exception",
+                            Code::Exception,
                             "each value of a multi-field exception must be a sequence".into(),
                             1,
                         ));
@@ -574,7 +574,7 @@ impl Compiler<'_> {
             if tuple.len() != exc.fields.len() && !exc.scalar {
                 errors.push(err(
                     &vloc,
-                    "exception",
+                    Code::Exception,
                     "fields and values lists must have equal length".into(),
                     1,
                 ));
@@ -592,7 +592,7 @@ impl Compiler<'_> {
                             file: file.clone(),
                             pos: v.pos,
                         },
-                        "exception",
+                        Code::Exception,
                         msg,
                         1,
                     )),
@@ -610,7 +610,7 @@ impl Compiler<'_> {
             let (lhs_id, list) = lhs[0];
             match self.list_or_value(lhs_id, list, ops[0], items) {
                 Ok(id) => alternatives.push(id),
-                Err(msg) => errors.push(err(&exc.loc, "exception", msg, 1)),
+                Err(msg) => errors.push(err(&exc.loc, Code::Exception, msg, 1)),
             }
         }
         if !errors.is_empty() {
@@ -682,7 +682,7 @@ impl Compiler<'_> {
         };
         let clause = aggregate::parse(&text.text, self.options.resolution_ns).map_err(|errs| {
             errs.into_iter()
-                .map(|e| ctx.err("aggregate", e.message, e.span).help_opt(e.help))
+                .map(|e| ctx.err(Code::Aggregate, e.message, e.span).help_opt(e.help))
                 .collect::<Vec<_>>()
         })?;
         let mut errors = Vec::new();
@@ -691,7 +691,7 @@ impl Compiler<'_> {
                 match c.operand(&Operand::Field(f.clone()), &ctx) {
                     Ok((_, true)) => {
                         errors.push(ctx.err(
-                            "aggregate",
+                            Code::Aggregate,
                             format!(
                                 "{what} `{}` is a list field; it needs a single value",
                                 f.name
@@ -751,7 +751,7 @@ impl Compiler<'_> {
             owner: format!("the output of rule `{}`", def.name),
         };
         let pieces = parse_output(&def.output.text)
-            .map_err(|e| vec![ctx.err("output", e.message, e.span)])?;
+            .map_err(|e| vec![ctx.err(Code::Output, e.message, e.span)])?;
         let mut parts = Vec::new();
         let mut fields_out: Vec<(String, OutputPart)> = Vec::new();
         let mut errors = Vec::new();
@@ -810,7 +810,7 @@ impl Compiler<'_> {
         if !windowed {
             if agg_field.is_some() {
                 errors.push(ctx.err(
-                    "output",
+                    Code::Output,
                     format!("`%{name}` is only available in windowed rules (with `aggregate:`)"),
                     span,
                 ));
@@ -831,7 +831,7 @@ impl Compiler<'_> {
         let by: Vec<&str> = agg.by.iter().map(|(b, _)| b.as_str()).collect();
         errors.push(
             ctx.err(
-                "output",
+                Code::Output,
                 format!("a windowed rule's output can use %agg.value, %agg.threshold, %agg.window, %agg.for, %agg.state and its `by` fields, not `%{name}`"),
                 span,
             )

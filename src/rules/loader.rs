@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::yaml::{self, Node};
 use super::Priority;
-use crate::diag::{Diagnostic, SourceFile};
+use crate::diag::{Code, Diagnostic, SourceFile};
 
 /// The Falco rules engine version whose rules-file features Saker accepts.
 pub const ENGINE_VERSION: (u64, u64, u64) = (0, 40, 0);
@@ -180,14 +180,14 @@ impl Definitions {
         let docs = match yaml::parse(&file.text) {
             Ok(docs) => docs,
             Err(e) => {
-                let d = Diagnostic::error("yaml", format!("invalid YAML: {}", e.message));
+                let d = Diagnostic::error(Code::Yaml, format!("invalid YAML: {}", e.message));
                 self.diagnostics.push(d.at(&file, e.pos, e.pos + 1));
                 return;
             }
         };
         for doc in &docs {
             let Some(items) = doc.as_seq() else {
-                let d = Diagnostic::error("yaml-structure", "a rules file must be a sequence of items (`- rule: ...`, `- macro: ...`, `- list: ...`)");
+                let d = Diagnostic::error(Code::YamlStructure, "a rules file must be a sequence of items (`- rule: ...`, `- macro: ...`, `- list: ...`)");
                 self.diagnostics.push(Loc::of(&file, doc).diag(d, 1));
                 continue;
             };
@@ -200,13 +200,13 @@ impl Definitions {
     }
 
     fn load_item(&mut self, file: &Arc<SourceFile>, item: &Node) -> Result<(), Box<Diagnostic>> {
-        let err = |node: &Node, code: &'static str, msg: String| -> Box<Diagnostic> {
+        let err = |node: &Node, code: Code, msg: String| -> Box<Diagnostic> {
             Box::new(Loc::of(file, node).diag(Diagnostic::error(code, msg), 1))
         };
         let Some(entries) = item.as_map() else {
             return Err(err(
                 item,
-                "yaml-structure",
+                Code::YamlStructure,
                 format!("expected a mapping item, found {}", item.type_name()),
             ));
         };
@@ -227,7 +227,7 @@ impl Definitions {
             Some("rule") => self.load_rule(file, item),
             _ => {
                 let key = entries.first().map(|(k, _)| k).unwrap_or(item);
-                let d = Diagnostic::warning("unknown-item", "unknown top-level item; expected rule, macro, list, required_engine_version or required_plugin_versions");
+                let d = Diagnostic::warning(Code::UnknownItem, "unknown top-level item; expected rule, macro, list, required_engine_version or required_plugin_versions");
                 self.diagnostics.push(Loc::of(file, key).diag(d, 1));
                 Ok(())
             }
@@ -239,7 +239,7 @@ impl Definitions {
             let name = k.as_str().unwrap_or_default();
             if !known.contains(&name) {
                 let d = Diagnostic::warning(
-                    "unknown-key",
+                    Code::UnknownKey,
                     format!("unknown key `{name}`; it is ignored"),
                 )
                 .help_opt(crate::diag::did_you_mean(name, known.iter().copied()));
@@ -261,14 +261,14 @@ impl Definitions {
         };
         let Some(required) = required else {
             let d = Diagnostic::error(
-                "engine-version",
+                Code::EngineVersion,
                 format!("`{text}` is not a version (expected a number or x.y.z)"),
             );
             return Err(Box::new(Loc::of(file, node).diag(d, text.len().max(1))));
         };
         if required > ENGINE_VERSION {
             let d = Diagnostic::error(
-                "engine-version",
+                Code::EngineVersion,
                 format!(
                     "rules require engine version {}, but Saker implements the rules format of Falco engine {}",
                     fmt_ver(required),
@@ -288,7 +288,7 @@ impl Definitions {
         let node = item.get("required_plugin_versions").expect("checked");
         let Some(entries) = node.as_seq() else {
             let d = Diagnostic::error(
-                "plugin-version",
+                Code::PluginVersion,
                 "required_plugin_versions must be a sequence of {name, version}",
             );
             return Err(Box::new(Loc::of(file, node).diag(d, 1)));
@@ -310,7 +310,7 @@ impl Definitions {
                     .and_then(parse_semver);
                 let (Some(name), Some(version)) = (name, version) else {
                     let d = Diagnostic::error(
-                        "plugin-version",
+                        Code::PluginVersion,
                         "each required plugin needs a `name` and a semantic `version`",
                     );
                     return Err(Box::new(Loc::of(file, c).diag(d, 1)));
@@ -328,13 +328,13 @@ impl Definitions {
                     K8SAUDIT_VERSION
                 };
                 let d = Diagnostic::error(
-                    "plugin-version",
+                    Code::PluginVersion,
                     format!("rules require plugin `{name}` {} but Saker provides the fields of {name} {}", fmt_ver(version), fmt_ver(provided)),
                 );
                 return Err(Box::new(Loc::of(file, entry).diag(d, 1)));
             }
             let d = Diagnostic::warning(
-                "plugin-version",
+                Code::PluginVersion,
                 format!(
                     "plugin `{name}` is not part of Saker; rules that use its fields will not load"
                 ),
@@ -360,7 +360,7 @@ impl Definitions {
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|bad| {
                         let d = Diagnostic::error(
-                            "yaml-structure",
+                            Code::YamlStructure,
                             format!(
                                 "list items must be strings or numbers, found {}",
                                 bad.type_name()
@@ -370,7 +370,7 @@ impl Definitions {
                     })?,
                 None if n.is_null() => Vec::new(),
                 None => {
-                    let d = Diagnostic::error("yaml-structure", "`items` must be a sequence");
+                    let d = Diagnostic::error(Code::YamlStructure, "`items` must be a sequence");
                     return Err(Box::new(Loc::of(file, n).diag(d, 1)));
                 }
             },
@@ -388,7 +388,7 @@ impl Definitions {
             (Some(Mode::Append), Some(&i)) => self.lists[i].items.extend(expanded),
             (Some(Mode::Append), None) => {
                 let d = Diagnostic::error(
-                    "append-missing",
+                    Code::AppendMissing,
                     format!("list `{name}` uses append, but no list by that name exists yet"),
                 );
                 return Err(Box::new(loc.diag(d, name.len())));
@@ -426,7 +426,7 @@ impl Definitions {
             (Some(Mode::Append), Some(&i)) => self.macros[i].condition.append(condition),
             (Some(Mode::Append), None) => {
                 let d = Diagnostic::error(
-                    "append-missing",
+                    Code::AppendMissing,
                     format!("macro `{name}` uses append, but no macro by that name exists yet"),
                 );
                 return Err(Box::new(loc.diag(d, name.len())));
@@ -474,7 +474,7 @@ impl Definitions {
         let ov = item.get("override");
         if let (Some(a), Some(_)) = (append, ov) {
             let d = Diagnostic::error(
-                "override",
+                Code::Override,
                 "`override` and `append: true` cannot be used together; use override only",
             );
             return Err(Box::new(Loc::of(file, a).diag(d, 6)));
@@ -491,7 +491,7 @@ impl Definitions {
         if let Some(ov) = ov {
             let Some(entries) = ov.as_map() else {
                 let d = Diagnostic::error(
-                    "override",
+                    Code::Override,
                     "`override` must map keys to `append` or `replace`",
                 );
                 return Err(Box::new(Loc::of(file, ov).diag(d, 1)));
@@ -503,14 +503,14 @@ impl Definitions {
                     Some("replace") => Mode::Replace,
                     _ => {
                         let d = Diagnostic::error(
-                            "override",
+                            Code::Override,
                             format!("override of `{key}` must be `append` or `replace`"),
                         );
                         return Err(Box::new(Loc::of(file, v).diag(d, 1)));
                     }
                 };
                 if item.get(key).is_none() {
-                    let d = Diagnostic::error("override", format!("an override for `{key}` was given but `{key}` is not defined in this item"));
+                    let d = Diagnostic::error(Code::Override, format!("an override for `{key}` was given but `{key}` is not defined in this item"));
                     return Err(Box::new(Loc::of(file, k).diag(d, key.len())));
                 }
                 out.insert(key.to_string(), mode);
@@ -518,7 +518,7 @@ impl Definitions {
             for k in allowed {
                 if item.get(k).is_some() && !out.contains_key(*k) {
                     let d = Diagnostic::error(
-                        "override",
+                        Code::Override,
                         format!("unexpected key `{k}`: no corresponding entry under `override`"),
                     );
                     let node = item
@@ -590,14 +590,14 @@ impl Definitions {
                     "uses append or override"
                 };
                 let d = Diagnostic::error(
-                    "append-missing",
+                    Code::AppendMissing,
                     format!("rule `{name}` {what}, but no rule by that name exists yet"),
                 );
                 return Err(Box::new(loc.diag(d, name.len())));
             };
             if overrides.is_empty() {
                 let d = Diagnostic::warning(
-                    "deprecated",
+                    Code::Deprecated,
                     "a standalone `enabled` item is deprecated; use `override: {enabled: replace}`",
                 );
                 self.diagnostics.push(loc.diag(d, name.len()));
@@ -613,7 +613,7 @@ impl Definitions {
         }
         if !missing_keys.is_empty() {
             let d = Diagnostic::error(
-                "missing-key",
+                Code::MissingKey,
                 format!(
                     "rule `{name}` is missing {}",
                     missing_keys
@@ -667,7 +667,7 @@ impl Definitions {
             Some(i) => {
                 if let (Some(a), Some(b)) = (&self.rules[i].source, &rule.source) {
                     if a != b {
-                        let d = Diagnostic::error("redefinition", format!("rule `{name}` has been re-defined with a different source ({b}, was {a})"));
+                        let d = Diagnostic::error(Code::Redefinition, format!("rule `{name}` has been re-defined with a different source ({b}, was {a})"));
                         return Err(Box::new(rule.loc.diag(d, name.len())));
                     }
                 }
@@ -771,7 +771,7 @@ impl Definitions {
                                         .map(|f| &f.0)
                                         .ne(old.fields.iter().map(|f| &f.0))
                                 {
-                                    let d = Diagnostic::error("exception", "cannot append exception fields to an existing exception, only values");
+                                    let d = Diagnostic::error(Code::Exception, "cannot append exception fields to an existing exception, only values");
                                     return Err(Box::new(exc.loc.diag(d, exc.name.len())));
                                 }
                                 old.values.extend(exc.values);
@@ -824,7 +824,10 @@ fn missing(
     name: &str,
     key: &str,
 ) -> Box<Diagnostic> {
-    let d = Diagnostic::error("missing-key", format!("{what} `{name}` is missing `{key}`"));
+    let d = Diagnostic::error(
+        Code::MissingKey,
+        format!("{what} `{name}` is missing `{key}`"),
+    );
     Box::new(Loc::of(file, item).diag(d, 1))
 }
 
@@ -833,7 +836,7 @@ fn scalar_name(file: &Arc<SourceFile>, node: &Node, what: &str) -> Result<String
         Some(s) if !s.trim().is_empty() => Ok(s.to_string()),
         _ => {
             let d = Diagnostic::error(
-                "yaml-structure",
+                Code::YamlStructure,
                 format!("the {what} name must be a non-empty string"),
             );
             Err(Box::new(Loc::of(file, node).diag(d, 1)))
@@ -844,7 +847,7 @@ fn scalar_name(file: &Arc<SourceFile>, node: &Node, what: &str) -> Result<String
 fn text_of(file: &Arc<SourceFile>, node: &Node, key: &str) -> Result<Text, Box<Diagnostic>> {
     Text::from_node(file, node).ok_or_else(|| {
         let d = Diagnostic::error(
-            "yaml-structure",
+            Code::YamlStructure,
             format!("`{key}` must be a string, found {}", node.type_name()),
         );
         Box::new(Loc::of(file, node).diag(d, 1))
@@ -859,7 +862,7 @@ fn bool_of(
     match node {
         None => Ok(default),
         Some(n) => n.as_bool().ok_or_else(|| {
-            let d = Diagnostic::error("yaml-structure", "expected `true` or `false`");
+            let d = Diagnostic::error(Code::YamlStructure, "expected `true` or `false`");
             Box::new(Loc::of(file, n).diag(d, 1))
         }),
     }
@@ -868,7 +871,7 @@ fn bool_of(
 fn priority_of(file: &Arc<SourceFile>, node: &Node) -> Result<Priority, Box<Diagnostic>> {
     let text = node.as_str().unwrap_or_default();
     Priority::parse(text).ok_or_else(|| {
-        let d = Diagnostic::error("priority", format!("invalid priority `{text}`"))
+        let d = Diagnostic::error(Code::Priority, format!("invalid priority `{text}`"))
             .help("use one of EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFO (or INFORMATIONAL), DEBUG");
         Box::new(Loc::of(file, node).diag(d, text.len().max(1)))
     })
@@ -888,7 +891,7 @@ fn string_map(
     }
     let entries = node.as_map().ok_or_else(|| {
         let d = Diagnostic::error(
-            "yaml-structure",
+            Code::YamlStructure,
             format!("`{key}` must be a mapping of names to strings"),
         );
         Box::new(Loc::of(file, node).diag(d, 1))
@@ -898,8 +901,10 @@ fn string_map(
         .map(|(k, v)| match (k.as_str(), v.as_str()) {
             (Some(k), Some(v)) => Ok((k.to_string(), v.to_string())),
             _ => {
-                let d =
-                    Diagnostic::error("yaml-structure", format!("`{key}` values must be strings"));
+                let d = Diagnostic::error(
+                    Code::YamlStructure,
+                    format!("`{key}` values must be strings"),
+                );
                 Err(Box::new(Loc::of(file, v).diag(d, 1)))
             }
         })
@@ -917,7 +922,7 @@ fn tags_of(
         return Ok(BTreeSet::new());
     }
     let seq = node.as_seq().ok_or_else(|| {
-        let d = Diagnostic::error("yaml-structure", "`tags` must be a sequence of strings");
+        let d = Diagnostic::error(Code::YamlStructure, "`tags` must be a sequence of strings");
         Box::new(Loc::of(file, node).diag(d, 1))
     })?;
     Ok(seq
@@ -934,7 +939,7 @@ fn exceptions_of(
         return Ok(Vec::new());
     };
     let err = |n: &Node, msg: &str| {
-        Box::new(Loc::of(file, n).diag(Diagnostic::error("exception", msg.to_string()), 1))
+        Box::new(Loc::of(file, n).diag(Diagnostic::error(Code::Exception, msg.to_string()), 1))
     };
     let seq = node
         .as_seq()
@@ -1067,7 +1072,7 @@ mod tests {
     #[test]
     fn rule_errors_and_versions() {
         let d = load(&["- required_engine_version: 99\n- rule: r\n  desc: d\n  condition: ka.verb=get\n  priority: loud\n  output: o\n- rule: s\n  append: true\n  condition: and x\n"]);
-        let codes: Vec<_> = d.diagnostics.iter().map(|d| d.code).collect();
+        let codes: Vec<_> = d.diagnostics.iter().map(|d| d.code.as_str()).collect();
         assert_eq!(codes, ["engine-version", "priority", "append-missing"]);
         let d = load(&["- required_plugin_versions:\n  - name: k8saudit\n    version: 0.99.0\n    alternatives:\n      - name: k8saudit-eks\n        version: 0.1.0\n  - name: json\n    version: 0.99.0\n"]);
         assert_eq!(d.diagnostics.len(), 1, "{:?}", d.diagnostics);

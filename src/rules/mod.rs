@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::diag::{Diagnostic, SourceFile};
+use crate::diag::{Code, Diagnostic, SourceFile};
 use crate::event::Event;
 use crate::fields::extract::Val;
 use crate::window;
@@ -410,7 +410,7 @@ pub fn load_with(sources: &[RuleSource], options: &LoadOptions) -> Loaded {
 }
 
 fn read(path: &Path) -> Result<SourceFile, Box<Diagnostic>> {
-    let fail = |msg: String| Box::new(Diagnostic::error("read", msg));
+    let fail = |msg: String| Box::new(Diagnostic::error(Code::Read, msg));
     let bytes = std::fs::read(path)
         .map_err(|e| fail(format!("cannot read rules file {}: {e}", path.display())))?;
     let text = String::from_utf8(bytes)

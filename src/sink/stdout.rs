@@ -10,7 +10,7 @@ use super::{AggregateInfo, Alert, AlertSink};
 use crate::event::time;
 use crate::fields::extract::Val;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     Json,
     Text,

@@ -59,46 +59,117 @@ impl<R: Read> LineReader<R> {
                 return Ok(Some(Line::Text(trim_cr(&self.buf[s..e]))));
             }
             if self.eof {
-                if self.start == self.end && !self.discarding {
-                    return Ok(None);
-                }
-                let (s, e) = (self.start, self.end);
-                self.start = self.end;
-                if self.discarding || e - s > self.max_line {
-                    self.discarding = false;
-                    return Ok(Some(Line::TooLong));
-                }
-                return Ok(Some(Line::Text(trim_cr(&self.buf[s..e]))));
+                return Ok(self.rest().map(|r| match r {
+                    Some((s, e)) => Line::Text(trim_cr(&self.buf[s..e])),
+                    None => Line::TooLong,
+                }));
             }
-            // No full line buffered: make room, then read.
-            if self.discarding || self.end - self.start > self.max_line {
-                self.discarding = true;
-                self.start = 0;
-                self.end = 0;
-            } else if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                self.end -= self.start;
-                self.start = 0;
-            }
-            if self.end == self.buf.len() {
-                let grow = (self.buf.len() * 2).min(self.max_line + CHUNK);
-                self.buf.resize(grow.max(self.buf.len() + 1), 0);
-            }
-            before_read();
-            let n = loop {
-                match self.inner.read(&mut self.buf[self.end..]) {
-                    Ok(n) => break n,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(e),
-                }
-            };
-            self.bytes_read += n as u64;
-            if n == 0 {
-                self.eof = true;
-            }
-            self.end += n;
+            self.fill(before_read)?;
         }
     }
+
+    /// Every whole line buffered, at once: a [`Chunk::Lines`] of lines each
+    /// ended by `\n` (the last line of the input may lack it), to be cut with
+    /// [`split_lines`]; or a line over the limit that streamed past.
+    pub fn next_chunk(&mut self, before_read: &mut dyn FnMut()) -> io::Result<Option<Chunk<'_>>> {
+        loop {
+            let buffered = &self.buf[self.start..self.end];
+            if self.discarding {
+                if let Some(i) = memchr::memchr(b'\n', buffered) {
+                    self.start += i + 1;
+                    self.discarding = false;
+                    return Ok(Some(Chunk::TooLong));
+                }
+            } else if let Some(i) = memchr::memrchr(b'\n', buffered) {
+                let (s, e) = (self.start, self.start + i + 1);
+                self.start = e;
+                return Ok(Some(Chunk::Lines(&self.buf[s..e])));
+            }
+            if self.eof {
+                return Ok(self.rest().map(|r| match r {
+                    Some((s, e)) => Chunk::Lines(&self.buf[s..e]),
+                    None => Chunk::TooLong,
+                }));
+            }
+            self.fill(before_read)?;
+        }
+    }
+
+    /// At the end of the input: the unterminated last line, if any, as a
+    /// range of the buffer, or `Some(None)` when it is over the limit.
+    fn rest(&mut self) -> Option<Option<(usize, usize)>> {
+        if self.start == self.end && !self.discarding {
+            return None;
+        }
+        let (s, e) = (self.start, self.end);
+        self.start = self.end;
+        let too_long = std::mem::take(&mut self.discarding) || e - s > self.max_line;
+        Some((!too_long).then_some((s, e)))
+    }
+
+    /// No whole line is buffered: makes room (dropping the start of a line
+    /// over the limit), then reads once.
+    fn fill(&mut self, before_read: &mut dyn FnMut()) -> io::Result<()> {
+        if self.discarding || self.end - self.start > self.max_line {
+            self.discarding = true;
+            self.start = 0;
+            self.end = 0;
+        } else if self.start > 0 {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.end == self.buf.len() {
+            let grow = (self.buf.len() * 2).min(self.max_line + CHUNK);
+            self.buf.resize(grow.max(self.buf.len() + 1), 0);
+        }
+        before_read();
+        let n = loop {
+            match self.inner.read(&mut self.buf[self.end..]) {
+                Ok(n) => break n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            }
+        };
+        self.bytes_read += n as u64;
+        if n == 0 {
+            self.eof = true;
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+/// Whole lines handed out at once by [`LineReader::next_chunk`].
+#[derive(Debug, PartialEq, Eq)]
+pub enum Chunk<'a> {
+    /// Lines each ended by `\n`, but perhaps the input's last.
+    Lines(&'a [u8]),
+    /// A line longer than the limit; its bytes were discarded.
+    TooLong,
+}
+
+/// Cuts a [`Chunk::Lines`] into lines, as [`LineReader::next_line`] would
+/// have returned them (a line over `max_line` is [`Line::TooLong`]).
+pub fn split_lines<'a, E>(
+    chunk: &'a [u8],
+    max_line: usize,
+    mut f: impl FnMut(Line<'a>) -> Result<(), E>,
+) -> Result<(), E> {
+    let mut rest = chunk;
+    while !rest.is_empty() {
+        let (line, after) = match memchr::memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        rest = after;
+        f(if line.len() > max_line.max(1) {
+            Line::TooLong
+        } else {
+            Line::Text(trim_cr(line))
+        })?;
+    }
+    Ok(())
 }
 
 fn trim_cr(line: &[u8]) -> &[u8] {
@@ -174,6 +245,44 @@ mod tests {
             ["x", "<too long>", "y", "<too long>"]
         );
         assert_eq!(lines(b"12345\n123456\n", 5), ["12345", "<too long>"]);
+    }
+
+    /// The same input read as chunks and cut with `split_lines`.
+    fn chunked(input: &[u8], max: usize) -> Vec<String> {
+        let mut r = LineReader::new(input, max);
+        let mut out = Vec::new();
+        while let Some(c) = r.next_chunk(&mut || {}).unwrap() {
+            match c {
+                Chunk::TooLong => out.push("<too long>".into()),
+                Chunk::Lines(l) => split_lines(l, max, |line| {
+                    out.push(match line {
+                        Line::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                        Line::TooLong => "<too long>".into(),
+                    });
+                    Ok::<(), ()>(())
+                })
+                .unwrap(),
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn chunks_cut_into_the_same_lines() {
+        let long = format!("x\n{}\ny\n{}", "z".repeat(50_000), "w".repeat(60_000));
+        let big = "q".repeat(3 * CHUNK + 7);
+        let cases: Vec<(Vec<u8>, usize)> = vec![
+            (b"a\r\nbb\n\nccc".to_vec(), 10),
+            (long.clone().into_bytes(), 1000),
+            (format!("{long}\n").into_bytes(), 1000),
+            (b"12345\n123456\n".to_vec(), 5),
+            (format!("{big}\n{big}").into_bytes(), 4 * CHUNK),
+            (format!("{big}\nshort\n{big}\n").into_bytes(), CHUNK),
+            (Vec::new(), 10),
+        ];
+        for (input, max) in cases {
+            assert_eq!(chunked(&input, max), lines(&input, max), "max {max}");
+        }
     }
 
     #[test]

@@ -1,12 +1,132 @@
-//! Sources of audit data: standard input and files, read as lines; live
-//! ones (stdin, `--follow`) through a reading thread (`live`).
+//! Sources of audit data, behind one trait. A [`Source`] hands out batches
+//! of documents, each from a stream (a Kafka partition; the one stream of
+//! stdin or a file) and perhaps with an acknowledgement to return once its
+//! alerts are out; [`driver::Driver`] pulls them through the engine.
+//!
+//! - [`stream::LineSource`]: stdin, files and followed files, as lines;
+//! - [`kafka`]: a consumer group, one stream per partition.
+//!
+//! A new input is one file implementing [`Source`], plus its settings.
 
+pub mod clock;
+pub mod documents;
+pub mod driver;
+pub mod kafka;
 pub mod lines;
 pub mod live;
+pub mod stream;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
+
+use lines::Line;
+
+/// Which stream of a source a batch belongs to. Each stream has its own
+/// windows and event-time clock (a Kafka partition's events are ordered
+/// only within it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(pub u64);
+
+/// Returned to the source once a batch's alerts are handed to the outputs
+/// *and the outputs flushed*: what a Kafka source commits, what an HTTP
+/// receiver answers 200 for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ack {
+    pub stream: StreamId,
+    /// The source's own position (a Kafka offset to commit, a request id).
+    pub position: i64,
+    /// Events the batch held (0: it held none and was skipped).
+    pub events: u64,
+}
+
+/// How the documents of a batch are framed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// One line of a line-oriented input.
+    Line(Line<'a>),
+    /// Whole lines, each ended by `\n` but perhaps the input's last; lines
+    /// over `max_line` bytes are skipped and counted.
+    Lines { text: &'a [u8], max_line: usize },
+    /// A message: one event, an `EventList`, an array, or events one per
+    /// line ([`documents::for_each`]); documents over the size limit are
+    /// skipped and counted.
+    Message(&'a [u8]),
+}
+
+/// One batch of documents.
+#[derive(Debug)]
+pub struct Batch<'a> {
+    pub stream: StreamId,
+    pub body: Body<'a>,
+    /// Where the batch ends, when the source wants to hear once its alerts
+    /// are out (the driver then returns an [`Ack`] with it).
+    pub ack: Option<i64>,
+}
+
+/// What a source has next.
+#[derive(Debug)]
+pub enum Next<'a> {
+    Batch(Batch<'a>),
+    /// Nothing arrived for a while (a live source's poll interval).
+    Idle,
+    /// The stream's state must be rebuilt before its next batch (a Kafka
+    /// partition assigned, or resumed at another position): the driver
+    /// starts it afresh and asks [`Source::replay`] for what came before.
+    Reset(StreamId),
+    /// The stream is gone from this process (a Kafka partition revoked):
+    /// its state is dropped.
+    Closed(StreamId),
+    /// The input ended (a file, a closed stdin): every remaining tick is
+    /// evaluated.
+    End,
+    /// Asked to stop (SIGTERM): no more batches, but a stream has no end,
+    /// so nothing is evaluated beyond what arrived.
+    Stop,
+}
+
+/// An input. `next` must return at least every few hundred milliseconds
+/// ([`Next::Idle`] when nothing came) so the driver can follow the wall
+/// clock on a quiet stream; it calls `before_wait` just before it would
+/// block, the place where the driver flushes the outputs.
+pub trait Source {
+    fn next(&mut self, before_wait: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>>;
+
+    /// A batch's alerts are out and the outputs flushed. Called in batch
+    /// order, before the next call to `next`.
+    fn ack(&mut self, _ack: Ack) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Feeds `doc` with the documents of `stream` from before where it
+    /// resumes, going back at least `horizon_ns` of event time, so that its
+    /// windows can be rebuilt without alerts. Sources that cannot look back
+    /// feed nothing.
+    fn replay(
+        &mut self,
+        _stream: StreamId,
+        _horizon_ns: i64,
+        _doc: &mut dyn FnMut(&[u8]),
+    ) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// Whether the source is live (stdin, `--follow`, Kafka): when it goes
+    /// quiet, event time follows the wall clock. A file is not.
+    fn live(&self) -> bool;
+
+    /// Bytes read so far.
+    fn bytes(&self) -> u64;
+
+    /// For the summary and logs.
+    fn describe(&self) -> String;
+
+    /// After the last batch: make the last acknowledgements durable
+    /// (Kafka's final commit) and let go of the input.
+    fn close(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Where events are read from.
 #[derive(Debug, Clone)]
@@ -25,9 +145,9 @@ impl Input {
     }
 
     /// Opens the input; returns the reader and, for files, the size.
-    pub fn open(&self) -> io::Result<(Box<dyn Read>, Option<u64>)> {
+    pub fn open(&self) -> io::Result<(Box<dyn Read + Send>, Option<u64>)> {
         match self {
-            Input::Stdin => Ok((Box::new(io::stdin().lock()), None)),
+            Input::Stdin => Ok((Box::new(io::stdin()), None)),
             Input::File(p) => {
                 let f = File::open(p)?;
                 let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());

@@ -241,3 +241,54 @@ fn progress_bar_on_request() {
     // The bar is cleared at the end; the escape that clears it is there.
     assert!(String::from_utf8_lossy(&out.stderr).contains("\r\x1b[K"));
 }
+
+#[test]
+fn every_code_a_diagnostic_prints_is_explained() {
+    // The codes printed by the diagnostics goldens all have an explanation.
+    let dir = root().join("tests/golden/diagnostics");
+    let mut seen = std::collections::BTreeSet::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let text = std::fs::read_to_string(entry.unwrap().path()).unwrap_or_default();
+        for line in text.lines() {
+            let rest = line
+                .strip_prefix("error[")
+                .or_else(|| line.strip_prefix("warning["));
+            if let Some((code, _)) = rest.and_then(|r| r.split_once("]:")) {
+                seen.insert(code.to_string());
+            }
+        }
+    }
+    assert!(seen.len() >= 5, "{seen:?}");
+    for code in &seen {
+        let out = saker().args(["check", "--explain", code]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{code}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.starts_with(code.as_str()) && text.contains("Example:"),
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn explain_lists_codes_and_suggests_on_a_typo() {
+    let out = saker()
+        .args(["check", "--explain", "list"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let list = String::from_utf8_lossy(&out.stdout);
+    assert!(list.lines().count() >= 40, "{list}");
+    assert!(list.contains("unknown-field "), "{list}");
+    let out = saker()
+        .args(["check", "--explain", "unknown-feild"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("did you mean `unknown-field`?"), "{err}");
+}

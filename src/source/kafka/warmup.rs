@@ -18,7 +18,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
-use super::payload;
+use crate::source::documents;
 
 /// What a warm-up replayed.
 #[derive(Debug, Default, Clone, Copy)]
@@ -116,7 +116,7 @@ impl Reader {
     fn times_at(&self, offset: i64) -> Result<Option<(i64, i64)>, String> {
         let mut range = None;
         self.read_from(offset, |_, p| {
-            range = payload::time_range(p);
+            range = documents::time_range(p);
             false
         })?;
         Ok(range)

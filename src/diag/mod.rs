@@ -3,8 +3,12 @@
 //! for near-miss names, a "did you mean" hint. Loading collects every problem
 //! of a file instead of stopping at the first.
 
+pub mod codes;
+
 use std::fmt::{self, Write as _};
 use std::sync::Arc;
+
+pub use codes::Code;
 
 /// A loaded rules file: its display name and its text.
 #[derive(Debug)]
@@ -25,8 +29,9 @@ pub enum Severity {
 #[derive(Debug, Clone)]
 pub struct Diagnostic {
     pub severity: Severity,
-    /// A stable, greppable name for the kind of problem (`unknown-field`, ...).
-    pub code: &'static str,
+    /// The kind of problem; printed as a stable, greppable name
+    /// (`unknown-field`), explained by `saker check --explain`.
+    pub code: Code,
     pub message: String,
     pub file: Option<Arc<SourceFile>>,
     /// Byte range in the file's text.
@@ -37,7 +42,7 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn error(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn error(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Error,
             code,
@@ -49,14 +54,14 @@ impl Diagnostic {
         }
     }
 
-    pub fn info(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn info(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Info,
             ..Diagnostic::error(code, message)
         }
     }
 
-    pub fn warning(code: &'static str, message: impl Into<String>) -> Self {
+    pub fn warning(code: Code, message: impl Into<String>) -> Self {
         Diagnostic {
             severity: Severity::Warning,
             ..Diagnostic::error(code, message)
@@ -191,7 +196,7 @@ mod tests {
             text: "- rule: x\n  condition: ka.usr = a\n".into(),
         });
         let start = file.text.find("ka.usr").unwrap();
-        let d = Diagnostic::error("unknown-field", "unknown field `ka.usr`")
+        let d = Diagnostic::error(Code::UnknownField, "unknown field `ka.usr`")
             .at(&file, start, start + 6)
             .label("not a field")
             .help_opt(did_you_mean("ka.usr", ["ka.user.name", "ka.uri"]));

@@ -1,8 +1,8 @@
-//! The audit documents inside one Kafka message. A message holds one event
-//! or `EventList` (possibly pretty-printed over several lines), or several
-//! events separated by newlines; each document is handed on as a [`Line`],
-//! so the engine decodes, counts and skips it exactly as it would a line of
-//! a file.
+//! The audit documents inside one message (a Kafka message, an HTTP body).
+//! A message holds one event or `EventList` (possibly pretty-printed over
+//! several lines), or several events separated by newlines; each document
+//! is handed on as a [`Line`], so the engine decodes, counts and skips it
+//! exactly as it would a line of a file.
 
 use serde::de::IgnoredAny;
 
@@ -11,7 +11,7 @@ use crate::source::lines::Line;
 
 /// Calls `f` with each document of `payload`, in order. A document longer
 /// than `max_bytes` is passed as [`Line::TooLong`].
-pub fn for_each_document<'p, E>(
+pub fn for_each<'p, E>(
     payload: &'p [u8],
     max_bytes: usize,
     mut f: impl FnMut(Line<'p>) -> Result<(), E>,
@@ -45,7 +45,7 @@ pub fn for_each_document<'p, E>(
 /// event.
 pub fn time_range(payload: &[u8]) -> Option<(i64, i64)> {
     let mut range: Option<(i64, i64)> = None;
-    let _ = for_each_document(payload, usize::MAX, |line| {
+    let _ = for_each(payload, usize::MAX, |line| {
         if let Line::Text(doc) = line {
             decode_document(
                 crate::source::lines::strip_prefixes(doc),
@@ -83,7 +83,7 @@ mod tests {
 
     fn docs(payload: &[u8], max: usize) -> Vec<Option<String>> {
         let mut out = Vec::new();
-        for_each_document(payload, max, |l| {
+        for_each(payload, max, |l| {
             out.push(match l {
                 Line::Text(t) => Some(String::from_utf8_lossy(t).into_owned()),
                 Line::TooLong => None,

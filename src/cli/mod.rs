@@ -1,0 +1,94 @@
+//! The command line, in two steps as ripgrep does: clap reads the flags
+//! into the `*Args` structs here, and each is validated once into typed
+//! settings ([`run::RunSettings`], …) that the commands in `cmd/` take. No
+//! library type knows about clap. A validation failure is a [`UsageError`]:
+//! exit code 2.
+
+pub mod durations;
+pub mod policy;
+pub mod produce;
+pub mod run;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Parser)]
+#[command(
+    name = "saker",
+    version,
+    about = "Streaming detection engine for Kubernetes API audit events",
+    long_about = "Saker reads Kubernetes audit events (audit.k8s.io Event JSON, one per line, \
+or EventList/arrays), evaluates Falco-compatible rules on them and prints alerts in Falco's \
+JSON format.\n\nExample:\n  kubectl logs -f -n kube-system kube-apiserver-node1 | saker run\n  \
+saker run --input /var/log/kubernetes/audit/audit.log --rules my_rules.yaml"
+)]
+pub struct Cli {
+    /// Log format on stderr.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    /// Log level on stderr (error, warn, info, debug, trace). RUST_LOG overrides it.
+    #[arg(long, default_value = "warn", global = true)]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Evaluate rules on audit events and print alerts on stdout.
+    Run(Box<run::RunArgs>),
+    /// Validate rule files; every problem with file:line:col and a caret.
+    Check {
+        /// Rule files or directories (default: the embedded rules).
+        rules: Vec<PathBuf>,
+        /// Explain a diagnostic code (as printed in brackets, e.g.
+        /// `unknown-field`) instead of checking rules; `--explain list`
+        /// lists every code.
+        #[arg(long, value_name = "CODE")]
+        explain: Option<String>,
+    },
+    /// Run rule tests (YAML files: rules, input events, expected alerts).
+    /// With no files, runs the tests of the embedded default rules.
+    Test {
+        /// Test files.
+        tests: Vec<PathBuf>,
+    },
+    /// Write audit events (one per line, from a file or stdin) to a Kafka
+    /// topic, keyed by a field and stamped with the event time: for
+    /// replaying recorded audit logs into a test topic.
+    Produce(Box<produce::ProduceArgs>),
+    /// Audit policy tooling: lint a policy, check it against the rules, and
+    /// simulate it on recorded events.
+    #[command(subcommand)]
+    Policy(policy::PolicyCommand),
+    /// List every field a condition or output can use.
+    Fields {
+        /// Print JSON lines instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A flag combination or value that cannot work (exit code 2).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl From<String> for UsageError {
+    fn from(s: String) -> Self {
+        UsageError(s)
+    }
+}
+
+impl From<&str> for UsageError {
+    fn from(s: &str) -> Self {
+        UsageError(s.to_string())
+    }
+}

@@ -1,0 +1,330 @@
+//! Flags of `saker run`, and the [`RunSettings`] they are validated into.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::ValueEnum;
+
+use saker::engine::windows::WindowOptions;
+use saker::engine::RuleMatching;
+use saker::fields::FieldDef;
+use saker::sink::alertmanager::Settings as AmSettings;
+use saker::sink::stdout::Format;
+use saker::source::Input;
+use saker::window::Limits;
+
+use super::durations;
+use super::UsageError;
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Rule file or directory of *.yaml files; repeat to load several, in
+    /// order (later files can redefine or append). Default: the embedded rules.
+    #[arg(long = "rules", short = 'r', value_name = "PATH")]
+    pub rules: Vec<PathBuf>,
+    /// Where to read events: `-` for stdin, a file path, or `kafka` (a
+    /// consumer group; see --kafka-brokers).
+    #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE|kafka")]
+    pub input: String,
+    /// Keep reading the file as it grows, across log rotation (the old file
+    /// is finished, then the new one read from its start), until stopped.
+    #[arg(long, short = 'f')]
+    pub follow: bool,
+    /// Alert format on stdout: Falco's JSON lines, or Falco's text line.
+    #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Json)]
+    pub output: OutputFormat,
+    /// `first`: an event alerts for the first matching rule only (Falco's
+    /// default); `all`: every matching rule alerts.
+    #[arg(long, value_enum, default_value_t = Matching::First)]
+    pub rule_matching: Matching,
+    /// Lines longer than this many bytes are skipped and counted.
+    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
+    pub max_line_bytes: usize,
+    /// Worker threads for a file (not --follow): events are decoded and
+    /// matched in parallel, alerts come out in the same order as on one
+    /// thread. 0 = one per core.
+    #[arg(long, default_value_t = 1, value_name = "N")]
+    pub threads: usize,
+    /// Progress bar on stderr while reading a file: auto shows it when
+    /// stderr is a terminal.
+    #[arg(long, value_enum, default_value_t = ProgressMode::Auto)]
+    pub progress: ProgressMode,
+    /// Do not print the summary on stderr at the end of the input.
+    #[arg(long)]
+    pub no_summary: bool,
+    /// Tick of windowed rules: event times are cut into steps of this size;
+    /// windows and `for` must be whole multiples of it.
+    #[arg(long, default_value = "1s", value_parser = durations::parse_nonzero, value_name = "DURATION")]
+    pub resolution: u64,
+    /// How long to wait for out-of-order events before evaluating a tick of
+    /// a windowed rule; events later than this are counted as late.
+    #[arg(long, default_value = "5s", value_parser = durations::parse_or_zero, value_name = "DURATION")]
+    pub lateness: u64,
+    /// Keys kept per windowed rule (least recently used are evicted, and
+    /// counted).
+    #[arg(long, default_value_t = 100_000, value_name = "N")]
+    pub max_keys: usize,
+    /// Distinct values kept per key of a `distinct()` rule.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_distinct_values: usize,
+    /// Send alerts to this Alertmanager (API v2); repeat for an HA pair:
+    /// every URL gets every alert.
+    #[arg(long = "alertmanager", value_name = "URL")]
+    pub alertmanager: Vec<String>,
+    /// How often firing windowed alerts are re-sent to Alertmanager.
+    #[arg(long, default_value = "1m", value_parser = durations::parse_nonzero, value_name = "DURATION")]
+    pub alertmanager_resend: u64,
+    /// How long a per-event alert stays active in Alertmanager (its endsAt).
+    #[arg(long, default_value = "5m", value_parser = durations::parse_nonzero, value_name = "DURATION")]
+    pub alertmanager_expiry: u64,
+    /// Alerts queued per Alertmanager; when full, the oldest per-event alerts
+    /// are dropped first (and counted).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub alertmanager_queue: usize,
+    /// PEM file of the CA that signs the TLS certificate of an https
+    /// Alertmanager (or of the proxy in front of it). Default: public roots.
+    #[arg(long, value_name = "FILE")]
+    pub alertmanager_ca_file: Option<PathBuf>,
+    /// File holding a bearer token sent to Alertmanager.
+    #[arg(long, value_name = "FILE")]
+    pub alertmanager_bearer_token_file: Option<PathBuf>,
+    /// Timeout of one request to Alertmanager.
+    #[arg(long, default_value = "5s", value_parser = durations::parse_nonzero, value_name = "DURATION")]
+    pub alertmanager_timeout: u64,
+    /// At the end of the input, how long to wait for queued alerts to reach
+    /// Alertmanager.
+    #[arg(long, default_value = "10s", value_parser = durations::std_or_zero, value_name = "DURATION")]
+    pub alertmanager_drain: Duration,
+    /// Serve Prometheus metrics, /healthz and /readyz on this address. A bare
+    /// port (9464) listens on loopback only. Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// Labels of `kube_audit_event_count`: name=field pairs.
+    #[arg(
+        long,
+        default_value = "verb=ka.verb,resource=ka.target.resource,user=ka.user.name",
+        value_name = "LABELS"
+    )]
+    pub metrics_labels: String,
+    /// Label sets kept for `kube_audit_event_count`; events beyond are counted
+    /// in saker_kube_audit_label_sets_overflow_total.
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub metrics_max_label_sets: usize,
+    #[command(flatten)]
+    pub kafka: KafkaArgs,
+}
+
+/// The Kafka source (`--input kafka`).
+#[derive(clap::Args)]
+#[command(next_help_heading = "Kafka (--input kafka)")]
+pub struct KafkaArgs {
+    /// Bootstrap brokers, host:port[,host:port...].
+    #[arg(long, value_name = "HOSTS")]
+    pub kafka_brokers: Option<String>,
+    /// Topic to consume; repeat for several. Windowed state is kept per
+    /// partition, so the topic must be keyed by the field the windowed rules
+    /// group by (the user for the shipped rules): events of one key must
+    /// land in one partition to be counted together.
+    #[arg(long, value_name = "TOPIC")]
+    pub kafka_topic: Vec<String>,
+    /// Consumer group. Instances in one group share the partitions; offsets
+    /// are committed only after alerts are written, and a restarted instance
+    /// rebuilds its windows by replaying (without alerts) the messages
+    /// before its committed offsets.
+    #[arg(long, default_value = "saker", value_name = "GROUP")]
+    pub kafka_group: String,
+    /// librdkafka property, key=value (TLS, SASL, session.timeout.ms, ...);
+    /// repeatable. Saker always commits offsets itself.
+    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = saker::source::kafka::parse_option)]
+    pub kafka_option: Vec<(String, String)>,
+    /// How often processed offsets are committed.
+    #[arg(long, default_value = "1s", value_parser = durations::std_nonzero, value_name = "DURATION")]
+    pub kafka_commit_interval: Duration,
+    /// How long a warm-up replay waits for the broker before giving up.
+    #[arg(long, default_value = "30s", value_parser = durations::std_nonzero, value_name = "DURATION")]
+    pub kafka_warmup_timeout: Duration,
+}
+
+/// Alert format on stdout.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Json,
+    Text,
+}
+
+/// Falco's `rule_matching`.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Matching {
+    First,
+    All,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    Auto,
+    Always,
+    Never,
+}
+
+/// Where `run` reads from.
+#[derive(Debug, Clone)]
+pub enum InputSettings {
+    /// stdin, or a file (`follow`: kept open across rotation).
+    Lines {
+        input: Input,
+        follow: bool,
+    },
+    Kafka(saker::source::kafka::Settings),
+}
+
+/// The metrics endpoint.
+#[derive(Debug, Clone)]
+pub struct MetricsSettings {
+    pub listen: String,
+    pub labels: Vec<(String, &'static FieldDef)>,
+    pub max_label_sets: usize,
+}
+
+/// Everything `saker run` does, validated.
+pub struct RunSettings {
+    pub rules: Vec<PathBuf>,
+    pub load: saker::rules::LoadOptions,
+    pub input: InputSettings,
+    pub format: Format,
+    pub matching: RuleMatching,
+    pub max_line_bytes: usize,
+    /// Worker threads (resolved: at least 1).
+    pub threads: usize,
+    pub progress: ProgressMode,
+    pub summary: bool,
+    pub windows: WindowOptions,
+    pub alertmanager: Option<AmSettings>,
+    pub alertmanager_drain: Duration,
+    pub metrics: Option<MetricsSettings>,
+}
+
+impl RunArgs {
+    /// Checks the flags together and builds the settings.
+    pub fn settings(self) -> Result<RunSettings, UsageError> {
+        let input = self.input_settings()?;
+        let threads = match self.threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        };
+        let file = matches!(
+            &input,
+            InputSettings::Lines {
+                input: Input::File(_),
+                follow: false
+            }
+        );
+        if threads > 1 && !file {
+            return Err("--threads applies to --input FILE without --follow".into());
+        }
+        let metrics = match &self.metrics_listen {
+            None => None,
+            Some(listen) => Some(MetricsSettings {
+                listen: listen.clone(),
+                labels: saker::engine::metric_labels(&self.metrics_labels)
+                    .map_err(|e| UsageError(format!("--metrics-labels: {e}")))?,
+                max_label_sets: self.metrics_max_label_sets,
+            }),
+        };
+        Ok(RunSettings {
+            alertmanager: self.alertmanager_settings()?,
+            rules: self.rules,
+            load: saker::rules::LoadOptions {
+                resolution_ns: self.resolution,
+            },
+            input,
+            format: match self.output {
+                OutputFormat::Json => Format::Json,
+                OutputFormat::Text => Format::Text,
+            },
+            matching: match self.rule_matching {
+                Matching::First => RuleMatching::First,
+                Matching::All => RuleMatching::All,
+            },
+            max_line_bytes: self.max_line_bytes,
+            threads,
+            progress: self.progress,
+            summary: !self.no_summary,
+            windows: WindowOptions {
+                lateness_ns: self.lateness,
+                limits: Limits {
+                    max_keys: self.max_keys,
+                    max_values_per_key: self.max_distinct_values,
+                },
+            },
+            alertmanager_drain: self.alertmanager_drain,
+            metrics,
+        })
+    }
+
+    /// The input; an error when Kafka flags are given without `--input
+    /// kafka`, or it lacks what it needs.
+    fn input_settings(&self) -> Result<InputSettings, UsageError> {
+        let k = &self.kafka;
+        if self.input != "kafka" {
+            if k.kafka_brokers.is_some() || !k.kafka_topic.is_empty() || !k.kafka_option.is_empty()
+            {
+                return Err("--kafka-brokers, --kafka-topic and -X need --input kafka".into());
+            }
+            let input = Input::parse(&self.input);
+            if self.follow && matches!(input, Input::Stdin) {
+                return Err(
+                    "--follow needs --input FILE (stdin and Kafka are always followed)".into(),
+                );
+            }
+            return Ok(InputSettings::Lines {
+                input,
+                follow: self.follow,
+            });
+        }
+        if self.follow {
+            return Err("--follow needs --input FILE (stdin and Kafka are always followed)".into());
+        }
+        let brokers = k
+            .kafka_brokers
+            .clone()
+            .ok_or("--input kafka needs --kafka-brokers HOST:PORT")?;
+        if k.kafka_topic.is_empty() {
+            return Err("--input kafka needs --kafka-topic TOPIC".into());
+        }
+        Ok(InputSettings::Kafka(saker::source::kafka::Settings {
+            brokers,
+            topics: k.kafka_topic.clone(),
+            group: k.kafka_group.clone(),
+            options: k.kafka_option.clone(),
+            commit_interval: k.kafka_commit_interval,
+            max_document_bytes: self.max_line_bytes,
+            warmup_timeout: k.kafka_warmup_timeout,
+        }))
+    }
+
+    fn alertmanager_settings(&self) -> Result<Option<AmSettings>, UsageError> {
+        if self.alertmanager.is_empty() {
+            return Ok(None);
+        }
+        let bearer_token = match &self.alertmanager_bearer_token_file {
+            None => None,
+            Some(p) => Some(
+                std::fs::read_to_string(p)
+                    .map_err(|e| {
+                        UsageError(format!("--alertmanager: cannot read {}: {e}", p.display()))
+                    })?
+                    .trim()
+                    .to_string(),
+            ),
+        };
+        Ok(Some(AmSettings {
+            urls: self.alertmanager.clone(),
+            resend: Duration::from_nanos(self.alertmanager_resend),
+            expiry: Duration::from_nanos(self.alertmanager_expiry),
+            queue_cap: self.alertmanager_queue,
+            bearer_token,
+            timeout: Duration::from_nanos(self.alertmanager_timeout),
+            ca_file: self.alertmanager_ca_file.clone(),
+        }))
+    }
+}

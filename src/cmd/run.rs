@@ -1,0 +1,147 @@
+//! `saker run`: rules loaded, outputs started, the input opened as a
+//! [`Source`] and driven through the engine; a summary at the end.
+
+use std::io::{self, IsTerminal};
+use std::process::ExitCode;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::Instant;
+
+use saker::engine::Engine;
+use saker::sink::alertmanager::{AlertmanagerSink, Fanout};
+use saker::sink::stdout::StdoutSink;
+use saker::sink::AlertSink;
+use saker::source::clock::SystemClock;
+use saker::source::driver::Driver;
+use saker::source::kafka::{Counters, KafkaSource};
+use saker::source::{stream, Source};
+
+use super::progress::ProgressBar;
+use crate::cli::run::{InputSettings, ProgressMode, RunSettings};
+
+/// A failure after the settings were accepted: exit code 2.
+fn fail(what: impl std::fmt::Display) -> ExitCode {
+    eprintln!("saker: {what}");
+    ExitCode::from(2)
+}
+
+pub fn run(settings: RunSettings) -> ExitCode {
+    let set = match super::load_rules(&settings.rules, &settings.load) {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let enabled = set.rules.iter().filter(|r| r.enabled).count();
+    tracing::info!(rules = enabled, "rules loaded");
+    let stdout_sink = StdoutSink::new(
+        io::BufWriter::with_capacity(64 * 1024, io::stdout()),
+        settings.format,
+    );
+    let alertmanager = match settings.alertmanager.clone().map(AlertmanagerSink::start) {
+        None => None,
+        Some(Ok(am)) => Some(am),
+        Some(Err(e)) => return fail(format_args!("--alertmanager: {e}")),
+    };
+    let mut sink: Box<dyn AlertSink + Send> = match &alertmanager {
+        Some(am) => Box::new(Fanout(vec![Box::new(stdout_sink), Box::new(am.clone())])),
+        None => Box::new(stdout_sink),
+    };
+    let mut engine = Engine::with_options(&set, settings.matching, settings.windows);
+    let counters = Arc::new(Counters::default());
+    if let Some(m) = &settings.metrics {
+        let (with_metrics, registry) = engine.with_metrics(m.labels.clone(), m.max_label_sets);
+        engine = with_metrics;
+        {
+            let mut r = registry
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            r.alertmanager = alertmanager.clone();
+            r.source = match &settings.input {
+                InputSettings::Kafka(_) => "kafka",
+                InputSettings::Lines {
+                    input: saker::source::Input::Stdin,
+                    ..
+                } => "stdin",
+                InputSettings::Lines { .. } => "file",
+            }
+            .to_string();
+            if matches!(settings.input, InputSettings::Kafka(_)) {
+                r.extra.push(counters.clone());
+            }
+        }
+        let served = saker::sink::metrics::listen_address(&m.listen)
+            .and_then(|addr| saker::sink::metrics::serve(addr, registry));
+        match served {
+            Ok(addr) => tracing::info!("metrics on http://{addr}/metrics"),
+            Err(e) => return fail(format_args!("cannot serve metrics on {}: {e}", m.listen)),
+        }
+    }
+    let (mut source, size): (Box<dyn Source + Send>, Option<u64>) = match &settings.input {
+        InputSettings::Kafka(k) => {
+            let stop = Arc::new(AtomicBool::new(false));
+            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+                    return fail(format_args!("cannot handle signals: {e}"));
+                }
+            }
+            match KafkaSource::open(k, counters.clone(), stop) {
+                Ok(s) => (Box::new(s), None),
+                Err(e) => return fail(e),
+            }
+        }
+        InputSettings::Lines { input, follow } => {
+            match stream::open(input, *follow, settings.max_line_bytes) {
+                Ok((s, size)) => (Box::new(s), size),
+                Err(e) => return fail(e),
+            }
+        }
+    };
+    let show_progress = match settings.progress {
+        ProgressMode::Always => true,
+        ProgressMode::Never => false,
+        ProgressMode::Auto => size.is_some() && io::stderr().is_terminal(),
+    };
+    let mut progress = ProgressBar::new(size, show_progress);
+    let start = Instant::now();
+    let mut driver = Driver::new(&mut engine, sink.as_mut(), SystemClock)
+        .max_document(settings.max_line_bytes)
+        .progress(|bytes, events| progress.update(bytes, events));
+    let result = match settings.threads {
+        1 => driver.run(source.as_mut()),
+        n => driver.run_parallel(source.as_mut(), n),
+    };
+    drop(driver);
+    progress.finish();
+    match result {
+        Ok(_) => {}
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
+        Err(e) => return fail(e),
+    }
+    if let Some(am) = &alertmanager {
+        // Deliver what is queued before exiting (a file, a closed stdin).
+        if !am.drain(settings.alertmanager_drain) {
+            let s = am.stats();
+            eprintln!(
+                "saker: {} alert(s) not delivered to Alertmanager before exiting",
+                s.queued
+            );
+        }
+        let s = am.stats();
+        if settings.summary {
+            eprintln!(
+                "saker: alertmanager: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
+                s.sent, s.attempts, s.failures, s.rejected, s.dropped
+            );
+        }
+    }
+    if settings.summary {
+        let seconds = start.elapsed().as_secs_f64();
+        eprint!(
+            "{}",
+            engine.summary(&source.describe(), source.bytes(), seconds)
+        );
+        if matches!(settings.input, InputSettings::Kafka(_)) {
+            eprintln!("saker: kafka: {}", counters.describe());
+        }
+    }
+    ExitCode::SUCCESS
+}

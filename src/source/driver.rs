@@ -1,0 +1,658 @@
+//! The one loop that runs every input through the engine. It pulls batches
+//! from a [`Source`], keeps each stream's windows (swapped into the engine
+//! for that stream's batches), rebuilds a stream's state when the source
+//! resets it, moves quiet live streams on with the wall clock, flushes the
+//! outputs, and acknowledges each batch once its alerts are out.
+//!
+//! The clock is passed in ([`Clock`]), so tests drive idle time and flush
+//! intervals by hand.
+
+use std::collections::HashMap;
+use std::io;
+use std::time::{Duration, Instant};
+
+use super::clock::Clock;
+use super::lines::split_lines;
+use super::{documents, Ack, Body, Next, Source, StreamId};
+use crate::engine::windows::Windows;
+use crate::engine::{parallel, Engine};
+use crate::sink::AlertSink;
+
+/// Timing of the loop.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    /// How long a live stream must be quiet before its event time follows
+    /// the wall clock.
+    pub idle: Duration,
+    /// How often quiet streams are looked at.
+    pub idle_check: Duration,
+    /// How often buffered alerts are written out while a live stream keeps
+    /// the loop busy (they are also written whenever it is about to wait).
+    pub flush_every: Duration,
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Timing {
+            idle: Duration::from_secs(1),
+            idle_check: Duration::from_millis(250),
+            flush_every: Duration::from_millis(5),
+        }
+    }
+}
+
+/// How the input finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Finished {
+    /// It ended; every remaining tick was evaluated.
+    End,
+    /// It was stopped; what was read is evaluated and acknowledged.
+    Stopped,
+}
+
+/// Documents of a message longer than this are skipped, unless set
+/// otherwise (`--max-line-bytes`).
+const DEFAULT_MAX_DOCUMENT: usize = 1 << 20;
+/// Lines between two progress reports.
+const PROGRESS_EVERY: u64 = 4096;
+
+struct StreamState {
+    /// The stream's windows while another stream's are in the engine.
+    parked: Windows,
+    last_event: Instant,
+}
+
+/// Runs a source through an engine into a sink.
+pub struct Driver<'d, 'r, C: Clock> {
+    engine: &'d mut Engine<'r>,
+    sink: &'d mut dyn AlertSink,
+    clock: C,
+    timing: Timing,
+    max_document: usize,
+    streams: HashMap<StreamId, StreamState>,
+    /// The stream whose windows are in the engine.
+    current: Option<StreamId>,
+    /// Whether a second stream was ever seen: window keys are then summed
+    /// over all of them for the metrics.
+    several: bool,
+    acks: Vec<Ack>,
+    progress: Option<Box<dyn FnMut(u64, u64) + 'd>>,
+}
+
+impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
+    pub fn new(engine: &'d mut Engine<'r>, sink: &'d mut dyn AlertSink, clock: C) -> Self {
+        Driver {
+            engine,
+            sink,
+            clock,
+            timing: Timing::default(),
+            max_document: DEFAULT_MAX_DOCUMENT,
+            streams: HashMap::new(),
+            current: None,
+            several: false,
+            acks: Vec::new(),
+            progress: None,
+        }
+    }
+
+    pub fn timing(mut self, timing: Timing) -> Self {
+        self.timing = timing;
+        self
+    }
+
+    /// Documents of a message longer than this are skipped and counted.
+    pub fn max_document(mut self, bytes: usize) -> Self {
+        self.max_document = bytes;
+        self
+    }
+
+    /// Called now and then with the bytes read and the events seen.
+    pub fn progress(mut self, f: impl FnMut(u64, u64) + 'd) -> Self {
+        self.progress = Some(Box::new(f));
+        self
+    }
+
+    /// Pulls `source` until it ends or is stopped, then closes it.
+    pub fn run(&mut self, source: &mut dyn Source) -> io::Result<Finished> {
+        let live = source.live();
+        let now = self.clock.now();
+        let (mut last_flush, mut last_check) = (now, now);
+        let mut next_progress = PROGRESS_EVERY;
+        let finished = loop {
+            self.acknowledge(source)?;
+            let sink = &mut *self.sink;
+            let mut flushed = false;
+            let next = source.next(&mut || {
+                flushed = true;
+                sink.flush()
+            })?;
+            if flushed {
+                last_flush = self.clock.now();
+            }
+            match next {
+                Next::Batch(batch) => {
+                    let stream = batch.stream;
+                    self.enter(stream);
+                    let before = self.engine.stats.events;
+                    let result = self.process(batch.body);
+                    let events = self.engine.stats.events - before;
+                    if events > 0 {
+                        if let Some(s) = self.streams.get_mut(&stream) {
+                            s.last_event = self.clock.now();
+                        }
+                    }
+                    result?;
+                    if let Some(position) = batch.ack {
+                        self.acks.push(Ack {
+                            stream,
+                            position,
+                            events,
+                        });
+                    }
+                }
+                Next::Idle => {}
+                Next::Reset(stream) => self.reset(source, stream)?,
+                Next::Closed(stream) => self.close_stream(stream),
+                Next::End => {
+                    self.finish_all()?;
+                    break Finished::End;
+                }
+                Next::Stop => break Finished::Stopped,
+            }
+            if self.engine.stats.lines >= next_progress {
+                next_progress = self.engine.stats.lines + PROGRESS_EVERY;
+                if let Some(f) = &mut self.progress {
+                    f(source.bytes(), self.engine.stats.events);
+                }
+            }
+            if live {
+                let now = self.clock.now();
+                if now.duration_since(last_flush) >= self.timing.flush_every {
+                    self.sink.flush()?;
+                    last_flush = now;
+                }
+                if now.duration_since(last_check) >= self.timing.idle_check {
+                    last_check = now;
+                    self.follow_wall_clock(now)?;
+                }
+            }
+        };
+        self.sink.flush()?;
+        self.acknowledge(source)?;
+        source.close()?;
+        Ok(finished)
+    }
+
+    /// Pulls a file through `threads` workers ([`parallel`]): the same
+    /// alerts, in the same order, as [`Driver::run`].
+    pub fn run_parallel(
+        &mut self,
+        source: &mut (dyn Source + Send),
+        threads: usize,
+    ) -> io::Result<Finished> {
+        parallel::run(source, self.engine, threads, self.sink)?;
+        self.engine.finish(self.sink)?;
+        self.sink.flush()?;
+        source.close()?;
+        Ok(Finished::End)
+    }
+
+    /// Flushes the outputs and acknowledges what was processed.
+    fn acknowledge(&mut self, source: &mut dyn Source) -> io::Result<()> {
+        if self.acks.is_empty() {
+            return Ok(());
+        }
+        self.sink.flush()?;
+        for ack in self.acks.drain(..) {
+            source.ack(ack)?;
+        }
+        Ok(())
+    }
+
+    fn process(&mut self, body: Body) -> io::Result<()> {
+        let (engine, sink) = (&mut *self.engine, &mut *self.sink);
+        match body {
+            Body::Line(line) => engine.process_line(line, sink),
+            Body::Lines { text, max_line } => {
+                split_lines(text, max_line, |line| engine.process_line(line, sink))
+            }
+            Body::Message(message) => documents::for_each(message, self.max_document, |doc| {
+                engine.process_line(doc, sink)
+            }),
+        }
+    }
+
+    /// Puts `stream`'s windows into the engine (a new stream starts empty).
+    fn enter(&mut self, stream: StreamId) {
+        if self.current == Some(stream) {
+            return;
+        }
+        if let Some(cur) = self.current {
+            if let Some(s) = self.streams.get_mut(&cur) {
+                self.engine.swap_windows(&mut s.parked);
+            }
+        }
+        let now = self.clock.now();
+        if !self.streams.contains_key(&stream) {
+            self.several |= !self.streams.is_empty();
+            let parked = self.engine.new_windows();
+            self.streams.insert(
+                stream,
+                StreamState {
+                    parked,
+                    last_event: now,
+                },
+            );
+        }
+        if let Some(s) = self.streams.get_mut(&stream) {
+            self.engine.swap_windows(&mut s.parked);
+        }
+        self.current = Some(stream);
+    }
+
+    /// Starts `stream` afresh and rebuilds its windows from what the source
+    /// can replay; alerts that the replay finds still firing are re-sent to
+    /// the outputs that keep alert state.
+    fn reset(&mut self, source: &mut dyn Source, stream: StreamId) -> io::Result<()> {
+        self.enter(stream);
+        let mut fresh = self.engine.new_windows();
+        self.engine.swap_windows(&mut fresh);
+        if !self.engine.windowed() {
+            return Ok(());
+        }
+        let horizon = self.engine.horizon_ns();
+        let engine = &mut *self.engine;
+        source.replay(stream, horizon, &mut |doc| {
+            engine.warm_up(doc);
+        })?;
+        let n = self.engine.refresh_firing(self.sink)?;
+        if n > 0 {
+            tracing::info!(
+                stream = stream.0,
+                alerts = n,
+                "firing alerts re-sent after rebuilding a stream's windows"
+            );
+        }
+        Ok(())
+    }
+
+    fn close_stream(&mut self, stream: StreamId) {
+        if self.current == Some(stream) {
+            // The engine holds its windows: put a fresh set in their place.
+            let mut fresh = self.engine.new_windows();
+            self.engine.swap_windows(&mut fresh);
+            self.current = None;
+        }
+        self.streams.remove(&stream);
+    }
+
+    /// End of input: every stream's remaining ticks are evaluated.
+    fn finish_all(&mut self) -> io::Result<()> {
+        let mut ids: Vec<StreamId> = self.streams.keys().copied().collect();
+        ids.sort();
+        if ids.is_empty() {
+            return self.engine.finish(self.sink);
+        }
+        for id in ids {
+            self.enter(id);
+            self.engine.finish(self.sink)?;
+        }
+        Ok(())
+    }
+
+    /// Streams quiet for a while move on with the wall clock, so alerts
+    /// resolve and absence rules fire when nothing arrives.
+    fn follow_wall_clock(&mut self, now: Instant) -> io::Result<()> {
+        if self.engine.windowed() {
+            let mut quiet: Vec<(StreamId, Duration)> = self
+                .streams
+                .iter()
+                .map(|(id, s)| (*id, now.duration_since(s.last_event)))
+                .filter(|(_, q)| *q >= self.timing.idle)
+                .collect();
+            quiet.sort();
+            for (id, q) in quiet {
+                self.enter(id);
+                self.engine.idle(q.as_nanos() as u64, self.sink)?;
+            }
+        }
+        if self.several {
+            let parked: usize = self
+                .streams
+                .iter()
+                .filter(|(id, _)| Some(**id) != self.current)
+                .map(|(_, s)| s.parked.keys())
+                .sum();
+            let current = self.current.map_or(0, |_| self.engine.window_keys());
+            self.engine.publish_window_keys(parked + current);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::cell::RefCell;
+    use std::collections::VecDeque;
+    use std::rc::Rc;
+
+    use super::*;
+    use crate::engine::RuleMatching;
+    use crate::rules::RuleSet;
+    use crate::sink::Alert;
+    use crate::source::clock::FakeClock;
+    use crate::source::lines::Line;
+    use crate::source::Batch;
+
+    type Log = Rc<RefCell<Vec<String>>>;
+
+    fn rules() -> RuleSet {
+        crate::rules::load(&crate::rules::default_sources())
+            .rules
+            .expect("default rules")
+    }
+
+    /// A 403 for `user` at second `s` of the day (Forbidden Burst counts
+    /// twenty in a minute).
+    fn denied(user: &str, s: u32) -> String {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"d{s}","stage":"ResponseComplete","requestURI":"/api/v1/secrets","verb":"list","user":{{"username":"{user}"}},"objectRef":{{"resource":"secrets","apiVersion":"v1"}},"responseStatus":{{"code":403}},"stageTimestamp":"2024-10-29T12:{:02}:{:02}Z"}}"#,
+            s / 60,
+            s % 60
+        )
+    }
+
+    /// An exec into a pod: a per-event alert.
+    fn exec(n: u32) -> String {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"e{n}","stage":"ResponseStarted","requestURI":"/api/v1/namespaces/default/pods/web/exec?command=sh","verb":"create","user":{{"username":"alice"}},"objectRef":{{"resource":"pods","namespace":"default","name":"web","subresource":"exec"}},"responseStatus":{{"code":101}},"stageTimestamp":"2024-10-29T12:22:{:02}Z"}}"#,
+            n % 60
+        )
+    }
+
+    enum Step {
+        /// A document of a stream, perhaps to acknowledge; the clock moves
+        /// on by the duration first.
+        Doc(u64, String, Option<i64>, Duration),
+        /// Nothing arrives while the clock moves on.
+        Idle(Duration),
+        Reset(u64),
+        Closed(u64),
+        End,
+    }
+
+    /// A scripted source on a fake clock, logging what the driver asks.
+    struct Script<'c> {
+        steps: VecDeque<Step>,
+        clock: &'c FakeClock,
+        log: Log,
+        live: bool,
+        doc: String,
+        /// What `replay` feeds.
+        history: Vec<String>,
+    }
+
+    impl<'c> Script<'c> {
+        fn new(clock: &'c FakeClock, log: &Log, live: bool, steps: Vec<Step>) -> Self {
+            Script {
+                steps: steps.into(),
+                clock,
+                log: log.clone(),
+                live,
+                doc: String::new(),
+                history: Vec::new(),
+            }
+        }
+    }
+
+    impl Source for Script<'_> {
+        fn next(
+            &mut self,
+            before_wait: &mut dyn FnMut() -> io::Result<()>,
+        ) -> io::Result<Next<'_>> {
+            match self.steps.pop_front().unwrap_or(Step::End) {
+                Step::Doc(stream, doc, ack, after) => {
+                    self.clock.advance(after);
+                    self.doc = doc;
+                    Ok(Next::Batch(Batch {
+                        stream: StreamId(stream),
+                        body: Body::Line(Line::Text(self.doc.as_bytes())),
+                        ack,
+                    }))
+                }
+                Step::Idle(d) => {
+                    if self.live {
+                        before_wait()?;
+                    }
+                    self.clock.advance(d);
+                    Ok(Next::Idle)
+                }
+                Step::Reset(s) => Ok(Next::Reset(StreamId(s))),
+                Step::Closed(s) => Ok(Next::Closed(StreamId(s))),
+                Step::End => Ok(Next::End),
+            }
+        }
+
+        fn ack(&mut self, ack: Ack) -> io::Result<()> {
+            self.log
+                .borrow_mut()
+                .push(format!("ack {} {}", ack.position, ack.events));
+            Ok(())
+        }
+
+        fn replay(
+            &mut self,
+            stream: StreamId,
+            _horizon_ns: i64,
+            doc: &mut dyn FnMut(&[u8]),
+        ) -> io::Result<()> {
+            self.log.borrow_mut().push(format!("replay {}", stream.0));
+            for d in &self.history {
+                doc(d.as_bytes());
+            }
+            Ok(())
+        }
+
+        fn live(&self) -> bool {
+            self.live
+        }
+
+        fn bytes(&self) -> u64 {
+            0
+        }
+
+        fn describe(&self) -> String {
+            "script".into()
+        }
+    }
+
+    /// Logs alerts (with the fake time they left, in ms from the start)
+    /// and flushes.
+    struct Recorder<'c> {
+        log: Log,
+        clock: &'c FakeClock,
+        start: Instant,
+    }
+
+    impl AlertSink for Recorder<'_> {
+        fn emit(&mut self, a: &Alert) -> io::Result<()> {
+            let state = match &a.aggregate {
+                Some(agg) if agg.firing => " firing",
+                Some(_) => " resolved",
+                None => "",
+            };
+            let ms = self.clock.now().duration_since(self.start).as_millis();
+            self.log
+                .borrow_mut()
+                .push(format!("emit {}{state} @{ms}", a.rule));
+            Ok(())
+        }
+        fn refresh(&mut self, a: &Alert) -> io::Result<()> {
+            self.log.borrow_mut().push(format!("refresh {}", a.rule));
+            Ok(())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            self.log.borrow_mut().push("flush".into());
+            Ok(())
+        }
+    }
+
+    /// Runs `steps`; returns the log.
+    fn drive(live: bool, steps: Vec<Step>, history: Vec<String>) -> Vec<String> {
+        let set = rules();
+        let clock = FakeClock::default();
+        let log: Log = Rc::default();
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        let mut sink = Recorder {
+            log: log.clone(),
+            clock: &clock,
+            start: clock.now(),
+        };
+        let mut source = Script::new(&clock, &log, live, steps);
+        source.history = history;
+        Driver::new(&mut engine, &mut sink, &clock)
+            .run(&mut source)
+            .unwrap();
+        let out = log.borrow().clone();
+        out
+    }
+
+    fn burst(user: &str) -> Vec<Step> {
+        (0..20)
+            .map(|s| Step::Doc(0, denied(user, s), None, Duration::from_millis(1)))
+            .collect()
+    }
+
+    fn alerts(log: &[String]) -> Vec<&str> {
+        log.iter()
+            .filter(|l| l.starts_with("emit"))
+            .map(|l| l.split(" @").next().unwrap_or(l))
+            .collect()
+    }
+
+    #[test]
+    fn a_quiet_live_stream_follows_the_wall_clock() {
+        let mut steps = burst("mallory");
+        steps.extend((0..60).map(|_| Step::Idle(Duration::from_secs(1))));
+        let log = drive(true, steps, Vec::new());
+        let emitted: Vec<&String> = log.iter().filter(|l| l.starts_with("emit")).collect();
+        assert_eq!(emitted.len(), 2, "{log:?}");
+        // Fired once the watermark (last tick 19 − 5s lateness + quiet
+        // time) reached tick 19, and resolved at tick 60, both while the
+        // stream was quiet, at the wall-clock times those take.
+        let at = |l: &str| -> u64 { l.rsplit('@').next().unwrap().parse().unwrap() };
+        assert!(emitted[0].starts_with("emit Forbidden Burst firing"));
+        assert!((5_000..6_300).contains(&at(emitted[0])), "{emitted:?}");
+        assert!(emitted[1].starts_with("emit Forbidden Burst resolved"));
+        assert!((46_000..47_300).contains(&at(emitted[1])), "{emitted:?}");
+    }
+
+    #[test]
+    fn a_file_does_not_follow_the_wall_clock() {
+        let mut steps = burst("mallory");
+        steps.extend((0..60).map(|_| Step::Idle(Duration::from_secs(1))));
+        let log = drive(false, steps, Vec::new());
+        // Evaluated at its end only: the firing and its resolve, in event
+        // time, at the last instant.
+        assert_eq!(
+            alerts(&log),
+            [
+                "emit Forbidden Burst firing",
+                "emit Forbidden Burst resolved"
+            ]
+        );
+        assert!(
+            log.iter()
+                .filter(|l| l.starts_with("emit"))
+                .all(|l| l.ends_with("@60020")),
+            "{log:?}"
+        );
+        assert_eq!(
+            log.iter().filter(|l| *l == "flush").count(),
+            1,
+            "only at the end"
+        );
+    }
+
+    #[test]
+    fn a_busy_live_stream_is_flushed_every_interval() {
+        // 20 events 1 ms apart and never a wait: flushed at 5, 10, 15 and
+        // 20 ms, then once at the end.
+        let steps = (0..20)
+            .map(|n| Step::Doc(0, exec(n), None, Duration::from_millis(1)))
+            .collect();
+        let log = drive(true, steps, Vec::new());
+        let flushes: Vec<usize> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| *l == "flush")
+            .map(|(i, _)| log[..i].iter().filter(|l| l.starts_with("emit")).count())
+            .collect();
+        assert_eq!(flushes, [5, 10, 15, 20, 20], "{log:?}");
+    }
+
+    #[test]
+    fn a_batch_is_acknowledged_after_its_alerts_are_flushed() {
+        let steps = vec![
+            Step::Doc(0, exec(1), Some(7), Duration::ZERO),
+            Step::Doc(0, "not an event".into(), Some(8), Duration::ZERO),
+            Step::Doc(0, exec(2), Some(9), Duration::ZERO),
+            Step::End,
+        ];
+        let log = drive(true, steps, Vec::new());
+        assert_eq!(
+            log,
+            [
+                "emit Exec Into Pod @0",
+                "flush",
+                "ack 7 1",
+                "flush",
+                "ack 8 0",
+                "emit Exec Into Pod @0",
+                "flush",
+                "ack 9 1",
+                "flush",
+            ]
+        );
+    }
+
+    #[test]
+    fn streams_keep_their_own_windows_and_a_reset_replays_history() {
+        // Ten denials in each of two streams: no key reaches twenty.
+        let mut steps: Vec<Step> = (0..20)
+            .map(|s| Step::Doc(u64::from(s % 2), denied("mallory", s), None, Duration::ZERO))
+            .collect();
+        steps.push(Step::End);
+        assert!(alerts(&drive(false, steps, Vec::new())).is_empty());
+        // Stream 1 reset: nineteen denials replayed (no alerts, not
+        // counted), then one more fires.
+        let history: Vec<String> = (0..19).map(|s| denied("mallory", s)).collect();
+        let steps = vec![
+            Step::Reset(1),
+            Step::Doc(1, denied("mallory", 19), None, Duration::ZERO),
+            Step::End,
+        ];
+        let log = drive(false, steps, history.clone());
+        assert_eq!(log[0], "replay 1");
+        assert_eq!(
+            alerts(&log),
+            [
+                "emit Forbidden Burst firing",
+                "emit Forbidden Burst resolved"
+            ]
+        );
+        // Thirty replayed (the watermark passes the twentieth): the alert
+        // that fired during the replay is re-sent (refresh), not emitted; a
+        // closed stream's state is gone.
+        let history = (0..30).map(|s| denied("mallory", s)).collect();
+        let steps = vec![
+            Step::Reset(1),
+            Step::Closed(1),
+            Step::Doc(1, denied("mallory", 30), None, Duration::ZERO),
+            Step::End,
+        ];
+        let log = drive(false, steps, history);
+        assert_eq!(log[..2], ["replay 1", "refresh Forbidden Burst"]);
+        assert!(alerts(&log).is_empty(), "{log:?}");
+    }
+}
