@@ -29,6 +29,7 @@ pub mod fields;
 pub mod policy;
 pub mod rules;
 pub mod ruletest;
+pub mod runtime;
 pub mod sink;
 pub mod source;
 pub mod window;

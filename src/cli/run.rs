@@ -22,9 +22,15 @@ pub struct RunArgs {
     /// order (later files can redefine or append). Default: the embedded rules.
     #[arg(long = "rules", short = 'r', value_name = "PATH")]
     pub rules: Vec<PathBuf>,
-    /// Where to read events: `-` for stdin, a file path, or `kafka` (a
-    /// consumer group; see --kafka-brokers).
-    #[arg(long, short = 'i', default_value = "-", value_name = "-|FILE|kafka")]
+    /// Where to read events: `-` for stdin, a file path, `kafka` (a
+    /// consumer group; see --kafka-brokers), or `http` (the audit webhook
+    /// receiver; see --listen).
+    #[arg(
+        long,
+        short = 'i',
+        default_value = "-",
+        value_name = "-|FILE|kafka|http"
+    )]
     pub input: String,
     /// Keep reading the file as it grows, across log rotation (the old file
     /// is finished, then the new one read from its start), until stopped.
@@ -58,8 +64,10 @@ pub struct RunArgs {
     pub resolution: u64,
     /// How long to wait for out-of-order events before evaluating a tick of
     /// a windowed rule; events later than this are counted as late.
-    #[arg(long, default_value = "5s", value_parser = durations::parse_or_zero, value_name = "DURATION")]
-    pub lateness: u64,
+    /// Default: 5s; 40s with --input http, whose senders batch events for
+    /// up to 30s and several API servers send at once.
+    #[arg(long, value_parser = durations::parse_or_zero, value_name = "DURATION")]
+    pub lateness: Option<u64>,
     /// Keys kept per windowed rule (least recently used are evicted, and
     /// counted).
     #[arg(long, default_value_t = 100_000, value_name = "N")]
@@ -112,7 +120,45 @@ pub struct RunArgs {
     pub metrics_max_label_sets: usize,
     #[command(flatten)]
     pub kafka: KafkaArgs,
+    #[command(flatten)]
+    pub http: HttpArgs,
 }
+
+/// The audit webhook receiver (`--input http`).
+#[derive(clap::Args)]
+#[command(next_help_heading = "HTTP receiver (--input http)")]
+pub struct HttpArgs {
+    /// Address to listen on. A bare port listens on loopback only; beyond
+    /// loopback, TLS and an authentication method (--tls-client-ca or
+    /// --http-token-file) are required.
+    #[arg(long, default_value = "127.0.0.1:9765", value_name = "ADDR")]
+    pub listen: String,
+    /// Server certificate (PEM, with its chain), re-read when it changes.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// Server private key (PEM), re-read when it changes.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// CA (PEM) whose client certificates the audit paths require: the one
+    /// that signs the webhook kubeconfig's client-certificate.
+    #[arg(long, value_name = "FILE")]
+    pub tls_client_ca: Option<PathBuf>,
+    /// File of bearer tokens the audit paths accept, one per line (the
+    /// webhook kubeconfig's user token).
+    #[arg(long, value_name = "FILE")]
+    pub http_token_file: Option<PathBuf>,
+    /// Bodies longer than this are refused with 413.
+    #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
+    pub max_body_bytes: u64,
+    /// Bytes that requests waiting for, or under, evaluation may hold in
+    /// all; beyond, senders get 429 and retry. Bounds the receiver's memory.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub http_queue_bytes: u64,
+}
+
+/// Default lateness, and on the HTTP receiver.
+const LATENESS: u64 = 5_000_000_000;
+const HTTP_LATENESS: u64 = 40_000_000_000;
 
 /// The Kafka source (`--input kafka`).
 #[derive(clap::Args)]
@@ -175,6 +221,7 @@ pub enum InputSettings {
         follow: bool,
     },
     Kafka(saker::source::kafka::Settings),
+    Http(saker::source::http::Settings),
 }
 
 /// The metrics endpoint.
@@ -207,6 +254,10 @@ impl RunArgs {
     /// Checks the flags together and builds the settings.
     pub fn settings(self) -> Result<RunSettings, UsageError> {
         let input = self.input_settings()?;
+        let lateness = self.lateness.unwrap_or(match input {
+            InputSettings::Http(_) => HTTP_LATENESS,
+            _ => LATENESS,
+        });
         let threads = match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
@@ -250,7 +301,7 @@ impl RunArgs {
             progress: self.progress,
             summary: !self.no_summary,
             windows: WindowOptions {
-                lateness_ns: self.lateness,
+                lateness_ns: lateness,
                 limits: Limits {
                     max_keys: self.max_keys,
                     max_values_per_key: self.max_distinct_values,
@@ -265,6 +316,12 @@ impl RunArgs {
     /// kafka`, or it lacks what it needs.
     fn input_settings(&self) -> Result<InputSettings, UsageError> {
         let k = &self.kafka;
+        if self.input == "http" {
+            if self.follow {
+                return Err("--follow needs --input FILE (the receiver is always live)".into());
+            }
+            return self.http.settings().map(InputSettings::Http);
+        }
         if self.input != "kafka" {
             if k.kafka_brokers.is_some() || !k.kafka_topic.is_empty() || !k.kafka_option.is_empty()
             {
@@ -326,5 +383,72 @@ impl RunArgs {
             timeout: Duration::from_nanos(self.alertmanager_timeout),
             ca_file: self.alertmanager_ca_file.clone(),
         }))
+    }
+}
+
+impl HttpArgs {
+    /// The receiver's settings: beyond loopback, only with TLS and an
+    /// authentication method.
+    fn settings(&self) -> Result<saker::source::http::Settings, UsageError> {
+        let listen = saker::sink::metrics::listen_address(&self.listen)
+            .map_err(|e| UsageError(format!("--listen {}: {e}", self.listen)))?;
+        let tls = self.tls_cert.clone().zip(self.tls_key.clone());
+        let tokens = match &self.http_token_file {
+            None => None,
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| {
+                    UsageError(format!(
+                        "--http-token-file: cannot read {}: {e}",
+                        p.display()
+                    ))
+                })?;
+                let tokens: Vec<String> = text
+                    .lines()
+                    .map(str::trim)
+                    .filter(|l| !l.is_empty())
+                    .map(String::from)
+                    .collect();
+                if tokens.is_empty() {
+                    return Err(UsageError(format!(
+                        "--http-token-file: {} holds no token",
+                        p.display()
+                    )));
+                }
+                Some(tokens)
+            }
+        };
+        if self.tls_client_ca.is_some() && tls.is_none() {
+            return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
+        }
+        if !listen.ip().is_loopback() {
+            let mut missing = Vec::new();
+            if tls.is_none() {
+                missing.push("TLS (--tls-cert and --tls-key)");
+            }
+            if self.tls_client_ca.is_none() && tokens.is_none() {
+                missing.push("an authentication method (--tls-client-ca or --http-token-file)");
+            }
+            if !missing.is_empty() {
+                return Err(UsageError(format!(
+                    "--listen {listen} is beyond loopback: audit events would be accepted from the network without {}; add {}",
+                    missing.join(" or "),
+                    missing.join(" and ")
+                )));
+            }
+        }
+        if self.max_body_bytes == 0 || self.http_queue_bytes < self.max_body_bytes {
+            return Err(UsageError(format!(
+                "--http-queue-bytes ({}) must hold at least one body of --max-body-bytes ({})",
+                self.http_queue_bytes, self.max_body_bytes
+            )));
+        }
+        Ok(saker::source::http::Settings {
+            listen,
+            tls,
+            client_ca: self.tls_client_ca.clone(),
+            tokens,
+            max_body_bytes: self.max_body_bytes,
+            queue_bytes: self.http_queue_bytes,
+        })
     }
 }

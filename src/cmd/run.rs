@@ -13,6 +13,7 @@ use saker::sink::stdout::StdoutSink;
 use saker::sink::AlertSink;
 use saker::source::clock::SystemClock;
 use saker::source::driver::Driver;
+use saker::source::http::HttpSource;
 use saker::source::kafka::{Counters, KafkaSource};
 use saker::source::{stream, Source};
 
@@ -47,6 +48,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
     };
     let mut engine = Engine::with_options(&set, settings.matching, settings.windows);
     let counters = Arc::new(Counters::default());
+    let http_counters = Arc::new(saker::source::http::metrics::Counters::default());
     if let Some(m) = &settings.metrics {
         let (with_metrics, registry) = engine.with_metrics(m.labels.clone(), m.max_label_sets);
         engine = with_metrics;
@@ -57,6 +59,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
             r.alertmanager = alertmanager.clone();
             r.source = match &settings.input {
                 InputSettings::Kafka(_) => "kafka",
+                InputSettings::Http(_) => "http",
                 InputSettings::Lines {
                     input: saker::source::Input::Stdin,
                     ..
@@ -64,8 +67,10 @@ pub fn run(settings: RunSettings) -> ExitCode {
                 InputSettings::Lines { .. } => "file",
             }
             .to_string();
-            if matches!(settings.input, InputSettings::Kafka(_)) {
-                r.extra.push(counters.clone());
+            match settings.input {
+                InputSettings::Kafka(_) => r.extra.push(counters.clone()),
+                InputSettings::Http(_) => r.extra.push(http_counters.clone()),
+                InputSettings::Lines { .. } => {}
             }
         }
         let served = saker::sink::metrics::listen_address(&m.listen)
@@ -75,19 +80,25 @@ pub fn run(settings: RunSettings) -> ExitCode {
             Err(e) => return fail(format_args!("cannot serve metrics on {}: {e}", m.listen)),
         }
     }
-    let (mut source, size): (Box<dyn Source + Send>, Option<u64>) = match &settings.input {
-        InputSettings::Kafka(k) => {
-            let stop = Arc::new(AtomicBool::new(false));
-            for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
-                if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
-                    return fail(format_args!("cannot handle signals: {e}"));
-                }
-            }
-            match KafkaSource::open(k, counters.clone(), stop) {
-                Ok(s) => (Box::new(s), None),
-                Err(e) => return fail(e),
+    // Kafka and the receiver stop on SIGTERM and SIGINT: what was taken in
+    // is evaluated and acknowledged first.
+    let stop = Arc::new(AtomicBool::new(false));
+    if !matches!(settings.input, InputSettings::Lines { .. }) {
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
+                return fail(format_args!("cannot handle signals: {e}"));
             }
         }
+    }
+    let (mut source, size): (Box<dyn Source + Send>, Option<u64>) = match &settings.input {
+        InputSettings::Kafka(k) => match KafkaSource::open(k, counters.clone(), stop) {
+            Ok(s) => (Box::new(s), None),
+            Err(e) => return fail(e),
+        },
+        InputSettings::Http(h) => match HttpSource::start(h, http_counters.clone(), stop) {
+            Ok(s) => (Box::new(s), None),
+            Err(e) => return fail(e),
+        },
         InputSettings::Lines { input, follow } => {
             match stream::open(input, *follow, settings.max_line_bytes) {
                 Ok((s, size)) => (Box::new(s), size),
@@ -139,8 +150,17 @@ pub fn run(settings: RunSettings) -> ExitCode {
             "{}",
             engine.summary(&source.describe(), source.bytes(), seconds)
         );
-        if matches!(settings.input, InputSettings::Kafka(_)) {
-            eprintln!("saker: kafka: {}", counters.describe());
+        match settings.input {
+            InputSettings::Kafka(_) => eprintln!("saker: kafka: {}", counters.describe()),
+            InputSettings::Http(_) => {
+                let answers: Vec<String> = http_counters
+                    .by_status()
+                    .iter()
+                    .map(|(code, n)| format!("{n} x {code}"))
+                    .collect();
+                eprintln!("saker: http: answered {}", answers.join(", "));
+            }
+            InputSettings::Lines { .. } => {}
         }
     }
     ExitCode::SUCCESS

@@ -11,6 +11,7 @@
 pub mod clock;
 pub mod documents;
 pub mod driver;
+pub mod http;
 pub mod kafka;
 pub mod lines;
 pub mod live;
