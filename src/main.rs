@@ -14,9 +14,11 @@ use clap::{Parser, Subcommand, ValueEnum};
 use saker::engine::windows::WindowOptions;
 use saker::engine::{Engine, RuleMatching};
 use saker::rules::{self, Loaded, RuleSource};
-use saker::sink::alertmanager::{AlertmanagerSink, Fanout, Settings as AmSettings};
+use saker::sink::alertmanager::{AlertmanagerSink, Settings as AmSettings};
+use saker::sink::http_output::{HttpOutputSink, Settings as HttpOutputSettings};
 use saker::sink::stdout::{Format, StdoutSink};
 use saker::sink::AlertSink;
+use saker::sink::Fanout;
 use saker::source::lines::LineReader;
 use saker::source::live::ChannelReader;
 use saker::source::Input;
@@ -207,6 +209,32 @@ struct RunArgs {
     /// Alertmanager.
     #[arg(long, default_value = "10s", value_parser = parse_std_duration, value_name = "DURATION")]
     alertmanager_drain: Duration,
+    /// Hold a windowed alert's resolve until its firing alert was accepted by
+    /// Alertmanager this long ago. Longer than Alertmanager's group_wait
+    /// (default 30s), or a replay's firing and resolve are merged and never
+    /// notified. Live alerts that fired longer ago are not delayed.
+    #[arg(long, default_value = "35s", value_parser = parse_std_duration, value_name = "DURATION")]
+    alertmanager_resolve_delay: Duration,
+    /// POST every alert as one Falco JSON body to this URL, as Falco's
+    /// http_output does (falcosidekick: http://HOST:2801/); repeatable.
+    /// HTTP(S)_PROXY and NO_PROXY are honoured.
+    #[arg(long = "http-output", value_name = "URL")]
+    http_output: Vec<String>,
+    /// Alerts queued per --http-output URL; when full, the oldest per-event
+    /// alerts are dropped first (and counted).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    http_output_queue: usize,
+    /// PEM file of the CA that signs an https --http-output's certificate.
+    /// Default: public roots.
+    #[arg(long, value_name = "FILE")]
+    http_output_ca_file: Option<PathBuf>,
+    /// Timeout of one request to an --http-output URL.
+    #[arg(long, default_value = "5s", value_parser = parse_duration_arg, value_name = "DURATION")]
+    http_output_timeout: u64,
+    /// At the end of the input, how long to wait for queued alerts to reach
+    /// the --http-output URLs.
+    #[arg(long, default_value = "10s", value_parser = parse_std_duration, value_name = "DURATION")]
+    http_output_drain: Duration,
     /// Serve Prometheus metrics, /healthz and /readyz on this address. A bare
     /// port (9464) listens on loopback only. Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -312,8 +340,27 @@ fn alertmanager_sink(args: &RunArgs) -> Result<Option<AlertmanagerSink>, String>
         bearer_token,
         timeout: Duration::from_nanos(args.alertmanager_timeout),
         ca_file: args.alertmanager_ca_file.clone(),
+        resolve_delay: args.alertmanager_resolve_delay,
     })
     .map(Some)
+    .map_err(|e| e.to_string())
+}
+
+fn http_output_sink(args: &RunArgs) -> Result<Option<HttpOutputSink>, String> {
+    if args.http_output.is_empty() {
+        return Ok(None);
+    }
+    HttpOutputSink::start(HttpOutputSettings {
+        urls: args.http_output.clone(),
+        queue_cap: args.http_output_queue,
+        client: saker::sink::http::ClientSettings {
+            timeout: Duration::from_nanos(args.http_output_timeout),
+            ca_file: args.http_output_ca_file.clone(),
+            bearer_token: None,
+        },
+    })
+    .map(Some)
+    .map_err(|e| e.to_string())
 }
 
 fn parse_lateness_arg(s: &str) -> Result<u64, String> {
@@ -448,10 +495,24 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sink: Box<dyn AlertSink + Send> = match &alertmanager {
-        Some(am) => Box::new(Fanout(vec![Box::new(stdout_sink), Box::new(am.clone())])),
-        None => Box::new(stdout_sink),
+    let http_output = match http_output_sink(&args) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("saker: --http-output: {e}");
+            return ExitCode::from(2);
+        }
     };
+    let mut sinks: Vec<Box<dyn AlertSink + Send>> = vec![Box::new(stdout_sink)];
+    let mut metric_sources: Vec<Arc<dyn saker::sink::metrics::MetricSource>> = Vec::new();
+    if let Some(am) = &alertmanager {
+        sinks.push(Box::new(am.clone()));
+        metric_sources.push(Arc::new(am.clone()));
+    }
+    if let Some(h) = &http_output {
+        sinks.push(Box::new(h.clone()));
+        metric_sources.push(Arc::new(h.clone()));
+    }
+    let sink: Box<dyn AlertSink + Send> = Box::new(Fanout(sinks));
     let window_options = WindowOptions {
         lateness_ns: args.lateness,
         limits: Limits {
@@ -480,7 +541,7 @@ fn run(args: RunArgs) -> ExitCode {
             let mut r = registry
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            r.alertmanager = alertmanager.clone();
+            r.extra.extend(metric_sources);
             r.source = source.to_string();
             if kafka.is_some() {
                 r.extra.push(counters.clone());
@@ -530,19 +591,34 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(2);
         }
     }
+    let drain_start = Instant::now();
     if let Some(am) = &alertmanager {
         // Deliver what is queued before exiting (a file, a closed stdin).
         if !am.drain(args.alertmanager_drain) {
-            let s = am.stats();
             eprintln!(
                 "saker: {} alert(s) not delivered to Alertmanager before exiting",
-                s.queued
+                am.stats().queued as usize + am.held()
             );
         }
         let s = am.stats();
         if !args.no_summary {
             eprintln!(
                 "saker: alertmanager: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
+                s.sent, s.attempts, s.failures, s.rejected, s.dropped
+            );
+        }
+    }
+    if let Some(h) = &http_output {
+        if !h.drain_until(drain_start + args.http_output_drain) {
+            eprintln!(
+                "saker: {} alert(s) not delivered to --http-output before exiting",
+                h.stats().queued
+            );
+        }
+        let s = h.stats();
+        if !args.no_summary {
+            eprintln!(
+                "saker: http-output: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
                 s.sent, s.attempts, s.failures, s.rejected, s.dropped
             );
         }

@@ -6,6 +6,7 @@ mod cli;
 mod diagnostics;
 mod falco_format;
 mod hostile;
+mod http_output;
 mod kafka;
 mod live;
 mod metrics;
