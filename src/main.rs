@@ -209,10 +209,10 @@ struct RunArgs {
     /// Alertmanager.
     #[arg(long, default_value = "10s", value_parser = parse_std_duration, value_name = "DURATION")]
     alertmanager_drain: Duration,
-    /// Hold a windowed alert's resolve until its firing alert was accepted by
-    /// Alertmanager this long ago. Longer than Alertmanager's group_wait
-    /// (default 30s), or a replay's firing and resolve are merged and never
-    /// notified. Live alerts that fired longer ago are not delayed.
+    /// Hold a windowed alert's resolve until Alertmanager accepted its firing
+    /// alert this long ago, so the firing is notified first (a replay resolves
+    /// alerts moments after they fire). Keep it longer than the route's
+    /// group_wait (30s by default). Alerts that fired longer ago resolve at once.
     #[arg(long, default_value = "35s", value_parser = parse_std_duration, value_name = "DURATION")]
     alertmanager_resolve_delay: Duration,
     /// POST every alert as one Falco JSON body to this URL, as Falco's
