@@ -67,7 +67,7 @@ pub struct Stats {
     pub attempts: u64,
     /// Requests that failed (network, timeout, 5xx, 408, 429) and were retried.
     pub failures: u64,
-    /// Alerts refused with a 4xx answer.
+    /// Alerts refused with a 4xx answer (or a redirect).
     pub rejected: u64,
     pub dropped: u64,
     /// Alerts waiting (including those being sent).
@@ -361,7 +361,7 @@ enum Outcome {
 fn outcome(answer: Result<super::http::Answer, reqwest::Error>) -> Outcome {
     match answer {
         Ok(a) if (200..300).contains(&a.status) => Outcome::Accepted,
-        Ok(a) if (400..500).contains(&a.status) && a.status != 408 && a.status != 429 => {
+        Ok(a) if (300..500).contains(&a.status) && a.status != 408 && a.status != 429 => {
             Outcome::Rejected(a.status, a.body)
         }
         Ok(a) => Outcome::Retry(format!("HTTP {}: {}", a.status, a.body.trim())),
@@ -482,6 +482,7 @@ mod tests {
         };
         assert!(matches!(outcome(answer(200)), Outcome::Accepted));
         assert!(matches!(outcome(answer(400)), Outcome::Rejected(400, _)));
+        assert!(matches!(outcome(answer(301)), Outcome::Rejected(301, _)));
         for retried in [408, 429, 500, 503] {
             assert!(
                 matches!(outcome(answer(retried)), Outcome::Retry(_)),

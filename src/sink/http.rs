@@ -82,6 +82,9 @@ impl Poster {
             .pool_idle_timeout(IDLE_FOR)
             .pool_max_idle_per_host(IDLE_PER_HOST)
             .user_agent(concat!("saker/", env!("CARGO_PKG_VERSION")))
+            // A redirect would turn the POST into a GET: it is answered as a
+            // refusal instead, and logged.
+            .redirect(reqwest::redirect::Policy::none())
             .build()?;
         let auth = match &settings.bearer_token {
             None => None,
