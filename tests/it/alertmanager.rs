@@ -526,3 +526,48 @@ fn a_replayed_incident_notifies_every_windowed_alert_firing_then_resolved() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_live_alert_that_resolves_within_group_wait_is_still_notified_firing_first() {
+    let dir = tmp("live-hold");
+    let (hook, received) = webhook();
+    let am_port = free_port();
+    // The route waits 5s before its first notification; the window (2s)
+    // resolves about 3s after it fires.
+    let _am = alertmanager_waiting(&dir, am_port, hook, "5s");
+    let rules = golden("alertmanager/rules.yaml");
+    let (_saker, mut stdin) = spawn_saker(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--lateness",
+        "0s",
+        "--alertmanager",
+        &format!("http://127.0.0.1:{am_port}"),
+        "--alertmanager-resolve-delay",
+        "7s",
+        "--no-summary",
+    ]);
+    for i in 0..3 {
+        writeln!(stdin, "{}", denied(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    let statuses = || -> Vec<String> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["alertname"] == "Forbidden Burst Test")
+            .map(|a| a["status"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let got = wait_until(Duration::from_secs(30), || {
+        let s = statuses();
+        s.iter().any(|st| st == "resolved").then_some(s)
+    })
+    .expect("the resolve never reached the receiver");
+    assert_eq!(got.first().map(String::as_str), Some("firing"), "{got:?}");
+    drop(stdin);
+    let _ = std::fs::remove_dir_all(&dir);
+}
