@@ -1,15 +1,17 @@
-//! The one tokio runtime of the network edges: the HTTP receiver's listener
-//! runs on it. The engine never does: decoding, matching and windows stay
-//! synchronous on their own thread, and meet the edges only through short
-//! locked queues (`source/http/queue.rs`).
+//! The one tokio runtime of the network edges: the HTTP receiver's listener,
+//! the metrics listener and the HTTP outputs' senders run on it. The engine
+//! never does: decoding, matching and windows stay synchronous on their own
+//! thread, and meet the edges only through short locked queues
+//! (`source/http/queue.rs`, `sink/delivery.rs`).
 
 use std::io;
 use std::sync::OnceLock;
 
 use tokio::runtime::{Builder, Handle, Runtime};
 
-/// Worker threads of the runtime: TLS and JSON checks of received bodies
-/// run here, beside the engine's thread.
+/// Worker threads of the runtime. The edges do little work per request
+/// (TLS, a JSON check of a received body, serialising an alert); two
+/// threads keep one slow handshake from holding up the rest.
 const WORKERS: usize = 2;
 
 static RUNTIME: OnceLock<Result<Runtime, String>> = OnceLock::new();

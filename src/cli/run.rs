@@ -9,6 +9,7 @@ use saker::engine::windows::WindowOptions;
 use saker::engine::RuleMatching;
 use saker::fields::FieldDef;
 use saker::sink::alertmanager::Settings as AmSettings;
+use saker::sink::http_output::Settings as HttpOutputSettings;
 use saker::sink::stdout::Format;
 use saker::source::Input;
 use saker::window::Limits;
@@ -103,6 +104,32 @@ pub struct RunArgs {
     /// Alertmanager.
     #[arg(long, default_value = "10s", value_parser = durations::std_or_zero, value_name = "DURATION")]
     pub alertmanager_drain: Duration,
+    /// Hold a windowed alert's resolve until Alertmanager accepted its firing
+    /// alert this long ago, so the firing is notified first (a replay resolves
+    /// alerts moments after they fire). Keep it longer than the route's
+    /// group_wait (30s by default). Alerts that fired longer ago resolve at once.
+    #[arg(long, default_value = "35s", value_parser = durations::std_or_zero, value_name = "DURATION")]
+    pub alertmanager_resolve_delay: Duration,
+    /// POST every alert as one Falco JSON body to this URL, as Falco's
+    /// http_output does (falcosidekick: http://HOST:2801/); repeatable.
+    /// HTTP(S)_PROXY and NO_PROXY are honoured.
+    #[arg(long = "http-output", value_name = "URL")]
+    pub http_output: Vec<String>,
+    /// Alerts queued per --http-output URL; when full, the oldest per-event
+    /// alerts are dropped first (and counted).
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub http_output_queue: usize,
+    /// PEM file of the CA that signs an https --http-output's certificate.
+    /// Default: public roots.
+    #[arg(long, value_name = "FILE")]
+    pub http_output_ca_file: Option<PathBuf>,
+    /// Timeout of one request to an --http-output URL.
+    #[arg(long, default_value = "5s", value_parser = durations::parse_nonzero, value_name = "DURATION")]
+    pub http_output_timeout: u64,
+    /// At the end of the input, how long to wait for queued alerts to reach
+    /// the --http-output URLs.
+    #[arg(long, default_value = "10s", value_parser = durations::std_or_zero, value_name = "DURATION")]
+    pub http_output_drain: Duration,
     /// Serve Prometheus metrics, /healthz and /readyz on this address. A bare
     /// port (9464) listens on loopback only. Off by default.
     #[arg(long, value_name = "ADDR")]
@@ -247,6 +274,8 @@ pub struct RunSettings {
     pub windows: WindowOptions,
     pub alertmanager: Option<AmSettings>,
     pub alertmanager_drain: Duration,
+    pub http_output: Option<HttpOutputSettings>,
+    pub http_output_drain: Duration,
     pub metrics: Option<MetricsSettings>,
 }
 
@@ -283,6 +312,8 @@ impl RunArgs {
         };
         Ok(RunSettings {
             alertmanager: self.alertmanager_settings()?,
+            http_output: self.http_output_settings(),
+            http_output_drain: self.http_output_drain,
             rules: self.rules,
             load: saker::rules::LoadOptions {
                 resolution_ns: self.resolution,
@@ -382,7 +413,20 @@ impl RunArgs {
             bearer_token,
             timeout: Duration::from_nanos(self.alertmanager_timeout),
             ca_file: self.alertmanager_ca_file.clone(),
+            resolve_delay: self.alertmanager_resolve_delay,
         }))
+    }
+
+    fn http_output_settings(&self) -> Option<HttpOutputSettings> {
+        (!self.http_output.is_empty()).then(|| HttpOutputSettings {
+            urls: self.http_output.clone(),
+            queue_cap: self.http_output_queue,
+            client: saker::sink::http::ClientSettings {
+                timeout: Duration::from_nanos(self.http_output_timeout),
+                ca_file: self.http_output_ca_file.clone(),
+                bearer_token: None,
+            },
+        })
     }
 }
 

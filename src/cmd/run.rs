@@ -8,9 +8,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use saker::engine::Engine;
-use saker::sink::alertmanager::{AlertmanagerSink, Fanout};
+use saker::sink::alertmanager::AlertmanagerSink;
+use saker::sink::http_output::HttpOutputSink;
+use saker::sink::metrics::MetricSource;
 use saker::sink::stdout::StdoutSink;
-use saker::sink::AlertSink;
+use saker::sink::{AlertSink, Fanout};
 use saker::source::clock::SystemClock;
 use saker::source::driver::Driver;
 use saker::source::http::HttpSource;
@@ -42,10 +44,22 @@ pub fn run(settings: RunSettings) -> ExitCode {
         Some(Ok(am)) => Some(am),
         Some(Err(e)) => return fail(format_args!("--alertmanager: {e}")),
     };
-    let mut sink: Box<dyn AlertSink + Send> = match &alertmanager {
-        Some(am) => Box::new(Fanout(vec![Box::new(stdout_sink), Box::new(am.clone())])),
-        None => Box::new(stdout_sink),
+    let http_output = match settings.http_output.clone().map(HttpOutputSink::start) {
+        None => None,
+        Some(Ok(h)) => Some(h),
+        Some(Err(e)) => return fail(format_args!("--http-output: {e}")),
     };
+    let mut sinks: Vec<Box<dyn AlertSink + Send>> = vec![Box::new(stdout_sink)];
+    let mut metric_sources: Vec<Arc<dyn MetricSource>> = Vec::new();
+    if let Some(am) = &alertmanager {
+        sinks.push(Box::new(am.clone()));
+        metric_sources.push(Arc::new(am.clone()));
+    }
+    if let Some(h) = &http_output {
+        sinks.push(Box::new(h.clone()));
+        metric_sources.push(Arc::new(h.clone()));
+    }
+    let mut sink: Box<dyn AlertSink + Send> = Box::new(Fanout(sinks));
     let mut engine = Engine::with_options(&set, settings.matching, settings.windows);
     let counters = Arc::new(Counters::default());
     let http_counters = Arc::new(saker::source::http::metrics::Counters::default());
@@ -56,7 +70,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
             let mut r = registry
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            r.alertmanager = alertmanager.clone();
+            r.extra.extend(metric_sources);
             r.source = match &settings.input {
                 InputSettings::Kafka(_) => "kafka",
                 InputSettings::Http(_) => "http",
@@ -127,19 +141,34 @@ pub fn run(settings: RunSettings) -> ExitCode {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
         Err(e) => return fail(e),
     }
+    let drain_start = Instant::now();
     if let Some(am) = &alertmanager {
         // Deliver what is queued before exiting (a file, a closed stdin).
         if !am.drain(settings.alertmanager_drain) {
-            let s = am.stats();
             eprintln!(
                 "saker: {} alert(s) not delivered to Alertmanager before exiting",
-                s.queued
+                am.stats().queued as usize + am.held()
             );
         }
         let s = am.stats();
         if settings.summary {
             eprintln!(
                 "saker: alertmanager: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
+                s.sent, s.attempts, s.failures, s.rejected, s.dropped
+            );
+        }
+    }
+    if let Some(h) = &http_output {
+        if !h.drain_until(drain_start + settings.http_output_drain) {
+            eprintln!(
+                "saker: {} alert(s) not delivered to --http-output before exiting",
+                h.stats().queued
+            );
+        }
+        let s = h.stats();
+        if settings.summary {
+            eprintln!(
+                "saker: http-output: {} alerts sent in {} requests, {} failed requests, {} rejected, {} dropped",
                 s.sent, s.attempts, s.failures, s.rejected, s.dropped
             );
         }

@@ -243,7 +243,7 @@ pub fn alert<'r>(rule: &'r CompiledRule, t: &Transition, resolution_ns: i64) -> 
         }
     };
     let message: String = rule.output.iter().map(render).collect();
-    let fields = rule
+    let mut fields: Vec<(&str, Option<Val>)> = rule
         .output_fields
         .iter()
         .map(|(name, part)| {
@@ -254,6 +254,19 @@ pub fn alert<'r>(rule: &'r CompiledRule, t: &Transition, resolution_ns: i64) -> 
             (name.as_str(), v)
         })
         .collect();
+    // Never an empty `output_fields` (falcosidekick refuses those): the
+    // `by` fields and the `agg.*` values follow the template's own fields.
+    let by = agg.by.iter().zip(t.key.iter());
+    let by = by.map(|((name, _), v)| (name.as_str(), v.clone()));
+    let aggs = AGG_FIELDS
+        .iter()
+        .filter(|(_, f)| *f != AggField::For || agg.hold_text.is_some())
+        .map(|(name, f)| (*name, agg_text(*f, agg, &info)));
+    for (name, v) in by.chain(aggs) {
+        if !fields.iter().any(|(n, _)| *n == name) {
+            fields.push((name, Some(Val::Str(Cow::Owned(v)))));
+        }
+    }
     Alert {
         time_ns: t.tick * resolution_ns,
         rule: &rule.name,
@@ -267,6 +280,16 @@ pub fn alert<'r>(rule: &'r CompiledRule, t: &Transition, resolution_ns: i64) -> 
         annotations: &rule.annotations,
     }
 }
+
+/// The `agg.*` fields every windowed alert carries in `output_fields`
+/// (`agg.for` only when the rule has a `for`).
+const AGG_FIELDS: [(&str, AggField); 5] = [
+    ("agg.value", AggField::Value),
+    ("agg.threshold", AggField::Threshold),
+    ("agg.window", AggField::Window),
+    ("agg.state", AggField::State),
+    ("agg.for", AggField::For),
+];
 
 fn agg_text(f: AggField, agg: &Aggregate, info: &AggregateInfo) -> String {
     match f {

@@ -1,31 +1,42 @@
 //! Alertmanager output (API v2, `POST /api/v2/alerts`). Every URL gets every
-//! alert, as Prometheus does for an HA pair. The engine never waits: alerts
-//! go into a bounded queue per URL, and a thread per URL sends them in
-//! batches, retrying with backoff. Windowed alerts are re-sent while firing
-//! (`endsAt` = now + 4 × resend interval), and their resolve is re-sent for a
-//! few minutes, since Alertmanager keeps no state for resolved alerts.
-//! Per-event alerts carry `startsAt` = event time and `endsAt` = now + expiry.
+//! alert, as Prometheus does for an HA pair; queues, batches and retries are
+//! `delivery.rs`'s. On top of that, this output keeps windowed alerts alive:
+//! a firing one is re-sent every resend interval (`endsAt` = now + 4 ×
+//! resend interval), and a resolve is re-sent for a few minutes, since
+//! Alertmanager keeps no state for resolved alerts. Per-event alerts carry
+//! `startsAt` = event time and `endsAt` = now + expiry.
+//!
+//! A resolve is held until its firing alert has been settled (accepted,
+//! refused or dropped) by that Alertmanager and `resolve_delay` has passed
+//! since. A replayed file resolves an alert moments after it fires;
+//! Alertmanager would merge the two before its `group_wait` ends and never
+//! notify anyone. Held, the firing is notified first, then the resolve.
 
-use std::collections::{HashMap, VecDeque};
-use std::io::{self, Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-use std::thread;
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::{json, Map, Value};
 
+use super::delivery::{self, Delivery, Item, Shape};
+use super::http::{self, ClientSettings, Poster};
+use super::metrics::MetricSource;
 use super::{Alert, AlertSink};
 use crate::event::time;
 use crate::fields::extract::Val;
 use crate::rules::Priority;
 
+/// Kept here for callers that knew it from this module.
+pub use super::Fanout;
+
 /// How long a resolve keeps being re-sent.
 const RESOLVE_RESEND_FOR: Duration = Duration::from_secs(300);
 /// Alerts per POST.
 const BATCH: usize = 64;
-/// Longest wait between retries.
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often the re-send timer looks at the tracked alerts.
+const TICK: Duration = Duration::from_millis(200);
 
 /// Settings of the Alertmanager output.
 #[derive(Debug, Clone)]
@@ -39,68 +50,19 @@ pub struct Settings {
     /// PEM file of the CA that signs the Alertmanager's (or proxy's) TLS
     /// certificate; without it, the bundled public roots are trusted.
     pub ca_file: Option<std::path::PathBuf>,
-}
-
-/// Where one Alertmanager listens.
-#[derive(Debug, Clone)]
-struct Endpoint {
-    url: String,
-    tls: bool,
-    host: String,
-    port: u16,
-    /// Path prefix before `/api/v2/alerts` (for Alertmanagers behind a proxy).
-    prefix: String,
-}
-
-/// Parses `http[s]://host[:port][/prefix]`.
-fn endpoint(url: &str) -> Result<Endpoint, String> {
-    let (tls, rest) = match url.split_once("://") {
-        Some(("http", rest)) => (false, rest),
-        Some(("https", rest)) => (true, rest),
-        _ => {
-            return Err(format!(
-                "{url}: expected http://host:port or https://host:port"
-            ))
-        }
-    };
-    let (hostport, prefix) = match rest.find('/') {
-        Some(i) => (&rest[..i], rest[i..].trim_end_matches('/')),
-        None => (rest, ""),
-    };
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .map_err(|_| format!("{url}: bad port `{p}`"))?,
-        ),
-        None => (hostport, if tls { 443 } else { 80 }),
-    };
-    if host.is_empty() {
-        return Err(format!("{url}: no host"));
-    }
-    Ok(Endpoint {
-        url: url.to_string(),
-        tls,
-        host: host.trim_matches(|c| c == '[' || c == ']').to_string(),
-        port,
-        prefix: prefix.to_string(),
-    })
+    /// How long after its firing alert was accepted a resolve may be sent.
+    pub resolve_delay: Duration,
 }
 
 /// Counters of the output, for the summary and metrics.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SendStats {
-    pub sent: u64,
-    pub attempts: u64,
-    pub failures: u64,
-    pub rejected: u64,
-    pub dropped: u64,
-    pub queued: u64,
-}
+pub type SendStats = delivery::Stats;
 
-struct Item {
-    alert: Value,
-    windowed: bool,
+/// `http[s]://host[:port][/prefix]` → `…/prefix/api/v2/alerts`.
+fn alerts_url(base: &str) -> Result<reqwest::Url, http::Error> {
+    let mut url = http::parse_url(base)?;
+    let path = format!("{}/api/v2/alerts", url.path().trim_end_matches('/'));
+    url.set_path(&path);
+    Ok(url)
 }
 
 /// A windowed alert being re-sent.
@@ -108,63 +70,36 @@ struct Tracked {
     alert: Value,
     firing: bool,
     next: Instant,
+    /// For a resolve: re-sent until then, once no destination holds it.
     until: Option<Instant>,
+    /// Per destination: when the firing alert was first settled there.
+    fired: Vec<Option<Instant>>,
+    /// Per destination: the resolve waits to be sent.
+    held: Vec<bool>,
 }
 
-#[derive(Default)]
 struct State {
-    queues: Vec<VecDeque<Item>>,
-    tracked: HashMap<String, Tracked>,
-    stats: SendStats,
-    /// Per URL, how many alerts at the front of its queue are being sent;
-    /// they are never dropped.
-    inflight: Vec<usize>,
-    stop: bool,
+    tracked: HashMap<Arc<str>, Tracked>,
 }
 
 struct Shared {
-    state: Mutex<State>,
-    wake: Condvar,
+    /// Shared with the delivery's settle callback.
+    state: Arc<Mutex<State>>,
     settings: Settings,
-    tls: Option<Arc<rustls::ClientConfig>>,
-}
-
-/// The TLS client settings: the given CA, or the bundled public roots.
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<Arc<rustls::ClientConfig>, String> {
-    use rustls::pki_types::pem::PemObject;
-    use rustls::pki_types::CertificateDer;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = CertificateDer::pem_file_iter(path)
-                .map_err(|e| format!("cannot read CA file {}: {e}", path.display()))?;
-            for cert in certs {
-                let cert =
-                    cert.map_err(|e| format!("bad certificate in {}: {e}", path.display()))?;
-                roots
-                    .add(cert)
-                    .map_err(|e| format!("bad CA certificate in {}: {e}", path.display()))?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .map_err(|e| e.to_string())?
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    Ok(Arc::new(config))
+    delivery: Delivery,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.state)
     }
 }
 
-/// The Alertmanager output. Clones share the same queues and threads.
+fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The Alertmanager output. Clones share the same queues and tasks.
 #[derive(Clone)]
 pub struct AlertmanagerSink {
     shared: Arc<Shared>,
@@ -180,59 +115,83 @@ impl std::fmt::Debug for AlertmanagerSink {
 
 impl AlertmanagerSink {
     /// Checks the URLs and starts one sender per URL and the resend timer.
-    pub fn start(settings: Settings) -> Result<Self, String> {
-        let endpoints: Vec<Endpoint> = settings
+    pub fn start(settings: Settings) -> Result<Self, http::Error> {
+        let urls = settings
             .urls
             .iter()
-            .map(|u| endpoint(u))
-            .collect::<Result<_, _>>()?;
-        let tls = if endpoints.iter().any(|e| e.tls) || settings.ca_file.is_some() {
-            Some(tls_config(settings.ca_file.as_deref())?)
-        } else {
-            None
+            .map(|u| alerts_url(u))
+            .collect::<Result<Vec<_>, _>>()?;
+        let poster = Poster::new(&ClientSettings {
+            timeout: settings.timeout,
+            ca_file: settings.ca_file.clone(),
+            bearer_token: settings.bearer_token.clone(),
+        })?;
+        let state = Arc::new(Mutex::new(State {
+            tracked: HashMap::new(),
+        }));
+        let on_settled: delivery::OnSettled = {
+            let state = state.clone();
+            Box::new(move |dest, tag, _how| first_settled(&state, dest, tag))
         };
+        let delivery = Delivery::start(delivery::Options {
+            name: "Alertmanager",
+            urls,
+            queue_cap: settings.queue_cap,
+            shape: Shape::Array(BATCH),
+            poster,
+            on_settled: Some(on_settled),
+        })?;
         let shared = Arc::new(Shared {
-            tls,
-            state: Mutex::new(State {
-                queues: endpoints.iter().map(|_| VecDeque::new()).collect(),
-                inflight: vec![0; endpoints.len()],
-                ..State::default()
-            }),
-            wake: Condvar::new(),
+            state,
             settings,
+            delivery,
         });
-        for (i, ep) in endpoints.into_iter().enumerate() {
-            let shared = shared.clone();
-            thread::spawn(move || sender(&shared, i, &ep));
-        }
-        let timer = shared.clone();
-        thread::spawn(move || resender(&timer));
+        crate::runtime::handle()?.spawn(resender(shared.clone()));
         Ok(AlertmanagerSink { shared })
     }
 
     pub fn stats(&self) -> SendStats {
-        let s = self.shared.lock();
-        let mut stats = s.stats;
-        stats.queued = s.queues.iter().map(|q| q.len() as u64).sum();
-        stats
+        self.shared.delivery.stats()
     }
 
-    /// Waits until every queued alert is delivered, or `limit` passes.
+    /// Resolves waiting for their firing alert to settle (one per
+    /// destination).
+    pub fn held(&self) -> usize {
+        self.shared
+            .lock()
+            .tracked
+            .values()
+            .map(|t| t.held.iter().filter(|h| **h).count())
+            .sum()
+    }
+
+    /// Waits until every queued alert is delivered and every held resolve
+    /// sent, or until `limit` passes (plus the resolve delay while resolves
+    /// are held, so that a replay's last resolves go out).
     pub fn drain(&self, limit: Duration) -> bool {
         let start = Instant::now();
+        let mut deadline = start + limit;
+        if self.held() > 0 {
+            deadline += self.shared.settings.resolve_delay;
+        }
         loop {
-            {
-                let s = self.shared.lock();
-                if s.queues.iter().all(VecDeque::is_empty) && s.inflight.iter().all(|&n| n == 0) {
-                    return true;
-                }
+            if self.held() == 0 && self.shared.delivery.idle() {
+                return true;
             }
-            if start.elapsed() >= limit {
+            if Instant::now() >= deadline {
                 return false;
             }
-            self.shared.wake.notify_all();
-            thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20));
         }
+    }
+}
+
+/// The delivery settled a tracked firing alert at `dest`: its resolve may
+/// follow after the resolve delay.
+fn first_settled(state: &Mutex<State>, dest: usize, tag: &Arc<str>) {
+    let mut s = lock(state);
+    if let Some(slot @ None) = s.tracked.get_mut(tag).and_then(|t| t.fired.get_mut(dest)) {
+        *slot = Some(Instant::now());
     }
 }
 
@@ -334,31 +293,105 @@ pub fn to_alertmanager(alert: &Alert, expiry: Duration, resend: Duration) -> Val
     json!({"labels": labels, "annotations": annotations, "startsAt": rfc3339(starts), "endsAt": rfc3339(ends)})
 }
 
-fn fingerprint(alert: &Value) -> String {
-    alert["labels"].to_string()
+fn fingerprint(alert: &Value) -> Arc<str> {
+    alert["labels"].to_string().into()
+}
+
+/// What `emit` decided under the lock, done after it (a push may call back).
+enum Route {
+    All(Item),
+    To(Vec<usize>, Item),
+}
+
+impl AlertmanagerSink {
+    fn send(&self, what: Route) {
+        let d = &self.shared.delivery;
+        match what {
+            Route::All(item) => d.push_all(&item),
+            Route::To(dests, item) => {
+                for dest in dests {
+                    d.push(dest, item.clone());
+                }
+            }
+        }
+    }
+
+    /// Tracks a windowed alert and says where it goes now.
+    fn track(&self, am: Value, firing: bool) -> Route {
+        let settings = &self.shared.settings;
+        let n = self.shared.delivery.destinations();
+        let fp = fingerprint(&am);
+        let now = Instant::now();
+        let mut s = self.shared.lock();
+        let before = s.tracked.remove(&fp);
+        let item = |tag: bool| Item {
+            body: am.clone(),
+            windowed: true,
+            tag: tag.then(|| fp.clone()),
+        };
+        if firing {
+            // A refresh of a firing alert keeps what is known of its delivery.
+            let fired = match before {
+                Some(t) if t.firing => t.fired,
+                _ => vec![None; n],
+            };
+            s.tracked.insert(
+                fp.clone(),
+                Tracked {
+                    alert: am.clone(),
+                    firing: true,
+                    next: now + settings.resend,
+                    until: None,
+                    fired,
+                    held: vec![false; n],
+                },
+            );
+            return Route::All(item(true));
+        }
+        // A resolve: held where its firing alert has not been settled long
+        // enough ago. Without a tracked firing (a restart), nothing to wait for.
+        let (fired, held) = match before {
+            Some(t) if t.firing => {
+                let held = t
+                    .fired
+                    .iter()
+                    .map(|f| !released(*f, settings.resolve_delay, now))
+                    .collect();
+                (t.fired, held)
+            }
+            _ => (vec![Some(now); n], vec![false; n]),
+        };
+        let ready: Vec<usize> = (0..n).filter(|d| !held[*d]).collect();
+        let all_ready = ready.len() == n;
+        let out = item(false);
+        s.tracked.insert(
+            fp,
+            Tracked {
+                alert: am.clone(),
+                firing: false,
+                next: now + settings.resend,
+                until: all_ready.then_some(now + RESOLVE_RESEND_FOR),
+                fired,
+                held,
+            },
+        );
+        Route::To(ready, out)
+    }
 }
 
 impl AlertSink for AlertmanagerSink {
     fn emit(&mut self, alert: &Alert) -> io::Result<()> {
         let settings = &self.shared.settings;
         let am = to_alertmanager(alert, settings.expiry, settings.resend);
-        let windowed = alert.aggregate.is_some();
-        let mut s = self.shared.lock();
-        if let Some(agg) = &alert.aggregate {
-            let now = Instant::now();
-            s.tracked.insert(
-                fingerprint(&am),
-                Tracked {
-                    alert: am.clone(),
-                    firing: agg.ends_at_ns.is_none(),
-                    next: now + settings.resend,
-                    until: agg.ends_at_ns.map(|_| now + RESOLVE_RESEND_FOR),
-                },
-            );
-        }
-        enqueue(&mut s, settings.queue_cap, &am, windowed);
-        drop(s);
-        self.shared.wake.notify_all();
+        let what = match &alert.aggregate {
+            Some(agg) => self.track(am, agg.ends_at_ns.is_none()),
+            None => Route::All(Item {
+                body: am,
+                windowed: false,
+                tag: None,
+            }),
+        };
+        self.send(what);
         Ok(())
     }
 
@@ -369,233 +402,92 @@ impl AlertSink for AlertmanagerSink {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.shared.wake.notify_all();
         Ok(())
     }
 }
 
-/// Adds an alert to every URL's queue, dropping the oldest per-event alert
-/// (or, failing that, the oldest windowed one) when a queue is full. Alerts
-/// being sent are never dropped.
-fn enqueue(s: &mut State, cap: usize, alert: &Value, windowed: bool) {
-    let mut dropped = 0;
-    for (q, &busy) in s.queues.iter_mut().zip(&s.inflight) {
-        if q.len() >= cap.max(1) {
-            let victim = q
-                .iter()
-                .skip(busy)
-                .position(|i| !i.windowed)
-                .map(|p| p + busy)
-                .or((busy < q.len()).then_some(busy));
-            if let Some(v) = victim {
-                q.remove(v);
-                dropped += 1;
-            }
-        }
-        q.push_back(Item {
-            alert: alert.clone(),
-            windowed,
-        });
-    }
-    if dropped > 0 {
-        s.stats.dropped += dropped;
-        if s.stats.dropped.is_power_of_two() {
-            tracing::warn!(
-                dropped = s.stats.dropped,
-                "Alertmanager queue full: oldest alerts dropped"
-            );
-        }
-    }
-}
-
-/// Re-sends firing windowed alerts and recent resolves.
-fn resender(shared: &Shared) {
-    loop {
-        thread::sleep(Duration::from_millis(200));
-        let settings = &shared.settings;
-        let mut s = shared.lock();
-        if s.stop {
-            return;
-        }
-        let now = Instant::now();
-        s.tracked.retain(|_, t| t.until.is_none_or(|u| now < u));
-        let due: Vec<Value> = s
-            .tracked
-            .values_mut()
-            .filter(|t| t.next <= now)
-            .map(|t| {
-                t.next = now + settings.resend;
-                if t.firing {
-                    t.alert["endsAt"] =
-                        Value::String(rfc3339(now_ns() + 4 * settings.resend.as_nanos() as i64));
-                }
-                t.alert.clone()
-            })
-            .collect();
-        for a in &due {
-            enqueue(&mut s, settings.queue_cap, a, true);
-        }
-        drop(s);
-        if !due.is_empty() {
-            shared.wake.notify_all();
-        }
-    }
-}
-
-/// Sends queue `i` to one Alertmanager, forever.
-fn sender(shared: &Shared, i: usize, ep: &Endpoint) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        let batch: Vec<Value> = {
-            let mut s = shared.lock();
-            while s.queues[i].is_empty() && !s.stop {
-                s = shared
-                    .wake
-                    .wait_timeout(s, Duration::from_millis(200))
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .0;
-            }
-            if s.stop && s.queues[i].is_empty() {
-                return;
-            }
-            let n = s.queues[i].len().min(BATCH);
-            s.inflight[i] = n;
-            s.queues[i]
-                .iter()
-                .take(n)
-                .map(|it| it.alert.clone())
-                .collect()
-        };
-        let result = post(
-            ep,
-            &Value::Array(batch.clone()),
-            &shared.settings,
-            shared.tls.as_ref(),
+impl MetricSource for AlertmanagerSink {
+    fn render(&self, out: &mut String) {
+        self.shared
+            .delivery
+            .render(out, "saker_alertmanager", false);
+        super::metrics::head(
+            out,
+            "saker_alertmanager_resolves_held",
+            "gauge",
+            "Resolves waiting until their firing alert was accepted and the resolve delay passed.",
         );
-        let mut s = shared.lock();
-        s.stats.attempts += 1;
-        match result {
-            Ok((code, _)) if (200..300).contains(&code) => {
-                let n = batch.len().min(s.queues[i].len());
-                s.queues[i].drain(..n);
-                s.stats.sent += n as u64;
-                s.inflight[i] = 0;
-                backoff = Duration::from_millis(100);
-            }
-            Ok((code, body)) if (400..500).contains(&code) => {
-                // Alertmanager refused these alerts: retrying will not help.
-                tracing::error!(url = %ep.url, code, body = %body.trim(), "Alertmanager rejected alerts");
-                let n = batch.len().min(s.queues[i].len());
-                s.queues[i].drain(..n);
-                s.stats.rejected += n as u64;
-                s.inflight[i] = 0;
-            }
-            other => {
-                s.stats.failures += 1;
-                s.inflight[i] = 0;
-                let why = match other {
-                    Ok((code, body)) => format!("HTTP {code}: {}", body.trim()),
-                    Err(e) => e.to_string(),
-                };
-                if s.stats.failures.is_power_of_two() {
-                    tracing::warn!(url = %ep.url, error = %why, "sending to Alertmanager failed; retrying");
-                }
-                drop(s);
-                thread::sleep(backoff);
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
+        let _ = writeln!(out, "saker_alertmanager_resolves_held {}", self.held());
+    }
+}
+
+/// Re-sends firing windowed alerts and recent resolves, and releases held
+/// resolves, for the life of the process.
+async fn resender(shared: Arc<Shared>) {
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tick.tick().await;
+        let sends = due(&shared, Instant::now());
+        let sink = AlertmanagerSink {
+            shared: shared.clone(),
+        };
+        for what in sends {
+            sink.send(what);
         }
     }
 }
 
-/// One `POST /api/v2/alerts` over HTTP/1.1 (over TLS for https): (status,
-/// body).
-fn post(
-    ep: &Endpoint,
-    alerts: &Value,
-    settings: &Settings,
-    tls: Option<&Arc<rustls::ClientConfig>>,
-) -> io::Result<(u16, String)> {
-    let body = alerts.to_string();
-    let addr = (ep.host.as_str(), ep.port)
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
-    let tcp = TcpStream::connect_timeout(&addr, settings.timeout)?;
-    tcp.set_read_timeout(Some(settings.timeout))?;
-    tcp.set_write_timeout(Some(settings.timeout))?;
-    let auth = settings
-        .bearer_token
-        .as_ref()
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    let request = format!(
-        "POST {}/api/v2/alerts HTTP/1.1\r\nHost: {}:{}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n{auth}Connection: close\r\n\r\n{body}",
-        ep.prefix,
-        ep.host,
-        ep.port,
-        body.len()
-    );
-    let response = if ep.tls {
-        let config = tls.ok_or_else(|| io::Error::other("no TLS configuration"))?;
-        let name = rustls::pki_types::ServerName::try_from(ep.host.clone())
-            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        let conn = rustls::ClientConnection::new(config.clone(), name).map_err(io::Error::other)?;
-        exchange(rustls::StreamOwned::new(conn, tcp), request.as_bytes())?
-    } else {
-        exchange(tcp, request.as_bytes())?
-    };
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .lines()
-        .next()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "no HTTP status line"))?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map_or("", |(_, b)| b)
-        .to_string();
-    Ok((status, body))
+/// Whether a resolve may go where its firing alert was settled at `fired`.
+fn released(fired: Option<Instant>, delay: Duration, now: Instant) -> bool {
+    fired.is_some_and(|at| at.checked_add(delay).is_some_and(|t| now >= t))
 }
 
-/// Writes a request and reads the whole response (the server closes).
-fn exchange<S: Read + Write>(mut stream: S, request: &[u8]) -> io::Result<Vec<u8>> {
-    stream.write_all(request)?;
-    stream.flush()?;
-    let mut response = Vec::new();
-    match stream.take(1 << 20).read_to_end(&mut response) {
-        Ok(_) => Ok(response),
-        // A TLS peer that closes without close_notify: keep what arrived.
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && !response.is_empty() => Ok(response),
-        Err(e) => Err(e),
-    }
-}
-
-/// Sends to several outputs in turn (stdout and Alertmanager).
-pub struct Fanout(pub Vec<Box<dyn AlertSink + Send>>);
-
-impl AlertSink for Fanout {
-    fn emit(&mut self, alert: &Alert) -> io::Result<()> {
-        for s in &mut self.0 {
-            s.emit(alert)?;
+/// What the timer sends at `now`.
+fn due(shared: &Shared, now: Instant) -> Vec<Route> {
+    let settings = &shared.settings;
+    let mut s = shared.lock();
+    s.tracked
+        .retain(|_, t| t.held.iter().any(|h| *h) || t.until.is_none_or(|u| now < u));
+    let mut out = Vec::new();
+    for (fp, t) in s.tracked.iter_mut() {
+        let item = Item {
+            body: t.alert.clone(),
+            windowed: true,
+            tag: t.firing.then(|| fp.clone()),
+        };
+        if t.firing {
+            if t.next <= now {
+                t.next = now + settings.resend;
+                t.alert["endsAt"] =
+                    Value::String(rfc3339(now_ns() + 4 * settings.resend.as_nanos() as i64));
+                out.push(Route::All(Item {
+                    body: t.alert.clone(),
+                    ..item
+                }));
+            }
+            continue;
         }
-        Ok(())
-    }
-
-    fn refresh(&mut self, alert: &Alert) -> io::Result<()> {
-        for s in &mut self.0 {
-            s.refresh(alert)?;
+        let release: Vec<usize> = (0..t.held.len())
+            .filter(|&d| t.held[d] && released(t.fired[d], settings.resolve_delay, now))
+            .collect();
+        for &d in &release {
+            t.held[d] = false;
         }
-        Ok(())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        for s in &mut self.0 {
-            s.flush()?;
+        if !release.is_empty() && t.held.iter().all(|h| !h) {
+            t.until = Some(now + RESOLVE_RESEND_FOR);
         }
-        Ok(())
+        let resend = t.next <= now;
+        if resend {
+            t.next = now + settings.resend;
+        }
+        let dests: Vec<usize> = (0..t.held.len())
+            .filter(|d| !t.held[*d] && (resend || release.contains(d)))
+            .collect();
+        if !dests.is_empty() {
+            out.push(Route::To(dests, item));
+        }
     }
+    out
 }
 
 #[cfg(test)]
@@ -604,48 +496,19 @@ mod tests {
 
     #[test]
     fn urls() {
-        let e = endpoint("http://127.0.0.1:9093").unwrap();
+        let u = |s: &str| alerts_url(s).map(|u| u.to_string());
         assert_eq!(
-            (e.host.as_str(), e.port, e.prefix.as_str()),
-            ("127.0.0.1", 9093, "")
+            u("http://127.0.0.1:9093").unwrap(),
+            "http://127.0.0.1:9093/api/v2/alerts"
         );
-        let e = endpoint("http://am.local/alertmanager/").unwrap();
-        assert_eq!((e.port, e.prefix.as_str()), (80, "/alertmanager"));
-        let e = endpoint("https://am.example.com").unwrap();
-        assert!(e.tls);
-        assert_eq!(e.port, 443);
-        assert!(endpoint("am:9093").is_err());
-    }
-
-    #[test]
-    fn a_full_queue_drops_per_event_alerts_first_and_never_in_flight_ones() {
-        let mut s = State {
-            queues: vec![VecDeque::new()],
-            inflight: vec![0],
-            ..State::default()
-        };
-        let a = |n: u32| json!({"n": n});
-        enqueue(&mut s, 3, &a(1), false);
-        enqueue(&mut s, 3, &a(2), true);
-        enqueue(&mut s, 3, &a(3), false);
-        s.inflight[0] = 1; // alert 1 is being sent
-        enqueue(&mut s, 3, &a(4), true);
-        let left: Vec<u64> = s.queues[0]
-            .iter()
-            .map(|i| i.alert["n"].as_u64().unwrap())
-            .collect();
-        assert_eq!(left, [1, 2, 4], "3 (per-event, not in flight) goes first");
-        enqueue(&mut s, 3, &a(5), true);
-        let left: Vec<u64> = s.queues[0]
-            .iter()
-            .map(|i| i.alert["n"].as_u64().unwrap())
-            .collect();
         assert_eq!(
-            left,
-            [1, 4, 5],
-            "then the oldest windowed one not in flight"
+            u("http://am.local/alertmanager/").unwrap(),
+            "http://am.local/alertmanager/api/v2/alerts"
         );
-        assert_eq!(s.stats.dropped, 2);
+        let e = alerts_url("https://am.example.com").unwrap();
+        assert_eq!(e.scheme(), "https");
+        assert_eq!(e.port_or_known_default(), Some(443));
+        assert!(alerts_url("am:9093").is_err());
     }
 
     #[test]

@@ -1,18 +1,26 @@
 //! Prometheus metrics: the engine's own `saker_*` counters and the per-event
 //! counter `kube_audit_event_count`, served in Prometheus' text format with
-//! `/healthz` and `/readyz` by a small HTTP listener (`--metrics-listen`).
+//! `/healthz` and `/readyz` by an HTTP listener (`--metrics-listen`, hyper on
+//! the network runtime). Outputs and the Kafka consumer add their own
+//! metrics through [`MetricSource`].
 //!
 //! Metric names are written here, not by a client library, so the counter
 //! keeps exactly the name users' rules expect (no forced `_total` suffix):
 //! `rate(kube_audit_event_count{verb="create", resource="secrets"}[1m]) > 1`.
 
 use std::collections::HashMap;
+use std::convert::Infallible;
 use std::fmt::Write as _;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::io;
+use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::thread;
 use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::event::Skip;
 
@@ -38,9 +46,8 @@ pub struct Registry {
     pub window_keys: u64,
     pub window_evictions: u64,
     pub late_events: u64,
-    /// The Alertmanager output, when there is one: its queue and sends.
-    pub alertmanager: Option<super::alertmanager::AlertmanagerSink>,
-    /// Other parts that report their own metrics (the Kafka consumer).
+    /// Parts that report their own metrics: every output with a queue
+    /// (Alertmanager, HTTP outputs), the Kafka consumer.
     pub extra: Vec<Arc<dyn MetricSource>>,
     latency_counts: [u64; LATENCY_BUCKETS.len()],
     latency_sum: f64,
@@ -243,46 +250,6 @@ impl Registry {
             "Events that arrived after their tick was evaluated.",
         );
         let _ = writeln!(o, "saker_late_events_total {}", self.late_events);
-        if let Some(am) = &self.alertmanager {
-            let s = am.stats();
-            head(
-                &mut o,
-                "saker_alertmanager_queue_length",
-                "gauge",
-                "Alerts waiting to be sent to Alertmanager (all URLs).",
-            );
-            let _ = writeln!(o, "saker_alertmanager_queue_length {}", s.queued);
-            for (name, help, v) in [
-                (
-                    "saker_alertmanager_alerts_sent_total",
-                    "Alerts Alertmanager accepted.",
-                    s.sent,
-                ),
-                (
-                    "saker_alertmanager_requests_total",
-                    "Requests sent to Alertmanager.",
-                    s.attempts,
-                ),
-                (
-                    "saker_alertmanager_request_failures_total",
-                    "Requests that failed (network, 5xx) and were retried.",
-                    s.failures,
-                ),
-                (
-                    "saker_alertmanager_alerts_rejected_total",
-                    "Alerts Alertmanager refused with a 4xx answer.",
-                    s.rejected,
-                ),
-                (
-                    "saker_alertmanager_alerts_dropped_total",
-                    "Alerts dropped because a queue was full.",
-                    s.dropped,
-                ),
-            ] {
-                head(&mut o, name, "counter", help);
-                let _ = writeln!(o, "{name} {v}");
-            }
-        }
         head(
             &mut o,
             "saker_event_processing_seconds",
@@ -333,66 +300,84 @@ pub fn listen_address(spec: &str) -> io::Result<SocketAddr> {
     })
 }
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on a thread.
+/// How long a client may take to send its request head.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Serves `/metrics`, `/healthz` and `/readyz` on the network runtime.
+/// Binding happens here, so a taken port is an error of this call.
 pub fn serve(addr: SocketAddr, registry: Shared) -> io::Result<SocketAddr> {
-    let listener = TcpListener::bind(addr)?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
-    thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let registry = registry.clone();
-            // One short request per connection; a slow client cannot stall
-            // the others for long.
-            thread::spawn(move || {
-                let _ = handle(stream, &registry);
-            });
-        }
-    });
+    let rt = crate::runtime::handle()?;
+    let listener = {
+        let _entered = rt.enter();
+        tokio::net::TcpListener::from_std(listener)?
+    };
+    rt.spawn(accept(listener, registry));
     Ok(bound)
 }
 
-fn handle(mut stream: TcpStream, registry: &Shared) -> io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut buf = [0u8; 4096];
-    let mut n = 0;
-    while n < buf.len() {
-        let k = stream.read(&mut buf[n..])?;
-        if k == 0 {
-            break;
-        }
-        n += k;
-        if buf[..n].windows(4).any(|w| w == b"\r\n\r\n")
-            || buf[..n].windows(2).any(|w| w == b"\n\n")
-        {
-            break;
-        }
+async fn accept(listener: tokio::net::TcpListener, registry: Shared) {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                // Out of file descriptors, most likely: wait, then go on.
+                tracing::warn!(error = %e, "metrics listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let registry = registry.clone();
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(move |req| {
+                let answer = answer(&req, &registry);
+                async move { Ok::<_, Infallible>(answer) }
+            });
+            let served = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+            if let Err(e) = served {
+                tracing::debug!(error = %e, "metrics connection ended");
+            }
+        });
     }
-    let request = String::from_utf8_lossy(&buf[..n]);
-    let mut parts = request.split_whitespace();
-    let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let path = path.split('?').next().unwrap_or("");
-    let (status, ctype, body) = match (method, path) {
-        ("GET", "/metrics") => {
-            let text = registry
+}
+
+fn answer(req: &Request<Incoming>, registry: &Shared) -> Response<Full<Bytes>> {
+    let text = |status: StatusCode, ctype: &'static str, body: String| {
+        let mut r = Response::new(Full::new(Bytes::from(body)));
+        *r.status_mut() = status;
+        r.headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+        r
+    };
+    if req.method() != Method::GET {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n".into(),
+        );
+    }
+    match req.uri().path() {
+        "/metrics" => {
+            let body = registry
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .render();
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", text)
+            text(
+                StatusCode::OK,
+                "text/plain; version=0.0.4; charset=utf-8",
+                body,
+            )
         }
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
-        ("GET", "/readyz") => ("200 OK", "text/plain", "ready\n".to_string()),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
-        _ => (
-            "405 Method Not Allowed",
-            "text/plain",
-            "method not allowed\n".to_string(),
-        ),
-    };
-    write!(
-        stream,
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    )?;
-    stream.flush()
+        "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
+        "/readyz" => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
+    }
 }
 
 #[cfg(test)]

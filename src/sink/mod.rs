@@ -1,6 +1,12 @@
 //! Where alerts go. Each sink takes [`Alert`]s from the engine in order.
+//! The HTTP outputs (`alertmanager`, `http_output`) share `delivery` (queues,
+//! batches, retries) and `http` (the client); they and the metrics listener
+//! run on the one network runtime (`runtime`).
 
 pub mod alertmanager;
+pub mod delivery;
+pub mod http;
+pub mod http_output;
 pub mod metrics;
 pub mod stdout;
 
@@ -58,4 +64,30 @@ pub trait AlertSink {
     }
     /// Called when the engine is about to wait for input, and at the end.
     fn flush(&mut self) -> io::Result<()>;
+}
+
+/// Sends to several outputs in turn (stdout, Alertmanager, HTTP outputs).
+pub struct Fanout(pub Vec<Box<dyn AlertSink + Send>>);
+
+impl AlertSink for Fanout {
+    fn emit(&mut self, alert: &Alert) -> io::Result<()> {
+        for s in &mut self.0 {
+            s.emit(alert)?;
+        }
+        Ok(())
+    }
+
+    fn refresh(&mut self, alert: &Alert) -> io::Result<()> {
+        for s in &mut self.0 {
+            s.refresh(alert)?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        for s in &mut self.0 {
+            s.flush()?;
+        }
+        Ok(())
+    }
 }

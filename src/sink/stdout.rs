@@ -43,7 +43,7 @@ struct JsonAlert<'a> {
     priority: &'a str,
     source: &'a str,
     tags: &'a [String],
-    output: &'a str,
+    output: String,
     output_fields: Map<String, Value>,
     hostname: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -62,27 +62,10 @@ pub fn falco_line(alert: &Alert) -> String {
 
 impl<W: Write> AlertSink for StdoutSink<W> {
     fn emit(&mut self, alert: &Alert) -> io::Result<()> {
-        let line = falco_line(alert);
         match self.format {
-            Format::Text => writeln!(self.out, "{line}"),
+            Format::Text => writeln!(self.out, "{}", falco_line(alert)),
             Format::Json => {
-                let fields = alert
-                    .fields
-                    .iter()
-                    .map(|(name, v)| (name.to_string(), to_json(v.as_ref())))
-                    .collect();
-                let json = JsonAlert {
-                    time: time::format_rfc3339_nanos(alert.time_ns),
-                    rule: alert.rule,
-                    priority: alert.priority.as_str(),
-                    source: "k8s_audit",
-                    tags: alert.tags,
-                    output: &line,
-                    output_fields: fields,
-                    hostname: &self.hostname,
-                    aggregate: alert.aggregate.as_ref().map(aggregate_json),
-                };
-                serde_json::to_writer(&mut self.out, &json)?;
+                serde_json::to_writer(&mut self.out, &json_alert(alert, &self.hostname))?;
                 self.out.write_all(b"\n")
             }
         }
@@ -90,6 +73,31 @@ impl<W: Write> AlertSink for StdoutSink<W> {
 
     fn flush(&mut self) -> io::Result<()> {
         self.out.flush()
+    }
+}
+
+/// Falco's JSON alert, as printed on stdout and posted by `--http-output`.
+pub fn falco_json(alert: &Alert, hostname: &str) -> Value {
+    // Serialising a struct of strings, maps and numbers cannot fail.
+    serde_json::to_value(json_alert(alert, hostname)).unwrap_or(Value::Null)
+}
+
+fn json_alert<'a>(alert: &'a Alert, hostname: &'a str) -> JsonAlert<'a> {
+    let fields = alert
+        .fields
+        .iter()
+        .map(|(name, v)| (name.to_string(), to_json(v.as_ref())))
+        .collect();
+    JsonAlert {
+        time: time::format_rfc3339_nanos(alert.time_ns),
+        rule: alert.rule,
+        priority: alert.priority.as_str(),
+        source: "k8s_audit",
+        tags: alert.tags,
+        output: falco_line(alert),
+        output_fields: fields,
+        hostname,
+        aggregate: alert.aggregate.as_ref().map(aggregate_json),
     }
 }
 
@@ -133,7 +141,8 @@ fn to_json(v: Option<&Val>) -> Value {
     }
 }
 
-fn hostname() -> String {
+/// This machine's name (empty when unknown).
+pub fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())

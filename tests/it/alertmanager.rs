@@ -14,6 +14,12 @@ use super::*;
 
 /// Starts an Alertmanager on `port`, notifying the webhook at `hook`.
 fn alertmanager(dir: &Path, port: u16, hook: u16) -> Killed {
+    alertmanager_waiting(dir, port, hook, "0s")
+}
+
+/// An Alertmanager whose route waits `group_wait` before a first
+/// notification, as real routes do (30s by default).
+fn alertmanager_waiting(dir: &Path, port: u16, hook: u16, group_wait: &str) -> Killed {
     let bin = "/usr/bin/prometheus-alertmanager";
     assert!(
         Path::new(bin).exists(),
@@ -23,7 +29,7 @@ fn alertmanager(dir: &Path, port: u16, hook: u16) -> Killed {
     std::fs::write(
         dir.join("am.yml"),
         format!(
-            "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: 0s\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: true\n"
+            "route:\n  receiver: hook\n  group_by: ['...']\n  group_wait: {group_wait}\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: hook\n    webhook_configs:\n      - url: http://127.0.0.1:{hook}/\n        send_resolved: true\n"
         ),
     )
     .unwrap();
@@ -128,6 +134,8 @@ fn windowed_alert_fires_in_alertmanager_and_its_resolve_reaches_the_receiver() {
         "--alertmanager",
         &format!("http://127.0.0.1:{am_port}"),
         "--alertmanager-resend",
+        "1s",
+        "--alertmanager-resolve-delay",
         "1s",
         "--metrics-listen",
         &format!("127.0.0.1:{metrics_port}"),
@@ -438,5 +446,128 @@ fn tls_with_a_custom_ca_and_a_bearer_token_through_a_proxy() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("3 rejected"), "{err}");
     assert!(err.contains("bad token"), "the 4xx body is logged: {err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Last night's incident: `users` identities each denied three times within
+/// a second, a minute apart (each fires "Forbidden Burst Test" and resolves).
+fn last_night(users: u32) -> String {
+    let mut out = String::new();
+    for u in 0..users {
+        for k in 0..3 {
+            out.push_str(&format!(
+                r#"{{"auditID":"n{u}-{k}","stage":"ResponseComplete","verb":"get","user":{{"username":"intruder-{u}"}},"objectRef":{{"resource":"secrets","namespace":"ci"}},"responseStatus":{{"metadata":{{}},"code":403}},"stageTimestamp":"2024-10-29T02:0{u}:00.{k}00000Z"}}"#
+            ));
+            out.push('\n');
+        }
+    }
+    out
+}
+
+#[test]
+fn a_replayed_incident_notifies_every_windowed_alert_firing_then_resolved() {
+    let dir = tmp("replay");
+    let (hook, received) = webhook();
+    let am_port = free_port();
+    let _am = alertmanager_waiting(&dir.join("am"), am_port, hook, "1s");
+    let input = dir.join("last-night.jsonl");
+    std::fs::write(&input, last_night(3)).unwrap();
+    let rules = golden("alertmanager/rules.yaml");
+    let out = saker()
+        .args([
+            "run",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--alertmanager",
+            &format!("http://127.0.0.1:{am_port}"),
+            "--alertmanager-resolve-delay",
+            "3s",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let printed = alerts(&out);
+    assert_eq!(printed.len(), 6, "three firing, three resolved");
+    // The drain waited for the held resolves: all six were accepted.
+    assert!(err.contains("alertmanager: 6 alerts sent"), "{err}");
+    // (notification index, status) of each user's alert at the receiver.
+    let states = |user: &str| -> Vec<(usize, String)> {
+        let got = received.lock().unwrap();
+        got.iter()
+            .enumerate()
+            .flat_map(|(i, n)| {
+                n["alerts"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|a| a["labels"]["ka_user_name"] == user)
+                    .map(move |a| (i, a["status"].as_str().unwrap_or("").to_string()))
+            })
+            .collect()
+    };
+    for u in 0..3 {
+        let user = format!("intruder-{u}");
+        let both = wait_until(Duration::from_secs(30), || {
+            let s = states(&user);
+            let fired = s.iter().find(|(_, st)| st == "firing")?.0;
+            let resolved = s.iter().find(|(_, st)| st == "resolved")?.0;
+            Some((fired, resolved))
+        });
+        let (fired, resolved) = both.unwrap_or_else(|| {
+            panic!(
+                "{user}: the receiver should be told firing, then resolved; got {:?}",
+                states(&user)
+            )
+        });
+        assert!(fired < resolved, "{user}: resolved before firing");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_live_alert_that_resolves_within_group_wait_is_still_notified_firing_first() {
+    let dir = tmp("live-hold");
+    let (hook, received) = webhook();
+    let am_port = free_port();
+    // The route waits 5s before its first notification; the window (2s)
+    // resolves about 3s after it fires.
+    let _am = alertmanager_waiting(&dir, am_port, hook, "5s");
+    let rules = golden("alertmanager/rules.yaml");
+    let (_saker, mut stdin) = spawn_saker(&[
+        "run",
+        "--rules",
+        rules.to_str().unwrap(),
+        "--lateness",
+        "0s",
+        "--alertmanager",
+        &format!("http://127.0.0.1:{am_port}"),
+        "--alertmanager-resolve-delay",
+        "7s",
+        "--no-summary",
+    ]);
+    for i in 0..3 {
+        writeln!(stdin, "{}", denied(i)).unwrap();
+    }
+    stdin.flush().unwrap();
+    let statuses = || -> Vec<String> {
+        received
+            .lock()
+            .unwrap()
+            .iter()
+            .flat_map(|n| n["alerts"].as_array().cloned().unwrap_or_default())
+            .filter(|a| a["labels"]["alertname"] == "Forbidden Burst Test")
+            .map(|a| a["status"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    let got = wait_until(Duration::from_secs(30), || {
+        let s = statuses();
+        s.iter().any(|st| st == "resolved").then_some(s)
+    })
+    .expect("the resolve never reached the receiver");
+    assert_eq!(got.first().map(String::as_str), Some("firing"), "{got:?}");
+    drop(stdin);
     let _ = std::fs::remove_dir_all(&dir);
 }

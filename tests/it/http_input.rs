@@ -329,6 +329,7 @@ fn a_full_queue_answers_429_until_it_drains() {
         p.path("token"),
         max.to_string(),
     );
+    let metrics_port = free_port();
     let mut child: Child = saker()
         .args([
             "run",
@@ -349,6 +350,8 @@ fn a_full_queue_answers_429_until_it_drains() {
             &max_s,
             "--http-queue-bytes",
             &max_s,
+            "--metrics-listen",
+            &metrics_port.to_string(),
         ])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -374,7 +377,15 @@ fn a_full_queue_answers_429_until_it_drains() {
         };
         curl(&pa, port, "/k8s-audit", &req).0
     });
-    std::thread::sleep(Duration::from_millis(1500));
+    // The first batch holds the budget once it is read and queued.
+    let held = wait_until(Duration::from_secs(30), || {
+        let m = http_ok(metrics_port, "/metrics")?;
+        let line = m
+            .lines()
+            .find(|l| l.starts_with("saker_http_queue_bytes "))?;
+        (line.split(' ').nth(1)? != "0").then_some(())
+    });
+    assert!(held.is_some(), "the first batch never got into the queue");
     let req = Post {
         body: Some(&b),
         cert: Some("apiserver"),
@@ -399,8 +410,10 @@ fn a_full_queue_answers_429_until_it_drains() {
     ]);
     c.arg(format!("@{}", b.display()))
         .arg(format!("https://127.0.0.1:{port}/k8s-audit"));
-    let head = String::from_utf8_lossy(&c.output().unwrap().stdout).to_ascii_lowercase();
-    assert!(head.starts_with("http/1.1 429"), "{head}");
+    let out = c.output().unwrap();
+    let head = String::from_utf8_lossy(&out.stdout).to_ascii_lowercase();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(head.starts_with("http/1.1 429"), "{head}{err}");
     assert!(head.contains("retry-after: 1"), "{head}");
     // Reading the output lets the first batch through; then the second is
     // accepted.

@@ -7,6 +7,7 @@ mod diagnostics;
 mod falco_format;
 mod hostile;
 mod http_input;
+mod http_output;
 mod kafka;
 mod live;
 mod metrics;
