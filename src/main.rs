@@ -72,6 +72,9 @@ enum Command {
     /// simulate it on recorded events.
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// RBAC tooling on exported Roles, ClusterRoles and bindings.
+    #[command(subcommand)]
+    Rbac(RbacCommand),
     /// List every field a condition or output can use.
     Fields {
         /// Print JSON lines instead of a table.
@@ -119,7 +122,66 @@ enum PolicyCommand {
         events: bool,
         #[arg(long, value_enum, default_value_t = PolicyFormat::Text)]
         format: PolicyFormat,
+        #[command(flatten)]
+        log: AuditLogFlags,
     },
+}
+
+/// The API server's log rotation flags, spelled as kube-apiserver spells
+/// them; `simulate` says how long they keep logs at the simulated volume.
+#[derive(clap::Args)]
+struct AuditLogFlags {
+    /// Days a rotated audit log is kept (0: no age limit).
+    #[arg(long = "audit-log-maxage", default_value_t = 0, value_name = "DAYS")]
+    maxage: u64,
+    /// Rotated audit logs kept (0: all of them).
+    #[arg(long = "audit-log-maxbackup", default_value_t = 0, value_name = "N")]
+    maxbackup: u64,
+    /// Size in MiB at which the audit log is rotated (0: lumberjack's 100).
+    #[arg(long = "audit-log-maxsize", default_value_t = 0, value_name = "MB")]
+    maxsize: u64,
+    /// Rotated audit logs are gzip'd (saves disk, keeps no more days).
+    #[arg(long = "audit-log-compress", num_args = 0..=1, default_value_t = false,
+          default_missing_value = "true", value_name = "BOOL")]
+    compress: bool,
+}
+
+#[derive(Subcommand)]
+enum RbacCommand {
+    /// List the subjects (users, groups, service accounts) that RBAC objects
+    /// let make a request, each with the binding and role that grant it, as
+    /// the API server's RBAC authorizer decides (system:masters is always
+    /// allowed). Reads what `kubectl get roles,rolebindings,clusterroles,
+    /// clusterrolebindings -A -o yaml` prints, multi-document YAML, JSON or
+    /// directories of manifests. Who can read the API server's logs:
+    /// `saker rbac who-can get pods/log -n kube-system rbac.yaml`.
+    WhoCan(WhoCanArgs),
+}
+
+#[derive(clap::Args)]
+struct WhoCanArgs {
+    /// The verb: get, list, watch, create, update, patch, delete, ...
+    verb: String,
+    /// RESOURCE[.GROUP][/SUBRESOURCE] as kubectl spells it (pods/log,
+    /// deployments.apps, deployments.apps/scale), or a non-resource URL
+    /// (/logs/).
+    resource: String,
+    /// RBAC export files or directories.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    /// The request's namespace; without it, the request is cluster-wide
+    /// (only ClusterRoleBindings grant it).
+    #[arg(long, short = 'n', value_name = "NAMESPACE", default_value = "")]
+    namespace: String,
+    /// Count RoleBindings of every namespace, each in its own.
+    #[arg(long, short = 'A', conflicts_with = "namespace")]
+    all_namespaces: bool,
+    /// The object's name, for rules limited by resourceNames; without it,
+    /// such rules are listed as granting only the names they list.
+    #[arg(long, value_name = "NAME", default_value = "")]
+    name: String,
+    #[arg(long, value_enum, default_value_t = PolicyFormat::Text)]
+    format: PolicyFormat,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -359,6 +421,7 @@ fn main() -> ExitCode {
         Command::Test { tests } => test(&tests),
         Command::Produce(args) => produce(&args),
         Command::Policy(cmd) => policy_command(cmd),
+        Command::Rbac(RbacCommand::WhoCan(args)) => who_can(args),
         Command::Fields { json } => fields(json),
     }
 }
@@ -858,6 +921,7 @@ fn policy_command(cmd: PolicyCommand) -> ExitCode {
             input,
             events,
             format,
+            log,
         } => {
             let (p, _) = match load_policy(&policy, format) {
                 Ok(x) => x,
@@ -886,11 +950,18 @@ fn policy_command(cmd: PolicyCommand) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            use saker::policy::retention;
+            let flags = retention::LogFlags {
+                maxage: log.maxage,
+                maxbackup: log.maxbackup,
+                maxsize: log.maxsize,
+                compress: log.compress,
+            };
+            let kept = retention::estimate(&sim, &flags);
+            let text = || saker::policy::simulate::render(&p, &sim) + &retention::render(&kept);
             match format {
-                PolicyFormat::Text if events => {
-                    eprint!("{}", saker::policy::simulate::render(&p, &sim))
-                }
-                PolicyFormat::Text => emit(&saker::policy::simulate::render(&p, &sim)),
+                PolicyFormat::Text if events => eprint!("{}", text()),
+                PolicyFormat::Text => emit(&text()),
                 PolicyFormat::Json => {
                     let tally = |t: &saker::policy::simulate::Tally| {
                         serde_json::json!({
@@ -912,11 +983,42 @@ fn policy_command(cmd: PolicyCommand) -> ExitCode {
                         .collect();
                     emit(&format!(
                         "{}\n",
-                        serde_json::json!({"total": tally(&sim.total), "by_rule": rules, "skipped_lines": sim.skipped, "underestimated": sim.underestimated})
+                        serde_json::json!({"total": tally(&sim.total), "by_rule": rules, "skipped_lines": sim.skipped, "underestimated": sim.underestimated, "retention": kept})
                     ));
                 }
             }
             ExitCode::SUCCESS
+        }
+    }
+}
+
+fn who_can(a: WhoCanArgs) -> ExitCode {
+    use saker::rbac::{who_can, ReadError};
+    let settings = who_can::Settings {
+        verb: a.verb,
+        resource: a.resource,
+        namespace: a.namespace,
+        all_namespaces: a.all_namespaces,
+        name: a.name,
+        files: a.files,
+        json: a.format == PolicyFormat::Json,
+    };
+    match who_can::run(&settings) {
+        Ok((out, warnings)) => {
+            warnings
+                .iter()
+                .for_each(|w| eprintln!("saker: warning: {w}"));
+            emit(&out);
+            ExitCode::SUCCESS
+        }
+        Err(who_can::WhoCanError::Read(ReadError::Malformed(diags))) => {
+            diags.iter().for_each(|d| eprint!("{d}"));
+            eprintln!("saker: {} problem(s) in the RBAC objects", diags.len());
+            ExitCode::from(1)
+        }
+        Err(e) => {
+            eprintln!("saker: {e}");
+            ExitCode::from(2)
         }
     }
 }

@@ -13,6 +13,7 @@ mod net;
 mod parallel;
 mod policy;
 mod props;
+mod rbac;
 mod rules;
 mod windows;
 
