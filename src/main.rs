@@ -110,7 +110,11 @@ enum PolicyCommand {
         format: PolicyFormat,
     },
     /// Put recorded audit events to the policy: the level each would get
-    /// and the volume the policy would keep, by policy rule.
+    /// and the volume the policy would keep, by policy rule; and how many
+    /// days of logs the API server's --audit-log-maxage, --audit-log-maxbackup
+    /// and --audit-log-maxsize really keep at that volume (scaled to a day
+    /// from the events' time span), which of them limits, and the values
+    /// that would keep maxage days.
     Simulate {
         /// The policy file.
         policy: PathBuf,
@@ -151,9 +155,9 @@ enum RbacCommand {
     /// List the subjects (users, groups, service accounts) that RBAC objects
     /// let make a request, each with the binding and role that grant it, as
     /// the API server's RBAC authorizer decides (system:masters is always
-    /// allowed). Reads what `kubectl get roles,rolebindings,clusterroles,
-    /// clusterrolebindings -A -o yaml` prints, multi-document YAML, JSON or
-    /// directories of manifests. Who can read the API server's logs:
+    /// allowed). Reads RBAC exports (`kubectl get
+    /// roles,rolebindings,clusterroles,clusterrolebindings -A -o yaml`),
+    /// multi-document YAML, JSON or directories of manifests. Who can read the API server's logs:
     /// `saker rbac who-can get pods/log -n kube-system rbac.yaml`.
     WhoCan(WhoCanArgs),
 }

@@ -485,3 +485,65 @@ impl Reader<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> (Objects, Vec<Diagnostic>) {
+        Objects::parse(&[Arc::new(SourceFile {
+            name: "rbac.yaml".into(),
+            text: text.into(),
+        })])
+    }
+
+    #[test]
+    fn reads_a_json_list_as_kubectl_prints_it() {
+        let (o, d) = parse(
+            r#"{"apiVersion":"v1","kind":"List","items":[
+              {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"RoleBinding",
+               "metadata":{"name":"b","namespace":"kube-system"},
+               "roleRef":{"apiGroup":"rbac.authorization.k8s.io","kind":"ClusterRole","name":"view"},
+               "subjects":[{"kind":"ServiceAccount","name":"fluentd"}]},
+              {"apiVersion":"rbac.authorization.k8s.io/v1","kind":"ClusterRole",
+               "metadata":{"name":"view","labels":{"a":"b"}},
+               "rules":[{"apiGroups":[""],"resources":["pods/log"],"verbs":["get"]}]}]}"#,
+        );
+        assert!(d.is_empty(), "{d:?}");
+        assert_eq!(o.bindings.len(), 1);
+        let b = &o.bindings[0];
+        assert_eq!(
+            (b.id(), b.role_id()),
+            (
+                "RoleBinding/kube-system/b".into(),
+                "ClusterRole/view".into()
+            )
+        );
+        // The service account's namespace defaults to the binding's.
+        assert_eq!(b.subjects[0].namespace, "kube-system");
+        assert_eq!(o.roles[0].labels.get("a").map(String::as_str), Some("b"));
+        assert_eq!(o.roles[0].rules[0].resources, ["pods/log"]);
+    }
+
+    #[test]
+    fn every_problem_of_a_file_is_reported_in_place() {
+        let (_, d) = parse(
+            "kind: Role\nmetadata: {name: r}\nrules: []\n---\nkind: ClusterRoleBinding\nmetadata: {name: b}\nroleRef: {kind: Role, name: r}\n---\nkind: ClusterRole\nmetadata: {name: c}\nrules:\n- {apiGroups: [''], resources: [pods], verbs: [get], nonResourceURLs: [/x]}\n",
+        );
+        let all: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        let all = all.join("\n");
+        assert!(
+            all.contains("rbac.yaml:2:11") && all.contains("a Role is namespaced"),
+            "{all}"
+        );
+        assert!(
+            all.contains("rbac.yaml:7:17") && all.contains("refers to a ClusterRole, not `Role`"),
+            "{all}"
+        );
+        assert!(
+            all.contains("rbac.yaml:12:3") && all.contains("not both"),
+            "{all}"
+        );
+        assert_eq!(d.len(), 3, "{all}");
+    }
+}
