@@ -113,8 +113,8 @@ def role(kind, rules, name="r1", ns="default", verb="create", user="alice@exampl
               req={"kind": kind, "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": name}, "rules": rules})
 
 
-def binding(role_name, name="b1", res="clusterrolebindings", verb="create", user="alice@example.com"):
-    return ev(verb, res, api_group="rbac.authorization.k8s.io", ns=None if res == "clusterrolebindings" else "default",
+def binding(role_name, name="b1", res="clusterrolebindings", verb="create", user="alice@example.com", ns="default"):
+    return ev(verb, res, api_group="rbac.authorization.k8s.io", ns=None if res == "clusterrolebindings" else ns,
               user=user, req={"kind": "ClusterRoleBinding", "apiVersion": "rbac.authorization.k8s.io/v1", "metadata": {"name": name},
                               "subjects": [{"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": "mallory"}],
                               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role_name}})
@@ -222,8 +222,8 @@ case("Pod Created In Kube-System: near miss, the DaemonSet controller",
 case("ClusterRoleBinding To Cluster-Admin fires",
      [binding("cluster-admin")],
      [fire("ClusterRoleBinding To Cluster-Admin", **{"ka.req.binding.subjects": ['{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}']})])
-case("ClusterRoleBinding To Cluster-Admin: near miss, a binding to view",
-     [binding("view")], [])
+case("ClusterRoleBinding To Cluster-Admin: near miss, a binding to a namespace reader",
+     [binding("namespace-reader")], [])
 case("Role With Wildcard Permissions: verbs * fires",
      [role("ClusterRole", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}])],
      [fire("Role With Wildcard Permissions", **{"ka.req.role.rules.verbs": ["*"]})])
@@ -407,6 +407,29 @@ case("Noise: kubectl logs --timestamps prefixes and klog lines around an event",
       "not json at all {"],
      [fire("Exec Into Pod")])
 
+
+# --- access to the audit trail (issue 19); last, so earlier cases keep their ids ---
+case("Audit Log Read Through The API: kubectl logs of the API server fires",
+     [ev("get", "pods", ns="kube-system", name="kube-apiserver-cp-1", sub="log",
+         uri="/api/v1/namespaces/kube-system/pods/kube-apiserver-cp-1/log?container=kube-apiserver&follow=true")],
+     [fire("Audit Log Read Through The API", **{"ka.target.name": "kube-apiserver-cp-1", "ka.target.resource": "pods"})])
+case("Audit Log Read Through The API: a node's /logs/ through the node proxy fires",
+     [ev("get", "nodes", ns=None, name="cp-1", sub="proxy", uri="/api/v1/nodes/cp-1/proxy/logs/kubernetes/audit/audit.log")],
+     [fire("Audit Log Read Through The API", **{"ka.target.resource": "nodes", "ka.uri": "/api/v1/nodes/cp-1/proxy/logs/kubernetes/audit/audit.log"})])
+case("Audit Log Read Through The API: near miss, the logs of CoreDNS in kube-system",
+     [ev("get", "pods", ns="kube-system", name="coredns-5d78c9869d-x2x4k", sub="log")], [])
+case("Audit Log Read Through The API: near miss, a pod named kube-apiserver-* outside kube-system",
+     [ev("get", "pods", ns="shop", name="kube-apiserver-mock", sub="log")], [])
+case("Pod Log Access Granted In Kube-System: a Role granting pods/log there fires",
+     [role("Role", [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}], ns="kube-system")],
+     [fire("Pod Log Access Granted In Kube-System", **{"ka.req.role.rules.resources": ["pods", "pods/log"]})])
+case("Pod Log Access Granted In Kube-System: a RoleBinding to view there fires",
+     [binding("view", res="rolebindings", ns="kube-system")],
+     [fire("Pod Log Access Granted In Kube-System", **{"ka.req.binding.role": "view", "ka.target.resource": "rolebindings"})])
+case("Pod Log Access Granted In Kube-System: near miss, the same Role in another namespace",
+     [role("Role", [{"apiGroups": [""], "resources": ["pods", "pods/log"], "verbs": ["get", "list"]}], ns="shop")], [])
+case("Pod Log Access Granted In Kube-System: near miss, a RoleBinding to view in another namespace",
+     [binding("view", res="rolebindings", ns="shop")], [])
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -4,7 +4,9 @@
 //! behind one trait, pulled by [`source::driver`]) → [`event`] (a lazy view of one audit event) → [`rules`] (Falco-format
 //! rules compiled into a predicate program, with [`fields`] as extractors) →
 //! [`engine`] (wiring and counters) → [`sink`] (stdout). Rule-file problems
-//! are reported as [`diag::Diagnostic`]s with `file:line:col`.
+//! are reported as [`diag::Diagnostic`]s with `file:line:col`. Beside the
+//! pipeline, [`policy`] is audit policy tooling and [`rbac`] answers who
+//! RBAC objects let make a request.
 //!
 //! ```
 //! use saker::{engine::{Engine, RuleMatching}, rules, sink::stdout::{Format, StdoutSink}};
@@ -27,6 +29,7 @@ pub mod engine;
 pub mod event;
 pub mod fields;
 pub mod policy;
+pub mod rbac;
 pub mod rules;
 pub mod ruletest;
 pub mod runtime;

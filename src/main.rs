@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         Command::Test { tests } => cmd::test(&tests),
         Command::Produce(args) => cmd::produce(&args),
         Command::Policy(command) => cmd::policy(command),
+        Command::Rbac(cli::rbac::RbacCommand::WhoCan(args)) => cmd::who_can(&args.settings()),
         Command::Fields { json } => cmd::fields(json),
     }
 }

@@ -7,6 +7,7 @@
 pub mod durations;
 pub mod policy;
 pub mod produce;
+pub mod rbac;
 pub mod run;
 
 use std::path::PathBuf;
@@ -68,6 +69,9 @@ pub enum Command {
     /// simulate it on recorded events.
     #[command(subcommand)]
     Policy(policy::PolicyCommand),
+    /// RBAC tooling on exported Roles, ClusterRoles and bindings.
+    #[command(subcommand)]
+    Rbac(rbac::RbacCommand),
     /// List every field a condition or output can use.
     Fields {
         /// Print JSON lines instead of a table.

@@ -7,6 +7,7 @@ mod fields;
 mod policy;
 mod produce;
 mod progress;
+mod rbac;
 mod run;
 mod test;
 
@@ -20,6 +21,7 @@ pub use check::{check, explain};
 pub use fields::fields;
 pub use policy::policy;
 pub use produce::produce;
+pub use rbac::who_can;
 pub use run::run;
 pub use test::test;
 

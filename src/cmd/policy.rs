@@ -163,6 +163,7 @@ pub fn policy(cmd: PolicyCommand) -> ExitCode {
             input,
             events,
             format,
+            log,
         } => {
             let (p, _) = match load_policy(&policy, format) {
                 Ok(x) => x,
@@ -191,11 +192,12 @@ pub fn policy(cmd: PolicyCommand) -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            use saker::policy::retention;
+            let kept = retention::estimate(&sim, &log.settings());
+            let text = || saker::policy::simulate::render(&p, &sim) + &retention::render(&kept);
             match format {
-                PolicyFormat::Text if events => {
-                    eprint!("{}", saker::policy::simulate::render(&p, &sim))
-                }
-                PolicyFormat::Text => super::emit(&saker::policy::simulate::render(&p, &sim)),
+                PolicyFormat::Text if events => eprint!("{}", text()),
+                PolicyFormat::Text => super::emit(&text()),
                 PolicyFormat::Json => {
                     let tally = |t: &saker::policy::simulate::Tally| {
                         serde_json::json!({
@@ -217,7 +219,7 @@ pub fn policy(cmd: PolicyCommand) -> ExitCode {
                         .collect();
                     super::emit(&format!(
                         "{}\n",
-                        serde_json::json!({"total": tally(&sim.total), "by_rule": rules, "skipped_lines": sim.skipped, "underestimated": sim.underestimated})
+                        serde_json::json!({"total": tally(&sim.total), "by_rule": rules, "skipped_lines": sim.skipped, "underestimated": sim.underestimated, "retention": kept})
                     ));
                 }
             }

@@ -96,6 +96,9 @@ codes! {
     // Rule tests.
     /// A malformed rule test file.
     TestFile = "test-file", "A `saker test` file is malformed: no `tests:`, a test without `expect`, an expected alert without `rule`.\nExample: `tests: 5`.\nFix: see the format in `saker test --help` and rules/tests/.";
+    // RBAC objects (`saker rbac`).
+    /// An RBAC list item that is not an object.
+    NotAnObject = "not-an-object", "An item of an RBAC export (a List's `items`, a document of a multi-document file) is not a mapping.\nExample: `items: [ClusterRole]`.\nFix: export with `kubectl get roles,rolebindings,clusterroles,clusterrolebindings -A -o yaml`.";
     // Audit policies (`saker policy`).
     /// A file with no policy in it.
     EmptyPolicy = "empty-policy", "The file holds no audit policy document.\nExample: an empty file.\nFix: give an audit.k8s.io/v1 Policy.";
@@ -105,8 +108,8 @@ codes! {
     NotAPolicy = "not-a-policy", "The document is not an audit Policy: it is not a mapping, or its `kind` is not Policy.\nExample: a file holding a list of rules without the Policy around them.\nFix: wrap the rules in `apiVersion: audit.k8s.io/v1`, `kind: Policy`, `rules:`.";
     /// A removed or unknown policy apiVersion.
     ApiVersion = "api-version", "`apiVersion` is not audit.k8s.io/v1 (v1alpha1 and v1beta1 were removed in Kubernetes 1.24).\nExample: `apiVersion: audit.k8s.io/v1beta1`.\nFix: write `apiVersion: audit.k8s.io/v1`.";
-    /// A policy value of the wrong type.
-    BadValue = "bad-value", "A policy key has a value of the wrong type (a list expected and a string found, a boolean expected, …); the API server refuses the policy.\nExample: `rules: Metadata`.\nFix: give the type the message names.";
+    /// A value of the wrong type in a policy or an RBAC object.
+    BadValue = "bad-value", "A key of an audit policy or an RBAC object has a value of the wrong type or shape (a list expected and a string found, a boolean expected, a Role without a namespace, …); the API server refuses it.\nExample: `rules: Metadata`.\nFix: give the type the message names.";
     /// A policy rule without a level.
     MissingLevel = "missing-level", "A policy rule has no `level`; the API server refuses the policy.\nExample: `- resources: [{group: \"\"}]` alone.\nFix: add `level: Metadata` (or another level).";
     /// An unknown audit level.

@@ -1,13 +1,16 @@
 //! Kubernetes audit policies (`audit.k8s.io/v1` `Policy`): the model and
 //! its reader, with every problem placed at `file:line:col`. [`matcher`]
 //! decides a request's level with the API server's exact semantics;
-//! [`lint`], [`check`] and [`simulate`] are `saker policy lint|check|simulate`.
+//! [`lint`], [`check`] and [`simulate`] are `saker policy lint|check|simulate`;
+//! [`retention`] is how long the API server's log files last at the
+//! simulated volume.
 
 pub mod check;
 pub mod known;
 pub mod lint;
 pub mod matcher;
 pub mod probes;
+pub mod retention;
 pub mod simulate;
 
 use std::fmt;

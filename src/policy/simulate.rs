@@ -83,6 +83,33 @@ pub struct Simulation {
     /// Events recorded at a lower level than the policy gives them: their
     /// kept size is what was recorded, an underestimate.
     pub underestimated: u64,
+    /// The earliest and latest event times seen (ns since the epoch), the
+    /// span [`super::retention`] scales the kept volume to a day from.
+    pub first_ns: Option<i64>,
+    pub last_ns: Option<i64>,
+}
+
+impl Simulation {
+    /// Seconds between the earliest and the latest event.
+    pub fn span_seconds(&self) -> f64 {
+        match (self.first_ns, self.last_ns) {
+            (Some(a), Some(b)) => (b - a) as f64 / 1e9,
+            _ => 0.0,
+        }
+    }
+
+    fn saw_time(&mut self, ns: i64) {
+        self.first_ns = Some(self.first_ns.map_or(ns, |f| f.min(ns)));
+        self.last_ns = Some(self.last_ns.map_or(ns, |l| l.max(ns)));
+    }
+}
+
+/// An event's time: `stageTimestamp`, else `requestReceivedTimestamp`.
+fn event_time(ev: &Event) -> Option<i64> {
+    ["stageTimestamp", "requestReceivedTimestamp"]
+        .iter()
+        .find_map(|k| ev.key(k).and_then(json::string))
+        .and_then(|t| crate::event::time::parse_rfc3339(&t))
 }
 
 /// One event's verdict, for `--events`.
@@ -131,6 +158,9 @@ pub fn simulate(
             |ev| {
                 let Some(req) = request_of(&ev) else { return };
                 any = true;
+                if let Some(ns) = event_time(&ev) {
+                    sim.saw_time(ns);
+                }
                 let d = policy.decide(&req);
                 let stage = ev
                     .key("stage")

@@ -16,6 +16,7 @@ mod parallel;
 mod pki;
 mod policy;
 mod props;
+mod rbac;
 mod rules;
 mod windows;
 

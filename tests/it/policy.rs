@@ -254,3 +254,119 @@ fn simulate_gives_levels_and_kept_volume_by_rule() {
     let report = String::from_utf8_lossy(&o.stderr);
     assert!(report.contains("5 events"), "{report}");
 }
+
+/// A generated day: one `get` of a pod a minute from 2025-06-01T00:00Z to
+/// 2025-06-02T00:00Z (1441 events, a span of exactly 86 400 s), each line
+/// padded to 2 000 bytes, so the policy (Metadata for reads) keeps
+/// 1441 × 2001 bytes a day.
+fn generated_day(dir: &Path) -> PathBuf {
+    let mut text = String::new();
+    for i in 0..=1440u32 {
+        let (day, hour, minute) = (1 + i / 1440, (i / 60) % 24, i % 60);
+        let head = format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"day-{i:04}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/shop/pods/web-{i}","verb":"get","user":{{"username":"alice","groups":["system:authenticated"]}},"objectRef":{{"resource":"pods","namespace":"shop","name":"web-{i}","apiVersion":"v1"}},"responseStatus":{{"code":200}},"stageTimestamp":"2025-06-{day:02}T{hour:02}:{minute:02}:00.000000Z","userAgent":""#
+        );
+        let pad = 2000 - head.len() - 2;
+        text.push_str(&head);
+        text.push_str(&"x".repeat(pad));
+        text.push_str("\"}\n");
+    }
+    let path = dir.join("day.jsonl");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn simulate_says_how_long_the_api_server_keeps_the_sample() {
+    let o = run(&[
+        "policy",
+        "simulate",
+        "examples/audit-policy.yaml",
+        "--input",
+        "examples/audit-sample.jsonl",
+        "--audit-log-maxage=30",
+        "--audit-log-maxbackup=10",
+        "--audit-log-maxsize=100",
+        "--audit-log-compress",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_golden(&golden("policy/simulate-sample.retention.txt"), &stdout(&o));
+}
+
+#[test]
+fn simulate_retention_on_a_generated_day_names_the_limiting_flag() {
+    let dir = std::env::temp_dir().join(format!("saker-retention-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let day = generated_day(&dir);
+    let day = day.to_str().unwrap();
+    let simulate = |extra: &[&str], format: &str| {
+        let mut args = vec![
+            "policy",
+            "simulate",
+            "examples/audit-policy.yaml",
+            "--input",
+            day,
+            "--format",
+            format,
+        ];
+        args.extend_from_slice(extra);
+        let o = run(&args);
+        assert_eq!(
+            o.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout(&o)
+    };
+    // 2.88 MB a day: two 1 MiB backups last 0.73 days, short of a week.
+    let backups = [
+        "--audit-log-maxage=7",
+        "--audit-log-maxbackup=2",
+        "--audit-log-maxsize=1",
+    ];
+    assert_golden(
+        &golden("policy/simulate-day.maxbackup.txt"),
+        &simulate(&backups, "text"),
+    );
+    let v: serde_json::Value = serde_json::from_str(&simulate(&backups, "json")).unwrap();
+    let r = &v["retention"];
+    assert_eq!(r["bytes_per_day"], 1441 * 2001, "{r}");
+    assert_eq!(r["limited_by"], "maxbackup", "{r}");
+    let kept = r["retained_days"].as_f64().unwrap();
+    let expected = 2.0 * 1048576.0 / (1441.0 * 2001.0);
+    assert!((kept - expected).abs() < 1e-4, "{kept} vs {expected}");
+    // A week of 2 883 441 bytes a day in 1 MiB files: 19.25, so 20.
+    assert_eq!(r["suggested_maxbackup"], 20, "{r}");
+
+    // Fifty backups last 18 days: the week's age limit deletes first.
+    let age = [
+        "--audit-log-maxage=7",
+        "--audit-log-maxbackup=50",
+        "--audit-log-maxsize=1",
+    ];
+    assert_golden(
+        &golden("policy/simulate-day.maxage.txt"),
+        &simulate(&age, "text"),
+    );
+    let v: serde_json::Value = serde_json::from_str(&simulate(&age, "json")).unwrap();
+    let r = &v["retention"];
+    assert_eq!(r["limited_by"], "maxage", "{r}");
+    assert_eq!(r["retained_days"], 7.0, "{r}");
+    assert_eq!(r["suggested_maxbackup"], 20, "{r}");
+
+    // The API server's defaults delete nothing.
+    let v: serde_json::Value = serde_json::from_str(&simulate(&[], "json")).unwrap();
+    let r = &v["retention"];
+    assert!(
+        r["limited_by"].is_null() && r["retained_days"].is_null(),
+        "{r}"
+    );
+    assert_eq!(r["maxsize_mb"], 100, "{r}");
+    std::fs::remove_dir_all(&dir).ok();
+}
