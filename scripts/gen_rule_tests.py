@@ -195,7 +195,9 @@ case("Privileged Pod Created: near miss, privileged: false",
 case("Sensitive HostPath Mounted: the container runtime socket fires",
      [pod_create(volumes=[{"name": "sock", "hostPath": {"path": "/run/containerd/containerd.sock", "type": "Socket"}}])],
      [fire("Sensitive HostPath Mounted", **{"ka.req.pod.volumes.hostpath": ["/run/containerd/containerd.sock"]})])
-case("Sensitive HostPath Mounted: near miss, a hostPath under /var/log is only rule HostPath Volume Mounted",
+case("Sensitive HostPath Mounted: near miss, a configMap volume",
+     [pod_create(volumes=[{"name": "config", "configMap": {"name": "web"}}])], [])
+case("Sensitive HostPath Mounted: a hostPath under /var/log is not sensitive, only rule HostPath Volume Mounted fires",
      [pod_create(volumes=[{"name": "logs", "hostPath": {"path": "/var/log/pods"}}])],
      [fire("HostPath Volume Mounted", **{"ka.req.pod.volumes.hostpath": ["/var/log/pods"]})])
 case("Host Network Pod Created fires",
