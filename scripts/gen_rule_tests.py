@@ -313,6 +313,17 @@ case("Anonymous Request Denied fires (a scanner)",
      [fire("Anonymous Request Denied", **{"ka.uri": "/vendor/phpunit/src/Util/PHP/eval-stdin.php"})])
 case("Anonymous Request Denied: near miss, an anonymous liveness probe",
      [ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/livez", ns=None, reason="")], [])
+def health_probe(ip):
+    e = ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/healthz", ns=None,
+           reason="", ua="ELB-HealthChecker/2.0")
+    e["sourceIPs"] = [ip]
+    return e
+
+case("Anonymous Health Check From Outside The Cluster Networks fires",
+     [health_probe("54.10.20.30")],
+     [fire("Anonymous Health Check From Outside The Cluster Networks", **{"ka.sourceips": ["54.10.20.30"]})])
+case("Anonymous Health Check From Outside The Cluster Networks: near miss, a load balancer inside 172.16.0.0/12",
+     [health_probe("172.20.1.9")], [])
 case("Anonymous Request Allowed: reading /version (fingerprinting) fires",
      [ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/version", ns=None,
          reason='RBAC: allowed by ClusterRoleBinding "system:public-info-viewer" of ClusterRole "system:public-info-viewer" to Group "system:unauthenticated"')],

@@ -66,8 +66,6 @@ REASONS = {
         "a denied anonymous PROPFIND is a scanner: Anonymous Request Denied (INFO)",
     ("system-role-modified", "System:coredns modified (excluded - expected)"):
         "a person changed a system: ClusterRole; EKS's own updates come from eks:addon-manager, a system identity",
-    ("anonymous-access", "ELB Health Check from Public IP"):
-        "an anonymous health check is quiet whatever its source: telling a public address needs the cluster's networks, which the rules do not know",
 }
 
 

@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod ast;
 pub mod compile;
+pub mod ipnet;
 pub mod lint;
 pub mod loader;
 pub mod parser;

@@ -86,3 +86,8 @@ fn the_default_rules_pass_their_own_lints() {
     assert!(!stdout.contains("warning["), "{stdout}");
     assert!(stdout.contains("(0 warning(s))"), "{stdout}");
 }
+
+#[test]
+fn innet_rejects_what_is_not_a_network() {
+    check_golden("innet", 1);
+}
