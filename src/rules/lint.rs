@@ -11,7 +11,7 @@
 //!   can never fire (an `in` on a list field holds only for an empty list).
 //!   An empty list under `not` is left alone: that is an allow-list waiting
 //!   for its items, and it excludes nothing.
-//! - `unguarded-list-in`: `in` on a list field holds when the list is empty
+//! - `unguarded-list-in`: `in` (or `innet`) on a list field holds when the list is empty
 //!   (an empty list is inside every set, as in Falco), so an allow-list
 //!   written that way passes for an object that names nothing. Guard it in the
 //!   same conjunction with `len(FIELD) > 0`.
@@ -89,7 +89,8 @@ impl<'d> Walk<'d> {
                     self.expr(i, text, positive, required && items.len() == 1, items);
                 }
             }
-            Expr::Not(inner) => self.expr(inner, text, !positive, false, &[]),
+            // `a and not X in (...)`: `a` still guards `X`.
+            Expr::Not(inner) => self.expr(inner, text, !positive, false, siblings),
             Expr::Macro(name, _) => self.macro_ref(name, positive, required),
             Expr::Compare(c) => self.compare(c, text, positive, required, siblings),
         }
@@ -132,7 +133,10 @@ impl<'d> Walk<'d> {
                 }
             }
         }
-        if c.op == Op::In && list_field(&c.lhs).is_some() && !guarded(&c.lhs, siblings) {
+        if matches!(c.op, Op::In | Op::InNet)
+            && list_field(&c.lhs).is_some()
+            && !guarded(&c.lhs, siblings)
+        {
             self.unguarded(c, text);
         }
         if positive && required {
@@ -176,12 +180,16 @@ impl<'d> Walk<'d> {
         let d = Diagnostic::warning(
             "unguarded-list-in",
             format!(
-                "`{name} in (...)` also holds when `{name}` has no values (an empty list is inside every set) (in {})",
-                self.owner()
+                "`{name} {op} (...)` also holds when `{name}` has no values (an empty list is inside every set) (in {})",
+                self.owner(),
+                op = c.op.as_str()
             ),
         )
         .label("passes for an empty list")
-        .help(format!("require values in the same conjunction: `len({name}) > 0 and {name} in (...)`"));
+        .help(format!(
+            "require values in the same conjunction: `len({name}) > 0 and {name} {} (...)`",
+            c.op.as_str()
+        ));
         self.found
             .push(("unguarded-list-in", text, c.lhs.span(), d));
     }
