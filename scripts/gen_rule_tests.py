@@ -86,7 +86,9 @@ def ev(verb, resource=None, *, user="alice@example.com", groups=("devs", "system
 
 
 def pod(name="web", *, image="nginx:1.27.0", sc=None, spec=None, init=None, ephemeral=None, volumes=None):
-    c = {"name": "app", "image": image}
+    c = {"name": "app"}
+    if image is not None:
+        c["image"] = image
     if sc:
         c["securityContext"] = sc
     s = {"containers": [c]}
@@ -193,8 +195,11 @@ case("Privileged Pod Created: near miss, privileged: false",
 case("Sensitive HostPath Mounted: the container runtime socket fires",
      [pod_create(volumes=[{"name": "sock", "hostPath": {"path": "/run/containerd/containerd.sock", "type": "Socket"}}])],
      [fire("Sensitive HostPath Mounted", **{"ka.req.pod.volumes.hostpath": ["/run/containerd/containerd.sock"]})])
-case("Sensitive HostPath Mounted: near miss, a hostPath under /var/log",
-     [pod_create(volumes=[{"name": "logs", "hostPath": {"path": "/var/log/pods"}}])], [])
+case("Sensitive HostPath Mounted: near miss, a configMap volume",
+     [pod_create(volumes=[{"name": "config", "configMap": {"name": "web"}}])], [])
+case("Sensitive HostPath Mounted: a hostPath under /var/log is not sensitive, only rule HostPath Volume Mounted fires",
+     [pod_create(volumes=[{"name": "logs", "hostPath": {"path": "/var/log/pods"}}])],
+     [fire("HostPath Volume Mounted", **{"ka.req.pod.volumes.hostpath": ["/var/log/pods"]})])
 case("Host Network Pod Created fires",
      [pod_create(spec={"hostNetwork": True})], [fire("Host Network Pod Created")])
 case("Host Network Pod Created: near miss, hostNetwork false",
@@ -212,18 +217,70 @@ case("Pod With Dangerous Capabilities: SYS_ADMIN fires",
      [fire("Pod With Dangerous Capabilities", **{"ka.req.pod.containers.add_capabilities": ["NET_BIND_SERVICE", "SYS_ADMIN"]})])
 case("Pod With Dangerous Capabilities: near miss, only NET_BIND_SERVICE",
      [pod_create(sc={"capabilities": {"add": ["NET_BIND_SERVICE"], "drop": ["ALL"]}})], [])
-case("Pod Created In Kube-System By Non-System User fires",
+case("Pod Created In System Namespace By Non-System User: kube-system fires",
      [pod_create(ns="kube-system", name="debug")],
-     [fire("Pod Created In Kube-System By Non-System User", **{"ka.resp.name": "debug"})])
-case("Pod Created In Kube-System: near miss, the DaemonSet controller",
+     [fire("Pod Created In System Namespace By Non-System User", **{"ka.resp.name": "debug"})])
+case("Pod Created In System Namespace By Non-System User: kube-node-lease fires",
+     [pod_create(ns="kube-node-lease", name="hidden")],
+     [fire("Pod Created In System Namespace By Non-System User", **{"ka.target.namespace": "kube-node-lease"})])
+case("Pod Created In System Namespace By Non-System User: near miss, an EKS component (eks:*) is a system identity",
+     [pod_create(ns="kube-public", name="probe", user="eks:addon-manager")], [])
+case("Pod Created In System Namespace: near miss, the DaemonSet controller",
      [pod_create(ns="kube-system", name="kube-proxy-x2x", user="system:serviceaccount:kube-system:daemon-set-controller")], [])
 
+case("Pod Running As Root Created: runAsUser 0 on a container fires",
+     [pod_create(sc={"runAsUser": 0})],
+     [fire("Pod Running As Root Created", **{"ka.req.pod.containers.run_as_user": ["0"]})])
+case("Pod Running As Root Created: runAsNonRoot false fires",
+     [pod_create(sc={"runAsNonRoot": False})], [fire("Pod Running As Root Created")])
+case("Pod Running As Root Created: near miss, runAsNonRoot true and user 1000",
+     [pod_create(sc={"runAsNonRoot": True, "runAsUser": 1000})], [])
+case("HostPath Volume Mounted: a host directory outside the sensitive list fires",
+     [pod_create(volumes=[{"name": "data", "hostPath": {"path": "/mnt/data"}}])],
+     [fire("HostPath Volume Mounted", **{"ka.req.pod.volumes.hostpath": ["/mnt/data"]})])
+case("HostPath Volume Mounted: near miss, an emptyDir volume",
+     [pod_create(volumes=[{"name": "scratch", "emptyDir": {}}])], [])
+# The allow-list fix: a pod whose containers name no image yields an empty
+# list of repositories, and an empty list is inside every set, so without the
+# length check in `trusted_image_only` this pod counted as running trusted
+# images only and every pod rule was silenced for it.
+case("Allow-list: a privileged pod whose container names no image is not trusted (fires)",
+     [pod_create(image=None, sc={"privileged": True})],
+     [fire("Privileged Pod Created", **{"ka.req.pod.containers.image": []})])
+case("Allow-list: a host-IPC pod whose container names no image is not trusted (fires)",
+     [pod_create(image=None, spec={"hostIPC": True})],
+     [fire("Host IPC Pod Created")])
+
 # --- RBAC and identity ------------------------------------------------------------
-case("ClusterRoleBinding To Cluster-Admin fires",
+case("Binding To Privileged Role Or Group: cluster-admin fires",
      [binding("cluster-admin")],
-     [fire("ClusterRoleBinding To Cluster-Admin", **{"ka.req.binding.subjects": ['{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}']})])
-case("ClusterRoleBinding To Cluster-Admin: near miss, a binding to a namespace reader",
+     [fire("Binding To Privileged Role Or Group", **{"ka.req.binding.subjects": ['{"kind":"User","apiGroup":"rbac.authorization.k8s.io","name":"mallory"}']})])
+case("Binding To Privileged Role Or Group: the controller manager's role fires",
+     [binding("system:kube-controller-manager")],
+     [fire("Binding To Privileged Role Or Group", **{"ka.req.binding.role": "system:kube-controller-manager"})])
+case("Binding To Privileged Role Or Group: the group system:masters fires",
+     [ev("create", "clusterrolebindings", api_group="rbac.authorization.k8s.io", ns=None,
+         req={"kind": "ClusterRoleBinding", "metadata": {"name": "b2"},
+              "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "system:masters"}],
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "view"}})],
+     [fire("Binding To Privileged Role Or Group", **{"ka.req.binding.role": "view"})])
+case("Binding To Privileged Role Or Group: near miss, a binding to a namespace reader",
      [binding("namespace-reader")], [])
+case("Role Grants Pod Exec fires",
+     [role("ClusterRole", [{"apiGroups": [""], "resources": ["pods/exec"], "verbs": ["create", "get"]}])],
+     [fire("Role Grants Pod Exec", **{"ka.req.role.rules.resources": ["pods/exec"]})])
+case("Role Grants Pod Exec: near miss, pods/log",
+     [role("Role", [{"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]}])], [])
+case("Role Grants Node Proxy fires",
+     [role("ClusterRole", [{"apiGroups": [""], "resources": ["nodes/proxy"], "verbs": ["get"]}])],
+     [fire("Role Grants Node Proxy", **{"ka.req.role.rules.resources": ["nodes/proxy"]})])
+case("Role Grants Node Proxy: near miss, listing nodes",
+     [role("ClusterRole", [{"apiGroups": [""], "resources": ["nodes"], "verbs": ["get", "list"]}])], [])
+case("Role Grants Write On Sensitive Resources: delete on secrets fires",
+     [role("Role", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "delete"]}])],
+     [fire("Role Grants Write On Sensitive Resources", **{"ka.req.role.rules.verbs": ["get", "delete"]})])
+case("Role Grants Write On Sensitive Resources: near miss, reading secrets",
+     [role("Role", [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}])], [])
 case("Role With Wildcard Permissions: verbs * fires",
      [role("ClusterRole", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["*"]}])],
      [fire("Role With Wildcard Permissions", **{"ka.req.role.rules.verbs": ["*"]})])
@@ -234,10 +291,15 @@ case("Role Grants Escalate, Bind Or Impersonate fires",
      [fire("Role Grants Escalate, Bind Or Impersonate", **{"ka.req.role.rules.verbs": ["impersonate"]})])
 case("Role Grants Escalate, Bind Or Impersonate: near miss, the same role created by the API server",
      [role("ClusterRole", [{"apiGroups": [""], "resources": ["users"], "verbs": ["impersonate"]}], user="system:apiserver")], [])
-case("System ClusterRole Modified Or Deleted fires",
+case("System Role Or Binding Modified Or Deleted: a ClusterRole fires",
      [ev("delete", "clusterroles", ns=None, name="system:node-proxier", api_group="rbac.authorization.k8s.io")],
-     [fire("System ClusterRole Modified Or Deleted", **{"ka.target.name": "system:node-proxier"})])
-case("System ClusterRole Modified Or Deleted: near miss, a user's own ClusterRole",
+     [fire("System Role Or Binding Modified Or Deleted", **{"ka.target.name": "system:node-proxier"})])
+case("System Role Or Binding Modified Or Deleted: a Role in kube-system fires",
+     [ev("patch", "roles", ns="kube-system", name="system:controller:bootstrap-signer", api_group="rbac.authorization.k8s.io")],
+     [fire("System Role Or Binding Modified Or Deleted", **{"ka.target.namespace": "kube-system"})])
+case("System Role Or Binding Modified Or Deleted: near miss, a system: Role in an app namespace",
+     [ev("patch", "roles", ns="shop", name="system:shop-reader", api_group="rbac.authorization.k8s.io")], [])
+case("System Role Or Binding Modified Or Deleted: near miss, a user's own ClusterRole",
      [ev("delete", "clusterroles", ns=None, name="team-a-reader", api_group="rbac.authorization.k8s.io")], [])
 case("Anonymous Request Allowed fires",
      [ev("list", "secrets", ns="default", user="system:anonymous", groups=["system:unauthenticated"],
@@ -245,15 +307,45 @@ case("Anonymous Request Allowed fires",
      [fire("Anonymous Request Allowed", **{"ka.target.resource": "secrets"})])
 case("Anonymous Request Allowed: near miss, an anonymous health probe",
      [ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/readyz?verbose", ns=None, reason="")], [])
+case("Anonymous Request Denied fires (a scanner)",
+     [ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], ns=None, code=403, decision="forbid", reason="",
+         uri="/vendor/phpunit/src/Util/PHP/eval-stdin.php", ua="Custom-AsyncHttpClient")],
+     [fire("Anonymous Request Denied", **{"ka.uri": "/vendor/phpunit/src/Util/PHP/eval-stdin.php"})])
+case("Anonymous Request Denied: near miss, an anonymous liveness probe",
+     [ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/livez", ns=None, reason="")], [])
+def health_probe(ip):
+    e = ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/healthz", ns=None,
+           reason="", ua="ELB-HealthChecker/2.0")
+    e["sourceIPs"] = [ip]
+    return e
+
+case("Anonymous Health Check From Outside The Cluster Networks fires",
+     [health_probe("54.10.20.30")],
+     [fire("Anonymous Health Check From Outside The Cluster Networks", **{"ka.sourceips": ["54.10.20.30"]})])
+case("Anonymous Health Check From Outside The Cluster Networks: near miss, a load balancer inside 172.16.0.0/12",
+     [health_probe("172.20.1.9")], [])
+case("Anonymous Request Allowed: reading /version (fingerprinting) fires",
+     [ev("get", None, user="system:anonymous", groups=["system:unauthenticated"], uri="/version", ns=None,
+         reason='RBAC: allowed by ClusterRoleBinding "system:public-info-viewer" of ClusterRole "system:public-info-viewer" to Group "system:unauthenticated"')],
+     [fire("Anonymous Request Allowed", **{"ka.uri": "/version"})])
 case("Service Account Token Requested By User fires (kubectl create token)",
      [ev("create", "serviceaccounts", ns="ci", name="deployer", sub="token")],
      [fire("Service Account Token Requested By User", **{"ka.target.name": "deployer"})])
+case("Service Account Token Requested By User: a control-plane identity in an app namespace fires",
+     [ev("create", "serviceaccounts", ns="shop", name="app", sub="token", user="system:kube-controller-manager", groups=[])],
+     [fire("Service Account Token Requested By User", **{"ka.user.name": "system:kube-controller-manager"})])
+case("Service Account Token Requested: near miss, the controller manager in kube-system",
+     [ev("create", "serviceaccounts", ns="kube-system", name="job-controller", sub="token", user="system:kube-controller-manager", groups=[])], [])
 case("Service Account Token Requested: near miss, the kubelet projecting a token",
      [ev("create", "serviceaccounts", ns="ci", name="deployer", sub="token", user="system:node:ip-10-0-12-14", groups=["system:nodes"])], [])
 case("Certificate Signing Request Created By Non-Node fires",
      [ev("create", "certificatesigningrequests", ns=None, api_group="certificates.k8s.io",
          resp={"kind": "CertificateSigningRequest", "metadata": {"name": "mallory-admin"}})],
      [fire("Certificate Signing Request Created By Non-Node", **{"ka.resp.name": "mallory-admin"})])
+case("Certificate Signing Request Created: near miss, a serving certificate",
+     [ev("create", "certificatesigningrequests", ns=None, api_group="certificates.k8s.io",
+         req={"kind": "CertificateSigningRequest", "metadata": {"name": "web-serving"},
+              "spec": {"signerName": "kubernetes.io/kubelet-serving", "usages": ["digital signature", "server auth"]}})], [])
 case("Certificate Signing Request Created: near miss, a node's client certificate",
      [ev("create", "certificatesigningrequests", ns=None, api_group="certificates.k8s.io", user="system:node:ip-10-0-12-14", groups=["system:nodes"])], [])
 case("Certificate Signing Request Approved fires",
@@ -302,6 +394,23 @@ case("Cluster-Wide Secret Listing fires",
      [fire("Cluster-Wide Secret Listing", **{"ka.uri": "/api/v1/secrets?limit=500"})])
 case("Cluster-Wide Secret Listing: near miss, listing secrets of one namespace",
      [ev("list", "secrets", ns="shop")], [])
+case("Ingress Without TLS Created fires",
+     [ev("create", "ingresses", ns="shop", api_group="networking.k8s.io",
+         req={"kind": "Ingress", "metadata": {"name": "web"}, "spec": {"rules": [{"host": "shop.example.com"}]}})],
+     [fire("Ingress Without TLS Created", **{"ka.target.namespace": "shop"})])
+case("Ingress Without TLS Created: near miss, an Ingress with TLS",
+     [ev("create", "ingresses", ns="shop", api_group="networking.k8s.io",
+         req={"kind": "Ingress", "metadata": {"name": "web"}, "spec": {"tls": [{"hosts": ["shop.example.com"], "secretName": "web-tls"}],
+                                                                     "rules": [{"host": "shop.example.com"}]}})], [])
+case("DaemonSet Created: by a person fires",
+     [ev("create", "daemonsets", ns="monitoring", api_group="apps",
+         req={"kind": "DaemonSet", "metadata": {"name": "agent"}, "spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "ghcr.io/acme/agent:1.0"}]}}}})],
+     [fire("DaemonSet Created", **{"ka.target.namespace": "monitoring"})])
+case("DaemonSet Created: by a service account outside the system namespaces fires",
+     [ev("create", "daemonsets", ns="shop", api_group="apps", user="system:serviceaccount:shop:deployer")],
+     [fire("DaemonSet Created", **{"ka.user.name": "system:serviceaccount:shop:deployer"})])
+case("DaemonSet Created: near miss, a kube-system controller in kube-system",
+     [ev("create", "daemonsets", ns="kube-system", api_group="apps", user="system:serviceaccount:kube-system:addon-manager")], [])
 case("NodePort Service Created fires",
      [ev("create", "services", ns="shop", req={"kind": "Service", "metadata": {"name": "db"},
                                                 "spec": {"type": "NodePort", "ports": [{"port": 5432, "nodePort": 30432}]}})],
@@ -370,6 +479,17 @@ case("Forbidden On Many Resource Types: ten types in two minutes fires",
       window("Forbidden On Many Resource Types", "resolved", {"ka.user.name": "intruder"})])
 case("Forbidden On Many Resource Types: near miss, nine types",
      [denied(i * 12, TYPES[i % 9]) for i in range(18)], [])
+
+def secret_refused(at, name, code=403, user="mallory@example.com"):
+    return ev("get", "secrets", ns="shop", name=name, user=user, at=at, code=code,
+              decision="forbid" if code == 403 else "allow", reason="")
+
+case("Secret Access Denied Burst: ten refused or missing secrets in five minutes fires",
+     [secret_refused(i * 30, "guess-%02d" % i, 403 if i % 2 else 404) for i in range(10)],
+     [window("Secret Access Denied Burst", "firing", {"ka.user.name": "mallory@example.com"}),
+      window("Secret Access Denied Burst", "resolved", {"ka.user.name": "mallory@example.com"})])
+case("Secret Access Denied Burst: near miss, nine",
+     [secret_refused(i * 30, "guess-%02d" % i) for i in range(9)], [])
 
 def listed(at, resource, user="recon@example.com"):
     return ev("list", resource, ns="default", user=user, at=at)

@@ -91,6 +91,14 @@ codes! {
     Transformer = "transformer", "A transformer (`tolower`, `toupper`, `b64`, `basename`, `len`, `val`) got the wrong number or kind of arguments.\nExample: `tolower(ka.user.name, ka.verb)`.\nFix: give it one field.";
     /// An output template that cannot be rendered.
     Output = "output", "The output template refers to something it cannot render: an unknown field, or `%agg.*` in a rule without `aggregate:`.\nExample: `output: \"%agg.value\"` in a per-event rule.\nFix: use fields the rule has.";
+    /// A value of `innet` that is not a network.
+    Network = "network", "A value of `innet` is not an IP address or a network in address/prefix form.\nExample: `ka.sourceips innet (10.0.0.0/33)`.\nFix: write networks as 10.0.0.0/8 or fd00::/8.";
+    /// A condition on a field the rule's events never carry (a warning).
+    StageField = "stage-field", "The condition needs a field that the events it can match never carry, so the rule can never fire (a lint warning).\nExample: a condition on `ka.resp.name` (response bodies) in a rule that only matches `get` requests, whose responses are not logged with the object.\nFix: use a field the events carry, or match the stage and level that carry it.";
+    /// `in` against an empty set (a warning).
+    EmptySet = "empty-set", "`in` or `intersects` compares against a set that is empty (an empty list), so the test is always false, or always true under `not` (a lint warning).\nExample: `ka.user.name in (admins)` with `- list: admins, items: []`.\nFix: fill the list, or drop the test.";
+    /// An allow-list that passes on an empty list field (a warning).
+    UnguardedListIn = "unguarded-list-in", "A list-valued field is tested with `in` without requiring it to hold values: in Falco's semantics an empty list is inside every set, so an allow-list passes for an event whose field is empty (a lint warning).\nExample: `ka.req.pod.containers.image.repository in (trusted_images)` for a pod whose containers name no image.\nFix: add `len(FIELD) > 0 and` before the test.";
     /// A malformed or inconsistent `aggregate:` clause.
     Aggregate = "aggregate", "The `aggregate:` clause does not parse or does not hold together: a window or `for` not a multiple of the resolution, `<` with `by`, a rate threshold without a unit, a list field in `by`.\nExample: `aggregate: count < 1 over 5m by ka.user.name`.\nFix: see DESIGN 2.3; absence rules (`<`, `<=`) have no `by`.";
     // Rule tests.

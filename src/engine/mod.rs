@@ -525,9 +525,11 @@ mod tests {
     use super::*;
     use crate::sink::stdout::{Format, StdoutSink};
 
+    /// A denied list of configmaps: only rule Forbidden Burst counts it (a
+    /// denied secret would also count for Secret Access Denied Burst).
     fn denied(s: u32) -> String {
         format!(
-            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"d{s}","stage":"ResponseComplete","requestURI":"/api/v1/secrets","verb":"list","user":{{"username":"mallory"}},"objectRef":{{"resource":"secrets","apiVersion":"v1"}},"responseStatus":{{"code":403}},"stageTimestamp":"2024-10-29T12:00:{s:02}Z"}}"#
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"d{s}","stage":"ResponseComplete","requestURI":"/api/v1/configmaps","verb":"list","user":{{"username":"mallory"}},"objectRef":{{"resource":"configmaps","apiVersion":"v1"}},"responseStatus":{{"code":403}},"stageTimestamp":"2024-10-29T12:00:{s:02}Z"}}"#
         )
     }
 

@@ -115,6 +115,8 @@ pub enum Op {
     Regex,
     In,
     Intersects,
+    /// `innet`: an address inside one of the networks (a Saker extension).
+    InNet,
     PMatch,
 }
 
@@ -140,13 +142,14 @@ impl Op {
             "in" => Op::In,
             "intersects" => Op::Intersects,
             "pmatch" => Op::PMatch,
+            "innet" => Op::InNet,
             _ => return None,
         })
     }
 
     /// Operators whose right-hand side is a list of values.
     pub fn takes_list(self) -> bool {
-        matches!(self, Op::In | Op::Intersects | Op::PMatch)
+        matches!(self, Op::In | Op::Intersects | Op::InNet | Op::PMatch)
     }
 
     pub fn as_str(self) -> &'static str {
@@ -170,6 +173,7 @@ impl Op {
             Op::In => "in",
             Op::Intersects => "intersects",
             Op::PMatch => "pmatch",
+            Op::InNet => "innet",
         }
     }
 }

@@ -6,6 +6,8 @@
 pub mod aggregate;
 pub mod ast;
 pub mod compile;
+pub mod ipnet;
+pub mod lint;
 pub mod loader;
 pub mod parser;
 pub mod predicate;
@@ -387,6 +389,9 @@ pub fn load_with(sources: &[RuleSource], options: &LoadOptions) -> Loaded {
     let (set, mut compile_diags) = compile::compile(&defs, options);
     diagnostics.append(&mut compile_diags);
     let ok = !load_failed && !diagnostics.iter().any(Diagnostic::is_error);
+    if ok {
+        diagnostics.extend(lint::lint(&defs));
+    }
     // Report in file order, then position; problems without a place first.
     let order: Vec<String> = sources
         .iter()

@@ -11,6 +11,7 @@ use crate::event::Event;
 use crate::fields::extract::{extract, Val};
 use crate::fields::{Arg, FieldDef};
 use crate::rules::ast::{Op, TransformKind};
+use crate::rules::ipnet::IpNet;
 
 pub type NodeId = u32;
 pub type OperandId = u32;
@@ -48,6 +49,9 @@ pub enum Test {
     Intersects(ValueSet),
     /// `pmatch`: the value is one of the paths or below one of them.
     PMatch(Vec<String>),
+    /// `innet`: the address is inside one of the networks; every element of
+    /// a list must be (as with `in`).
+    InNet(Vec<IpNet>),
     /// Compare with another operand's value (`val(field)`, a transformer).
     Operand(Op, OperandId),
 }
@@ -251,6 +255,11 @@ impl Program {
             (Test::In(set) | Test::Intersects(set), Val::Str(s)) => set.contains(s),
             (Test::In(set) | Test::Intersects(set), Val::Num(n)) => set.contains(&n.to_string()),
             (Test::Intersects(set), Val::List(items)) => items.iter().any(|i| set.contains(i)),
+            (Test::InNet(nets), Val::List(items)) => {
+                items.iter().all(|i| nets.iter().any(|n| n.contains(i)))
+            }
+            (Test::InNet(nets), Val::Str(s)) => nets.iter().any(|n| n.contains(s)),
+            (Test::InNet(_), Val::Num(_)) => false,
             (_, Val::List(_)) => false,
             (Test::Num(op, rhs, _), Val::Num(n)) => compare_num(*op, *n as f64, *rhs),
             (Test::Num(op, _, text), Val::Str(s)) => compare_str(*op, s, text),

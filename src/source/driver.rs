@@ -356,7 +356,7 @@ mod tests {
     /// twenty in a minute).
     fn denied(user: &str, s: u32) -> String {
         format!(
-            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"d{s}","stage":"ResponseComplete","requestURI":"/api/v1/secrets","verb":"list","user":{{"username":"{user}"}},"objectRef":{{"resource":"secrets","apiVersion":"v1"}},"responseStatus":{{"code":403}},"stageTimestamp":"2024-10-29T12:{:02}:{:02}Z"}}"#,
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"d{s}","stage":"ResponseComplete","requestURI":"/api/v1/configmaps","verb":"list","user":{{"username":"{user}"}},"objectRef":{{"resource":"configmaps","apiVersion":"v1"}},"responseStatus":{{"code":403}},"stageTimestamp":"2024-10-29T12:{:02}:{:02}Z"}}"#,
             s / 60,
             s % 60
         )

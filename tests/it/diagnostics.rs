@@ -72,3 +72,22 @@ fn run_prints_the_same_diagnostics_on_stderr() {
     assert!(err.contains("--> several_errors.yaml:9:25"), "{err}");
     assert!(err.contains("rules failed to load (6 error(s))"), "{err}");
 }
+
+#[test]
+fn rules_that_can_never_fire_or_always_pass_are_warned_about() {
+    check_golden("lint", 0);
+}
+
+#[test]
+fn the_default_rules_pass_their_own_lints() {
+    let out = saker().arg("check").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(!stdout.contains("warning["), "{stdout}");
+    assert!(stdout.contains("(0 warning(s))"), "{stdout}");
+}
+
+#[test]
+fn innet_rejects_what_is_not_a_network() {
+    check_golden("innet", 1);
+}

@@ -3,6 +3,7 @@
 
 mod alertmanager;
 mod cli;
+mod corpus;
 mod diagnostics;
 mod falco_format;
 mod hostile;

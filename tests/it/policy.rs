@@ -141,7 +141,7 @@ fn check_tells_which_rules_a_policy_starves() {
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
     let get = |name: &str| reports.iter().find(|r| r["rule"] == name).unwrap().clone();
-    let crb = get("ClusterRoleBinding To Cluster-Admin");
+    let crb = get("Binding To Privileged Role Or Group");
     assert_eq!(crb["verdict"], "never");
     assert_eq!(crb["needs"], "Request");
     assert_eq!(crb["short"][0]["policy_line"], 67);

@@ -202,15 +202,24 @@ impl Compiler<'_> {
         op: Op,
         values: Vec<String>,
     ) -> Result<NodeId, String> {
-        if list && !matches!(op, Op::Exists | Op::In | Op::Intersects) {
+        if list && !matches!(op, Op::Exists | Op::In | Op::Intersects | Op::InNet) {
             return Err(
-                "list fields only support the operators `exists`, `in` and `intersects`".into(),
+                "list fields only support the operators `exists`, `in`, `intersects` and `innet`"
+                    .into(),
             );
         }
         let test = match op {
             Op::In => Test::In(ValueSet::new(values)),
             Op::Intersects => Test::Intersects(ValueSet::new(values)),
             Op::PMatch => Test::PMatch(values),
+            Op::InNet => Test::InNet(
+                values
+                    .iter()
+                    .map(|v| {
+                        IpNet::parse(v).ok_or(format!("`{v}` is not an IP address or network"))
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             Op::Exists => Test::Exists,
             _ => value_test(op, values.first().map_or("", String::as_str))?,
         };

@@ -9,6 +9,7 @@ use regex::Regex;
 
 use super::aggregate::{self, MeasureAst};
 use super::ast::{Compare, Expr, Op, Operand, Rhs, TransformKind, Value};
+use super::ipnet::IpNet;
 use super::loader::{Definitions, ExceptionDef, Loc, RuleDef, Text};
 use super::parser::{parse_condition, parse_output, OutputPiece};
 use super::predicate::{
@@ -265,10 +266,10 @@ impl Compiler<'_> {
             Operand::Field(f) => f.name.clone(),
             other => format!("{:?}", other.span()),
         };
-        if list && !matches!(c.op, Op::Exists | Op::In | Op::Intersects) {
+        if list && !matches!(c.op, Op::Exists | Op::In | Op::Intersects | Op::InNet) {
             return Err(vec![ctx.err(
                 Code::ListOperator,
-                format!("list field `{field_name}` only supports the operators `exists`, `in` and `intersects`"),
+                format!("list field `{field_name}` only supports the operators `exists`, `in`, `intersects` and `innet`"),
                 c.op_span,
             )]);
         }
@@ -290,6 +291,9 @@ impl Compiler<'_> {
             }
             Rhs::Value(v) => self.scalar_test(c.op, v, numeric, ctx)?,
             Rhs::List(items, _) => {
+                if c.op == Op::InNet {
+                    self.check_networks(items, ctx)?;
+                }
                 let values = self.expand_values(items);
                 self.list_test(c.op, values, c.op_span, ctx)?
             }
@@ -311,6 +315,32 @@ impl Compiler<'_> {
             },
         };
         Ok(self.program.push_node(Node::Check(Check { lhs, test })))
+    }
+
+    /// `innet`'s networks, each error placed on the element (or the list
+    /// name) it comes from.
+    fn check_networks(&self, items: &[Value], ctx: &Ctx) -> Result<(), Errors> {
+        let errors: Errors = items
+            .iter()
+            .flat_map(|v| {
+                self.expand_values(std::slice::from_ref(v))
+                    .into_iter()
+                    .filter(|n| IpNet::parse(n).is_none())
+                    .map(move |n| {
+                        ctx.err(
+                            Code::Network,
+                            format!("`{n}` is not an IP address or network (address/prefix)"),
+                            v.span,
+                        )
+                        .help("write networks as 10.0.0.0/8 or fd00::/8")
+                    })
+            })
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     /// Elements of a literal list, with names of defined lists replaced by
@@ -337,6 +367,26 @@ impl Compiler<'_> {
             Op::In => Test::In(ValueSet::new(values)),
             Op::Intersects => Test::Intersects(ValueSet::new(values)),
             Op::PMatch => Test::PMatch(values),
+            Op::InNet => {
+                let mut nets = Vec::with_capacity(values.len());
+                for v in &values {
+                    match IpNet::parse(v) {
+                        Some(n) => nets.push(n),
+                        None => {
+                            return Err(vec![ctx
+                                .err(
+                                    Code::Network,
+                                    format!(
+                                        "`{v}` is not an IP address or network (address/prefix)"
+                                    ),
+                                    op_span,
+                                )
+                                .help("write networks as 10.0.0.0/8 or fd00::/8")])
+                        }
+                    }
+                }
+                Test::InNet(nets)
+            }
             other => {
                 return Err(vec![ctx.err(
                     Code::OperatorValue,
@@ -361,7 +411,7 @@ impl Compiler<'_> {
             }
         }
         Ok(match op {
-            Op::Exists | Op::In | Op::Intersects | Op::PMatch => {
+            Op::Exists | Op::In | Op::Intersects | Op::InNet | Op::PMatch => {
                 // The grammar only lets list operators take lists.
                 return Err(vec![ctx.err(
                     Code::OperatorValue,
