@@ -31,4 +31,5 @@ pub mod rules;
 pub mod ruletest;
 pub mod sink;
 pub mod source;
+pub mod stateful;
 pub mod window;

@@ -10,9 +10,11 @@ use super::yaml::{self, Node};
 use super::Priority;
 use crate::diag::{Code, Diagnostic, SourceFile};
 
+mod sequence;
 mod text;
 mod values;
 
+pub use sequence::{SequenceDef, StepDef};
 pub use text::{Loc, Text};
 use values::*;
 
@@ -63,6 +65,8 @@ pub struct RuleDef {
     pub skip_if_unknown_filter: bool,
     /// The `aggregate:` clause of a windowed rule.
     pub aggregate: Option<Text>,
+    /// The `sequence:` of a sequence rule.
+    pub sequence: Option<SequenceDef>,
     /// Extra Alertmanager labels and annotations.
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
@@ -476,6 +480,7 @@ impl Definitions {
             "capture",
             "capture_duration",
             "aggregate",
+            "sequence",
             "labels",
             "annotations",
         ];
@@ -530,7 +535,8 @@ impl Definitions {
 
         let mut missing_keys = Vec::new();
         for k in ["condition", "output", "priority"] {
-            if item.get(k).is_none() {
+            // A sequence's conditions are its steps'.
+            if item.get(k).is_none() && !(k == "condition" && item.get("sequence").is_some()) {
                 missing_keys.push(k);
             }
         }
@@ -548,7 +554,18 @@ impl Definitions {
             );
             return Err(Box::new(loc.diag(d, name.len())));
         }
-        let condition = text_of(file, item.get("condition").expect("checked"), "condition")?;
+        let sequence = match item.get("sequence") {
+            Some(node) => match sequence::sequence_of(file, &name, node, &mut self.diagnostics) {
+                Some(s) => Some(s),
+                // Its problems are reported; the rule is not defined.
+                None => return Ok(()),
+            },
+            None => None,
+        };
+        let condition = match item.get("condition") {
+            Some(node) => text_of(file, node, "condition")?,
+            None => Text::empty_at(file, name_node),
+        };
         let output_node = item.get("output").expect("checked");
         let mut output = text_of(file, output_node, "output")?;
         output.text = output.text.trim().to_string();
@@ -581,6 +598,7 @@ impl Definitions {
                 .get("aggregate")
                 .map(|n| text_of(file, n, "aggregate"))
                 .transpose()?,
+            sequence,
             labels: string_map(file, item.get("labels"), "labels")?,
             annotations: string_map(file, item.get("annotations"), "annotations")?,
             loc,
