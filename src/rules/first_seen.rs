@@ -24,8 +24,10 @@ pub fn is_first_seen(text: &str) -> bool {
         .is_some_and(|rest| !rest.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_'))
 }
 
+/// The span of a pair without its leading blanks.
 fn span_of(p: &pest::iterators::Pair<Rule>) -> Span {
-    (p.as_span().start(), p.as_span().end())
+    let lead = p.as_str().len() - p.as_str().trim_start().len();
+    (p.as_span().start() + lead, p.as_span().end())
 }
 
 /// Parses and checks a clause; the window must be a whole number of ticks.

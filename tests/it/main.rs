@@ -14,6 +14,8 @@ mod parallel;
 mod policy;
 mod props;
 mod rules;
+mod sequences;
+mod stateful_props;
 mod windows;
 
 use std::io::Write;

@@ -89,7 +89,17 @@ impl Compiler<'_> {
         for s in &seq.steps {
             match self.step(def, s, common) {
                 Ok(step) => steps.push(step),
-                Err(e) => errors.extend(e),
+                Err(e) => {
+                    errors.extend(e);
+                    // A stand-in, so that the output is still checked
+                    // against every step's name.
+                    steps.push(Step {
+                        name: s.name.clone(),
+                        node: self.program.push_node(Node::And(Vec::new())),
+                        by: Vec::new(),
+                        values: Vec::new(),
+                    });
+                }
             }
         }
         if let Some(first) = seq.steps.first() {

@@ -114,7 +114,7 @@ pub(super) fn sequence_of(
             for item in items {
                 if let Some(step) = step_of(file, item, diags) {
                     if let Some(first) = steps.iter().find(|p: &&StepDef| p.name == step.name) {
-                        let (_, line) = crate::diag::line_col(&file.text, first.name_loc.pos);
+                        let (line, _) = crate::diag::line_col(&file.text, first.name_loc.pos);
                         diags.push(
                             step.name_loc
                                 .diag(Diagnostic::error(Code::Sequence, format!("step name `{}` is used twice in rule `{rule}`", step.name)), step.name.len())
