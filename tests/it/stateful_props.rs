@@ -2,6 +2,8 @@
 //! streams through the engine (on one thread and on two) give exactly the
 //! alerts of a naive model written straight from DESIGN 2.4 and 2.5.
 
+use std::collections::HashMap;
+
 use proptest::prelude::*;
 use saker::engine::windows::WindowOptions;
 use saker::engine::{parallel, Engine, RuleMatching};
@@ -22,6 +24,16 @@ const RULES: &str = r#"
   output: "%c.ka.user.name"
   priority: WARNING
   source: k8s_audit
+- rule: Pair
+  desc: a create then a delete, by user, within 2s
+  sequence:
+    within: 2s
+    steps:
+      - {name: a, condition: "ka.verb = create", by: [ka.user.name]}
+      - {name: b, condition: "ka.verb = delete", by: [ka.user.name]}
+  output: "%b.ka.user.name"
+  priority: WARNING
+  source: k8s_audit
 - rule: Seen
   desc: a user not seen for 10s
   condition: ka.verb in (get, delete)
@@ -34,7 +46,6 @@ const RULES: &str = r#"
 const S: i64 = 1_000_000_000;
 const MS: i64 = 1_000_000;
 const BASE: i64 = 1_730_203_200 * S;
-const WITHIN: i64 = 10 * S;
 const WINDOW: i64 = 10; // ticks of 1s
 const LATENESS: i64 = 5; // ticks
 
@@ -106,7 +117,7 @@ fn parse(out: Vec<u8>) -> Vec<Got> {
                     .map(|s| s.as_str().unwrap_or("null").to_string())
                     .collect()
             };
-            if rule == "Seq3" {
+            if rule != "Seen" {
                 let s = &a["sequence"];
                 let ids = s["steps"]
                     .as_array()
@@ -175,16 +186,28 @@ fn model(events: &[Ev]) -> Vec<Got> {
     }
     applied.sort();
     let first_tick = events.first().map(|e| tick(e.time));
-    let steps: [&[&str]; 3] = [&["create", "update"], &["update", "patch"], &["delete"]];
-    // partial[step][key] = (start, audit IDs so far)
-    let mut partial: Vec<std::collections::HashMap<&str, (i64, Vec<usize>)>> =
-        vec![Default::default(); 2];
+    let sequences: [(&str, i64, &[&[&str]]); 2] = [
+        (
+            "Seq3",
+            10 * S,
+            &[&["create", "update"], &["update", "patch"], &["delete"]],
+        ),
+        ("Pair", 2 * S, &[&["create"], &["delete"]]),
+    ];
+    // partial[rule][step][key] = (start, audit IDs so far)
+    let mut partial: Vec<Vec<HashMap<&str, (i64, Vec<usize>)>>> = sequences
+        .iter()
+        .map(|(_, _, st)| vec![HashMap::new(); st.len() - 1])
+        .collect();
     let mut out = Vec::new();
     let mut seen: Vec<(&str, i64)> = Vec::new();
     for &(t, i) in &applied {
         let e = &events[i];
-        if let Some(user) = e.user {
-            for step in (0..3).rev() {
+        for (r, (name, within, steps)) in sequences.iter().enumerate() {
+            let Some(user) = e.user else { continue };
+            let partial = &mut partial[r];
+            let n = steps.len();
+            for step in (0..n).rev() {
                 if !steps[step].contains(&e.verb) {
                     continue;
                 }
@@ -196,15 +219,15 @@ fn model(events: &[Ev]) -> Vec<Got> {
                     continue;
                 };
                 let last = events[*p.1.last().unwrap()].time;
-                if t - p.0 > WITHIN || t < last {
+                if t - p.0 > *within || t < last {
                     continue;
                 }
                 partial[step - 1].remove(user);
                 let mut ids = p.1.clone();
                 ids.push(i);
-                if step == 2 {
+                if step == n - 1 {
                     let ids = ids.iter().map(|j| format!("e{j}")).collect();
-                    out.push(("Seq3".to_string(), t, vec![user.to_string()], ids));
+                    out.push((name.to_string(), t, vec![user.to_string()], ids));
                 } else {
                     match partial[step].get(user) {
                         Some(q) if q.0 > p.0 => {}
