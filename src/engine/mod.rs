@@ -70,6 +70,9 @@ pub struct Engine<'r> {
     /// Whether [`Engine::publish`] writes the totals (lines, events, skips,
     /// window state); a worker only adds its per-event counts.
     publish_totals: bool,
+    /// Evictions and late events of sequence and first-seen rules, per rule,
+    /// over every stream's state.
+    stateful_counts: Vec<crate::stateful::StateStats>,
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -133,6 +136,7 @@ impl<'r> Engine<'r> {
             capture: None,
             line_base: 0,
             publish_totals: true,
+            stateful_counts: vec![Default::default(); rules.rules.len()],
         }
     }
 
@@ -216,7 +220,16 @@ impl<'r> Engine<'r> {
             r.window_keys = keys;
             r.window_evictions = w.evictions;
             r.late_events = w.late_events;
+            self.windows
+                .stateful
+                .drain_counts(&mut self.stateful_counts);
             r.stateful = self.windows.stateful.numbers();
+            for (n, c) in r.stateful.iter_mut().zip(&self.stateful_counts) {
+                if let Some(n) = n {
+                    n.evictions = c.evictions;
+                    n.late_events = c.late_events;
+                }
+            }
         }
     }
 
@@ -250,6 +263,9 @@ impl<'r> Engine<'r> {
     /// Exchanges the engine's window state with `other`: events processed
     /// next count in `other`'s windows, on `other`'s event-time clock.
     pub fn swap_windows(&mut self, other: &mut Windows) {
+        self.windows
+            .stateful
+            .drain_counts(&mut self.stateful_counts);
         std::mem::swap(&mut self.windows, other);
     }
 

@@ -251,3 +251,64 @@ fn first_seen_parts<'r>(rule: &'r CompiledRule, f: &FirstSeen, n: New, res: i64)
     };
     (n.time_ns, n.rendered.message, fields, info)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::{Engine, RuleMatching};
+    use crate::rules::RuleSource;
+    use crate::sink::stdout::{Format, StdoutSink};
+    use crate::source::lines::Line;
+
+    fn ev(sec: u32, verb: &str, user: &str) -> String {
+        format!(
+            r#"{{"auditID":"{user}{sec}","stage":"ResponseComplete","verb":"{verb}","user":{{"username":"{user}"}},"objectRef":{{"resource":"seq","namespace":"default","name":"x"}},"stageTimestamp":"2024-10-29T12:00:{sec:02}Z"}}"#
+        )
+    }
+
+    #[test]
+    fn metrics_count_partials_keys_and_late_events_per_rule() {
+        let rules = include_str!("../../tests/golden/sequences/rules.yaml");
+        let set = crate::rules::load(&[RuleSource::Embedded("rules.yaml", rules)])
+            .rules
+            .expect("golden rules");
+        let (mut engine, registry) =
+            Engine::new(&set, RuleMatching::First).with_metrics(Vec::new(), 10);
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        // alice's create starts a partial; bob's, 30s later, moves the
+        // watermark past alice's delete, which arrives late.
+        for line in [
+            ev(0, "create", "alice"),
+            ev(30, "create", "bob"),
+            ev(10, "delete", "alice"),
+        ] {
+            engine
+                .process_line(Line::Text(line.as_bytes()), &mut sink)
+                .unwrap();
+        }
+        // Another stream's state: its counts add up, they do not replace.
+        let mut other = engine.new_windows();
+        engine.swap_windows(&mut other);
+        engine
+            .process_line(Line::Text(ev(0, "create", "carol").as_bytes()), &mut sink)
+            .unwrap();
+        engine
+            .process_line(Line::Text(ev(30, "create", "dave").as_bytes()), &mut sink)
+            .unwrap();
+        engine
+            .process_line(Line::Text(ev(5, "delete", "carol").as_bytes()), &mut sink)
+            .unwrap();
+        engine.finish(&mut sink).unwrap();
+        assert!(sink.into_inner().is_empty(), "both deletes are late");
+        let text = registry.lock().unwrap().render();
+        for line in [
+            "saker_stateful_late_events_total{rule=\"AB\"} 2",
+            "saker_stateful_evictions_total{rule=\"AB\"} 0",
+            "saker_sequence_partials{rule=\"AB\"} 1",
+            "saker_stateful_keys{rule=\"AB\"} 1",
+            "saker_stateful_keys{rule=\"First\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        assert!(!text.contains("rule=\"Cross Key\"} 1"), "{text}");
+    }
+}

@@ -120,8 +120,8 @@ mod tests {
         let mut s = FirstSeenState::new(10, 100);
         s.apply(12, 0, hit("a"), 0);
         let k = hit("a").key;
-        assert!(!s.may_be_new(&k, 22, 0));
-        assert!(s.may_be_new(&k, 23, 0));
+        assert!(!s.may_be_new(&k, 21, 0), "12 is in (11, 21]");
+        assert!(s.may_be_new(&k, 22, 0), "12 is not in (12, 22]");
         assert!(!s.may_be_new(&hit("z").key, 9, 0), "learning");
     }
 }

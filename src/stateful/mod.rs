@@ -94,6 +94,8 @@ pub struct Stateful {
     first_tick: Option<i64>,
     /// The longest span a rule's state depends on, in nanoseconds.
     span_ns: i64,
+    /// Per rule, the counters already handed out by [`Stateful::drain_counts`].
+    reported: Vec<StateStats>,
 }
 
 impl Stateful {
@@ -128,6 +130,7 @@ impl Stateful {
             applied: i64::MIN,
             first_tick: None,
             span_ns,
+            reported: vec![StateStats::default(); rules.rules.len()],
         }
     }
 
@@ -231,6 +234,19 @@ impl Stateful {
             s.late_events += r.stats().late_events;
         }
         s
+    }
+
+    /// Adds to `totals` (per rule) what the counters grew by since the last
+    /// call: a caller that swaps several streams' state keeps exact totals.
+    pub fn drain_counts(&mut self, totals: &mut [StateStats]) {
+        for ((r, seen), total) in self.rules.iter().zip(&mut self.reported).zip(totals) {
+            if let Some(r) = r {
+                let now = r.stats();
+                total.evictions += now.evictions - seen.evictions;
+                total.late_events += now.late_events - seen.late_events;
+                *seen = now;
+            }
+        }
     }
 
     /// Per rule (indexed like `RuleSet::rules`): keys, partials, evictions

@@ -169,6 +169,9 @@ fn engine_alerts(set: &RuleSet, events: &[Ev], threads: usize) -> Vec<Got> {
     parse(sink.into_inner())
 }
 
+/// A step's partial matches by key: start time and the events' indexes.
+type Partials<'a> = HashMap<&'a str, (i64, Vec<usize>)>;
+
 /// DESIGN 2.4 and 2.5, naively: late events found by replaying the
 /// watermark, the others sorted into application order, sequences applied
 /// step by step from the last down, first-seen found by scanning back.
@@ -195,7 +198,7 @@ fn model(events: &[Ev]) -> Vec<Got> {
         ("Pair", 2 * S, &[&["create"], &["delete"]]),
     ];
     // partial[rule][step][key] = (start, audit IDs so far)
-    let mut partial: Vec<Vec<HashMap<&str, (i64, Vec<usize>)>>> = sequences
+    let mut partial: Vec<Vec<Partials>> = sequences
         .iter()
         .map(|(_, _, st)| vec![HashMap::new(); st.len() - 1])
         .collect();

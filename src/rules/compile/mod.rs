@@ -105,6 +105,25 @@ struct Compiler<'d> {
 
 type Errors = Vec<Diagnostic>;
 
+/// What an output template may use: the event's fields (per-event), `by`
+/// fields and `%agg.*` (windowed), or both (first-seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputKind {
+    PerEvent,
+    Windowed,
+    FirstSeen,
+}
+
+impl OutputKind {
+    fn of(windowed: bool, first_seen: bool) -> Self {
+        match (windowed, first_seen) {
+            (_, true) => OutputKind::FirstSeen,
+            (true, false) => OutputKind::Windowed,
+            (false, false) => OutputKind::PerEvent,
+        }
+    }
+}
+
 /// A rule's output template and its field tokens (name as written, source).
 type CompiledOutput = (Vec<OutputPart>, Vec<(String, OutputPart)>);
 
@@ -188,7 +207,7 @@ impl Compiler<'_> {
             // A sequence's output is compiled with its steps.
             Some(_) => Some((Vec::new(), Vec::new())),
             None => self
-                .output(def, windowed, first_seen, agg.as_ref())
+                .output(def, OutputKind::of(windowed, first_seen), agg.as_ref())
                 .map_err(|e| errors.extend(e))
                 .ok(),
         };
@@ -584,10 +603,10 @@ impl Compiler<'_> {
     fn output(
         &mut self,
         def: &RuleDef,
-        windowed: bool,
-        first_seen: bool,
+        kind: OutputKind,
         agg: Option<&Aggregate>,
     ) -> Result<CompiledOutput, Errors> {
+        let windowed = kind == OutputKind::Windowed;
         let ctx = Ctx {
             text: &def.output,
             owner: format!("the output of rule `{}`", def.name),
@@ -603,15 +622,9 @@ impl Compiler<'_> {
                 OutputPiece::Token(op) => {
                     let span = op.span();
                     let name = def.output.text[span.0..span.1].to_string();
-                    if let Some(part) = self.windowed_token(
-                        &name,
-                        windowed,
-                        first_seen,
-                        agg,
-                        &ctx,
-                        span,
-                        &mut errors,
-                    ) {
+                    if let Some(part) =
+                        self.windowed_token(&name, kind, agg, &ctx, span, &mut errors)
+                    {
                         if !fields_out.iter().any(|(n, _)| *n == name) {
                             fields_out.push((name, part.clone()));
                         }
@@ -648,16 +661,15 @@ impl Compiler<'_> {
     fn windowed_token(
         &self,
         name: &str,
-        windowed: bool,
-        first_seen: bool,
+        kind: OutputKind,
         agg: Option<&Aggregate>,
         ctx: &Ctx,
         span: (usize, usize),
         errors: &mut Errors,
     ) -> Option<OutputPart> {
         let agg_field = AggField::parse(name);
-        if !windowed {
-            if let (Some(f), true) = (agg_field, first_seen) {
+        if kind != OutputKind::Windowed {
+            if let (Some(f), OutputKind::FirstSeen) = (agg_field, kind) {
                 return Some(OutputPart::Agg(f));
             }
             if agg_field.is_some() {
