@@ -35,4 +35,5 @@ pub mod ruletest;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod stateful;
 pub mod window;

@@ -6,13 +6,18 @@
 //! input line) or as a JSONL file, and the exact list of alerts expected, in
 //! order. An expected alert names its `rule` and may pin `priority`, `time`,
 //! `output`, a subset of `output_fields`, and for windowed rules `state`
-//! (firing or resolved) and `key` (the `by` fields' values).
+//! (firing or resolved) and `key` (the `by` fields' values). For a
+//! first-seen rule, `state` is `new`, `key` the `by` fields' values and
+//! `previous` the key's last-seen time before the window (or null). For a
+//! sequence rule, `key` is the list of joined key values and `steps` the
+//! list of the steps' audit IDs, in step order.
 //!
 //! ```yaml
 //! rule_files: [../k8s_audit.yaml]
 //! rule_matching: first     # optional
 //! resolution: 1s           # optional, for windowed rules
 //! lateness: 5s             # optional
+//! max_keys: 100000         # optional, the key cap per rule (--max-keys)
 //! tests:
 //!   - name: kubectl exec fires
 //!     events:
@@ -23,6 +28,12 @@
 //!   - name: reading pod logs does not
 //!     input: logs.jsonl
 //!     expect: []
+//!   - name: a privileged pod, then a shell in it
+//!     input: privileged-then-exec.jsonl
+//!     expect:
+//!       - rule: Shell In Pod With Host Access
+//!         key: [shop, web-1]
+//!         steps: [created-audit-id, exec-audit-id]
 //! ```
 
 use std::fmt::Write as _;
@@ -143,10 +154,17 @@ pub fn run_file(path: &Path, text: &str) -> Result<Report, SetupError> {
     let options = rules::LoadOptions {
         resolution_ns: duration("resolution", 1_000_000_000)?,
     };
-    let window_options = WindowOptions {
+    let mut window_options = WindowOptions {
         lateness_ns: duration("lateness", 5_000_000_000)?,
         ..WindowOptions::default()
     };
+    if let Some(n) = root.get("max_keys") {
+        window_options.limits.max_keys = n
+            .as_str()
+            .and_then(|s| s.parse::<usize>().ok())
+            .filter(|&k| k > 0)
+            .ok_or_else(|| bad(n, "`max_keys` must be a positive number"))?;
+    }
     let loaded = rules::load_with(&sources, &options);
     let Some(set) = loaded.rules else {
         let diagnostics = loaded
@@ -285,7 +303,14 @@ fn compare(expected: &[&Node], actual: &[Value]) -> Option<String> {
 
 fn describe_actual(a: &Value) -> String {
     let mut short = Map::new();
-    for k in ["rule", "priority", "time", "output_fields", "aggregate"] {
+    for k in [
+        "rule",
+        "priority",
+        "time",
+        "output_fields",
+        "aggregate",
+        "sequence",
+    ] {
         if let Some(v) = a.get(k) {
             short.insert(k.to_string(), v.clone());
         }
@@ -330,10 +355,33 @@ fn mismatches(e: &Node, a: &Value) -> Vec<String> {
                 }
             }
             "key" => {
-                let got = a.pointer("/aggregate/key").cloned().unwrap_or(Value::Null);
+                let got = a
+                    .pointer("/sequence/key")
+                    .or_else(|| a.pointer("/aggregate/key"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 let want = field_json(v);
                 if got != want {
                     out.push(format!("key: expected {want}, got {got}"));
+                }
+            }
+            "steps" => {
+                let got: Value = a
+                    .pointer("/sequence/steps")
+                    .and_then(Value::as_array)
+                    .map(|s| s.iter().map(|st| st["auditID"].clone()).collect())
+                    .unwrap_or(Value::Null);
+                let want = field_json(v);
+                if got != want {
+                    out.push(format!("steps: expected audit IDs {want}, got {got}"));
+                }
+            }
+            "previous" => {
+                let got = a.pointer("/aggregate/previous").cloned().unwrap_or(Value::Null);
+                let want = v.as_str().filter(|_| !v.is_null()).and_then(time::parse_rfc3339);
+                let got_ns = got.as_str().and_then(time::parse_rfc3339);
+                if (v.is_null() && !got.is_null()) || (!v.is_null() && (want.is_none() || want != got_ns)) {
+                    out.push(format!("previous: expected {}, got {got}", to_json(v)));
                 }
             }
             "output_fields" => {
@@ -348,7 +396,7 @@ fn mismatches(e: &Node, a: &Value) -> Vec<String> {
                 }
             }
             other => out.push(format!(
-                "unknown key `{other}` in an expected alert (use rule, priority, time, output, output_fields, state, key)"
+                "unknown key `{other}` in an expected alert (use rule, priority, time, output, output_fields, state, key, steps, previous)"
             )),
         }
     }
@@ -408,9 +456,23 @@ pub const DEFAULT_TESTS: (&str, &str) = (
     include_str!("../rules/tests/k8s_audit_test.yaml"),
 );
 
+/// The tests of the shipped sequence and first-seen rules, embedded too.
+pub const DEFAULT_STATEFUL_TESTS: (&str, &str) = (
+    "rules/tests/k8s_audit_stateful_test.yaml",
+    include_str!("../rules/tests/k8s_audit_stateful_test.yaml"),
+);
+
 /// Runs the embedded tests of the default rules.
 pub fn run_default() -> Result<Report, SetupError> {
-    run_file(Path::new(DEFAULT_TESTS.0), DEFAULT_TESTS.1)
+    let mut report = run_file(Path::new(DEFAULT_TESTS.0), DEFAULT_TESTS.1)?;
+    let more = run_file(
+        Path::new(DEFAULT_STATEFUL_TESTS.0),
+        DEFAULT_STATEFUL_TESTS.1,
+    )?;
+    report.passed += more.passed;
+    report.failed += more.failed;
+    report.text.push_str(&more.text);
+    Ok(report)
 }
 
 /// Runs a test file from disk.

@@ -101,6 +101,14 @@ codes! {
     UnguardedListIn = "unguarded-list-in", "A list-valued field is tested with `in` without requiring it to hold values: in Falco's semantics an empty list is inside every set, so an allow-list passes for an event whose field is empty (a lint warning).\nExample: `ka.req.pod.containers.image.repository in (trusted_images)` for a pod whose containers name no image.\nFix: add `len(FIELD) > 0 and` before the test.";
     /// A malformed or inconsistent `aggregate:` clause.
     Aggregate = "aggregate", "The `aggregate:` clause does not parse or does not hold together: a window or `for` not a multiple of the resolution, `<` with `by`, a rate threshold without a unit, a list field in `by`.\nExample: `aggregate: count < 1 over 5m by ka.user.name`.\nFix: see DESIGN 2.3; absence rules (`<`, `<=`) have no `by`.";
+    /// A malformed `sequence:`.
+    Sequence = "sequence", "The `sequence:` of a rule does not hold together: `within` or `steps` missing, a step without `name`, `condition` or `by`, two steps with one name, a single step, `within` not a duration or not a multiple of the resolution, or `sequence` together with `aggregate`.\nExample: `sequence: {within: 10m, steps: [{name: a, condition: kcreate, by: [ka.user.name]}]}` (one step).\nFix: see DESIGN 2.4: at least two named steps, each with a condition and `by`.";
+    /// Steps whose keys cannot be joined.
+    SequenceKey = "sequence-key", "The steps' `by` lists cannot be joined into one key: they have different lengths, or a `by` field is a list field (a key needs one value).\nExample: step `created` with `by: [ka.target.namespace, ka.resp.name]`, step `shell` with `by: [ka.target.name]`.\nFix: give every step a `by` list of the same length, of scalar fields, in the same order of meaning.";
+    /// `%STEP.FIELD` naming no step.
+    StepField = "step-field", "The output of a sequence rule uses `%STEP.FIELD` with a STEP that is not one of the rule's step names.\nExample: `%shel.ka.user.name` in a rule whose steps are `created` and `shell`.\nFix: use a step's name, or `%FIELD` for the completing event's field.";
+    /// A malformed `first_seen` clause.
+    FirstSeen = "first-seen", "An `aggregate: first_seen ...` clause takes no threshold and no `for`: it fires on a key not seen within its window.\nExample: `aggregate: first_seen > 1 over 7d by ka.user.name`.\nFix: write `aggregate: first_seen over 7d by ka.user.name` (DESIGN 2.5).";
     // Rule tests.
     /// A malformed rule test file.
     TestFile = "test-file", "A `saker test` file is malformed: no `tests:`, a test without `expect`, an expected alert without `rule`.\nExample: `tests: 5`.\nFix: see the format in `saker test --help` and rules/tests/.";

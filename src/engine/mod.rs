@@ -3,6 +3,7 @@
 //! through [`windows`].
 
 pub mod parallel;
+pub mod stateful;
 pub mod windows;
 
 use std::io;
@@ -15,6 +16,7 @@ use crate::fields::{self, Arg, FieldDef};
 use crate::sink::metrics::{AlertKind, Registry, Shared};
 
 use crate::event::{decode_document, Event, Skip};
+use crate::rules::predicate::EvalCtx;
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
 use crate::source::lines::{strip_prefixes, Line};
@@ -68,6 +70,9 @@ pub struct Engine<'r> {
     /// Whether [`Engine::publish`] writes the totals (lines, events, skips,
     /// window state); a worker only adds its per-event counts.
     publish_totals: bool,
+    /// Evictions and late events of sequence and first-seen rules, per rule,
+    /// over every stream's state.
+    stateful_counts: Vec<crate::stateful::StateStats>,
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -131,6 +136,7 @@ impl<'r> Engine<'r> {
             capture: None,
             line_base: 0,
             publish_totals: true,
+            stateful_counts: vec![Default::default(); rules.rules.len()],
         }
     }
 
@@ -214,6 +220,16 @@ impl<'r> Engine<'r> {
             r.window_keys = keys;
             r.window_evictions = w.evictions;
             r.late_events = w.late_events;
+            self.windows
+                .stateful
+                .drain_counts(&mut self.stateful_counts);
+            r.stateful = self.windows.stateful.numbers();
+            for (n, c) in r.stateful.iter_mut().zip(&self.stateful_counts) {
+                if let Some(n) = n {
+                    n.evictions = c.evictions;
+                    n.late_events = c.late_events;
+                }
+            }
         }
     }
 
@@ -222,6 +238,8 @@ impl<'r> Engine<'r> {
     pub fn finish(&mut self, sink: &mut dyn AlertSink) -> io::Result<()> {
         let transitions = self.windows.advance(true);
         self.emit_windowed(transitions, sink)?;
+        let outcomes = self.windows.release(true);
+        self.emit_stateful(outcomes, sink)?;
         self.publish(None);
         Ok(())
     }
@@ -230,6 +248,8 @@ impl<'r> Engine<'r> {
     pub fn idle(&mut self, idle_ns: u64, sink: &mut dyn AlertSink) -> io::Result<()> {
         let transitions = self.windows.idle(idle_ns);
         self.emit_windowed(transitions, sink)?;
+        let outcomes = self.windows.release_idle(idle_ns);
+        self.emit_stateful(outcomes, sink)?;
         self.publish(None);
         Ok(())
     }
@@ -243,6 +263,9 @@ impl<'r> Engine<'r> {
     /// Exchanges the engine's window state with `other`: events processed
     /// next count in `other`'s windows, on `other`'s event-time clock.
     pub fn swap_windows(&mut self, other: &mut Windows) {
+        self.windows
+            .stateful
+            .drain_counts(&mut self.stateful_counts);
         std::mem::swap(&mut self.windows, other);
     }
 
@@ -297,11 +320,17 @@ impl<'r> Engine<'r> {
                 let tick = self.windows.tick_of(ev.time_ns);
                 self.windows.observe(tick);
                 for &i in rules.candidates(&ev, &mut cx) {
-                    if rules.rules[i].aggregate.is_some() && rules.matches(i, &ev, &mut cx) {
+                    if rules.rules[i].stateful.is_some() {
+                        let state = Some((&self.windows.stateful, tick));
+                        if let Some(hit) = stateful::hit(rules, i, &ev, &mut cx, state) {
+                            self.windows.stateful.push(i, ev.time_ns, hit);
+                        }
+                    } else if rules.rules[i].aggregate.is_some() && rules.matches(i, &ev, &mut cx) {
                         self.windows.add(rules, i, tick, &ev, &mut cx);
                     }
                 }
                 self.windows.advance(false);
+                self.windows.release(false);
             },
             |_| {},
         );
@@ -329,6 +358,47 @@ impl<'r> Engine<'r> {
             sink.emit(&windows::alert(&self.rules.rules[i], &t, res))?;
         }
         Ok(())
+    }
+
+    /// Emits the alerts of sequences completed and keys first seen.
+    fn emit_stateful(
+        &mut self,
+        outcomes: Vec<(usize, crate::stateful::Outcome)>,
+        sink: &mut dyn AlertSink,
+    ) -> io::Result<()> {
+        let res = self.windows.resolution_ns();
+        for (i, o) in outcomes {
+            let Some(alert) = stateful::alert(&self.rules.rules[i], o, res) else {
+                continue;
+            };
+            self.stats.alerts[i] += 1;
+            if let Some(m) = &mut self.metrics {
+                m.alerts.push((i, AlertKind::Event));
+            }
+            sink.emit(&alert)?;
+        }
+        Ok(())
+    }
+
+    /// A matching event of sequence or first-seen rule `i`: its hit waits
+    /// in the stream's state (or is captured, in a worker).
+    fn stateful_event<'a>(&mut self, i: usize, ev: &Event<'a>, cx: &mut EvalCtx<'a>, tick: i64) {
+        let state = self
+            .capture
+            .is_none()
+            .then_some((&self.windows.stateful, tick));
+        let Some(hit) = stateful::hit(self.rules, i, ev, cx, state) else {
+            return;
+        };
+        if let Some(m) = &mut self.metrics {
+            m.matched.push(i);
+        }
+        match self.capture.as_mut().and_then(|c| c.last_mut()) {
+            Some(c) => c.stateful.push((i, hit)),
+            None => {
+                self.windows.stateful.push(i, ev.time_ns, hit);
+            }
+        }
     }
 
     /// Processes one input line (prefixes stripped here).
@@ -408,6 +478,7 @@ impl<'r> Engine<'r> {
         if let Some(c) = &mut self.capture {
             c.push(parallel::Captured {
                 tick,
+                time_ns: ev.time_ns,
                 ..parallel::Captured::default()
             });
         } else if windowed {
@@ -416,6 +487,12 @@ impl<'r> Engine<'r> {
         let mut alerted = false;
         for &i in rules.candidates(ev, &mut cx) {
             let rule = &rules.rules[i];
+            if rule.stateful.is_some() {
+                // Sequence and first-seen rules see every event, whatever
+                // `--rule-matching` says.
+                self.stateful_event(i, ev, &mut cx, tick);
+                continue;
+            }
             if rule.aggregate.is_some() {
                 // Windowed rules count every matching event, whatever
                 // `--rule-matching` says about per-event alerts.
@@ -454,6 +531,7 @@ impl<'r> Engine<'r> {
                 message: self.rules.render_output(i, ev, &mut cx),
                 fields: self.rules.output_values(i, ev, &mut cx),
                 aggregate: None,
+                stateful: None,
                 desc: &rule.desc,
                 labels: &rule.labels,
                 annotations: &rule.annotations,
@@ -466,6 +544,8 @@ impl<'r> Engine<'r> {
         if windowed && self.capture.is_none() {
             let transitions = self.windows.advance(false);
             self.emit_windowed(transitions, sink)?;
+            let outcomes = self.windows.release(false);
+            self.emit_stateful(outcomes, sink)?;
         }
         if let Some(started) = started {
             self.publish(Some((ev, started)));
@@ -494,6 +574,15 @@ impl<'r> Engine<'r> {
                 w.late_events,
                 w.evictions,
                 w.values_refused
+            ));
+        }
+        if self.windows.stateful.any() {
+            let st = self.windows.stateful.stats();
+            out.push_str(&format!(
+                "saker: sequences and first-seen: {} keys held, {} late events, {} keys evicted\n",
+                self.windows.stateful.keys(),
+                st.late_events,
+                st.evictions
             ));
         }
         let skipped: Vec<String> = Skip::ALL

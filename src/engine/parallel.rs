@@ -23,6 +23,9 @@ use super::{Engine, Stats};
 #[derive(Debug, Default)]
 pub struct Captured {
     pub tick: i64,
+    pub time_ns: i64,
+    /// What it contributes to sequence and first-seen rules.
+    pub stateful: Vec<(usize, crate::stateful::Hit)>,
     /// Windowed rules it matched: rule, key, `distinct()` value.
     pub windowed: Vec<(usize, Key, Option<String>)>,
     pub alerts: Vec<OwnedAlert>,
@@ -89,6 +92,7 @@ impl Engine<'_> {
                 message: a.message,
                 fields: names.into_iter().zip(a.fields).collect(),
                 aggregate: None,
+                stateful: None,
                 desc: &rule.desc,
                 labels: &rule.labels,
                 annotations: &rule.annotations,
@@ -100,8 +104,13 @@ impl Engine<'_> {
             for (i, key, value) in c.windowed {
                 self.windows.add_keyed(i, c.tick, key, value.as_deref());
             }
+            for (i, hit) in c.stateful {
+                self.windows.stateful.push(i, c.time_ns, hit);
+            }
             let transitions = self.windows.advance(false);
             self.emit_windowed(transitions, sink)?;
+            let outcomes = self.windows.release(false);
+            self.emit_stateful(outcomes, sink)?;
         }
         Ok(())
     }

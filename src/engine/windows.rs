@@ -9,6 +9,7 @@ use crate::fields::extract::Val;
 use crate::rules::predicate::EvalCtx;
 use crate::rules::{AggField, Aggregate, CompiledRule, OutputPart, RuleSet};
 use crate::sink::{AggregateInfo, Alert};
+use crate::stateful::{Outcome, Stateful};
 use crate::window::{Key, Limits, Transition, Window, WindowStats};
 
 /// Settings of event-time evaluation.
@@ -37,6 +38,8 @@ pub struct Windows {
     max_tick: Option<i64>,
     /// The one key of rules without `by`, shared rather than rebuilt.
     no_key: Key,
+    /// Sequence and first-seen state, on the same event-time clock.
+    pub stateful: Stateful,
 }
 
 impl Windows {
@@ -53,8 +56,13 @@ impl Windows {
         let resolution_ns = rules
             .rules
             .iter()
-            .find_map(|r| r.aggregate.as_ref())
-            .map_or(1_000_000_000, |a| a.spec.resolution_ns as i64)
+            .find_map(|r| {
+                r.aggregate
+                    .as_ref()
+                    .map(|a| a.spec.resolution_ns)
+                    .or(r.stateful.as_ref().map(|s| s.resolution_ns()))
+            })
+            .map_or(1_000_000_000, |ns| ns as i64)
             .max(1);
         Windows {
             windows,
@@ -62,11 +70,13 @@ impl Windows {
             lateness: (options.lateness_ns as i64) / resolution_ns,
             max_tick: None,
             no_key: Key::from(Vec::new()),
+            stateful: Stateful::new(rules, options.limits.max_keys, resolution_ns),
         }
     }
 
+    /// Whether any rule is windowed, sequence or first-seen.
     pub fn any(&self) -> bool {
-        self.windows.iter().any(Option::is_some)
+        self.windows.iter().any(Option::is_some) || self.stateful.any()
     }
 
     pub fn tick_of(&self, time_ns: i64) -> i64 {
@@ -78,6 +88,7 @@ impl Windows {
         for w in self.windows.iter_mut().flatten() {
             w.observe(tick);
         }
+        self.stateful.observe(tick);
         self.max_tick = Some(self.max_tick.map_or(tick, |m| m.max(tick)));
     }
 
@@ -204,15 +215,40 @@ impl Windows {
     }
 
     /// How far back in event time the state at a tick depends on events:
-    /// the longest window plus its `for`, plus the lateness allowed, plus
-    /// one tick. Zero when no rule is windowed.
+    /// the longest window plus its `for` (or sequence `within`, or
+    /// first-seen window), plus the lateness allowed, plus one tick. Zero
+    /// when no rule is windowed or stateful.
     pub fn horizon_ns(&self) -> i64 {
+        let stateful = match self.stateful.span_ns() {
+            0 => 0,
+            span => span + (self.lateness + 1) * self.resolution_ns,
+        };
         self.windows
             .iter()
             .flatten()
             .map(|w| (w.spec.window + w.spec.hold + self.lateness + 1) * self.resolution_ns)
             .max()
             .unwrap_or(0)
+            .max(stateful)
+    }
+
+    /// Applies the waiting events of sequence and first-seen rules that
+    /// the watermark has passed (all of them at the end of input).
+    pub fn release(&mut self, end: bool) -> Vec<(usize, Outcome)> {
+        match (self.max_tick, end) {
+            (_, true) => self.stateful.release(i64::MAX),
+            (Some(max_tick), false) => self.stateful.release(max_tick - self.lateness),
+            (None, false) => Vec::new(),
+        }
+    }
+
+    /// As [`Windows::release`], on a live stream quiet for `idle_ns`.
+    pub fn release_idle(&mut self, idle_ns: u64) -> Vec<(usize, Outcome)> {
+        let Some(max_tick) = self.max_tick else {
+            return Vec::new();
+        };
+        self.stateful
+            .release(max_tick - self.lateness + (idle_ns as i64) / self.resolution_ns)
     }
 }
 
@@ -275,6 +311,7 @@ pub fn alert<'r>(rule: &'r CompiledRule, t: &Transition, resolution_ns: i64) -> 
         message,
         fields,
         aggregate: Some(info),
+        stateful: None,
         desc: &rule.desc,
         labels: &rule.labels,
         annotations: &rule.annotations,

@@ -11,7 +11,8 @@
 use std::collections::{BTreeMap, HashSet};
 
 use crate::fields::{Arg, FieldDef, Source};
-use crate::rules::predicate::{Node, OperandId, OperandProg, Program};
+use crate::rules::predicate::{Node, NodeId, OperandId, OperandProg, Program};
+use crate::rules::stateful::{Sequence, StatefulRule};
 use crate::rules::{CompiledRule, OutputPart, RuleSet};
 
 use super::known;
@@ -99,44 +100,75 @@ pub struct Needs {
     pub namespaces: Option<Vec<String>>,
 }
 
-fn required(set: &RuleSet, rule: &CompiledRule, field: &'static str) -> Option<Vec<String>> {
+fn required(set: &RuleSet, root: NodeId, field: &'static str) -> Option<Vec<String>> {
     let op = set.program.field_operand(field)?;
-    let mut v: Vec<String> = set
-        .program
-        .required_values(rule.root, op)?
-        .into_iter()
-        .collect();
+    let mut v: Vec<String> = set.program.required_values(root, op)?.into_iter().collect();
     v.sort();
     Some(v)
 }
 
 pub fn needs(set: &RuleSet, rule: &CompiledRule) -> Needs {
+    let mut outputs: Vec<OperandId> = rule
+        .output
+        .iter()
+        .filter_map(|part| match part {
+            OutputPart::Value(op) => Some(*op),
+            _ => None,
+        })
+        .collect();
+    if let Some(agg) = &rule.aggregate {
+        outputs.extend(agg.by.iter().map(|(_, op)| *op));
+        outputs.extend(agg.distinct);
+    }
+    if let Some(StatefulRule::FirstSeen(f)) = &rule.stateful {
+        outputs.extend(f.by.iter().map(|(_, op)| *op));
+    }
+    needs_at(set, rule.root, &outputs)
+}
+
+/// What a condition (`root`) and the fields rendered with it need.
+fn needs_at(set: &RuleSet, root: NodeId, outputs: &[OperandId]) -> Needs {
     let p = &set.program;
     let mut condition = (Level::Metadata, String::new());
-    node_level(p, rule.root, &mut HashSet::new(), &mut condition);
+    node_level(p, root, &mut HashSet::new(), &mut condition);
     let mut output = (Level::Metadata, String::new());
-    for part in &rule.output {
-        if let OutputPart::Value(op) = part {
-            operand_level(p, *op, &mut output);
-        }
-    }
-    if let Some(agg) = &rule.aggregate {
-        for (_, op) in &agg.by {
-            operand_level(p, *op, &mut output);
-        }
-        if let Some(op) = agg.distinct {
-            operand_level(p, op, &mut output);
-        }
+    for op in outputs {
+        operand_level(p, *op, &mut output);
     }
     Needs {
         condition,
         output,
-        verbs: required(set, rule, "ka.verb"),
-        resources: required(set, rule, "ka.target.resource"),
-        subresources: required(set, rule, "ka.target.subresource"),
-        users: required(set, rule, "ka.user.name"),
-        namespaces: required(set, rule, "ka.target.namespace"),
+        verbs: required(set, root, "ka.verb"),
+        resources: required(set, root, "ka.target.resource"),
+        subresources: required(set, root, "ka.target.subresource"),
+        users: required(set, root, "ka.user.name"),
+        namespaces: required(set, root, "ka.target.namespace"),
     }
+}
+
+/// What each step of a sequence needs: its condition and `by` fields, and
+/// its output fields (the completing step also renders `%FIELD`), named
+/// `RULE (step NAME)`.
+fn step_needs(set: &RuleSet, rule: &CompiledRule, seq: &Sequence) -> Vec<(String, Needs)> {
+    let last = seq.steps.len().saturating_sub(1);
+    seq.steps
+        .iter()
+        .enumerate()
+        .map(|(i, step)| {
+            let mut outputs: Vec<OperandId> = step.by.iter().map(|(_, op)| *op).collect();
+            outputs.extend(&step.values);
+            if i == last {
+                outputs.extend(&seq.plain);
+            }
+            let mut n = needs_at(set, step.node, &outputs);
+            // An event without its key takes no part in the step: the `by`
+            // fields are needed as much as the condition.
+            for (_, op) in &step.by {
+                operand_level(&set.program, *op, &mut n.condition);
+            }
+            (format!("{} (step {})", rule.name, step.name), n)
+        })
+        .collect()
 }
 
 /// Whether a rule's events are logged well enough.
@@ -187,7 +219,11 @@ pub fn check(policy: &Policy, set: &RuleSet) -> Vec<RuleReport> {
     set.rules
         .iter()
         .filter(|r| r.enabled)
-        .map(|r| check_rule(policy, set, r, &u))
+        .flat_map(|r| match &r.stateful {
+            Some(StatefulRule::Sequence(seq)) => step_needs(set, r, seq),
+            _ => vec![(r.name.clone(), needs(set, r))],
+        })
+        .map(|(name, n)| check_needs(policy, name, n, &u))
         .collect()
 }
 
@@ -276,8 +312,7 @@ fn probes(n: &Needs, u: &Universe, policy: &Policy) -> Vec<Request> {
     out
 }
 
-fn check_rule(policy: &Policy, set: &RuleSet, rule: &CompiledRule, u: &Universe) -> RuleReport {
-    let n = needs(set, rule);
+fn check_needs(policy: &Policy, rule: String, n: Needs, u: &Universe) -> RuleReport {
     let reqs = probes(&n, u, policy);
     let need = n.condition.0.max(Level::Metadata);
     let mut short: BTreeMap<Option<usize>, (Level, String, usize)> = BTreeMap::new();
@@ -314,7 +349,7 @@ fn check_rule(policy: &Policy, set: &RuleSet, rule: &CompiledRule, u: &Universe)
         Verdict::Ok
     };
     RuleReport {
-        rule: rule.name.clone(),
+        rule,
         needs: n,
         verdict,
         probes: reqs.len(),

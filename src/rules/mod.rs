@@ -6,11 +6,13 @@
 pub mod aggregate;
 pub mod ast;
 pub mod compile;
+pub mod first_seen;
 pub mod ipnet;
 pub mod lint;
 pub mod loader;
 pub mod parser;
 pub mod predicate;
+pub mod stateful;
 pub mod yaml;
 
 use std::collections::{HashMap, HashSet};
@@ -32,6 +34,10 @@ pub const DEFAULT_RULES: &[(&str, &str)] = &[
     (
         "rules/k8s_audit_windowed.yaml",
         include_str!("../../rules/k8s_audit_windowed.yaml"),
+    ),
+    (
+        "rules/k8s_audit_stateful.yaml",
+        include_str!("../../rules/k8s_audit_stateful.yaml"),
     ),
 ];
 
@@ -157,6 +163,8 @@ pub struct CompiledRule {
     pub output_fields: Vec<(String, OutputPart)>,
     /// Present on windowed rules.
     pub aggregate: Option<Aggregate>,
+    /// Present on sequence and first-seen rules.
+    pub stateful: Option<stateful::StatefulRule>,
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
 }

@@ -46,6 +46,9 @@ pub struct Registry {
     pub window_keys: u64,
     pub window_evictions: u64,
     pub late_events: u64,
+    /// Per rule, for sequence and first-seen rules: keys, partial
+    /// matches, evictions and late events.
+    pub stateful: Vec<Option<crate::stateful::RuleNumbers>>,
     /// Parts that report their own metrics: every output with a queue
     /// (Alertmanager, HTTP outputs), the Kafka consumer.
     pub extra: Vec<Arc<dyn MetricSource>>,
@@ -250,6 +253,7 @@ impl Registry {
             "Events that arrived after their tick was evaluated.",
         );
         let _ = writeln!(o, "saker_late_events_total {}", self.late_events);
+        self.render_stateful(&mut o);
         head(
             &mut o,
             "saker_event_processing_seconds",
@@ -270,6 +274,50 @@ impl Registry {
             source.render(&mut o);
         }
         o
+    }
+}
+
+impl Registry {
+    /// Per sequence and first-seen rule: keys, partials, evictions, late events.
+    fn render_stateful(&self, o: &mut String) {
+        if self.stateful.iter().all(Option::is_none) {
+            return;
+        }
+        type Get = fn(&crate::stateful::RuleNumbers) -> u64;
+        let metrics: [(&str, &str, &str, Get); 4] = [
+            (
+                "saker_stateful_keys",
+                "gauge",
+                "Keys held by a sequence or first-seen rule.",
+                |n| n.keys,
+            ),
+            (
+                "saker_sequence_partials",
+                "gauge",
+                "Partial matches held by a sequence rule.",
+                |n| n.partials,
+            ),
+            (
+                "saker_stateful_evictions_total",
+                "counter",
+                "Keys a sequence or first-seen rule evicted at the key cap.",
+                |n| n.evictions,
+            ),
+            (
+                "saker_stateful_late_events_total",
+                "counter",
+                "Events of a sequence or first-seen rule that arrived late and took no part.",
+                |n| n.late_events,
+            ),
+        ];
+        for (name, kind, help, get) in metrics {
+            head(o, name, kind, help);
+            for (rule, n) in self.rules.iter().zip(&self.stateful) {
+                if let Some(n) = n {
+                    let _ = writeln!(o, "{name}{{rule=\"{}\"}} {}", escape(rule), get(n));
+                }
+            }
+        }
     }
 }
 

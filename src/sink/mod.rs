@@ -30,6 +30,9 @@ pub struct Alert<'a> {
     pub fields: Vec<(&'a str, Option<Val<'a>>)>,
     /// Present on alerts of windowed rules.
     pub aggregate: Option<AggregateInfo>,
+    /// Present on alerts of sequence and first-seen rules (which go to
+    /// outputs like per-event alerts: `aggregate` is `None`).
+    pub stateful: Option<StatefulInfo>,
     /// The rule's extra Alertmanager labels and annotations.
     pub labels: &'a [(String, String)],
     pub annotations: &'a [(String, String)],
@@ -51,6 +54,33 @@ pub struct AggregateInfo {
     pub starts_at_ns: i64,
     /// When it resolved.
     pub ends_at_ns: Option<i64>,
+}
+
+/// The state behind a sequence or first-seen rule's alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StatefulInfo {
+    /// A completed sequence: `within` as written, the joined key values in
+    /// `by` order, and each step's event.
+    Sequence {
+        within: String,
+        key: Vec<String>,
+        steps: Vec<StepInfo>,
+    },
+    /// A key not seen within the window: the `by` fields and values, and
+    /// the start of the key's last-seen tick before the window.
+    FirstSeen {
+        key: Vec<(String, String)>,
+        window: String,
+        previous_ns: Option<i64>,
+    },
+}
+
+/// One step's event in a completed sequence.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepInfo {
+    pub name: String,
+    pub time_ns: i64,
+    pub audit_id: Option<String>,
 }
 
 pub trait AlertSink {

@@ -6,7 +6,7 @@ use std::io::{self, Write};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::{AggregateInfo, Alert, AlertSink};
+use super::{AggregateInfo, Alert, AlertSink, StatefulInfo};
 use crate::event::time;
 use crate::fields::extract::Val;
 
@@ -48,6 +48,8 @@ struct JsonAlert<'a> {
     hostname: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     aggregate: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sequence: Option<Value>,
 }
 
 /// Falco's `output` line: `HH:MM:SS.nnnnnnnnn: Priority message`.
@@ -97,7 +99,12 @@ fn json_alert<'a>(alert: &'a Alert, hostname: &'a str) -> JsonAlert<'a> {
         output: falco_line(alert),
         output_fields: fields,
         hostname,
-        aggregate: alert.aggregate.as_ref().map(aggregate_json),
+        aggregate: alert
+            .aggregate
+            .as_ref()
+            .map(aggregate_json)
+            .or_else(|| alert.stateful.as_ref().and_then(first_seen_json)),
+        sequence: alert.stateful.as_ref().and_then(sequence_json),
     }
 }
 
@@ -118,6 +125,46 @@ pub fn aggregate_json(a: &AggregateInfo) -> Value {
         "starts_at": time::format_rfc3339_nanos(a.starts_at_ns),
         "ends_at": a.ends_at_ns.map(time::format_rfc3339_nanos),
     })
+}
+
+/// `{within, key: [values], steps: [{name, time, auditID}, …]}`.
+pub fn sequence_json(s: &StatefulInfo) -> Option<Value> {
+    let StatefulInfo::Sequence { within, key, steps } = s else {
+        return None;
+    };
+    let steps: Vec<Value> = steps
+        .iter()
+        .map(|st| {
+            serde_json::json!({
+                "name": st.name,
+                "time": time::format_rfc3339_nanos(st.time_ns),
+                "auditID": st.audit_id,
+            })
+        })
+        .collect();
+    Some(serde_json::json!({"within": within, "key": key, "steps": steps}))
+}
+
+/// `{state: "new", key, window, previous}` of a first-seen alert.
+pub fn first_seen_json(s: &StatefulInfo) -> Option<Value> {
+    let StatefulInfo::FirstSeen {
+        key,
+        window,
+        previous_ns,
+    } = s
+    else {
+        return None;
+    };
+    let key: Map<String, Value> = key
+        .iter()
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+        .collect();
+    Some(serde_json::json!({
+        "state": "new",
+        "key": key,
+        "window": window,
+        "previous": previous_ns.map(time::format_rfc3339_nanos),
+    }))
 }
 
 /// Integers as JSON integers, others as floats.

@@ -131,6 +131,8 @@ pub fn parse_duration(text: &str) -> Option<u64> {
         rest = &rest[digits..];
         let (unit, len) = if rest.starts_with("ms") {
             (1_000_000, 2)
+        } else if rest.starts_with('d') {
+            (86_400_000_000_000, 1)
         } else if rest.starts_with('h') {
             (3_600_000_000_000, 1)
         } else if rest.starts_with('m') {

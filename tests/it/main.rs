@@ -19,6 +19,8 @@ mod policy;
 mod props;
 mod rbac;
 mod rules;
+mod sequences;
+mod stateful_props;
 mod windows;
 
 use std::io::Write;

@@ -15,6 +15,7 @@ use super::parser::{parse_condition, parse_output, OutputPiece};
 use super::predicate::{
     Check, Glob, Node, NodeId, OperandId, OperandProg, Program, Test, ValueSet,
 };
+use super::stateful::StatefulRule;
 use super::yaml::Node as YamlNode;
 use super::{AggField, Aggregate, CompiledRule, LoadOptions, OutputPart, RuleSet};
 use crate::diag::{did_you_mean, Code, Diagnostic};
@@ -22,6 +23,7 @@ use crate::fields::{self, ArgSpec};
 use crate::window::Spec;
 
 mod exceptions;
+mod stateful;
 
 /// Compiles every enabled `k8s_audit` rule of `defs`.
 pub fn compile(defs: &Definitions, options: &LoadOptions) -> (RuleSet, Vec<Diagnostic>) {
@@ -104,6 +106,25 @@ struct Compiler<'d> {
 
 type Errors = Vec<Diagnostic>;
 
+/// What an output template may use: the event's fields (per-event), `by`
+/// fields and `%agg.*` (windowed), or both (first-seen).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputKind {
+    PerEvent,
+    Windowed,
+    FirstSeen,
+}
+
+impl OutputKind {
+    fn of(windowed: bool, first_seen: bool) -> Self {
+        match (windowed, first_seen) {
+            (_, true) => OutputKind::FirstSeen,
+            (true, false) => OutputKind::Windowed,
+            (false, false) => OutputKind::PerEvent,
+        }
+    }
+}
+
 /// A rule's output template and its field tokens (name as written, source).
 type CompiledOutput = (Vec<OutputPart>, Vec<(String, OutputPart)>);
 
@@ -114,7 +135,10 @@ impl Compiler<'_> {
             owner: format!("rule `{}`", def.name),
         };
         let mut errors = Vec::new();
+        // A sequence needs no condition of its own: its steps have theirs.
+        let no_condition = def.sequence.is_some() && def.condition.text.trim().is_empty();
         let cond = match parse_condition(&def.condition.text) {
+            _ if no_condition => None,
             Ok(expr) => self.expr(&expr, &ctx).map_err(|e| errors.extend(e)).ok(),
             Err(e) => {
                 let d = ctx
@@ -132,7 +156,19 @@ impl Compiler<'_> {
                 Err(e) => errors.extend(e),
             }
         }
+        let mut stateful = None;
+        let first_seen = def
+            .aggregate
+            .as_ref()
+            .is_some_and(|t| super::first_seen::is_first_seen(&t.text));
         let agg = match &def.aggregate {
+            Some(text) if first_seen => {
+                match self.first_seen(def, text) {
+                    Ok(f) => stateful = Some(StatefulRule::FirstSeen(f)),
+                    Err(e) => errors.extend(e),
+                }
+                None
+            }
             Some(text) => match self.aggregate(def, text) {
                 Ok(a) => Some(a),
                 Err(e) => {
@@ -142,11 +178,40 @@ impl Compiler<'_> {
             },
             None => None,
         };
-        let windowed = def.aggregate.is_some();
-        let output = self
-            .output(def, windowed, agg.as_ref())
-            .map_err(|e| errors.extend(e))
-            .ok();
+        if let Some(seq) = &def.sequence {
+            if def.aggregate.is_some() {
+                errors.push(
+                    def.loc
+                        .diag(
+                            Diagnostic::error(
+                                Code::Sequence,
+                                format!("rule `{}` has both `sequence` and `aggregate`", def.name),
+                            ),
+                            def.name.len(),
+                        )
+                        .help("a rule is either a sequence or windowed; split it into two rules"),
+                );
+            }
+            match self.sequence(def, seq, &root_items) {
+                Ok(q) => {
+                    // The rule matches an event that matches any step (the
+                    // rule index and `saker policy check` read this).
+                    let steps = q.steps.iter().map(|s| s.node).collect();
+                    root_items = vec![self.program.push_node(Node::Or(steps))];
+                    stateful = Some(StatefulRule::Sequence(q));
+                }
+                Err(e) => errors.extend(e),
+            }
+        }
+        let windowed = def.aggregate.is_some() && !first_seen;
+        let output = match &def.sequence {
+            // A sequence's output is compiled with its steps.
+            Some(_) => Some((Vec::new(), Vec::new())),
+            None => self
+                .output(def, OutputKind::of(windowed, first_seen), agg.as_ref())
+                .map_err(|e| errors.extend(e))
+                .ok(),
+        };
         if !errors.is_empty() {
             let only_unknown = errors.iter().all(|d| d.code == Code::UnknownField);
             if def.skip_if_unknown_filter && only_unknown {
@@ -177,6 +242,7 @@ impl Compiler<'_> {
             output,
             output_fields,
             aggregate: agg,
+            stateful,
             labels: def.labels.clone(),
             annotations: def.annotations.clone(),
         })
@@ -587,9 +653,10 @@ impl Compiler<'_> {
     fn output(
         &mut self,
         def: &RuleDef,
-        windowed: bool,
+        kind: OutputKind,
         agg: Option<&Aggregate>,
     ) -> Result<CompiledOutput, Errors> {
+        let windowed = kind == OutputKind::Windowed;
         let ctx = Ctx {
             text: &def.output,
             owner: format!("the output of rule `{}`", def.name),
@@ -606,7 +673,7 @@ impl Compiler<'_> {
                     let span = op.span();
                     let name = def.output.text[span.0..span.1].to_string();
                     if let Some(part) =
-                        self.windowed_token(&name, windowed, agg, &ctx, span, &mut errors)
+                        self.windowed_token(&name, kind, agg, &ctx, span, &mut errors)
                     {
                         if !fields_out.iter().any(|(n, _)| *n == name) {
                             fields_out.push((name, part.clone()));
@@ -644,14 +711,17 @@ impl Compiler<'_> {
     fn windowed_token(
         &self,
         name: &str,
-        windowed: bool,
+        kind: OutputKind,
         agg: Option<&Aggregate>,
         ctx: &Ctx,
         span: (usize, usize),
         errors: &mut Errors,
     ) -> Option<OutputPart> {
         let agg_field = AggField::parse(name);
-        if !windowed {
+        if kind != OutputKind::Windowed {
+            if let (Some(f), OutputKind::FirstSeen) = (agg_field, kind) {
+                return Some(OutputPart::Agg(f));
+            }
             if agg_field.is_some() {
                 errors.push(ctx.err(
                     Code::Output,

@@ -10,9 +10,11 @@ use super::yaml::{self, Node};
 use super::Priority;
 use crate::diag::{Code, Diagnostic, SourceFile};
 
+mod sequence;
 mod text;
 mod values;
 
+pub use sequence::{SequenceDef, StepDef};
 pub use text::{Loc, Text};
 use values::*;
 
@@ -63,6 +65,8 @@ pub struct RuleDef {
     pub skip_if_unknown_filter: bool,
     /// The `aggregate:` clause of a windowed rule.
     pub aggregate: Option<Text>,
+    /// The `sequence:` of a sequence rule.
+    pub sequence: Option<SequenceDef>,
     /// Extra Alertmanager labels and annotations.
     pub labels: Vec<(String, String)>,
     pub annotations: Vec<(String, String)>,
@@ -476,6 +480,7 @@ impl Definitions {
             "capture",
             "capture_duration",
             "aggregate",
+            "sequence",
             "labels",
             "annotations",
         ];
@@ -530,7 +535,8 @@ impl Definitions {
 
         let mut missing_keys = Vec::new();
         for k in ["condition", "output", "priority"] {
-            if item.get(k).is_none() {
+            // A sequence's conditions are its steps'.
+            if item.get(k).is_none() && !(k == "condition" && item.get("sequence").is_some()) {
                 missing_keys.push(k);
             }
         }
@@ -548,7 +554,18 @@ impl Definitions {
             );
             return Err(Box::new(loc.diag(d, name.len())));
         }
-        let condition = text_of(file, item.get("condition").expect("checked"), "condition")?;
+        let sequence = match item.get("sequence") {
+            Some(node) => match sequence::sequence_of(file, &name, node, &mut self.diagnostics) {
+                Some(s) => Some(s),
+                // Its problems are reported; the rule is not defined.
+                None => return Ok(()),
+            },
+            None => None,
+        };
+        let condition = match item.get("condition") {
+            Some(node) => text_of(file, node, "condition")?,
+            None => Text::empty_at(file, name_node),
+        };
         let output_node = item.get("output").expect("checked");
         let mut output = text_of(file, output_node, "output")?;
         output.text = output.text.trim().to_string();
@@ -581,6 +598,7 @@ impl Definitions {
                 .get("aggregate")
                 .map(|n| text_of(file, n, "aggregate"))
                 .transpose()?,
+            sequence,
             labels: string_map(file, item.get("labels"), "labels")?,
             annotations: string_map(file, item.get("annotations"), "annotations")?,
             loc,
@@ -741,57 +759,4 @@ enum Mode {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn load(texts: &[&str]) -> Definitions {
-        let mut defs = Definitions::default();
-        for (i, t) in texts.iter().enumerate() {
-            defs.load(Arc::new(SourceFile {
-                name: format!("f{i}.yaml"),
-                text: t.to_string(),
-            }));
-        }
-        defs
-    }
-
-    #[test]
-    fn lists_inline_and_append() {
-        let d = load(&[
-            "- list: a\n  items: [x, y]\n- list: b\n  items: [a, z]\n",
-            "- list: b\n  items: [w]\n  append: true\n",
-        ]);
-        assert!(d.diagnostics.is_empty(), "{:?}", d.diagnostics);
-        assert_eq!(d.list("b").unwrap().items, ["x", "y", "z", "w"]);
-    }
-
-    #[test]
-    fn macro_redefinition_keeps_position_and_append_concatenates() {
-        let d = load(&["- macro: m\n  condition: ka.verb=get\n- macro: n\n  condition: ka.verb=list\n", "- macro: m\n  condition: ka.verb=create\n- macro: n\n  condition: or ka.verb=watch\n  override:\n    condition: append\n"]);
-        assert!(d.diagnostics.is_empty(), "{:?}", d.diagnostics);
-        assert_eq!(d.macros[0].condition.text, "ka.verb=create");
-        assert_eq!(d.macros[1].condition.text, "ka.verb=list or ka.verb=watch");
-    }
-
-    #[test]
-    fn rule_errors_and_versions() {
-        let d = load(&["- required_engine_version: 99\n- rule: r\n  desc: d\n  condition: ka.verb=get\n  priority: loud\n  output: o\n- rule: s\n  append: true\n  condition: and x\n"]);
-        let codes: Vec<_> = d.diagnostics.iter().map(|d| d.code.as_str()).collect();
-        assert_eq!(codes, ["engine-version", "priority", "append-missing"]);
-        let d = load(&["- required_plugin_versions:\n  - name: k8saudit\n    version: 0.99.0\n    alternatives:\n      - name: k8saudit-eks\n        version: 0.1.0\n  - name: json\n    version: 0.99.0\n"]);
-        assert_eq!(d.diagnostics.len(), 1, "{:?}", d.diagnostics);
-    }
-
-    #[test]
-    fn enable_and_override() {
-        let d = load(&["- rule: r\n  desc: d\n  condition: ka.verb=get\n  priority: info\n  output: o\n  source: k8s_audit\n  tags: [b]\n", "- rule: r\n  enabled: false\n- rule: r\n  tags: [a]\n  override:\n    tags: append\n"]);
-        assert_eq!(
-            d.diagnostics.iter().filter(|d| d.is_error()).count(),
-            0,
-            "{:?}",
-            d.diagnostics
-        );
-        assert!(!d.rules[0].enabled);
-        assert_eq!(d.rules[0].tags.iter().collect::<Vec<_>>(), ["a", "b"]);
-    }
-}
+mod tests;

@@ -56,6 +56,18 @@ impl Text {
         })
     }
 
+    /// No text, placed at `node` (a sequence rule without `condition`).
+    pub(super) fn empty_at(file: &Arc<SourceFile>, node: &Node) -> Text {
+        Text {
+            pieces: vec![Piece {
+                start: 0,
+                loc: Loc::of(file, node),
+                value: "".into(),
+            }],
+            text: String::new(),
+        }
+    }
+
     pub(super) fn append(&mut self, other: Text) {
         self.text.push(' ');
         let base = self.text.len();

@@ -1,0 +1,314 @@
+//! The stateful half of the engine: what an event of a sequence or
+//! first-seen rule contributes ([`hit`], detached from the event so that it
+//! can wait for the watermark or cross threads), and the alerts of what
+//! applying it produced ([`alert`]).
+
+use std::borrow::Cow;
+
+use crate::event::Event;
+use crate::fields::extract::Val;
+use crate::rules::predicate::{EvalCtx, OperandId};
+use crate::rules::stateful::{FirstSeen, SeqPart, Sequence, StatefulRule};
+use crate::rules::{AggField, CompiledRule, OutputPart, RuleSet};
+use crate::sink::{Alert, StatefulInfo, StepInfo};
+use crate::stateful::first_seen::{New, Rendered, SeenHit};
+use crate::stateful::sequence::{Completed, SeqHit, StepHit};
+use crate::stateful::{Hit, Key, Outcome, Stateful};
+
+use super::windows::format_number;
+
+fn text<'a>(
+    rules: &RuleSet,
+    op: OperandId,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+) -> Option<String> {
+    rules
+        .program
+        .value(op, ev, cx)
+        .map(|v| v.render().into_owned())
+}
+
+/// What the event contributes to stateful rule `i`, if it matches. `state`
+/// (the stream's, when this thread applies the hit) lets a first-seen rule
+/// skip rendering an alert that cannot be raised.
+pub fn hit<'a>(
+    rules: &RuleSet,
+    i: usize,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+    state: Option<(&Stateful, i64)>,
+) -> Option<Hit> {
+    let rule = &rules.rules[i];
+    if !rule.enabled {
+        return None;
+    }
+    match rule.stateful.as_ref()? {
+        StatefulRule::Sequence(s) => sequence_hit(rules, s, ev, cx).map(Hit::Sequence),
+        StatefulRule::FirstSeen(f) => {
+            if !rules.program.eval(rule.root, ev, cx) {
+                return None;
+            }
+            let key = first_seen_key(rules, f, ev, cx);
+            let render = state.is_none_or(|(s, tick)| s.may_be_new(i, &key, tick));
+            let rendered = render.then(|| Rendered {
+                message: render_first_seen(rules, i, f, ev, cx),
+                fields: rule
+                    .output_fields
+                    .iter()
+                    .map(|(_, part)| match part {
+                        OutputPart::Value(id) => {
+                            rules.program.value(*id, ev, cx).map(|v| owned(&v))
+                        }
+                        OutputPart::Agg(a) => Some(Val::Str(Cow::Owned(agg_text(*a, f)))),
+                        _ => None,
+                    })
+                    .collect(),
+            });
+            Some(Hit::FirstSeen(SeenHit { key, rendered }))
+        }
+    }
+}
+
+fn sequence_hit<'a>(
+    rules: &RuleSet,
+    s: &Sequence,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+) -> Option<SeqHit> {
+    let mut steps = Vec::new();
+    'steps: for (n, step) in s.steps.iter().enumerate() {
+        if !rules.program.eval(step.node, ev, cx) {
+            continue;
+        }
+        let mut key = Vec::with_capacity(step.by.len());
+        for (_, op) in &step.by {
+            // A missing key value: the event takes no part in this step.
+            let Some(v) = text(rules, *op, ev, cx) else {
+                continue 'steps;
+            };
+            key.push(v);
+        }
+        let values = step
+            .values
+            .iter()
+            .map(|op| text(rules, *op, ev, cx))
+            .collect();
+        steps.push(StepHit {
+            step: n,
+            key: Key::from(key),
+            values,
+        });
+    }
+    let last = s.steps.len().checked_sub(1)?;
+    let completes = steps.last().is_some_and(|h| h.step == last);
+    (!steps.is_empty()).then(|| SeqHit {
+        audit_id: text(rules, s.audit_id, ev, cx),
+        steps,
+        plain: if completes {
+            s.plain.iter().map(|op| text(rules, *op, ev, cx)).collect()
+        } else {
+            Vec::new()
+        },
+    })
+}
+
+fn first_seen_key<'a>(rules: &RuleSet, f: &FirstSeen, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> Key {
+    f.by.iter()
+        .map(|(_, op)| text(rules, *op, ev, cx).unwrap_or_else(|| "<NA>".to_string()))
+        .collect::<Vec<_>>()
+        .into()
+}
+
+fn render_first_seen<'a>(
+    rules: &RuleSet,
+    i: usize,
+    f: &FirstSeen,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+) -> String {
+    let mut out = String::new();
+    for part in &rules.rules[i].output {
+        match part {
+            OutputPart::Text(t) => out.push_str(t),
+            OutputPart::Value(id) => match rules.program.value(*id, ev, cx) {
+                Some(v) => out.push_str(&v.render()),
+                None => out.push_str("<NA>"),
+            },
+            OutputPart::Agg(a) => out.push_str(&agg_text(*a, f)),
+            OutputPart::Key(_) => out.push_str("<NA>"),
+        }
+    }
+    out
+}
+
+/// `%agg.*` of a first-seen alert: the key is new, seen once in the window.
+fn agg_text(a: AggField, f: &FirstSeen) -> String {
+    match a {
+        AggField::Value => format_number(1.0),
+        AggField::Threshold => "<NA>".into(),
+        AggField::Window => f.window_text.clone(),
+        AggField::For => "0s".into(),
+        AggField::State => "new".into(),
+    }
+}
+
+fn owned(v: &Val) -> Val<'static> {
+    match v {
+        Val::Str(s) => Val::Str(s.to_string().into()),
+        Val::List(l) => Val::List(l.iter().map(|s| s.to_string().into()).collect()),
+        Val::Num(n) => Val::Num(*n),
+    }
+}
+
+/// The alert for what applying an event of `rule` produced.
+pub fn alert<'r>(
+    rule: &'r CompiledRule,
+    outcome: Outcome,
+    resolution_ns: i64,
+) -> Option<Alert<'r>> {
+    let (time_ns, message, fields, info) = match (rule.stateful.as_ref()?, outcome) {
+        (StatefulRule::Sequence(s), Outcome::Completed(c)) => sequence_parts(s, c),
+        (StatefulRule::FirstSeen(f), Outcome::New(n)) => {
+            first_seen_parts(rule, f, n, resolution_ns)
+        }
+        _ => return None,
+    };
+    Some(Alert {
+        time_ns,
+        rule: &rule.name,
+        priority: rule.priority,
+        tags: &rule.tags,
+        message,
+        fields,
+        aggregate: None,
+        stateful: Some(info),
+        desc: &rule.desc,
+        labels: &rule.labels,
+        annotations: &rule.annotations,
+    })
+}
+
+type Parts<'r> = (i64, String, Vec<(&'r str, Option<Val<'r>>)>, StatefulInfo);
+
+fn sequence_parts(s: &Sequence, c: Completed) -> Parts<'_> {
+    fn value<'v>(p: &'v SeqPart, c: &'v Completed) -> Option<&'v str> {
+        match p {
+            SeqPart::Text(t) => Some(t),
+            SeqPart::Plain(i) => c.plain.get(*i)?.as_deref(),
+            SeqPart::Step(step, i) => c.steps.get(*step)?.values.get(*i)?.as_deref(),
+        }
+    }
+    let value = |p| value(p, &c);
+    let message: String = s
+        .output
+        .iter()
+        .map(|p| value(p).unwrap_or("<NA>"))
+        .collect();
+    let fields = s
+        .output_fields
+        .iter()
+        .map(|(name, p)| {
+            (
+                name.as_str(),
+                value(p).map(|v| Val::Str(Cow::Owned(v.to_string()))),
+            )
+        })
+        .collect();
+    let info = StatefulInfo::Sequence {
+        within: s.within_text.clone(),
+        key: c.key.to_vec(),
+        steps: s
+            .steps
+            .iter()
+            .zip(&c.steps)
+            .map(|(step, rec)| StepInfo {
+                name: step.name.clone(),
+                time_ns: rec.time_ns,
+                audit_id: rec.audit_id.clone(),
+            })
+            .collect(),
+    };
+    (c.time_ns, message, fields, info)
+}
+
+fn first_seen_parts<'r>(rule: &'r CompiledRule, f: &FirstSeen, n: New, res: i64) -> Parts<'r> {
+    let fields = rule
+        .output_fields
+        .iter()
+        .map(|(name, _)| name.as_str())
+        .zip(n.rendered.fields)
+        .collect();
+    let info = StatefulInfo::FirstSeen {
+        key: f
+            .by
+            .iter()
+            .map(|(b, _)| b.clone())
+            .zip(n.key.iter().cloned())
+            .collect(),
+        window: f.window_text.clone(),
+        previous_ns: n.previous.map(|t| t * res),
+    };
+    (n.time_ns, n.rendered.message, fields, info)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::engine::{Engine, RuleMatching};
+    use crate::rules::RuleSource;
+    use crate::sink::stdout::{Format, StdoutSink};
+    use crate::source::lines::Line;
+
+    fn ev(sec: u32, verb: &str, user: &str) -> String {
+        format!(
+            r#"{{"auditID":"{user}{sec}","stage":"ResponseComplete","verb":"{verb}","user":{{"username":"{user}"}},"objectRef":{{"resource":"seq","namespace":"default","name":"x"}},"stageTimestamp":"2024-10-29T12:00:{sec:02}Z"}}"#
+        )
+    }
+
+    #[test]
+    fn metrics_count_partials_keys_and_late_events_per_rule() {
+        let rules = include_str!("../../tests/golden/sequences/rules.yaml");
+        let set = crate::rules::load(&[RuleSource::Embedded("rules.yaml", rules)])
+            .rules
+            .expect("golden rules");
+        let (mut engine, registry) =
+            Engine::new(&set, RuleMatching::First).with_metrics(Vec::new(), 10);
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        // alice's create starts a partial; bob's, 30s later, moves the
+        // watermark past alice's delete, which arrives late.
+        for line in [
+            ev(0, "create", "alice"),
+            ev(30, "create", "bob"),
+            ev(10, "delete", "alice"),
+        ] {
+            engine
+                .process_line(Line::Text(line.as_bytes()), &mut sink)
+                .unwrap();
+        }
+        // Another stream's state: its counts add up, they do not replace.
+        let mut other = engine.new_windows();
+        engine.swap_windows(&mut other);
+        engine
+            .process_line(Line::Text(ev(0, "create", "carol").as_bytes()), &mut sink)
+            .unwrap();
+        engine
+            .process_line(Line::Text(ev(30, "create", "dave").as_bytes()), &mut sink)
+            .unwrap();
+        engine
+            .process_line(Line::Text(ev(5, "delete", "carol").as_bytes()), &mut sink)
+            .unwrap();
+        engine.finish(&mut sink).unwrap();
+        assert!(sink.into_inner().is_empty(), "both deletes are late");
+        let text = registry.lock().unwrap().render();
+        for line in [
+            "saker_stateful_late_events_total{rule=\"AB\"} 2",
+            "saker_stateful_evictions_total{rule=\"AB\"} 0",
+            "saker_sequence_partials{rule=\"AB\"} 1",
+            "saker_stateful_keys{rule=\"AB\"} 1",
+            "saker_stateful_keys{rule=\"First\"} 0",
+        ] {
+            assert!(text.contains(line), "{line} not in\n{text}");
+        }
+        assert!(!text.contains("rule=\"Cross Key\"} 1"), "{text}");
+    }
+}

@@ -1,0 +1,127 @@
+//! One first-seen rule's state (DESIGN 2.5): the last tick each key was
+//! seen, in an LRU. Events arrive in application order.
+
+use std::num::NonZeroUsize;
+
+use lru::LruCache;
+
+use super::{Key, StateStats};
+
+/// What was rendered for an event when it was read: the alert it would
+/// raise, should its key turn out to be new.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub message: String,
+    pub fields: Vec<Option<crate::fields::extract::Val<'static>>>,
+}
+
+/// An event's part in a first-seen rule, detached from the event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeenHit {
+    pub key: Key,
+    /// `None` when the event cannot raise an alert: its key was seen
+    /// within the window when it was read, or it falls in the learning
+    /// period.
+    pub rendered: Option<Rendered>,
+}
+
+/// A new key.
+#[derive(Debug, Clone, PartialEq)]
+pub struct New {
+    pub key: Key,
+    pub time_ns: i64,
+    /// The key's last-seen tick, from before the window (evicted keys and
+    /// keys never seen have none).
+    pub previous: Option<i64>,
+    pub rendered: Rendered,
+}
+
+/// Last-seen ticks of one first-seen rule.
+pub struct FirstSeenState {
+    /// The window in ticks.
+    window: i64,
+    keys: LruCache<Key, i64>,
+    pub stats: StateStats,
+}
+
+impl FirstSeenState {
+    pub fn new(window: i64, max_keys: usize) -> Self {
+        let cap = NonZeroUsize::new(max_keys.max(1)).unwrap_or(NonZeroUsize::MIN);
+        FirstSeenState {
+            window,
+            keys: LruCache::new(cap),
+            stats: StateStats::default(),
+        }
+    }
+
+    pub fn keys(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether an event of `key` at `tick`, read now, may raise an alert:
+    /// not in the learning period (`tick < first + window`), and its key
+    /// not seen within the window by the events applied so far (applying
+    /// more can only make it more recent).
+    pub fn may_be_new(&self, key: &Key, tick: i64, first: i64) -> bool {
+        tick >= first.saturating_add(self.window)
+            && self.keys.peek(key).is_none_or(|&l| l <= tick - self.window)
+    }
+
+    /// Applies an event; `first` is the stream's first tick.
+    pub fn apply(&mut self, tick: i64, time_ns: i64, hit: SeenHit, first: i64) -> Option<New> {
+        let learning = tick < first.saturating_add(self.window);
+        let previous = self.keys.get(&hit.key).copied();
+        let recent = previous.is_some_and(|l| l > tick - self.window);
+        match self.keys.push(hit.key.clone(), tick) {
+            Some((old, _)) if old != hit.key => self.stats.evictions += 1,
+            _ => {}
+        }
+        if learning || recent {
+            return None;
+        }
+        // Without a rendering, the key was recent when the event was read
+        // and has been evicted since: it is not new.
+        let rendered = hit.rendered?;
+        Some(New {
+            key: hit.key,
+            time_ns,
+            previous,
+            rendered,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hit(k: &str) -> SeenHit {
+        SeenHit {
+            key: Key::from(vec![k.to_string()]),
+            rendered: Some(Rendered {
+                message: k.to_string(),
+                fields: Vec::new(),
+            }),
+        }
+    }
+
+    #[test]
+    fn new_only_outside_the_window_and_after_learning() {
+        let mut s = FirstSeenState::new(10, 100);
+        assert!(s.apply(0, 0, hit("a"), 0).is_none(), "learning");
+        assert!(s.apply(10, 0, hit("b"), 0).is_some());
+        assert!(s.apply(19, 0, hit("b"), 0).is_none(), "seen at 10");
+        let new = s.apply(29, 0, hit("b"), 0).expect("10 is out of (19, 29]");
+        assert_eq!(new.previous, Some(19));
+    }
+
+    #[test]
+    fn may_be_new_agrees_with_apply() {
+        let mut s = FirstSeenState::new(10, 100);
+        s.apply(12, 0, hit("a"), 0);
+        let k = hit("a").key;
+        assert!(!s.may_be_new(&k, 21, 0), "12 is in (11, 21]");
+        assert!(s.may_be_new(&k, 22, 0), "12 is not in (12, 22]");
+        assert!(!s.may_be_new(&hit("z").key, 9, 0), "learning");
+    }
+}

@@ -1,0 +1,293 @@
+//! Keyed state of sequence rules (DESIGN 2.4) and first-seen rules
+//! (DESIGN 2.5), for one stream. It never reads a clock: the engine hands
+//! it what events matched, with their times, and the watermark.
+//!
+//! What an event contributes is detached from the event when it is read
+//! (its keys and the output values it may need, as strings): a [`Hit`].
+//! Hits wait in a heap until the watermark passes their tick, and are then
+//! applied in (event time, input order) order, so applied times never go
+//! back. An event whose tick is at or below the watermark when it arrives
+//! is late: counted, never applied.
+
+pub mod first_seen;
+pub mod sequence;
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+
+use crate::rules::stateful::StatefulRule;
+use crate::rules::RuleSet;
+pub use crate::window::Key;
+use first_seen::{FirstSeenState, New, SeenHit};
+use sequence::{Completed, SeqHit, SequenceState};
+
+/// Counters one rule's state keeps.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct StateStats {
+    pub evictions: u64,
+    pub late_events: u64,
+}
+
+/// What one event contributes to one stateful rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Hit {
+    Sequence(SeqHit),
+    FirstSeen(SeenHit),
+}
+
+/// What applying an event produced.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Completed(Completed),
+    New(New),
+}
+
+/// A rule's state.
+enum RuleState {
+    Sequence(SequenceState),
+    FirstSeen(FirstSeenState),
+}
+
+/// A hit waiting for the watermark.
+struct Waiting {
+    time_ns: i64,
+    seq: u64,
+    rule: usize,
+    hit: Hit,
+}
+
+impl PartialEq for Waiting {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+impl Eq for Waiting {}
+impl PartialOrd for Waiting {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Waiting {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self.time_ns, self.seq).cmp(&(other.time_ns, other.seq))
+    }
+}
+
+/// Per-rule numbers, for metrics.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RuleNumbers {
+    pub keys: u64,
+    pub partials: u64,
+    pub evictions: u64,
+    pub late_events: u64,
+}
+
+/// The sequence and first-seen state of one stream.
+pub struct Stateful {
+    rules: Vec<Option<RuleState>>,
+    resolution_ns: i64,
+    waiting: BinaryHeap<Reverse<Waiting>>,
+    seq: u64,
+    /// Every tick up to this one has been applied.
+    applied: i64,
+    /// The tick of the stream's first event (matching or not).
+    first_tick: Option<i64>,
+    /// The longest span a rule's state depends on, in nanoseconds.
+    span_ns: i64,
+    /// Per rule, the counters already handed out by [`Stateful::drain_counts`].
+    reported: Vec<StateStats>,
+}
+
+impl Stateful {
+    pub fn new(rules: &RuleSet, max_keys: usize, resolution_ns: i64) -> Self {
+        let states = rules
+            .rules
+            .iter()
+            .map(|r| {
+                r.stateful.as_ref().map(|s| match s {
+                    StatefulRule::Sequence(q) => RuleState::Sequence(SequenceState::new(
+                        q.steps.len(),
+                        q.within_ns,
+                        max_keys,
+                    )),
+                    StatefulRule::FirstSeen(f) => {
+                        RuleState::FirstSeen(FirstSeenState::new(f.window, max_keys))
+                    }
+                })
+            })
+            .collect();
+        let span_ns = rules
+            .rules
+            .iter()
+            .filter_map(|r| r.stateful.as_ref().map(StatefulRule::span_ns))
+            .max()
+            .unwrap_or(0);
+        Stateful {
+            rules: states,
+            resolution_ns: resolution_ns.max(1),
+            waiting: BinaryHeap::new(),
+            seq: 0,
+            applied: i64::MIN,
+            first_tick: None,
+            span_ns,
+            reported: vec![StateStats::default(); rules.rules.len()],
+        }
+    }
+
+    /// Whether any rule is stateful.
+    pub fn any(&self) -> bool {
+        self.rules.iter().any(Option::is_some)
+    }
+
+    /// How far back the state depends on events (the longest `within` or
+    /// first-seen window); zero without stateful rules.
+    pub fn span_ns(&self) -> i64 {
+        if self.any() {
+            self.span_ns
+        } else {
+            0
+        }
+    }
+
+    /// The stream saw an event at `tick` (matching or not).
+    pub fn observe(&mut self, tick: i64) {
+        self.first_tick.get_or_insert(tick);
+    }
+
+    /// Whether an event of first-seen rule `rule` with `key` at `tick` may
+    /// raise an alert (see [`FirstSeenState::may_be_new`]); true for any
+    /// other rule.
+    pub fn may_be_new(&self, rule: usize, key: &Key, tick: i64) -> bool {
+        match (self.rules.get(rule), self.first_tick) {
+            (Some(Some(RuleState::FirstSeen(f))), Some(first)) => f.may_be_new(key, tick, first),
+            _ => true,
+        }
+    }
+
+    /// An event of stateful rule `rule`, at `time_ns`, in input order. A
+    /// late event is counted and dropped; returns whether it was kept.
+    pub fn push(&mut self, rule: usize, time_ns: i64, mut hit: Hit) -> bool {
+        let tick = time_ns.div_euclid(self.resolution_ns);
+        if tick <= self.applied {
+            if let Some(Some(s)) = self.rules.get_mut(rule) {
+                s.stats_mut().late_events += 1;
+            }
+            return false;
+        }
+        if let Hit::FirstSeen(h) = &mut hit {
+            // What the reading thread left out, a worker may have rendered.
+            if h.rendered.is_some() && !self.may_be_new(rule, &h.key, tick) {
+                h.rendered = None;
+            }
+        }
+        self.seq += 1;
+        self.waiting.push(Reverse(Waiting {
+            time_ns,
+            seq: self.seq,
+            rule,
+            hit,
+        }));
+        true
+    }
+
+    /// Applies every waiting event whose tick is at or below `watermark`,
+    /// in order; returns what they produced, in that order.
+    pub fn release(&mut self, watermark: i64) -> Vec<(usize, Outcome)> {
+        let mut out = Vec::new();
+        let first = self.first_tick.unwrap_or(i64::MIN);
+        while let Some(Reverse(w)) = self.waiting.peek() {
+            let tick = w.time_ns.div_euclid(self.resolution_ns);
+            if tick > watermark {
+                break;
+            }
+            let Some(Reverse(w)) = self.waiting.pop() else {
+                break;
+            };
+            match (self.rules.get_mut(w.rule), w.hit) {
+                (Some(Some(RuleState::Sequence(s))), Hit::Sequence(h)) => out.extend(
+                    s.apply(w.time_ns, h)
+                        .into_iter()
+                        .map(|c| (w.rule, Outcome::Completed(c))),
+                ),
+                (Some(Some(RuleState::FirstSeen(f))), Hit::FirstSeen(h)) => {
+                    if let Some(n) = f.apply(tick, w.time_ns, h, first) {
+                        out.push((w.rule, Outcome::New(n)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.applied = self.applied.max(watermark);
+        out
+    }
+
+    /// Keys held by all stateful rules.
+    pub fn keys(&self) -> usize {
+        self.rules.iter().flatten().map(RuleState::keys).sum()
+    }
+
+    /// Counters summed over all stateful rules.
+    pub fn stats(&self) -> StateStats {
+        let mut s = StateStats::default();
+        for r in self.rules.iter().flatten() {
+            s.evictions += r.stats().evictions;
+            s.late_events += r.stats().late_events;
+        }
+        s
+    }
+
+    /// Adds to `totals` (per rule) what the counters grew by since the last
+    /// call: a caller that swaps several streams' state keeps exact totals.
+    pub fn drain_counts(&mut self, totals: &mut [StateStats]) {
+        for ((r, seen), total) in self.rules.iter().zip(&mut self.reported).zip(totals) {
+            if let Some(r) = r {
+                let now = r.stats();
+                total.evictions += now.evictions - seen.evictions;
+                total.late_events += now.late_events - seen.late_events;
+                *seen = now;
+            }
+        }
+    }
+
+    /// Per rule (indexed like `RuleSet::rules`): keys, partials, evictions
+    /// and late events; `None` for rules that are not stateful.
+    pub fn numbers(&self) -> Vec<Option<RuleNumbers>> {
+        self.rules
+            .iter()
+            .map(|r| {
+                r.as_ref().map(|r| RuleNumbers {
+                    keys: r.keys() as u64,
+                    partials: match r {
+                        RuleState::Sequence(s) => s.partials() as u64,
+                        RuleState::FirstSeen(_) => 0,
+                    },
+                    evictions: r.stats().evictions,
+                    late_events: r.stats().late_events,
+                })
+            })
+            .collect()
+    }
+}
+
+impl RuleState {
+    fn keys(&self) -> usize {
+        match self {
+            RuleState::Sequence(s) => s.keys(),
+            RuleState::FirstSeen(f) => f.keys(),
+        }
+    }
+
+    fn stats(&self) -> StateStats {
+        match self {
+            RuleState::Sequence(s) => s.stats,
+            RuleState::FirstSeen(f) => f.stats,
+        }
+    }
+
+    fn stats_mut(&mut self) -> &mut StateStats {
+        match self {
+            RuleState::Sequence(s) => &mut s.stats,
+            RuleState::FirstSeen(f) => &mut f.stats,
+        }
+    }
+}
