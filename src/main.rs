@@ -35,6 +35,13 @@ fn main() -> ExitCode {
         Command::Test { tests } => cmd::test(&tests),
         Command::Produce(args) => cmd::produce(&args),
         Command::Policy(command) => cmd::policy(command),
+        Command::Decode(args) => match args.settings() {
+            Ok(settings) => cmd::decode(settings),
+            Err(e) => {
+                eprintln!("saker: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Fields { json } => cmd::fields(json),
     }
 }

@@ -16,6 +16,15 @@ pub fn for_each<'p, E>(
     max_bytes: usize,
     mut f: impl FnMut(Line<'p>) -> Result<(), E>,
 ) -> Result<(), E> {
+    // A gzip'd message (a CloudWatch Logs payload) is binary: one document,
+    // not to be trimmed or split at its newline bytes.
+    if crate::event::envelope::is_gzip(payload) {
+        return f(if payload.len() > max_bytes {
+            Line::TooLong
+        } else {
+            Line::Text(payload)
+        });
+    }
     let text = trim_end(payload);
     let single = match memchr::memchr(b'\n', text) {
         None => true,
