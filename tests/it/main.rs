@@ -8,6 +8,7 @@ mod falco_format;
 mod hostile;
 mod kafka;
 mod live;
+mod managed;
 mod metrics;
 mod net;
 mod parallel;
