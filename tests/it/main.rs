@@ -9,6 +9,7 @@ mod hostile;
 mod kafka;
 mod live;
 mod managed;
+mod managed_props;
 mod metrics;
 mod net;
 mod parallel;
