@@ -322,6 +322,7 @@ pub(crate) fn decode_bytes<'d>(
     };
     let text = text.trim();
     match text.as_bytes().first() {
+        Some(b'{') if envelope::by_first_key(text, layer, on_event, on_skip) => {}
         Some(b'{') => match serde_json::from_str::<Top<'d>>(text) {
             Ok(top) => match top.items {
                 Some(items) if is_event_list(&top) => {

@@ -143,6 +143,16 @@ mod tests {
     }
 
     #[test]
+    fn a_gzip_message_is_one_document_untrimmed() {
+        let gz = b"\x1f\x8b\x08\n{\"a\":1}\n \n";
+        assert_eq!(
+            docs(gz, 100),
+            [Some(String::from_utf8_lossy(gz).into_owned())]
+        );
+        assert_eq!(docs(gz, 4), [None]);
+    }
+
+    #[test]
     fn documents_over_the_limit_are_too_long() {
         assert_eq!(
             docs(format!("{EV}\nx").as_bytes(), 10),

@@ -27,6 +27,8 @@ mod eks;
 mod gke;
 mod push;
 
+use std::borrow::Cow;
+use std::fmt;
 use std::io::Read;
 
 use base64::Engine as _;
@@ -116,6 +118,38 @@ impl<'c> Layer<'c> {
     }
 }
 
+/// The envelopes whose first key names them (`{"records": …` as Azure
+/// writes its records, `{"messageType": …` as CloudWatch Logs writes its
+/// payloads), read in one pass that also unescapes the documents inside,
+/// before any other look at the document. Returns whether it read `text`;
+/// false for anything else (an audit event, which starts otherwise, pays
+/// for looking at its first key).
+pub(crate) fn by_first_key(
+    text: &str,
+    layer: Layer,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) -> bool {
+    let key = first_key(text);
+    if key != Some("records") && key != Some("messageType") {
+        return false;
+    }
+    let Some(inner) = layer.deeper() else {
+        return false;
+    };
+    match key {
+        Some("records") => aks::document(text, inner, on_event, on_skip),
+        _ => eks::document(text, inner, on_event, on_skip),
+    }
+}
+
+/// The first key of a JSON object, when it has no escapes.
+fn first_key(text: &str) -> Option<&str> {
+    let rest = text.strip_prefix('{')?.trim_start().strip_prefix('"')?;
+    let end = memchr::memchr2(b'"', b'\\', rest.as_bytes())?;
+    (rest.as_bytes()[end] == b'"').then(|| &rest[..end])
+}
+
 /// Opens the envelope whose top-level keys are in `top`.
 pub(crate) fn open<'d>(
     raw: &'d str,
@@ -133,13 +167,15 @@ pub(crate) fn open<'d>(
     } else if let Some(payload) = top.proto_payload {
         gke::entry(raw, get(payload), inner, on_event, on_skip)
     } else if let Some(records) = top.records {
-        each(get(records), on_skip, |record, on_skip| {
-            match json::get(record, "data") {
-                // Firehose (and Kinesis) records: base64 of the payload.
-                Some(data) => base64_document(data, inner, on_event, on_skip),
-                None => aks::record(record, inner, on_event, on_skip),
-            }
-        })
+        if !aks::records(get(records), inner, on_event, on_skip) {
+            each(get(records), on_skip, |record, on_skip| {
+                match json::get(record, "data") {
+                    // Firehose (and Kinesis) records: base64 of the payload.
+                    Some(data) => base64_document(data, inner, on_event, on_skip),
+                    None => aks::record(record, inner, on_event, on_skip),
+                }
+            })
+        }
     } else if let Some(records) = top.kinesis_records {
         each(get(records), on_skip, |record, on_skip| {
             match json::path(record, &["kinesis", "data"]) {
@@ -176,6 +212,69 @@ fn each<'d>(array: &'d str, on_skip: &mut OnSkip, mut f: impl FnMut(&'d str, &mu
     }
 }
 
+/// A value that envelopes hold a document in: JSON text (unescaped in the
+/// same pass that reads the envelope, borrowed when it has no escapes), or
+/// something else, which the envelope's slower path looks at.
+#[derive(Debug)]
+enum Held<'a> {
+    Text(Cow<'a, str>),
+    Other,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Held<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = Held<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Held<'de>, E> {
+                Ok(Held::Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Held<'de>, E> {
+                Ok(Held::Text(Cow::Owned(v.to_string())))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Held<'de>, E> {
+                Ok(Held::Text(Cow::Owned(v)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<Held<'de>, A::Error> {
+                while m
+                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
+                    .is_some()
+                {}
+                Ok(Held::Other)
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<Held<'de>, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(Held::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Held<'de>, E> {
+                Ok(Held::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Held<'de>, E> {
+                Ok(Held::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Held<'de>, E> {
+                Ok(Held::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Held<'de>, E> {
+                Ok(Held::Other)
+            }
+            fn visit_unit<E>(self) -> Result<Held<'de>, E> {
+                Ok(Held::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 /// Decodes the document that a JSON string holds in base64.
 fn base64_document(value: &str, layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
     let Some(text) = json::string(value) else {
@@ -199,3 +298,6 @@ fn text_document(value: &str, layer: Layer, on_event: &mut OnEvent, on_skip: &mu
         _ => on_skip(Skip::NotAuditEvent),
     }
 }
+
+#[cfg(test)]
+mod tests;
