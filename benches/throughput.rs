@@ -10,7 +10,11 @@
 //!   (c) the same with all default rules, windowed ones included;
 //!   (d) (c) on every core (`--threads`: parallel decode and match, windows
 //!       fed in input order).
-//! It prints events/s, MB/s and the ratios (b)/(a), (c)/(a) and (d)/(c). Numbers are measurements,
+//!   (e) (b) on the same events as managed clusters deliver them: each wrapped
+//!       as an AKS diagnostic record, as an EKS CloudWatch Logs payload, and
+//!       as a GKE LogEntry (against the events that entry converts to).
+//! It prints events/s, MB/s and the ratios (b)/(a), (c)/(a), (d)/(c) and
+//! each shape's (e)/(b). Numbers are measurements,
 //! not assertions: the machine is shared and noisy. Given a file of events
 //! (JSON lines) instead of a count, it measures on those. With `--emit N` it
 //! prints N generated events instead, e.g. to replay them through the binary.
@@ -249,6 +253,113 @@ fn main() {
         c / b,
         d / c
     );
+    managed(&data, &single);
+}
+
+/// (e): the single-event pass on managed clusters' shapes of the same
+/// events, each against its plain events.
+fn managed(data: &[u8], set: &rules::RuleSet) {
+    let events: Vec<serde_json::Value> = data
+        .split(|&b| b == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect();
+    let wrap = |f: &dyn Fn(&serde_json::Value) -> serde_json::Value| {
+        let mut out = Vec::with_capacity(data.len() * 2);
+        for ev in &events {
+            out.extend_from_slice(f(ev).to_string().as_bytes());
+            out.push(b'\n');
+        }
+        out
+    };
+    let aks = wrap(&|ev| {
+        serde_json::json!({"records": [{"category": "kube-audit", "operationName": "Microsoft.ContainerService/managedClusters/diagnosticLogs/Read",
+            "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/BENCH",
+            "time": ev["stageTimestamp"], "properties": {"log": ev.to_string(), "stream": "stdout", "pod": "kube-apiserver-1"}}]})
+    });
+    let eks = wrap(&|ev| {
+        serde_json::json!({"messageType": "DATA_MESSAGE", "owner": "111122223333", "logGroup": "/aws/eks/bench/cluster",
+            "logStream": "kube-apiserver-audit-1", "subscriptionFilters": ["saker"],
+            "logEvents": [{"id": "37000000000000000000000000000000000000000000000000000000", "timestamp": 1714557600000u64, "message": ev.to_string()}]})
+    });
+    let gke = wrap(&log_entry);
+    // The events the GKE entries convert to are its plain baseline.
+    let mut gke_plain = Vec::with_capacity(gke.len());
+    for line in gke.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        saker::event::decode_document(
+            line,
+            |ev| {
+                gke_plain.extend_from_slice(ev.raw.as_bytes());
+                gke_plain.push(b'\n');
+            },
+            |_| {},
+        );
+    }
+    let plain = measure("(e) plain events, single-event rules", data.len(), || {
+        saker_pass(data, set)
+    });
+    let mut ratios = Vec::new();
+    for (name, shape) in [
+        ("AKS diagnostic records", &aks),
+        ("EKS CloudWatch payloads", &eks),
+    ] {
+        let r = measure(&format!("(e) as {name}"), shape.len(), || {
+            saker_pass(shape, set)
+        });
+        ratios.push(format!("{name} {:.2}", r / plain));
+    }
+    let gp = measure("(e) GKE's converted events, plain", gke_plain.len(), || {
+        saker_pass(&gke_plain, set)
+    });
+    let g = measure("(e) as GKE LogEntries", gke.len(), || saker_pass(&gke, set));
+    ratios.push(format!("GKE LogEntries {:.2}", g / gp));
+    println!("ratio (e) shape/plain, events/s: {}", ratios.join("   "));
+}
+
+/// The Cloud Logging entry GKE writes for an audit event.
+fn log_entry(ev: &serde_json::Value) -> serde_json::Value {
+    use serde_json::json;
+    let o = &ev["objectRef"];
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_string();
+    let group = match s(&o["apiGroup"]) {
+        g if g.is_empty() => "core".to_string(),
+        g => g,
+    };
+    let mut name = format!("{group}/{}", s(&o["apiVersion"]));
+    if !o["namespace"].is_null() {
+        name.push_str(&format!("/namespaces/{}", s(&o["namespace"])));
+    }
+    name.push_str(&format!("/{}", s(&o["resource"])));
+    for k in ["name", "subresource"] {
+        if !o[k].is_null() {
+            name.push_str(&format!("/{}", s(&o[k])));
+        }
+    }
+    let sub = if o["subresource"].is_null() {
+        String::new()
+    } else {
+        format!(".{}", s(&o["subresource"]))
+    };
+    let method = format!(
+        "io.k8s.{group}.{}.{}{sub}.{}",
+        s(&o["apiVersion"]),
+        s(&o["resource"]),
+        s(&ev["verb"])
+    );
+    let mut payload = json!({"@type": "type.googleapis.com/google.cloud.audit.AuditLog",
+        "authenticationInfo": {"principalEmail": ev["user"]["username"]},
+        "authorizationInfo": [{"granted": true, "permission": method, "resource": name}],
+        "methodName": method, "requestMetadata": {"callerIp": ev["sourceIPs"][0], "callerSuppliedUserAgent": ev["userAgent"]},
+        "resourceName": name, "serviceName": "k8s.io", "status": {}});
+    for (from, to) in [("requestObject", "request"), ("responseObject", "response")] {
+        if !ev[from].is_null() {
+            payload[to] = ev[from].clone();
+        }
+    }
+    json!({"insertId": ev["auditID"], "labels": ev["annotations"], "logName": "projects/p/logs/cloudaudit.googleapis.com%2Factivity",
+        "operation": {"first": true, "last": true, "id": ev["auditID"], "producer": "k8s.io"}, "protoPayload": payload,
+        "receiveTimestamp": ev["stageTimestamp"], "resource": {"labels": {"cluster_name": "bench", "location": "europe-west1", "project_id": "p"}, "type": "k8s_cluster"},
+        "severity": "NOTICE", "timestamp": ev["stageTimestamp"]})
 }
 
 /// `--scaling`: (b) as the rule count grows, and (a) and (b) as events grow.

@@ -36,6 +36,13 @@ fn main() -> ExitCode {
         Command::Produce(args) => cmd::produce(&args),
         Command::Policy(command) => cmd::policy(command),
         Command::Rbac(cli::rbac::RbacCommand::WhoCan(args)) => cmd::who_can(&args.settings()),
+        Command::Decode(args) => match args.settings() {
+            Ok(settings) => cmd::decode(settings),
+            Err(e) => {
+                eprintln!("saker: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Fields { json } => cmd::fields(json),
     }
 }

@@ -4,6 +4,7 @@
 //! library type knows about clap. A validation failure is a [`UsageError`]:
 //! exit code 2.
 
+pub mod decode;
 pub mod durations;
 pub mod policy;
 pub mod produce;
@@ -72,6 +73,9 @@ pub enum Command {
     /// RBAC tooling on exported Roles, ClusterRoles and bindings.
     #[command(subcommand)]
     Rbac(rbac::RbacCommand),
+    /// Print the audit events found in an input (EKS, GKE and AKS envelopes
+    /// opened), one per line, and what was skipped: what the rules would see.
+    Decode(Box<decode::DecodeArgs>),
     /// List every field a condition or output can use.
     Fields {
         /// Print JSON lines instead of a table.

@@ -343,51 +343,14 @@ impl RunArgs {
         })
     }
 
-    /// The input; an error when Kafka flags are given without `--input
-    /// kafka`, or it lacks what it needs.
     fn input_settings(&self) -> Result<InputSettings, UsageError> {
-        let k = &self.kafka;
         if self.input == "http" {
             if self.follow {
                 return Err("--follow needs --input FILE (the receiver is always live)".into());
             }
             return self.http.settings().map(InputSettings::Http);
         }
-        if self.input != "kafka" {
-            if k.kafka_brokers.is_some() || !k.kafka_topic.is_empty() || !k.kafka_option.is_empty()
-            {
-                return Err("--kafka-brokers, --kafka-topic and -X need --input kafka".into());
-            }
-            let input = Input::parse(&self.input);
-            if self.follow && matches!(input, Input::Stdin) {
-                return Err(
-                    "--follow needs --input FILE (stdin and Kafka are always followed)".into(),
-                );
-            }
-            return Ok(InputSettings::Lines {
-                input,
-                follow: self.follow,
-            });
-        }
-        if self.follow {
-            return Err("--follow needs --input FILE (stdin and Kafka are always followed)".into());
-        }
-        let brokers = k
-            .kafka_brokers
-            .clone()
-            .ok_or("--input kafka needs --kafka-brokers HOST:PORT")?;
-        if k.kafka_topic.is_empty() {
-            return Err("--input kafka needs --kafka-topic TOPIC".into());
-        }
-        Ok(InputSettings::Kafka(saker::source::kafka::Settings {
-            brokers,
-            topics: k.kafka_topic.clone(),
-            group: k.kafka_group.clone(),
-            options: k.kafka_option.clone(),
-            commit_interval: k.kafka_commit_interval,
-            max_document_bytes: self.max_line_bytes,
-            warmup_timeout: k.kafka_warmup_timeout,
-        }))
+        input_settings(&self.input, self.follow, self.max_line_bytes, &self.kafka)
     }
 
     fn alertmanager_settings(&self) -> Result<Option<AmSettings>, UsageError> {
@@ -495,4 +458,43 @@ impl HttpArgs {
             queue_bytes: self.http_queue_bytes,
         })
     }
+}
+
+/// The input; an error when Kafka flags are given without `--input
+/// kafka`, or it lacks what it needs.
+pub fn input_settings(
+    input: &str,
+    follow: bool,
+    max_line_bytes: usize,
+    k: &KafkaArgs,
+) -> Result<InputSettings, UsageError> {
+    if input != "kafka" {
+        if k.kafka_brokers.is_some() || !k.kafka_topic.is_empty() || !k.kafka_option.is_empty() {
+            return Err("--kafka-brokers, --kafka-topic and -X need --input kafka".into());
+        }
+        let input = Input::parse(input);
+        if follow && matches!(input, Input::Stdin) {
+            return Err("--follow needs --input FILE (stdin and Kafka are always followed)".into());
+        }
+        return Ok(InputSettings::Lines { input, follow });
+    }
+    if follow {
+        return Err("--follow needs --input FILE (stdin and Kafka are always followed)".into());
+    }
+    let brokers = k
+        .kafka_brokers
+        .clone()
+        .ok_or("--input kafka needs --kafka-brokers HOST:PORT")?;
+    if k.kafka_topic.is_empty() {
+        return Err("--input kafka needs --kafka-topic TOPIC".into());
+    }
+    Ok(InputSettings::Kafka(saker::source::kafka::Settings {
+        brokers,
+        topics: k.kafka_topic.clone(),
+        group: k.kafka_group.clone(),
+        options: k.kafka_option.clone(),
+        commit_interval: k.kafka_commit_interval,
+        max_document_bytes: max_line_bytes,
+        warmup_timeout: k.kafka_warmup_timeout,
+    }))
 }

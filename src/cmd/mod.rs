@@ -3,6 +3,7 @@
 //! (0 ok, 1 rule or test failure, 2 usage or configuration error).
 
 mod check;
+mod decode;
 mod fields;
 mod policy;
 mod produce;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use saker::rules::{self, Loaded, RuleSource};
 
 pub use check::{check, explain};
+pub use decode::decode;
 pub use fields::fields;
 pub use policy::policy;
 pub use produce::produce;

@@ -1,7 +1,9 @@
 //! One audit event, viewed lazily: the top-level keys are located once (as
 //! borrowed raw JSON), everything below is read only when a rule asks for it.
-//! Also splits an input document into events (`Event`, `EventList`, array).
+//! Also splits an input document into events (`Event`, `EventList`, array),
+//! opening the managed clusters' envelopes on the way ([`envelope`]).
 
+pub mod envelope;
 pub mod json;
 pub mod time;
 
@@ -52,6 +54,29 @@ pub struct Top<'a> {
     /// Present on an `EventList`.
     #[serde(borrow)]
     pub items: Option<&'a RawValue>,
+    // The keys that mark an envelope of a managed cluster's logs; none is
+    // ever a key of an audit event. See [`envelope`].
+    /// CloudWatch Logs subscription payload (EKS).
+    #[serde(borrow, rename = "messageType")]
+    pub message_type: Option<&'a RawValue>,
+    /// Firehose delivery (`records[].data`) or Azure diagnostic records.
+    #[serde(borrow)]
+    pub records: Option<&'a RawValue>,
+    /// A Lambda event of Kinesis records (`Records[].kinesis.data`).
+    #[serde(borrow, rename = "Records")]
+    pub kinesis_records: Option<&'a RawValue>,
+    /// A Lambda event of a CloudWatch Logs subscription (`awslogs.data`).
+    #[serde(borrow)]
+    pub awslogs: Option<&'a RawValue>,
+    /// Cloud Logging `LogEntry` (GKE).
+    #[serde(borrow, rename = "protoPayload")]
+    pub proto_payload: Option<&'a RawValue>,
+    /// Pub/Sub push message (`message.data`).
+    #[serde(borrow)]
+    pub message: Option<&'a RawValue>,
+    /// One Azure diagnostic record (AKS).
+    #[serde(borrow)]
+    pub properties: Option<&'a RawValue>,
 }
 
 impl<'a> Top<'a> {
@@ -59,6 +84,17 @@ impl<'a> Top<'a> {
     /// those, absence from `Top` means absence from the event.
     pub fn captures(name: &str) -> bool {
         CAPTURED.contains(&name)
+    }
+
+    /// Whether the object is an envelope rather than an event.
+    fn is_envelope(&self) -> bool {
+        self.message_type.is_some()
+            || self.records.is_some()
+            || self.kinesis_records.is_some()
+            || self.awslogs.is_some()
+            || self.proto_payload.is_some()
+            || self.message.is_some()
+            || self.properties.is_some()
     }
 
     /// The raw JSON text of a top-level key.
@@ -116,6 +152,9 @@ pub struct Event<'a> {
     /// Event time (stageTimestamp, else requestReceivedTimestamp, else the
     /// legacy `timestamp`) in nanoseconds since the Unix epoch.
     pub time_ns: i64,
+    /// The cluster's name, when the envelope the event came in names it
+    /// (`ka.cluster`).
+    pub cluster: Option<&'a str>,
     /// Objects of this event already scanned: their entries, so that each
     /// object is scanned once however many of its fields rules read.
     objects: RefCell<Vec<Object<'a>>>,
@@ -187,16 +226,29 @@ pub enum Skip {
     NotAuditEvent,
     /// An audit event without a usable timestamp.
     NoTimestamp,
+    /// A CloudWatch Logs `CONTROL_MESSAGE` (EKS): a subscription's check
+    /// that its destination is reachable, not data.
+    ControlMessage,
+    /// A record of a managed cluster's other logs: an Azure diagnostic
+    /// record of another category (`kube-apiserver`, `guard`, ...), a
+    /// message of an EKS log stream other than the audit log.
+    OtherLog,
+    /// An audit event cut off by the cloud's size limit (Azure's `log`
+    /// property ends mid-document).
+    Truncated,
 }
 
 impl Skip {
-    pub const ALL: [Skip; 6] = [
+    pub const ALL: [Skip; 9] = [
         Skip::Blank,
         Skip::NotJson,
         Skip::TooLong,
         Skip::InvalidJson,
         Skip::NotAuditEvent,
         Skip::NoTimestamp,
+        Skip::ControlMessage,
+        Skip::OtherLog,
+        Skip::Truncated,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -207,6 +259,9 @@ impl Skip {
             Skip::InvalidJson => "invalid_json",
             Skip::NotAuditEvent => "not_audit_event",
             Skip::NoTimestamp => "no_timestamp",
+            Skip::ControlMessage => "control_message",
+            Skip::OtherLog => "other_log",
+            Skip::Truncated => "truncated",
         }
     }
 
@@ -215,37 +270,70 @@ impl Skip {
             Skip::Blank => "blank lines",
             Skip::NotJson => "lines that are not JSON (log text)",
             Skip::TooLong => "lines over the length limit",
-            Skip::InvalidJson => "invalid or truncated JSON",
+            Skip::InvalidJson => "invalid or truncated JSON (or a corrupt gzip or base64 layer)",
             Skip::NotAuditEvent => "data not recognized as a k8s audit event",
             Skip::NoTimestamp => "malformed events without a timestamp",
+            Skip::ControlMessage => "CloudWatch Logs control messages",
+            Skip::OtherLog => "records of a managed cluster's other logs",
+            Skip::Truncated => "audit events cut off by the cloud's size limit",
         }
     }
 }
 
-/// Decodes one JSON document (one line): an `Event`, an `EventList`, or an
-/// array of events. Calls `on_event` for each event and `on_skip` for each
-/// part that is not one.
-pub fn decode_document<'a>(
-    doc: &'a [u8],
-    mut on_event: impl FnMut(Event<'a>),
+/// Decodes one document (one line, or one message): an `Event`, an
+/// `EventList`, an array of events, or a managed cluster's envelope of them
+/// (see [`envelope`]: CloudWatch Logs, Firehose, Cloud Logging, Pub/Sub,
+/// Azure diagnostic records; gzip'd or base64'd where the cloud does so).
+/// Calls `on_event` for each event and `on_skip` for each part that is not
+/// one.
+pub fn decode_document(
+    doc: &[u8],
+    mut on_event: impl FnMut(Event<'_>),
     mut on_skip: impl FnMut(Skip),
 ) {
+    decode_bytes(doc, Layer::default(), &mut on_event, &mut on_skip)
+}
+
+/// The event callback inside the decoder (dynamic, so that an envelope can
+/// wrap it without a new instance of the decoder per nesting level).
+pub(crate) type OnEvent<'f> = dyn FnMut(Event<'_>) + 'f;
+/// The skip callback inside the decoder.
+pub(crate) type OnSkip<'f> = dyn FnMut(Skip) + 'f;
+
+/// Where a document sits: the cluster an enclosing envelope named, and how
+/// many envelopes deep it is.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Layer<'c> {
+    pub cluster: Option<&'c str>,
+    pub depth: u8,
+}
+
+pub(crate) fn decode_bytes<'d>(
+    doc: &'d [u8],
+    layer: Layer<'d>,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    if envelope::is_gzip(doc) {
+        return envelope::inflate(doc, layer, on_event, on_skip);
+    }
     let Ok(text) = std::str::from_utf8(doc) else {
         return on_skip(Skip::InvalidJson);
     };
     let text = text.trim();
     match text.as_bytes().first() {
-        Some(b'{') => match serde_json::from_str::<Top<'a>>(text) {
+        Some(b'{') if envelope::by_first_key(text, layer, on_event, on_skip) => {}
+        Some(b'{') => match serde_json::from_str::<Top<'d>>(text) {
             Ok(top) => match top.items {
                 Some(items) if is_event_list(&top) => {
-                    decode_array(items.get(), &mut on_event, &mut on_skip)
+                    decode_array(items.get(), layer, on_event, on_skip)
                 }
-                _ => decode_top(text, top, &mut on_event, &mut on_skip),
+                _ => decode_object(text, top, layer, on_event, on_skip),
             },
             Err(e) if e.is_data() => on_skip(Skip::NotAuditEvent),
             Err(_) => on_skip(Skip::InvalidJson),
         },
-        Some(b'[') => decode_array(text, &mut on_event, &mut on_skip),
+        Some(b'[') => decode_array(text, layer, on_event, on_skip),
         Some(_) => on_skip(Skip::NotJson),
         None => on_skip(Skip::Blank),
     }
@@ -258,17 +346,13 @@ fn is_event_list(top: &Top) -> bool {
     }
 }
 
-fn decode_array<'a>(
-    text: &'a str,
-    on_event: &mut impl FnMut(Event<'a>),
-    on_skip: &mut impl FnMut(Skip),
-) {
-    match serde_json::from_str::<Vec<&'a RawValue>>(text) {
+fn decode_array<'d>(text: &'d str, layer: Layer<'d>, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
+    match serde_json::from_str::<Vec<&'d RawValue>>(text) {
         Ok(items) => {
             for item in items {
                 let raw = item.get();
-                match serde_json::from_str::<Top<'a>>(raw) {
-                    Ok(top) => decode_top(raw, top, on_event, on_skip),
+                match serde_json::from_str::<Top<'d>>(raw) {
+                    Ok(top) => decode_object(raw, top, layer, on_event, on_skip),
                     Err(_) => on_skip(Skip::NotAuditEvent),
                 }
             }
@@ -278,11 +362,27 @@ fn decode_array<'a>(
     }
 }
 
-fn decode_top<'a>(
-    raw: &'a str,
-    top: Top<'a>,
-    on_event: &mut impl FnMut(Event<'a>),
-    on_skip: &mut impl FnMut(Skip),
+/// One JSON object: an event, or an envelope to open.
+fn decode_object<'d>(
+    raw: &'d str,
+    top: Top<'d>,
+    layer: Layer<'d>,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    if top.is_envelope() {
+        envelope::open(raw, &top, layer, on_event, on_skip)
+    } else {
+        decode_top(raw, top, layer.cluster, on_event, on_skip)
+    }
+}
+
+fn decode_top<'d>(
+    raw: &'d str,
+    top: Top<'d>,
+    cluster: Option<&'d str>,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
 ) {
     let kind_ok = match top.kind {
         None => true,
@@ -305,6 +405,7 @@ fn decode_top<'a>(
             raw,
             top,
             time_ns,
+            cluster,
             objects: RefCell::new(Vec::new()),
         }),
         None => on_skip(Skip::NoTimestamp),

@@ -133,6 +133,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         Source::IsoTime => Some(Val::Str(Cow::Owned(time::format_rfc3339_nanos(ev.time_ns)))),
         Source::ClockTime => Some(Val::Str(Cow::Owned(time::format_clock(ev.time_ns)))),
         Source::EventSource => Some(Val::Str(Cow::Borrowed("k8s_audit"))),
+        Source::Cluster => ev.cluster.map(|c| Val::Str(Cow::Borrowed(c))),
     }
 }
 
@@ -346,14 +347,22 @@ mod tests {
     fn field(event: &str, name: &str, arg: Option<&str>) -> Option<Val<'static>> {
         let def = lookup(name).unwrap();
         let arg: Arg = def.check_arg(arg).unwrap();
-        let leaked: &'static str = Box::leak(event.to_string().into_boxed_str());
         let mut out = None;
         decode_document(
-            leaked.as_bytes(),
-            |ev| out = Some(extract(&ev, def, &arg)),
+            event.as_bytes(),
+            |ev| out = Some(extract(&ev, def, &arg).map(owned)),
             |s| panic!("{s:?}"),
         );
         out.unwrap()
+    }
+
+    fn owned(v: Val) -> Val<'static> {
+        let own = |s: Cow<str>| Cow::Owned(s.into_owned());
+        match v {
+            Val::Str(s) => Val::Str(own(s)),
+            Val::List(items) => Val::List(items.into_iter().map(own).collect()),
+            Val::Num(n) => Val::Num(n),
+        }
     }
 
     const POD: &str = r#"{"auditID":"1","stageTimestamp":"2024-01-01T00:00:00Z","verb":"create","requestURI":"/api/v1/namespaces/default/pods/p/exec?command=sh\u0026command=-c\u0026stdin=true","user":{"username":"alice","groups":["a","b"]},"objectRef":{"resource":"pods","namespace":"default"},"responseStatus":{"code":201},"requestObject":{"spec":{"hostNetwork":true,"securityContext":{"runAsUser":1000},"containers":[{"name":"c1","image":"nginx:1.2@sha256:x","securityContext":{"privileged":true,"capabilities":{"add":["SYS_ADMIN","NET_ADMIN"]}},"ports":[{"containerPort":80},{"hostPort":8080,"containerPort":81}],"command":["sh","-c"]},{"name":"c2","image":"reg.io/app"}],"volumes":[{"name":"v","hostPath":{"path":"/etc"}},{"name":"w","emptyDir":{}}]}}}"#;

@@ -88,6 +88,8 @@ pub enum Source {
     IsoTime,
     ClockTime,
     EventSource,
+    /// The cluster the envelope of the event names ([`crate::event::Event::cluster`]).
+    Cluster,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -156,6 +158,7 @@ const RO: &str = "requestObject";
 
 static BASE: &[FieldDef] = &[
     f("ka.auditid", Path(&["auditID"]), "Unique id of the request; shared by all stages of one request"),
+    f("ka.cluster", Cluster, "Name of the managed cluster the event came from (GKE's cluster_name, EKS's log group /aws/eks/NAME/cluster, AKS's managedClusters/NAME); no value on plain audit events"),
     f("ka.stage", Path(&["stage"]), "Stage of the request (RequestReceived, ResponseStarted, ResponseComplete, Panic)"),
     f("ka.auth.decision", Path(&["annotations", "authorization.k8s.io/decision"]), "Authorization decision (allow or forbid)"),
     f("ka.auth.reason", Path(&["annotations", "authorization.k8s.io/reason"]), "Why the request was authorized (e.g. the RBAC binding)"),
@@ -453,7 +456,7 @@ mod tests {
             .iter()
             .filter(|f| f.name.starts_with("ka."))
             .count();
-        assert_eq!(ka, 100);
+        assert_eq!(ka, 101);
         let mut names: Vec<_> = catalog().iter().map(|f| f.name).collect();
         names.sort();
         let n = names.len();

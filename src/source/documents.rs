@@ -16,6 +16,15 @@ pub fn for_each<'p, E>(
     max_bytes: usize,
     mut f: impl FnMut(Line<'p>) -> Result<(), E>,
 ) -> Result<(), E> {
+    // A gzip'd message (a CloudWatch Logs payload) is binary: one document,
+    // not to be trimmed or split at its newline bytes.
+    if crate::event::envelope::is_gzip(payload) {
+        return f(if payload.len() > max_bytes {
+            Line::TooLong
+        } else {
+            Line::Text(payload)
+        });
+    }
     let text = trim_end(payload);
     let single = match memchr::memchr(b'\n', text) {
         None => true,
@@ -131,6 +140,16 @@ mod tests {
             [Some("\u{0}\u{fffd} not json".into())]
         );
         assert_eq!(docs(b"{\"broken\": \nstill broken", 100).len(), 2);
+    }
+
+    #[test]
+    fn a_gzip_message_is_one_document_untrimmed() {
+        let gz = b"\x1f\x8b\x08\n{\"a\":1}\n \n";
+        assert_eq!(
+            docs(gz, 100),
+            [Some(String::from_utf8_lossy(gz).into_owned())]
+        );
+        assert_eq!(docs(gz, 4), [None]);
     }
 
     #[test]

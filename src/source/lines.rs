@@ -180,6 +180,9 @@ fn trim_cr(line: &[u8]) -> &[u8] {
 /// and a `--timestamps` RFC 3339 time followed by a space, in either order,
 /// and surrounding blanks.
 pub fn strip_prefixes(mut line: &[u8]) -> &[u8] {
+    if crate::event::envelope::is_gzip(line) {
+        return line;
+    }
     line = line.trim_ascii();
     for _ in 0..2 {
         if let Some(rest) = strip_pod_prefix(line) {

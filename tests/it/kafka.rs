@@ -684,3 +684,85 @@ fn alerts_are_written_out_without_waiting_for_a_commit() {
         "committed on the way out"
     );
 }
+
+/// AKS diagnostic records as an Event Hub's Kafka endpoint delivers them
+/// (one `records` envelope per message), and a gzip'd CloudWatch Logs
+/// payload as a binary message, read by `saker decode --input kafka`.
+#[test]
+fn managed_envelopes_in_kafka_messages_are_decoded() {
+    let broker = Broker::start();
+    let inner = |user: &str, s: u32| event(user, "create", "pods", "exec", 101, s);
+    let aks = serde_json::json!({"records": [
+        {"category": "kube-audit", "properties": {"log": inner("aks1", 1)},
+         "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/HUB-AKS"},
+        {"category": "guard", "properties": {"log": "I0501 guard text"}},
+        {"category": "kube-audit-admin", "properties": {"log": inner("aks2", 2)},
+         "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/HUB-AKS"},
+    ]});
+    let cloudwatch = serde_json::json!({"messageType": "DATA_MESSAGE", "logGroup": "/aws/eks/kafka-eks/cluster",
+        "logStream": "kube-apiserver-audit-1", "logEvents": [{"id": "1", "timestamp": 1, "message": inner("eks", 3)}]});
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    std::io::Write::write_all(&mut gz, cloudwatch.to_string().as_bytes()).unwrap();
+    let gz = gz.finish().unwrap();
+    broker.produce("managed", 1, &[inner("plain", 0)]);
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .create()
+        .unwrap();
+    for m in [aks.to_string().into_bytes(), gz] {
+        producer
+            .send(BaseRecord::<(), [u8]>::to("managed").payload(m.as_slice()))
+            .unwrap();
+    }
+    producer.flush(Duration::from_secs(10)).unwrap();
+
+    let dir = tmp_dir();
+    let (out, err) = (dir.join("decode.out"), dir.join("decode.err"));
+    let mut args = vec![
+        "decode",
+        "--input",
+        "kafka",
+        "--kafka-brokers",
+        &broker.addr,
+        "--kafka-topic",
+        "managed",
+        "--fields",
+        "ka.cluster,ka.user.name",
+    ];
+    args.extend(FAST_GROUP);
+    let mut inst = Instance {
+        child: Some(
+            saker()
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(std::fs::File::create(&out).unwrap())
+                .stderr(std::fs::File::create(&err).unwrap())
+                .spawn()
+                .expect("spawn saker decode"),
+        ),
+        metrics: 0,
+        out,
+        err,
+    };
+    let lines = wait_until(Duration::from_secs(60), || {
+        let lines = inst.alert_lines();
+        (lines.len() >= 4).then_some(lines)
+    })
+    .unwrap_or_else(|| panic!("decode printed {:?}: {}", inst.alert_lines(), inst.stderr()));
+    assert!(inst.signal("-TERM").success(), "{}", inst.stderr());
+    assert_eq!(
+        lines,
+        [
+            r#"{"ka.cluster":null,"ka.user.name":"plain"}"#,
+            r#"{"ka.cluster":"HUB-AKS","ka.user.name":"aks1"}"#,
+            r#"{"ka.cluster":"HUB-AKS","ka.user.name":"aks2"}"#,
+            r#"{"ka.cluster":"kafka-eks","ka.user.name":"eks"}"#,
+        ]
+    );
+    let err = inst.stderr();
+    assert!(err.contains("3 documents, 4 events"), "{err}");
+    assert!(
+        err.contains("1 records of a managed cluster's other logs"),
+        "{err}"
+    );
+}

@@ -11,6 +11,8 @@ mod http_input;
 mod http_output;
 mod kafka;
 mod live;
+mod managed;
+mod managed_props;
 mod metrics;
 mod net;
 mod parallel;

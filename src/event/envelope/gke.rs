@@ -1,0 +1,632 @@
+//! GKE: a Cloud Logging `LogEntry` whose `protoPayload` is the `AuditLog`
+//! of a Kubernetes request (`serviceName` `k8s.io`), converted into the
+//! audit `Event` the API server would have written, so that every `ka.*`
+//! field means what it means on a self-managed cluster. The mapping, field
+//! by field, is in the README ("Managed clusters"); in short:
+//!
+//! | Event | from the entry |
+//! |---|---|
+//! | `auditID` | `insertId`, else `operation.id` |
+//! | `stage` | `ResponseStarted` for the first entry of a long-running operation (`operation.first` without `operation.last`), else `ResponseComplete` |
+//! | `verb` | the last segment of `methodName` (`io.k8s.core.v1.pods.exec.create` → `create`) |
+//! | `objectRef`, `requestURI` | `resourceName` (else `authorizationInfo[0].resource`, else `methodName`), read as the API server reads a request path |
+//! | `user` | `authenticationInfo.principalEmail`, `.groups` |
+//! | `sourceIPs`, `userAgent` | `requestMetadata.callerIp`, `.callerSuppliedUserAgent` |
+//! | `responseStatus` | a `Status` `response`'s code, else `status.code` (gRPC) mapped to HTTP, else 403 when `authorizationInfo` was not granted, else none |
+//! | `requestObject`, `responseObject` | `request`, `response` without `@type` |
+//! | `annotations` | `labels` |
+//! | `requestReceivedTimestamp`, `stageTimestamp` | `timestamp` |
+//!
+//! Nothing is invented: what the entry does not say stays absent. Entries
+//! of other services are counted as `not_audit_event`. The cluster is
+//! `resource.labels.cluster_name`.
+
+use std::borrow::Cow;
+
+use super::{Layer, OnEvent, OnSkip, Skip};
+use crate::event::{decode_bytes, json};
+
+/// Verbs a `methodName` may end with: the API server's verbs, and the
+/// lower-cased HTTP methods of non-resource requests.
+const VERBS: &[&str] = &[
+    "get",
+    "list",
+    "watch",
+    "create",
+    "update",
+    "patch",
+    "delete",
+    "deletecollection",
+    "post",
+    "put",
+    "head",
+    "options",
+];
+
+pub(super) fn entry(
+    raw: &str,
+    payload: &str,
+    layer: Layer,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    let e = Entry::read(raw, payload);
+    if !e.is_kubernetes() {
+        return on_skip(Skip::NotAuditEvent);
+    }
+    let cluster = e
+        .resource
+        .and_then(|r| json::path(r, &["labels", "cluster_name"]))
+        .and_then(json::string);
+    let event = convert(&e);
+    decode_bytes(&event, layer.naming(cluster.as_deref()), on_event, on_skip)
+}
+
+/// The parts of a `LogEntry` and its `AuditLog` that the conversion reads,
+/// as raw JSON.
+#[derive(Default)]
+struct Entry<'a> {
+    insert_id: Option<&'a str>,
+    operation: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    labels: Option<&'a str>,
+    resource: Option<&'a str>,
+    service: Option<Cow<'a, str>>,
+    method: Option<Cow<'a, str>>,
+    resource_name: Option<Cow<'a, str>>,
+    authentication: Option<&'a str>,
+    authorization: Option<&'a str>,
+    metadata: Option<&'a str>,
+    status: Option<&'a str>,
+    request: Option<&'a str>,
+    response: Option<&'a str>,
+}
+
+impl<'a> Entry<'a> {
+    fn read(raw: &'a str, payload: &'a str) -> Entry<'a> {
+        let mut e = Entry::default();
+        for (k, v) in json::raw_entries(raw).unwrap_or_default() {
+            match k {
+                "\"insertId\"" => e.insert_id = Some(v),
+                "\"operation\"" => e.operation = Some(v),
+                "\"timestamp\"" => e.timestamp = Some(v),
+                "\"labels\"" => e.labels = Some(v),
+                "\"resource\"" => e.resource = Some(v),
+                _ => {}
+            }
+        }
+        for (k, v) in json::raw_entries(payload).unwrap_or_default() {
+            match k {
+                "\"serviceName\"" => e.service = json::string(v),
+                "\"methodName\"" => e.method = json::string(v),
+                "\"resourceName\"" => e.resource_name = json::string(v),
+                "\"authenticationInfo\"" => e.authentication = Some(v),
+                "\"authorizationInfo\"" => e.authorization = Some(v),
+                "\"requestMetadata\"" => e.metadata = Some(v),
+                "\"status\"" => e.status = Some(v),
+                "\"request\"" => e.request = Some(v),
+                "\"response\"" => e.response = Some(v),
+                _ => {}
+            }
+        }
+        e
+    }
+
+    fn is_kubernetes(&self) -> bool {
+        self.service.as_deref() == Some("k8s.io")
+            || self
+                .method
+                .as_deref()
+                .is_some_and(|m| m.starts_with("io.k8s."))
+    }
+
+    fn operation(&self, key: &str) -> Option<&'a str> {
+        self.operation.and_then(|o| json::get(o, key))
+    }
+}
+
+/// The audit `Event` JSON text of an entry.
+fn convert(e: &Entry) -> Vec<u8> {
+    let mut out = Obj::new();
+    out.raw("kind", "\"Event\"");
+    out.raw("apiVersion", "\"audit.k8s.io/v1\"");
+    let id = [e.insert_id, e.operation("id")]
+        .into_iter()
+        .flatten()
+        .find(|v| json::kind(v) == json::Kind::String);
+    if let Some(id) = id {
+        out.raw("auditID", id);
+    }
+    let first = e.operation("first").is_some_and(|v| v == "true");
+    let last = e.operation("last").is_some_and(|v| v == "true");
+    out.raw(
+        "stage",
+        if first && !last {
+            "\"ResponseStarted\""
+        } else {
+            "\"ResponseComplete\""
+        },
+    );
+    let target = target(e);
+    if let Some(uri) = target
+        .as_ref()
+        .and_then(|t| t.uri.as_deref())
+        .or(non_resource_uri(e))
+    {
+        out.str("requestURI", uri);
+    }
+    if let Some(verb) = e.method.as_deref().and_then(verb_of_method) {
+        out.str("verb", verb);
+    }
+    if let Some(user) = user(e) {
+        out.raw("user", &user);
+    }
+    if let Some(ip) = caller(e, &["callerIp", "callerIP"]) {
+        out.raw("sourceIPs", &format!("[{ip}]"));
+    }
+    if let Some(agent) = caller(e, &["callerSuppliedUserAgent"]) {
+        out.raw("userAgent", agent);
+    }
+    if let Some(t) = &target {
+        out.raw("objectRef", &t.object_ref());
+    }
+    if let Some(status) = response_status(e) {
+        out.raw("responseStatus", &status);
+    }
+    if let Some(request) = e.request.and_then(without_type) {
+        out.raw("requestObject", &request);
+    }
+    if let Some(response) = e.response.and_then(without_type) {
+        out.raw("responseObject", &response);
+    }
+    if let Some(ts) = e.timestamp.filter(|v| json::kind(v) == json::Kind::String) {
+        out.raw("requestReceivedTimestamp", ts);
+        out.raw("stageTimestamp", ts);
+    }
+    if let Some(labels) = e.labels.filter(|v| json::kind(v) == json::Kind::Object) {
+        out.raw("annotations", labels);
+    }
+    out.end()
+}
+
+/// A JSON object being written; values are raw JSON or strings to escape.
+struct Obj(Vec<u8>);
+
+impl Obj {
+    fn new() -> Obj {
+        Obj(b"{".to_vec())
+    }
+
+    fn key(&mut self, key: &str) {
+        if self.0.len() > 1 {
+            self.0.push(b',');
+        }
+        self.0.push(b'"');
+        self.0.extend_from_slice(key.as_bytes());
+        self.0.extend_from_slice(b"\":");
+    }
+
+    /// `value` is JSON text taken from the (validated) entry.
+    fn raw(&mut self, key: &str, value: &str) {
+        self.key(key);
+        self.0.extend_from_slice(value.as_bytes());
+    }
+
+    fn str(&mut self, key: &str, value: &str) {
+        self.key(key);
+        push_str(&mut self.0, value);
+    }
+
+    fn end(mut self) -> Vec<u8> {
+        self.0.push(b'}');
+        self.0
+    }
+}
+
+fn push_str(out: &mut Vec<u8>, s: &str) {
+    // Writing a string into a Vec cannot fail.
+    let _ = serde_json::to_writer(out, s);
+}
+
+/// The verb at the end of a `methodName`.
+fn verb_of_method(method: &str) -> Option<&str> {
+    let verb = method.rsplit('.').next()?;
+    VERBS.contains(&verb).then_some(verb)
+}
+
+/// A non-resource request's path, when the entry names one (`/readyz`).
+fn non_resource_uri<'e>(e: &'e Entry) -> Option<&'e str> {
+    e.resource_name.as_deref().filter(|r| r.starts_with('/'))
+}
+
+/// What a request is about, as the API server's request info has it.
+#[derive(Debug, PartialEq)]
+struct Target<'a> {
+    /// `""` for the core group.
+    group: Cow<'a, str>,
+    version: &'a str,
+    resource: &'a str,
+    subresource: Option<&'a str>,
+    namespace: Option<&'a str>,
+    name: Option<&'a str>,
+    /// The request's path, when the target came from a resource name.
+    uri: Option<String>,
+}
+
+impl Target<'_> {
+    fn object_ref(&self) -> String {
+        let mut o = Obj::new();
+        o.str("resource", self.resource);
+        if let Some(ns) = self.namespace {
+            o.str("namespace", ns);
+        }
+        if let Some(name) = self.name {
+            o.str("name", name);
+        }
+        if !self.group.is_empty() {
+            o.str("apiGroup", &self.group);
+        }
+        o.str("apiVersion", self.version);
+        if let Some(sub) = self.subresource {
+            o.str("subresource", sub);
+        }
+        String::from_utf8(o.end()).unwrap_or_default()
+    }
+}
+
+fn target<'e>(e: &'e Entry) -> Option<Target<'e>> {
+    if let Some(t) = e.resource_name.as_deref().and_then(target_of_resource_name) {
+        return Some(t);
+    }
+    let authorized = e
+        .authorization
+        .and_then(|a| json::index(a, 0))
+        .and_then(|a| json::get(a, "resource"))
+        .and_then(json::string);
+    if let Some(Cow::Borrowed(r)) = authorized {
+        if let Some(t) = target_of_resource_name(r) {
+            return Some(t);
+        }
+    }
+    e.method.as_deref().and_then(target_of_method)
+}
+
+/// `core/v1/namespaces/NS/pods/NAME/exec`, `rbac.authorization.k8s.io/v1/clusterroles/NAME`,
+/// `core/v1/namespaces/NS/pods` (a list): group, version, then the path
+/// after `/api/v1` or `/apis/GROUP/VERSION`.
+fn target_of_resource_name(name: &str) -> Option<Target<'_>> {
+    let parts: Vec<&str> = name.split('/').collect();
+    if parts.len() < 3 || parts.iter().any(|p| p.is_empty()) {
+        return None;
+    }
+    let (group, version) = (parts[0], parts[1]);
+    let mut t = request_info(group, version, &parts[2..])?;
+    t.uri = Some(match group {
+        "core" => format!("/api/{}", &name[5..]),
+        _ => format!("/apis/{name}"),
+    });
+    Some(t)
+}
+
+/// The API server's reading of a resource path (its `RequestInfoFactory`):
+/// `namespaces/NS/RESOURCE/NAME/SUBRESOURCE`, where `namespaces/NS` alone
+/// (or with `status` or `finalize`) is the namespace object itself.
+fn request_info<'a>(group: &'a str, version: &'a str, mut parts: &[&'a str]) -> Option<Target<'a>> {
+    let mut namespace = None;
+    if parts.first() == Some(&"namespaces") && parts.len() > 1 {
+        namespace = Some(parts[1]);
+        if parts.len() > 2 && !matches!(parts[2], "status" | "finalize") {
+            parts = &parts[2..];
+        }
+    }
+    Some(Target {
+        group: Cow::Borrowed(if group == "core" { "" } else { group }),
+        version,
+        resource: parts.first()?,
+        name: parts.get(1).copied(),
+        subresource: parts.get(2).copied(),
+        namespace,
+        uri: None,
+    })
+}
+
+/// `io.k8s.GROUP.VERSION.RESOURCE[.SUBRESOURCE].VERB`, when the entry names
+/// no resource: no namespace or name then, and the group as `methodName`
+/// abbreviates it, completed for the built-in groups.
+fn target_of_method(method: &str) -> Option<Target<'_>> {
+    let rest = method.strip_prefix("io.k8s.")?;
+    let parts: Vec<&str> = rest.split('.').collect();
+    let v = parts
+        .iter()
+        .position(|p| is_version(p))
+        .filter(|&v| v > 0)?;
+    let after = &parts[v + 1..];
+    let (resource, subresource) = match after {
+        [r, verb] if VERBS.contains(verb) => (*r, None),
+        [r, s, verb] if VERBS.contains(verb) => (*r, Some(*s)),
+        _ => return None,
+    };
+    let group = parts[..v].join(".");
+    Some(Target {
+        group: Cow::Owned(full_group(&group)),
+        version: parts[v],
+        resource,
+        subresource,
+        namespace: None,
+        name: None,
+        uri: None,
+    })
+}
+
+fn is_version(s: &str) -> bool {
+    let Some(rest) = s.strip_prefix('v') else {
+        return false;
+    };
+    let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+    digits > 0
+        && ["", "alpha", "beta"].iter().any(|tag| {
+            rest[digits..].strip_prefix(tag).is_some_and(|n| {
+                n.bytes().all(|b| b.is_ascii_digit()) && (tag.is_empty() == n.is_empty())
+            })
+        })
+}
+
+fn full_group(short: &str) -> String {
+    match short {
+        "core" => String::new(),
+        "rbac" => "rbac.authorization.k8s.io".into(),
+        "flowcontrol" => "flowcontrol.apiserver.k8s.io".into(),
+        "admissionregistration"
+        | "apiextensions"
+        | "apiregistration"
+        | "authentication"
+        | "authorization"
+        | "certificates"
+        | "coordination"
+        | "discovery"
+        | "events"
+        | "networking"
+        | "node"
+        | "resource"
+        | "scheduling"
+        | "storage" => {
+            format!("{short}.k8s.io")
+        }
+        _ => short.into(),
+    }
+}
+
+fn user(e: &Entry) -> Option<String> {
+    let authn = e.authentication?;
+    let name = json::get(authn, "principalEmail").filter(|v| json::kind(v) == json::Kind::String);
+    let groups = json::get(authn, "groups").filter(|v| json::kind(v) == json::Kind::Array);
+    if name.is_none() && groups.is_none() {
+        return None;
+    }
+    let mut o = Obj::new();
+    if let Some(n) = name {
+        o.raw("username", n);
+    }
+    if let Some(g) = groups {
+        o.raw("groups", g);
+    }
+    String::from_utf8(o.end()).ok()
+}
+
+fn caller<'e>(e: &'e Entry, keys: &[&str]) -> Option<&'e str> {
+    let m = e.metadata?;
+    keys.iter()
+        .find_map(|k| json::get(m, k))
+        .filter(|v| json::kind(v) == json::Kind::String)
+}
+
+/// `responseStatus`, from what the entry says (see the module's table).
+fn response_status(e: &Entry) -> Option<String> {
+    let mut o = Obj::new();
+    if let Some(resp) = e.response.filter(|r| is_status(r)) {
+        if let Some(code) = json::get(resp, "code").filter(|c| c.parse::<u16>().is_ok()) {
+            o.raw("metadata", "{}");
+            for key in ["status", "message", "reason"] {
+                if let Some(v) =
+                    json::get(resp, key).filter(|v| json::kind(v) == json::Kind::String)
+                {
+                    o.raw(key, v);
+                }
+            }
+            o.raw("code", code);
+            return String::from_utf8(o.end()).ok();
+        }
+    }
+    let grpc = e
+        .status
+        .and_then(|s| json::get(s, "code"))
+        .and_then(|c| c.parse::<u32>().ok())
+        .filter(|&c| c != 0);
+    let code = match grpc {
+        Some(c) => http_of_grpc(c)?,
+        None if denied(e) => 403,
+        None => return None,
+    };
+    o.raw("metadata", "{}");
+    if let Some(msg) = e
+        .status
+        .and_then(|s| json::get(s, "message"))
+        .filter(|v| json::kind(v) == json::Kind::String && grpc.is_some())
+    {
+        o.raw("message", msg);
+    }
+    o.raw("code", &code.to_string());
+    String::from_utf8(o.end()).ok()
+}
+
+/// A `meta/v1` `Status` object (what the API server answers a failed
+/// request, and some deletes, with).
+fn is_status(v: &str) -> bool {
+    let kind = json::get(v, "kind").and_then(json::string);
+    let ty = json::get(v, "@type").and_then(json::string);
+    kind.as_deref() == Some("Status") || ty.is_some_and(|t| t.ends_with(".Status"))
+}
+
+/// Whether an authorization check of the request was not granted.
+fn denied(e: &Entry) -> bool {
+    e.authorization
+        .and_then(json::elements)
+        .unwrap_or_default()
+        .iter()
+        .any(|a| json::get(a, "granted") == Some("false"))
+}
+
+/// The HTTP status of a `google.rpc.Code`, as `google.rpc.Code` documents
+/// the correspondence; `None` for a code it does not know.
+pub(super) fn http_of_grpc(code: u32) -> Option<u16> {
+    Some(match code {
+        0 => 200,
+        1 => 499,
+        2 => 500,
+        3 => 400,
+        4 => 504,
+        5 => 404,
+        6 => 409,
+        7 => 403,
+        8 => 429,
+        9 => 400,
+        10 => 409,
+        11 => 400,
+        12 => 501,
+        13 => 500,
+        14 => 503,
+        15 => 500,
+        16 => 401,
+        _ => return None,
+    })
+}
+
+/// An object without its `@type` key (the protobuf type Cloud Logging
+/// adds to `request` and `response`).
+fn without_type(v: &str) -> Option<String> {
+    let entries = json::raw_entries(v)?;
+    let mut out = String::with_capacity(v.len());
+    out.push('{');
+    for (k, val) in entries
+        .into_iter()
+        .filter(|(k, _)| !json::key_is(k, "@type"))
+    {
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(k);
+        out.push(':');
+        out.push_str(val);
+    }
+    out.push('}');
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `group/version/resource namespace name subresource uri`, `-` for none.
+    fn t(name: &str) -> Option<String> {
+        target_of_resource_name(name).map(|t| {
+            let o = |v: Option<&str>| v.unwrap_or("-").to_string();
+            format!(
+                "{}/{}/{} {} {} {} {}",
+                t.group,
+                t.version,
+                t.resource,
+                o(t.namespace),
+                o(t.name),
+                o(t.subresource),
+                o(t.uri.as_deref())
+            )
+        })
+    }
+
+    #[test]
+    fn resource_names_read_as_request_paths() {
+        let cases = [
+            (
+                "core/v1/namespaces/default/pods/web/exec",
+                "/v1/pods default web exec /api/v1/namespaces/default/pods/web/exec",
+            ),
+            (
+                "rbac.authorization.k8s.io/v1/clusterroles/admin",
+                "rbac.authorization.k8s.io/v1/clusterroles - admin - /apis/rbac.authorization.k8s.io/v1/clusterroles/admin",
+            ),
+            ("core/v1/secrets", "/v1/secrets - - - /api/v1/secrets"),
+            (
+                "core/v1/namespaces/kube-system/pods",
+                "/v1/pods kube-system - - /api/v1/namespaces/kube-system/pods",
+            ),
+            // The namespace object itself, and its subresources.
+            (
+                "core/v1/namespaces/prod",
+                "/v1/namespaces prod prod - /api/v1/namespaces/prod",
+            ),
+            (
+                "core/v1/namespaces/prod/finalize",
+                "/v1/namespaces prod prod finalize /api/v1/namespaces/prod/finalize",
+            ),
+        ];
+        for (name, want) in cases {
+            assert_eq!(t(name).as_deref(), Some(want), "{name}");
+        }
+        assert_eq!(t("/readyz"), None);
+        assert_eq!(t("core/v1"), None);
+        assert_eq!(t("core//pods"), None);
+    }
+
+    #[test]
+    fn methods_name_the_verb_and_a_target_without_a_resource_name() {
+        assert_eq!(
+            verb_of_method("io.k8s.core.v1.pods.exec.create"),
+            Some("create")
+        );
+        assert_eq!(
+            verb_of_method("io.k8s.core.v1.pods.deletecollection"),
+            Some("deletecollection")
+        );
+        assert_eq!(verb_of_method("io.k8s.readyz"), None);
+        let m = target_of_method("io.k8s.rbac.v1.clusterroles.create").unwrap();
+        assert_eq!(
+            (m.group.as_ref(), m.version, m.resource),
+            ("rbac.authorization.k8s.io", "v1", "clusterroles")
+        );
+        let m = target_of_method("io.k8s.core.v1.pods.portforward.create").unwrap();
+        assert_eq!((m.group.as_ref(), m.subresource), ("", Some("portforward")));
+        let m = target_of_method("io.k8s.apps.v1beta2.deployments.get").unwrap();
+        assert_eq!((m.group.as_ref(), m.version), ("apps", "v1beta2"));
+        assert!(target_of_method("io.k8s.readyz").is_none());
+        assert!(target_of_method("io.k8s.core.vx.pods.get").is_none());
+        assert!(is_version("v1") && is_version("v2beta1") && is_version("v1alpha3"));
+        assert!(
+            !is_version("v")
+                && !is_version("vbeta1")
+                && !is_version("v1beta")
+                && !is_version("version")
+        );
+    }
+
+    #[test]
+    fn grpc_codes_map_to_the_api_servers_http_codes() {
+        assert_eq!(http_of_grpc(7), Some(403));
+        assert_eq!(http_of_grpc(16), Some(401));
+        assert_eq!(http_of_grpc(5), Some(404));
+        assert_eq!(http_of_grpc(6), Some(409));
+        assert_eq!(http_of_grpc(10), Some(409));
+        assert_eq!(http_of_grpc(3), Some(400));
+        assert_eq!(http_of_grpc(17), None);
+    }
+
+    #[test]
+    fn type_is_dropped_and_the_rest_kept_in_order() {
+        assert_eq!(
+            without_type(r#"{"@type":"core.k8s.io/v1.Pod","kind":"Pod", "spec" : {"a":1}}"#)
+                .as_deref(),
+            Some(r#"{"kind":"Pod","spec":{"a":1}}"#)
+        );
+        assert_eq!(without_type(r#"{"@type":"x"}"#).as_deref(), Some("{}"));
+        assert_eq!(without_type("[1]"), None);
+    }
+}
