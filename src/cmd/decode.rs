@@ -40,6 +40,7 @@ pub fn decode(settings: DecodeSettings) -> ExitCode {
                 Err(e) => return fail(e),
             }
         }
+        InputSettings::Http(_) => return fail("saker decode reads stdin, a file or Kafka"),
     };
     let mut printer = Printer {
         out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
