@@ -77,6 +77,15 @@ pub struct Top<'a> {
     /// One Azure diagnostic record (AKS).
     #[serde(borrow)]
     pub properties: Option<&'a RawValue>,
+    // Keys of a `LogEntry` that its conversion reads (with `timestamp`).
+    #[serde(borrow, rename = "insertId")]
+    pub insert_id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub operation: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub labels: Option<&'a RawValue>,
+    #[serde(borrow)]
+    pub resource: Option<&'a RawValue>,
 }
 
 impl<'a> Top<'a> {

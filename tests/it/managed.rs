@@ -246,6 +246,7 @@ fn gke_expected(entry: &Value) -> Values {
             Some(5) => Some(404),
             Some(16) => Some(401),
             None | Some(0) if denied => Some(403),
+            None | Some(0) if p["status"].is_object() => Some(200),
             _ => None,
         }
     };

@@ -12,7 +12,7 @@
 //! | `objectRef`, `requestURI` | `resourceName` (else `authorizationInfo[0].resource`, else `methodName`), read as the API server reads a request path |
 //! | `user` | `authenticationInfo.principalEmail`, `.groups` |
 //! | `sourceIPs`, `userAgent` | `requestMetadata.callerIp`, `.callerSuppliedUserAgent` |
-//! | `responseStatus` | a `Status` `response`'s code, else `status.code` (gRPC) mapped to HTTP, else 403 when `authorizationInfo` was not granted, else none |
+//! | `responseStatus` | a `Status` `response`'s code, else `status.code` (gRPC) mapped to HTTP, else 403 when `authorizationInfo` was not granted, else 200 for an OK `status`, else none |
 //! | `requestObject`, `responseObject` | `request`, `response` without `@type` |
 //! | `annotations` | `labels` |
 //! | `requestReceivedTimestamp`, `stageTimestamp` | `timestamp` |
@@ -23,8 +23,10 @@
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
+
 use super::{Layer, OnEvent, OnSkip, Skip};
-use crate::event::{decode_bytes, json};
+use crate::event::{decode_bytes, json, Top};
 
 /// Verbs a `methodName` may end with: the API server's verbs, and the
 /// lower-cased HTTP methods of non-resource requests.
@@ -44,13 +46,13 @@ const VERBS: &[&str] = &[
 ];
 
 pub(super) fn entry(
-    raw: &str,
+    top: &Top,
     payload: &str,
     layer: Layer,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) {
-    let e = Entry::read(raw, payload);
+    let e = Entry::read(top, payload);
     if !e.is_kubernetes() {
         return on_skip(Skip::NotAuditEvent);
     }
@@ -83,18 +85,16 @@ struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    fn read(raw: &'a str, payload: &'a str) -> Entry<'a> {
-        let mut e = Entry::default();
-        for (k, v) in json::raw_entries(raw).unwrap_or_default() {
-            match k {
-                "\"insertId\"" => e.insert_id = Some(v),
-                "\"operation\"" => e.operation = Some(v),
-                "\"timestamp\"" => e.timestamp = Some(v),
-                "\"labels\"" => e.labels = Some(v),
-                "\"resource\"" => e.resource = Some(v),
-                _ => {}
-            }
-        }
+    fn read(top: &Top<'a>, payload: &'a str) -> Entry<'a> {
+        let get = |v: Option<&'a RawValue>| v.map(RawValue::get);
+        let mut e = Entry {
+            insert_id: get(top.insert_id),
+            operation: get(top.operation),
+            timestamp: get(top.timestamp),
+            labels: get(top.labels),
+            resource: get(top.resource),
+            ..Entry::default()
+        };
         for (k, v) in json::raw_entries(payload).unwrap_or_default() {
             match k {
                 "\"serviceName\"" => e.service = json::string(v),
@@ -442,9 +442,15 @@ fn response_status(e: &Entry) -> Option<String> {
         .and_then(|s| json::get(s, "code"))
         .and_then(|c| c.parse::<u32>().ok())
         .filter(|&c| c != 0);
+    // A status without a code is OK (proto3 leaves a zero out): 200, the
+    // HTTP code google.rpc.Code gives OK. No status at all says nothing.
+    let ok = e
+        .status
+        .is_some_and(|s| json::kind(s) == json::Kind::Object);
     let code = match grpc {
         Some(c) => http_of_grpc(c)?,
         None if denied(e) => 403,
+        None if ok => 200,
         None => return None,
     };
     o.raw("metadata", "{}");
@@ -462,9 +468,37 @@ fn response_status(e: &Entry) -> Option<String> {
 /// A `meta/v1` `Status` object (what the API server answers a failed
 /// request, and some deletes, with).
 fn is_status(v: &str) -> bool {
+    if let Some((ty, _)) = leading_type(v) {
+        return ty.ends_with(".Status");
+    }
     let kind = json::get(v, "kind").and_then(json::string);
     let ty = json::get(v, "@type").and_then(json::string);
     kind.as_deref() == Some("Status") || ty.is_some_and(|t| t.ends_with(".Status"))
+}
+
+/// An object whose first key is `@type` (where Cloud Logging puts it), with
+/// a value without escapes: the value, and the object's text after the
+/// entry (`"kind":"Pod",…}` or `}`), without scanning the rest.
+fn leading_type(v: &str) -> Option<(&str, &str)> {
+    let rest = v
+        .strip_prefix('{')?
+        .trim_start()
+        .strip_prefix("\"@type\"")?;
+    let rest = rest
+        .trim_start()
+        .strip_prefix(':')?
+        .trim_start()
+        .strip_prefix('"')?;
+    let end = memchr::memchr2(b'"', b'\\', rest.as_bytes())?;
+    if rest.as_bytes()[end] != b'"' {
+        return None;
+    }
+    let (ty, after) = (&rest[..end], rest[end + 1..].trim_start());
+    match after.as_bytes().first() {
+        Some(b',') => Some((ty, after[1..].trim_start())),
+        Some(b'}') => Some((ty, after)),
+        _ => None,
+    }
 }
 
 /// Whether an authorization check of the request was not granted.
@@ -504,6 +538,9 @@ pub(super) fn http_of_grpc(code: u32) -> Option<u16> {
 /// An object without its `@type` key (the protobuf type Cloud Logging
 /// adds to `request` and `response`).
 fn without_type(v: &str) -> Option<String> {
+    if let Some((_, rest)) = leading_type(v) {
+        return Some(format!("{{{rest}"));
+    }
     let entries = json::raw_entries(v)?;
     let mut out = String::with_capacity(v.len());
     out.push('{');
@@ -624,9 +661,26 @@ mod tests {
         assert_eq!(
             without_type(r#"{"@type":"core.k8s.io/v1.Pod","kind":"Pod", "spec" : {"a":1}}"#)
                 .as_deref(),
-            Some(r#"{"kind":"Pod","spec":{"a":1}}"#)
+            Some(r#"{"kind":"Pod", "spec" : {"a":1}}"#)
         );
         assert_eq!(without_type(r#"{"@type":"x"}"#).as_deref(), Some("{}"));
+        assert_eq!(
+            without_type(r#"{ "@type" : "x" , "a":1 }"#).as_deref(),
+            Some(r#"{"a":1 }"#)
+        );
+        assert_eq!(
+            without_type(r#"{"a":1,"@type":"x\"y","b":2}"#).as_deref(),
+            Some(r#"{"a":1,"b":2}"#)
+        );
+        assert_eq!(
+            without_type(r#"{"@type":"x\"y","b":2}"#).as_deref(),
+            Some(r#"{"b":2}"#)
+        );
+        assert!(is_status(r#"{"@type":"core.k8s.io/v1.Status","code":1}"#));
+        assert!(!is_status(
+            r#"{"@type":"core.k8s.io/v1.Pod","kind":"Status"}"#
+        ));
+        assert!(is_status(r#"{"kind":"Status"}"#));
         assert_eq!(without_type("[1]"), None);
     }
 }

@@ -165,7 +165,7 @@ pub(crate) fn open<'d>(
     if let Some(kind) = top.message_type {
         eks::payload(raw, get(kind), inner, on_event, on_skip)
     } else if let Some(payload) = top.proto_payload {
-        gke::entry(raw, get(payload), inner, on_event, on_skip)
+        gke::entry(top, get(payload), inner, on_event, on_skip)
     } else if let Some(records) = top.records {
         if !aks::records(get(records), inner, on_event, on_skip) {
             each(get(records), on_skip, |record, on_skip| {
