@@ -215,8 +215,13 @@ fn main() {
         .rules
         .expect("default rules load");
     let windowed = all.rules.iter().filter(|r| r.aggregate.is_some()).count();
+    let stateful = all.rules.iter().filter(|r| r.stateful.is_some()).count();
+    // The defaults without the sequence and first-seen rules' file.
+    let no_stateful = rules::load(&rules::default_sources()[..2])
+        .rules
+        .expect("default rules load");
     println!(
-        "{} single-event rules; {} rules with {windowed} windowed",
+        "{} single-event rules; {} rules with {windowed} windowed and {stateful} sequence or first-seen",
         single.rules.len(),
         all.rules.len()
     );
@@ -235,10 +240,25 @@ fn main() {
         data.len(),
         || saker_pass(&data, &single),
     );
+    let c0 = measure(
+        "(c0) saker, default rules but stateful ones",
+        data.len(),
+        || saker_pass(&data, &no_stateful),
+    );
     let c = measure(
         "(c) saker, all default rules, one thread",
         data.len(),
         || saker_pass(&data, &all),
+    );
+    // DESIGN 6: a sequence or first-seen rule costs no more per event than
+    // a windowed rule. Each kind's added time per event, per rule.
+    let per_rule = |with: f64, without: f64, rules: usize| {
+        (1e9 / with - 1e9 / without) / rules.max(1) as f64
+    };
+    println!(
+        "added cost per event and rule: windowed {:.1} ns, sequence/first-seen {:.1} ns",
+        per_rule(c0, b, windowed),
+        per_rule(c, c0, stateful)
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let d = measure(
