@@ -252,9 +252,8 @@ fn main() {
     );
     // DESIGN 6: a sequence or first-seen rule costs no more per event than
     // a windowed rule. Each kind's added time per event, per rule.
-    let per_rule = |with: f64, without: f64, rules: usize| {
-        (1e9 / with - 1e9 / without) / rules.max(1) as f64
-    };
+    let per_rule =
+        |with: f64, without: f64, rules: usize| (1e9 / with - 1e9 / without) / rules.max(1) as f64;
     println!(
         "added cost per event and rule: windowed {:.1} ns, sequence/first-seen {:.1} ns",
         per_rule(c0, b, windowed),
