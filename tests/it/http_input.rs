@@ -38,46 +38,53 @@ fn pki(dir: &Path) -> Pki {
 /// Starts the receiver on `port` with TLS, client certificates and the
 /// token; alerts go to `out`.
 fn receiver(p: &Pki, port: u16, out: &Path, extra: &[&str]) -> Killed {
-    let listen = format!("127.0.0.1:{port}");
-    let (cert, key, ca, token) = (
-        p.path("server.pem"),
-        p.path("server.key"),
-        p.path("ca.pem"),
-        p.path("token"),
-    );
-    let mut args = vec![
-        "run",
-        "--input",
-        "http",
-        "--listen",
-        &listen,
-        "--tls-cert",
-        &cert,
-        "--tls-key",
-        &key,
-        "--tls-client-ca",
-        &ca,
-        "--http-token-file",
-        &token,
-        "--no-summary",
-    ];
-    args.extend_from_slice(extra);
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(out)
         .unwrap();
-    let child = saker()
-        .args(&args)
+    let child = receiver_command(p, port, extra)
         .stdout(Stdio::from(out))
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    wait_up(p, port);
+    Killed(child)
+}
+
+/// `saker run --input http` on `port` with TLS, client certificates and
+/// the token, and `extra` flags; stdout still to be set.
+fn receiver_command(p: &Pki, port: u16, extra: &[&str]) -> Command {
+    let mut c = saker();
+    c.args([
+        "run",
+        "--input",
+        "http",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+    ])
+    .args([
+        "--tls-cert",
+        &p.path("server.pem"),
+        "--tls-key",
+        &p.path("server.key"),
+    ])
+    .args([
+        "--tls-client-ca",
+        &p.path("ca.pem"),
+        "--http-token-file",
+        &p.path("token"),
+    ])
+    .arg("--no-summary")
+    .args(extra)
+    .stderr(Stdio::null());
+    c
+}
+
+fn wait_up(p: &Pki, port: u16) {
     let up = wait_until(Duration::from_secs(20), || {
         (curl(p, port, "/healthz", &Post::get()).0 == 200).then_some(())
     });
     assert!(up.is_some(), "the receiver did not come up on {port}");
-    Killed(child)
 }
 
 /// How a request is made.
@@ -321,53 +328,23 @@ fn a_full_queue_answers_429_until_it_drains() {
     let max = std::fs::metadata(&a).unwrap().len() + 1000;
     // Output that nobody reads yet: the first batch's alerts fill the pipe,
     // so it stays in the queue, holding the whole byte budget.
-    let (listen, cert, key, ca, token, max_s) = (
-        format!("127.0.0.1:{port}"),
-        p.path("server.pem"),
-        p.path("server.key"),
-        p.path("ca.pem"),
-        p.path("token"),
-        max.to_string(),
-    );
-    let metrics_port = free_port();
-    let mut child: Child = saker()
-        .args([
-            "run",
-            "--input",
-            "http",
-            "--listen",
-            &listen,
-            "--tls-cert",
-            &cert,
-            "--tls-key",
-            &key,
-            "--tls-client-ca",
-            &ca,
-            "--http-token-file",
-            &token,
-            "--no-summary",
-            "--max-body-bytes",
-            &max_s,
-            "--http-queue-bytes",
-            &max_s,
-            "--metrics-listen",
-            &metrics_port.to_string(),
-        ])
+    let (max_s, metrics_port) = (max.to_string(), free_port());
+    let metrics = metrics_port.to_string();
+    let extra = [
+        "--max-body-bytes",
+        &max_s,
+        "--http-queue-bytes",
+        &max_s,
+        "--metrics-listen",
+        &metrics,
+    ];
+    let mut child: Child = receiver_command(&p, port, &extra)
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let mut stdout = child.stdout.take().unwrap();
     let saker = Killed(child);
-    assert!(wait_until(Duration::from_secs(20), || (curl(
-        &p,
-        port,
-        "/healthz",
-        &Post::get()
-    )
-    .0 == 200)
-        .then_some(()))
-    .is_some());
+    wait_up(&p, port);
     let pa = Pki::new(&p.dir);
     let first = std::thread::spawn(move || {
         let req = Post {
