@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::net::*;
+use super::pki::Pki;
 use super::*;
 
 /// Starts an Alertmanager on `port`, notifying the webhook at `hook`.
@@ -288,23 +289,6 @@ fn ha_pair_gets_everything_and_a_restart_loses_nothing() {
     let _ = std::fs::remove_dir_all(&dir2);
 }
 
-fn run_tool(bin: &str, args: &[&str], dir: &Path) {
-    assert!(
-        Path::new(bin).exists(),
-        "{bin} is not installed: run scripts/test, which installs it"
-    );
-    let out = Command::new(bin)
-        .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{bin} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[test]
 fn tls_with_a_custom_ca_and_a_bearer_token_through_a_proxy() {
     let dir = tmp("tls");
@@ -313,64 +297,9 @@ fn tls_with_a_custom_ca_and_a_bearer_token_through_a_proxy() {
     let (am_port, proxy_port) = (free_port(), free_port());
     let _am = alertmanager(&dir.join("am"), am_port, hook);
     // A private CA and a certificate for 127.0.0.1 signed by it.
-    let openssl = "/usr/bin/openssl";
-    run_tool(
-        openssl,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=saker test CA",
-        ],
-        &dir,
-    );
-    run_tool(
-        openssl,
-        &[
-            "req",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-keyout",
-            "srv.key",
-            "-out",
-            "srv.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-        &dir,
-    );
-    std::fs::write(dir.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run_tool(
-        openssl,
-        &[
-            "x509",
-            "-req",
-            "-in",
-            "srv.csr",
-            "-CA",
-            "ca.pem",
-            "-CAkey",
-            "ca.key",
-            "-CAcreateserial",
-            "-out",
-            "srv.pem",
-            "-days",
-            "1",
-            "-extfile",
-            "ext.cnf",
-        ],
-        &dir,
-    );
+    let pki = Pki::new(&dir);
+    pki.ca("ca");
+    pki.cert("srv", "127.0.0.1", "ca", true);
     // nginx terminates TLS and checks the token, as a proxy in front of
     // Alertmanager would.
     let d = dir.display();
