@@ -4,7 +4,9 @@
 
 use super::*;
 
-fn check_golden(name: &str, code: i32) {
+/// `saker check NAME.yaml` in the diagnostics goldens exits with `code` and
+/// prints exactly `NAME.expected`.
+pub fn check_golden(name: &str, code: i32) {
     let dir = golden("diagnostics");
     let out = saker()
         .current_dir(&dir)

@@ -122,3 +122,18 @@ pub fn exec_event(pod: &str, second: u32) -> String {
         r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"id-{pod}","stage":"ResponseStarted","requestURI":"/api/v1/namespaces/shop/pods/{pod}/exec?command=sh\u0026container=app","verb":"get","user":{{"username":"alice","groups":["system:authenticated"]}},"sourceIPs":["10.0.0.1"],"objectRef":{{"resource":"pods","namespace":"shop","name":"{pod}","apiVersion":"v1","subresource":"exec"}},"responseStatus":{{"metadata":{{}},"code":101}},"requestReceivedTimestamp":"2024-10-29T12:22:{second:02}.000001Z","stageTimestamp":"2024-10-29T12:22:{second:02}.000002Z"}}"#
     )
 }
+
+/// `saker test` on a golden test file passes every test in it.
+pub fn assert_rule_tests_pass(file: &str) {
+    let out = saker()
+        .args(["test", golden(file).to_str().unwrap()])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{file}:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains(" passed, 0 failed"), "{text}");
+}

@@ -9,33 +9,13 @@ fn semantics_cases_pass() {
         "sequences/semantics_test.yaml",
         "sequences/eviction_test.yaml",
     ] {
-        let out = saker()
-            .args(["test", golden(file).to_str().unwrap()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{file}:\n{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains(" passed, 0 failed"), "{text}");
+        assert_rule_tests_pass(file);
     }
 }
 
 #[test]
 fn sequence_diagnostics() {
-    let dir = golden("diagnostics");
-    let out = saker()
-        .current_dir(&dir)
-        .args(["check", "sequence_errors.yaml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_golden(
-        &dir.join("sequence_errors.expected"),
-        &String::from_utf8(out.stdout).unwrap(),
-    );
+    super::diagnostics::check_golden("sequence_errors", 1);
 }
 
 fn ev(id: &str, sec: u32, verb: &str, resource: &str, user: &str) -> String {

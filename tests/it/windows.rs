@@ -17,33 +17,13 @@ fn events(list: &[(u32, &str)]) -> String {
 #[test]
 fn semantics_cases_pass() {
     for file in ["windows/semantics_test.yaml", "windows/absence_test.yaml"] {
-        let out = saker()
-            .args(["test", golden(file).to_str().unwrap()])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(
-            out.status.success(),
-            "{file}:\n{text}{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(text.contains(" passed, 0 failed"), "{text}");
+        assert_rule_tests_pass(file);
     }
 }
 
 #[test]
 fn aggregate_diagnostics() {
-    let dir = golden("diagnostics");
-    let out = saker()
-        .current_dir(&dir)
-        .args(["check", "aggregate_errors.yaml"])
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(1));
-    assert_golden(
-        &dir.join("aggregate_errors.expected"),
-        &String::from_utf8(out.stdout).unwrap(),
-    );
+    super::diagnostics::check_golden("aggregate_errors", 1);
 }
 
 #[test]
