@@ -51,8 +51,8 @@ fn predicates(c: &mut Criterion) {
                     e.as_bytes(),
                     |ev| {
                         let mut cx = set.context();
-                        for &i in set.candidates(&ev, &mut cx) {
-                            if set.matches(i, &ev, &mut cx) {
+                        for c in set.candidates(&ev, &mut cx) {
+                            if set.matches(c.rule, &ev, &mut cx) {
                                 matched += 1;
                             }
                         }

@@ -7,7 +7,11 @@
 //!       faster of the two is the baseline;
 //!   (b) Saker with the default single-event rules, the whole pipeline from
 //!       lines to rendered alerts (written to a sink that discards them);
-//!   (c) the same with all default rules, windowed ones included;
+//!   (c0) the default rules without the sequence and first-seen ones;
+//!   (c) the same with all default rules, windowed ones included; then
+//!       the added cost per event of a windowed rule ((c0) against (b)) and
+//!       of a sequence or first-seen rule ((c) against (c0)), from seven
+//!       rounds that run the three passes in turn;
 //!   (d) (c) on every core (`--threads`: parallel decode and match, windows
 //!       fed in input order).
 //!   (e) (b) on the same events as managed clusters deliver them: each wrapped
@@ -166,6 +170,9 @@ fn measure<F: FnMut() -> (u64, u64)>(label: &str, bytes: usize, mut f: F) -> f64
     eps
 }
 
+/// Alternated rounds behind the per-rule cost figures.
+const ROUNDS: usize = 7;
+
 fn main() {
     let args: Vec<String> = std::env::args()
         .skip(1)
@@ -240,7 +247,7 @@ fn main() {
         data.len(),
         || saker_pass(&data, &single),
     );
-    let c0 = measure(
+    measure(
         "(c0) saker, default rules but stateful ones",
         data.len(),
         || saker_pass(&data, &no_stateful),
@@ -251,13 +258,36 @@ fn main() {
         || saker_pass(&data, &all),
     );
     // DESIGN 6: a sequence or first-seen rule costs no more per event than
-    // a windowed rule. Each kind's added time per event, per rule.
-    let per_rule =
-        |with: f64, without: f64, rules: usize| (1e9 / with - 1e9 / without) / rules.max(1) as f64;
+    // a windowed rule. Each kind's added time per event and rule, from
+    // rounds that run (b), (c0) and (c) one after the other, so that a
+    // noisy neighbour hits all three alike; the median and range of the
+    // rounds.
+    let rounds: Vec<(f64, f64)> = (0..ROUNDS)
+        .map(|_| {
+            let [tb, tc0, tc] = [&single, &no_stateful, &all].map(|set| {
+                let start = Instant::now();
+                let (events, _) = saker_pass(&data, set);
+                start.elapsed().as_secs_f64() * 1e9 / events.max(1) as f64
+            });
+            (
+                (tc0 - tb) / windowed.max(1) as f64,
+                (tc - tc0) / stateful.max(1) as f64,
+            )
+        })
+        .collect();
+    let spread = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        format!(
+            "{:.0} ns (range {:.0} to {:.0})",
+            v[v.len() / 2],
+            v[0],
+            v[v.len() - 1]
+        )
+    };
     println!(
-        "added cost per event and rule: windowed {:.1} ns, sequence/first-seen {:.1} ns",
-        per_rule(c0, b, windowed),
-        per_rule(c, c0, stateful)
+        "added cost per event and rule, median of {ROUNDS} alternated rounds: windowed {}, sequence/first-seen {}",
+        spread(rounds.iter().map(|r| r.0).collect()),
+        spread(rounds.iter().map(|r| r.1).collect())
     );
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let d = measure(

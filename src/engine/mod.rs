@@ -17,7 +17,7 @@ use crate::sink::metrics::{AlertKind, Registry, Shared};
 
 use crate::event::{decode_document, Event, Skip};
 use crate::rules::predicate::EvalCtx;
-use crate::rules::RuleSet;
+use crate::rules::{Candidate, RuleSet};
 use crate::sink::{Alert, AlertSink};
 use crate::source::lines::{strip_prefixes, Line};
 
@@ -319,10 +319,11 @@ impl<'r> Engine<'r> {
                 let mut cx = rules.context();
                 let tick = self.windows.tick_of(ev.time_ns);
                 self.windows.observe(tick);
-                for &i in rules.candidates(&ev, &mut cx) {
+                for &c in rules.candidates(&ev, &mut cx) {
+                    let i = c.rule;
                     if rules.rules[i].stateful.is_some() {
                         let state = Some((&self.windows.stateful, tick));
-                        if let Some(hit) = stateful::hit(rules, i, &ev, &mut cx, state) {
+                        if let Some(hit) = stateful::hit(rules, c, &ev, &mut cx, state) {
                             self.windows.stateful.push(i, ev.time_ns, hit);
                         }
                     } else if rules.rules[i].aggregate.is_some() && rules.matches(i, &ev, &mut cx) {
@@ -382,12 +383,19 @@ impl<'r> Engine<'r> {
 
     /// A matching event of sequence or first-seen rule `i`: its hit waits
     /// in the stream's state (or is captured, in a worker).
-    fn stateful_event<'a>(&mut self, i: usize, ev: &Event<'a>, cx: &mut EvalCtx<'a>, tick: i64) {
+    fn stateful_event<'a>(
+        &mut self,
+        c: Candidate,
+        ev: &Event<'a>,
+        cx: &mut EvalCtx<'a>,
+        tick: i64,
+    ) {
+        let i = c.rule;
         let state = self
             .capture
             .is_none()
             .then_some((&self.windows.stateful, tick));
-        let Some(hit) = stateful::hit(self.rules, i, ev, cx, state) else {
+        let Some(hit) = stateful::hit(self.rules, c, ev, cx, state) else {
             return;
         };
         if let Some(m) = &mut self.metrics {
@@ -485,12 +493,13 @@ impl<'r> Engine<'r> {
             self.windows.observe(tick);
         }
         let mut alerted = false;
-        for &i in rules.candidates(ev, &mut cx) {
+        for &c in rules.candidates(ev, &mut cx) {
+            let i = c.rule;
             let rule = &rules.rules[i];
             if rule.stateful.is_some() {
                 // Sequence and first-seen rules see every event, whatever
                 // `--rule-matching` says.
-                self.stateful_event(i, ev, &mut cx, tick);
+                self.stateful_event(c, ev, &mut cx, tick);
                 continue;
             }
             if rule.aggregate.is_some() {

@@ -9,7 +9,7 @@ use crate::event::Event;
 use crate::fields::extract::Val;
 use crate::rules::predicate::{EvalCtx, OperandId};
 use crate::rules::stateful::{FirstSeen, SeqPart, Sequence, StatefulRule};
-use crate::rules::{AggField, CompiledRule, OutputPart, RuleSet};
+use crate::rules::{AggField, Candidate, CompiledRule, OutputPart, RuleSet};
 use crate::sink::{Alert, StatefulInfo, StepInfo};
 use crate::stateful::first_seen::{New, Rendered, SeenHit};
 use crate::stateful::sequence::{Completed, SeqHit, StepHit};
@@ -29,22 +29,24 @@ fn text<'a>(
         .map(|v| v.render().into_owned())
 }
 
-/// What the event contributes to stateful rule `i`, if it matches. `state`
+/// What the event contributes to the candidate stateful rule, if it
+/// matches (a sequence tries only the steps the candidate names). `state`
 /// (the stream's, when this thread applies the hit) lets a first-seen rule
 /// skip rendering an alert that cannot be raised.
 pub fn hit<'a>(
     rules: &RuleSet,
-    i: usize,
+    candidate: Candidate,
     ev: &Event<'a>,
     cx: &mut EvalCtx<'a>,
     state: Option<(&Stateful, i64)>,
 ) -> Option<Hit> {
+    let i = candidate.rule;
     let rule = &rules.rules[i];
     if !rule.enabled {
         return None;
     }
     match rule.stateful.as_ref()? {
-        StatefulRule::Sequence(s) => sequence_hit(rules, s, ev, cx).map(Hit::Sequence),
+        StatefulRule::Sequence(s) => sequence_hit(rules, s, candidate, ev, cx).map(Hit::Sequence),
         StatefulRule::FirstSeen(f) => {
             if !rules.program.eval(rule.root, ev, cx) {
                 return None;
@@ -73,12 +75,13 @@ pub fn hit<'a>(
 fn sequence_hit<'a>(
     rules: &RuleSet,
     s: &Sequence,
+    candidate: Candidate,
     ev: &Event<'a>,
     cx: &mut EvalCtx<'a>,
 ) -> Option<SeqHit> {
     let mut steps = Vec::new();
     'steps: for (n, step) in s.steps.iter().enumerate() {
-        if !rules.program.eval(step.node, ev, cx) {
+        if !candidate.step(n) || !rules.program.eval(step.node, ev, cx) {
             continue;
         }
         let mut key = Vec::with_capacity(step.by.len());

@@ -7,6 +7,7 @@ pub mod aggregate;
 pub mod ast;
 pub mod compile;
 pub mod first_seen;
+pub mod index;
 pub mod ipnet;
 pub mod lint;
 pub mod loader;
@@ -15,7 +16,6 @@ pub mod predicate;
 pub mod stateful;
 pub mod yaml;
 
-use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -23,6 +23,8 @@ use crate::diag::{Code, Diagnostic, SourceFile};
 use crate::event::Event;
 use crate::fields::extract::Val;
 use crate::window;
+pub use index::Candidate;
+use index::RuleIndex;
 use predicate::{EvalCtx, NodeId, OperandId, Program};
 
 /// The rule files shipped with Saker, embedded in the binary.
@@ -177,53 +179,6 @@ pub struct RuleSet {
     index: RuleIndex,
 }
 
-/// Rules indexed by the `ka.target.resource` values their conditions
-/// require, so an event is only tried against rules that can match it.
-#[derive(Debug, Default)]
-struct RuleIndex {
-    operand: Option<OperandId>,
-    /// For each resource some rule requires: the rules to try, in order.
-    by_resource: HashMap<String, Vec<usize>>,
-    /// Rules to try for any other resource (or none): those that do not
-    /// require a resource.
-    other: Vec<usize>,
-}
-
-impl RuleIndex {
-    fn build(program: &Program, rules: &[CompiledRule]) -> Self {
-        let Some(op) = program.field_operand("ka.target.resource") else {
-            return RuleIndex {
-                operand: None,
-                by_resource: HashMap::new(),
-                other: (0..rules.len()).collect(),
-            };
-        };
-        let required: Vec<Option<HashSet<String>>> = rules
-            .iter()
-            .map(|r| program.required_values(r.root, op))
-            .collect();
-        let mut by_resource: HashMap<String, Vec<usize>> = HashMap::new();
-        for set in required.iter().flatten() {
-            for v in set {
-                by_resource.entry(v.clone()).or_default();
-            }
-        }
-        let other: Vec<usize> = (0..rules.len())
-            .filter(|&i| required[i].is_none())
-            .collect();
-        for (resource, list) in by_resource.iter_mut() {
-            *list = (0..rules.len())
-                .filter(|&i| required[i].as_ref().is_none_or(|s| s.contains(resource)))
-                .collect();
-        }
-        RuleIndex {
-            operand: Some(op),
-            by_resource,
-            other,
-        }
-    }
-}
-
 impl RuleSet {
     pub fn new(program: Program, rules: Vec<CompiledRule>) -> Self {
         let index = RuleIndex::build(&program, &rules);
@@ -234,19 +189,10 @@ impl RuleSet {
         }
     }
 
-    /// The rules that can match this event, in definition order.
-    pub fn candidates<'a>(&self, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> &[usize] {
-        let Some(op) = self.index.operand else {
-            return &self.index.other;
-        };
-        match self.program.value(op, ev, cx) {
-            Some(Val::Str(r)) => self
-                .index
-                .by_resource
-                .get(r.as_ref())
-                .unwrap_or(&self.index.other),
-            _ => &self.index.other,
-        }
+    /// The rules that can match this event, in definition order, with the
+    /// sequence steps that can.
+    pub fn candidates<'a>(&self, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> &[Candidate] {
+        self.index.candidates(&self.program, ev, cx)
     }
 
     /// Fresh per-event evaluation state.

@@ -70,12 +70,18 @@ impl FirstSeenState {
     /// Applies an event; `first` is the stream's first tick.
     pub fn apply(&mut self, tick: i64, time_ns: i64, hit: SeenHit, first: i64) -> Option<New> {
         let learning = tick < first.saturating_add(self.window);
-        let previous = self.keys.get(&hit.key).copied();
+        // One lookup for a key already held (most events), which also
+        // makes it the most recently used.
+        let previous = match self.keys.get_mut(&hit.key) {
+            Some(last) => Some(std::mem::replace(last, tick)),
+            None => {
+                if self.keys.push(hit.key.clone(), tick).is_some() {
+                    self.stats.evictions += 1;
+                }
+                None
+            }
+        };
         let recent = previous.is_some_and(|l| l > tick - self.window);
-        match self.keys.push(hit.key.clone(), tick) {
-            Some((old, _)) if old != hit.key => self.stats.evictions += 1,
-            _ => {}
-        }
         if learning || recent {
             return None;
         }

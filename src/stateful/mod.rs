@@ -4,16 +4,16 @@
 //!
 //! What an event contributes is detached from the event when it is read
 //! (its keys and the output values it may need, as strings): a [`Hit`].
-//! Hits wait in a heap until the watermark passes their tick, and are then
+//! Hits wait in a queue until the watermark passes their tick, and are then
 //! applied in (event time, input order) order, so applied times never go
 //! back. An event whose tick is at or below the watermark when it arrives
 //! is late: counted, never applied.
 
 pub mod first_seen;
+pub mod queue;
 pub mod sequence;
 
-use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::cmp::Ordering;
 
 use crate::rules::stateful::StatefulRule;
 use crate::rules::RuleSet;
@@ -86,7 +86,7 @@ pub struct RuleNumbers {
 pub struct Stateful {
     rules: Vec<Option<RuleState>>,
     resolution_ns: i64,
-    waiting: BinaryHeap<Reverse<Waiting>>,
+    waiting: queue::Queue<Waiting>,
     seq: u64,
     /// Every tick up to this one has been applied.
     applied: i64,
@@ -125,7 +125,7 @@ impl Stateful {
         Stateful {
             rules: states,
             resolution_ns: resolution_ns.max(1),
-            waiting: BinaryHeap::new(),
+            waiting: queue::Queue::default(),
             seq: 0,
             applied: i64::MIN,
             first_tick: None,
@@ -181,12 +181,12 @@ impl Stateful {
             }
         }
         self.seq += 1;
-        self.waiting.push(Reverse(Waiting {
+        self.waiting.push(Waiting {
             time_ns,
             seq: self.seq,
             rule,
             hit,
-        }));
+        });
         true
     }
 
@@ -195,12 +195,12 @@ impl Stateful {
     pub fn release(&mut self, watermark: i64) -> Vec<(usize, Outcome)> {
         let mut out = Vec::new();
         let first = self.first_tick.unwrap_or(i64::MIN);
-        while let Some(Reverse(w)) = self.waiting.peek() {
+        while let Some(w) = self.waiting.peek() {
             let tick = w.time_ns.div_euclid(self.resolution_ns);
             if tick > watermark {
                 break;
             }
-            let Some(Reverse(w)) = self.waiting.pop() else {
+            let Some(w) = self.waiting.pop() else {
                 break;
             };
             match (self.rules.get_mut(w.rule), w.hit) {
