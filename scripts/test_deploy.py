@@ -35,9 +35,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 
 import yaml
 
@@ -410,6 +412,112 @@ def check_webhook(build, ctx):
     fail_unless(not state.get("readOnly") and "emptyDir" in volume, "state-dir is not a writable emptyDir")
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def config_args(config, remap, run_flags):
+    """saker.yaml as `saker run` flags (what --config will read), its paths
+    moved by `remap`; a pending flag the binary does not have yet is left out."""
+    args = []
+    for key, value in config.items():
+        if key not in run_flags:
+            continue
+        values = value if isinstance(value, list) else [value]
+        for v in values:
+            if v is True:
+                args.append(f"--{key}")
+            elif v is not False:
+                args += [f"--{key}", remap(key, str(v))]
+    return args
+
+
+def check_webhook_live(build, ctx):
+    """The receiver, started with the base's settings and certificates made as
+    the README says, takes a batch from a client that uses the API server's
+    kubeconfig (its CA, its client certificate, its server address), refuses
+    one without a certificate, and answers the readiness probe's request."""
+    config = build.config()
+    deploy = os.path.join(ROOT, "deploy", "webhook")
+    with open(os.path.join(deploy, "audit-webhook-kubeconfig.yaml")) as f:
+        kubeconfig = yaml.safe_load(f)
+    server = kubeconfig["clusters"][0]["cluster"]["server"]
+    m = re.fullmatch(r"https://([0-9.]+):(\d+)(/.*)", server)
+    fail_unless(m, f"unexpected server {server}")
+    address, port, path = m.groups()
+    with tempfile.TemporaryDirectory() as tmp:
+        made = subprocess.run([os.path.join(ROOT, "examples", "webhook", "make-certs.sh"),
+                               "saker-webhook.saker.svc", address], cwd=tmp, capture_output=True, text=True)
+        fail_unless(made.returncode == 0, f"make-certs.sh: {made.stderr}")
+        rules_dir = os.path.join(tmp, "configmap")
+        os.mkdir(rules_dir)
+        resolved = iter(resolve_rules(build, ctx, rules_dir))
+        tls_mount, _ = mount_of(build, config["tls-cert"])
+        listen, metrics = free_port(), free_port()
+
+        def remap(key, value):
+            if key == "rules":
+                return next(resolved)
+            if value.startswith(tls_mount["mountPath"] + "/"):
+                return os.path.join(tmp, os.path.basename(value))
+            if key == "listen":
+                return f"127.0.0.1:{listen}"
+            if key == "metrics-listen":
+                return f"127.0.0.1:{metrics}"
+            if key == "state-dir":
+                return os.path.join(tmp, "state")
+            return value
+
+        args = config_args(config, remap, ctx["run_flags"])
+        args = [a for i, a in enumerate(args) if not (a == "--alertmanager" or
+                                                      (i and args[i - 1] == "--alertmanager"))]
+        proc = subprocess.Popen([ctx["saker"], "run", *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            up = False
+            for _ in range(100):
+                if proc.poll() is not None:
+                    break
+                if curl(["-s", f"http://127.0.0.1:{metrics}/healthz"])[1] == "ok\n":
+                    up = True
+                    break
+                time.sleep(0.1)
+            fail_unless(up, f"the receiver did not start: {proc.stderr.read() if proc.poll() is not None else ''}")
+            with open(os.path.join(ROOT, "examples", "audit-sample.jsonl")) as f:
+                execs = [line.strip() for line in f if '"subresource":"exec"' in line][:3]
+            batch = os.path.join(tmp, "batch.json")
+            with open(batch, "w") as f:
+                f.write('{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[' + ",".join(execs) + "]}")
+            target = ["--connect-to", f"{address}:{port}:127.0.0.1:{listen}", server]
+            user = kubeconfig["users"][0]["user"]
+            cluster = kubeconfig["clusters"][0]["cluster"]
+            as_api_server = ["--cacert", os.path.join(tmp, os.path.basename(cluster["certificate-authority"])),
+                             "--cert", os.path.join(tmp, os.path.basename(user["client-certificate"])),
+                             "--key", os.path.join(tmp, os.path.basename(user["client-key"]))]
+            code, body = curl(["-s", "-w", "\n%{http_code}", *as_api_server, "--data-binary", "@" + batch, *target])
+            fail_unless(code == 0 and body.endswith("\n200"), f"the API server's batch: curl {code}, {body!r}")
+            code, body = curl(["-s", "-w", "\n%{http_code}", "--cacert", as_api_server[1],
+                               "--data-binary", "@" + batch, *target])
+            fail_unless(code == 0 and body.endswith("\n401"), f"a batch without a client certificate: {body!r}")
+            probe = build.pod()["spec"]["containers"][0]["readinessProbe"]["httpGet"]
+            code, body = curl(["-s", "-k", "-w", "\n%{http_code}", f"https://127.0.0.1:{listen}{probe['path']}"])
+            fail_unless(code == 0 and body.endswith("\n200"), f"the readiness probe's request: {body!r}")
+        finally:
+            proc.terminate()
+            out, _ = proc.communicate(timeout=30)
+        alerts = [json.loads(a)["rule"] for a in out.splitlines()]
+        fail_unless("Exec Into Pod" in alerts, f"the batch gave no exec alert: {alerts}")
+
+
+def curl(args):
+    if not shutil.which("curl"):
+        raise CheckFailed("curl is missing (scripts/test installs it)")
+    done = subprocess.run(["curl", "--max-time", "20", *args], capture_output=True, text=True)
+    return done.returncode, done.stdout
+
+
 def check_node(build, ctx):
     spec = build.pod()["spec"]
     config = build.config()
@@ -443,6 +551,7 @@ CHECKS = [
     ("network policy", check_network_policy, None),
     ("kafka", check_kafka, "kafka"),
     ("webhook", check_webhook, "webhook"),
+    ("webhook receiver, as configured", check_webhook_live, "webhook"),
     ("node", check_node, "node"),
 ]
 
@@ -474,10 +583,13 @@ def workload_of(docs, kind):
 
 
 def set_config(docs, key, value):
+    """Sets a key of saker.yaml; None removes it."""
     for d in docs:
         if d["kind"] == "ConfigMap" and "saker.yaml" in d.get("data", {}):
             config = yaml.safe_load(d["data"]["saker.yaml"])
             config[key] = value
+            if value is None:
+                del config[key]
             d["data"]["saker.yaml"] = yaml.safe_dump(config)
 
 
@@ -501,6 +613,8 @@ MUTATIONS = [
      lambda d: first_container(d, "StatefulSet")["resources"]["limits"].pop("memory")),
     ("webhook", "webhook", "one replica",
      lambda d: workload_of(d, "Deployment")["spec"].update(replicas=1)),
+    ("webhook", "webhook receiver, as configured", "no client CA",
+     lambda d: set_config(d, "tls-client-ca", None)),
     ("kafka", "kafka", "no static member id",
      lambda d: first_container(d, "StatefulSet").update(args=["run", "--config", CONFIG_PATH])),
     ("node", "node", "the log mounted writable",
