@@ -166,7 +166,7 @@ def fail_unless(condition, message):
 # Each takes a Build (and the context) and raises CheckFailed with the reason.
 
 def check_schemas(build, ctx):
-    versions = kv_utils.all_versions()
+    versions = sorted(set(kv_utils.all_versions()), key=lambda v: [int(x) for x in v.split(".")])
     fail_unless(versions, "kubernetes-validate bundles no schemas")
     for doc in build.docs:
         for version in versions:
