@@ -5,15 +5,17 @@
 mod cli;
 mod cmd;
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cli::{Cli, Command, LogFormat};
+use cli::{Command, LogFormat};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let argv: Vec<_> = std::env::args_os().collect();
+    let cli = match cli::parse(&argv) {
+        Ok(cli) => cli,
+        Err(e) => return e.report(),
+    };
     // Rule tests feed deliberately noisy input; their skip warnings are noise.
     let level = match cli.command {
         Command::Test { .. } if cli.log_level == "warn" => "error",
@@ -21,9 +23,13 @@ fn main() -> ExitCode {
     };
     init_logging(cli.log_format, level);
     match cli.command {
-        Command::Run(args) => match args.settings() {
-            Ok(settings) => cmd::run(settings),
-            Err(e) => {
+        Command::Run(args) => match (args.print_config, args.settings()) {
+            (true, Ok(settings)) => {
+                cmd::emit(&settings.effective.to_string());
+                ExitCode::SUCCESS
+            }
+            (false, Ok(settings)) => cmd::run(settings),
+            (_, Err(e)) => {
                 eprintln!("saker: {e}");
                 ExitCode::from(2)
             }
@@ -47,14 +53,20 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs on stderr: colour only on a terminal and without `NO_COLOR`
+/// (journald and `kubectl logs` show escapes raw); JSON one object a line.
 fn init_logging(format: LogFormat, level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(io::stderr);
     match format {
-        LogFormat::Text => builder.with_target(false).init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder
+            .with_ansi(io::stderr().is_terminal() && !no_color)
+            .with_target(false)
+            .init(),
+        LogFormat::Json => builder.with_ansi(false).json().init(),
     }
 }

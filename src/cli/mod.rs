@@ -2,8 +2,9 @@
 //! into the `*Args` structs here, and each is validated once into typed
 //! settings ([`run::RunSettings`], …) that the commands in `cmd/` take. No
 //! library type knows about clap. A validation failure is a [`UsageError`]:
-//! exit code 2.
+//! exit code 2. `run --config FILE` is merged in by [`parse`].
 
+pub mod config;
 pub mod decode;
 pub mod durations;
 pub mod policy;
@@ -11,9 +12,12 @@ pub mod produce;
 pub mod rbac;
 pub mod run;
 
+use std::ffi::OsString;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -99,4 +103,83 @@ impl From<&str> for UsageError {
     fn from(s: &str) -> Self {
         UsageError(s.to_string())
     }
+}
+
+/// Why the command line cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// clap's own errors, and `--help` and `--version`.
+    #[error(transparent)]
+    Clap(#[from] clap::Error),
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    /// The config file's settings and the flags do not go together.
+    #[error("{error}")]
+    Merged { error: clap::Error, config: PathBuf },
+}
+
+impl CliError {
+    /// Prints the error (help and version on stdout); the exit code.
+    pub fn report(&self) -> ExitCode {
+        match self {
+            CliError::Clap(e) => {
+                let _ = e.print();
+                ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2))
+            }
+            CliError::Config(e @ config::ConfigError::Invalid { diagnostics, .. }) => {
+                for d in diagnostics {
+                    eprint!("{d}");
+                }
+                eprintln!("saker: {e}");
+                ExitCode::from(2)
+            }
+            CliError::Config(e) => {
+                eprintln!("saker: {e}");
+                ExitCode::from(2)
+            }
+            CliError::Merged { error, config } => {
+                let _ = error.print();
+                eprintln!(
+                    "note: the settings of {} were given as flags after the command line's",
+                    config.display()
+                );
+                ExitCode::from(2)
+            }
+        }
+    }
+}
+
+/// Reads the command line (`argv`, program name first). For `run --config
+/// FILE`, the file is read and checked ([`config::read`]), and each of its
+/// settings that the command line does not give is appended to `argv` as
+/// flags; clap then reads the whole again, so the file's settings are
+/// validated exactly as flags are. A repeatable flag on the command line
+/// replaces the file's list. Calling this again with the same `argv`
+/// re-reads the file (a reload).
+pub fn parse(argv: &[OsString]) -> Result<Cli, CliError> {
+    let root = Cli::command();
+    let mut matches = root.clone().try_get_matches_from(argv)?;
+    if let Some(("run", run)) = matches.subcommand() {
+        if let Some(path) = run.get_one::<PathBuf>("config") {
+            let file = config::read(path, &root)?;
+            let mut merged = argv.to_vec();
+            for setting in &file.settings {
+                if run.value_source(&setting.id) != Some(ValueSource::CommandLine) {
+                    merged.extend(setting.tokens.iter().cloned());
+                }
+            }
+            matches =
+                root.clone()
+                    .try_get_matches_from(merged)
+                    .map_err(|error| CliError::Merged {
+                        error,
+                        config: file.path.clone(),
+                    })?;
+        }
+    }
+    let mut cli = Cli::from_arg_matches(&matches)?;
+    if let (Command::Run(args), Some(run)) = (&mut cli.command, matches.subcommand_matches("run")) {
+        args.effective = config::Effective::of(&root, run);
+    }
+    Ok(cli)
 }

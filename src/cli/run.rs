@@ -19,6 +19,17 @@ use super::UsageError;
 
 #[derive(clap::Args)]
 pub struct RunArgs {
+    /// Read settings from this YAML file: its keys are the long names of
+    /// these flags (`input: kafka`, `rules: [PATH, ...]`, `follow: true`),
+    /// and flags given here override it (a repeatable flag given here
+    /// replaces the file's list). Relative paths in the file resolve against
+    /// its directory.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the settings in effect (the config file, these flags and the
+    /// defaults, merged) as a config file, and exit without running.
+    #[arg(long)]
+    pub print_config: bool,
     /// Rule file or directory of *.yaml files; repeat to load several, in
     /// order (later files can redefine or append). Default: the embedded rules.
     #[arg(long = "rules", short = 'r', value_name = "PATH")]
@@ -30,7 +41,8 @@ pub struct RunArgs {
         long,
         short = 'i',
         default_value = "-",
-        value_name = "-|FILE|kafka|http"
+        value_name = "-|FILE|kafka|http",
+        value_hint = clap::ValueHint::FilePath
     )]
     pub input: String,
     /// Keep reading the file as it grows, across log rotation (the old file
@@ -149,6 +161,9 @@ pub struct RunArgs {
     pub kafka: KafkaArgs,
     #[command(flatten)]
     pub http: HttpArgs,
+    /// Every setting in effect, by config key; filled in by [`super::parse`].
+    #[arg(skip)]
+    pub effective: super::config::Effective,
 }
 
 /// The audit webhook receiver (`--input http`).
@@ -208,7 +223,7 @@ pub struct KafkaArgs {
     pub kafka_group: String,
     /// librdkafka property, key=value (TLS, SASL, session.timeout.ms, ...);
     /// repeatable. Saker always commits offsets itself.
-    #[arg(short = 'X', value_name = "KEY=VALUE", value_parser = saker::source::kafka::parse_option)]
+    #[arg(short = 'X', long = "kafka-option", value_name = "KEY=VALUE", value_parser = saker::source::kafka::parse_option)]
     pub kafka_option: Vec<(String, String)>,
     /// How often processed offsets are committed.
     #[arg(long, default_value = "1s", value_parser = durations::std_nonzero, value_name = "DURATION")]
@@ -261,6 +276,10 @@ pub struct MetricsSettings {
 
 /// Everything `saker run` does, validated.
 pub struct RunSettings {
+    /// The config files read (`--config`), for a reload to watch and re-read.
+    pub config_files: Vec<PathBuf>,
+    /// Every setting in effect, by config key (`--print-config`).
+    pub effective: super::config::Effective,
     pub rules: Vec<PathBuf>,
     pub load: saker::rules::LoadOptions,
     pub input: InputSettings,
@@ -315,6 +334,8 @@ impl RunArgs {
             http_output: self.http_output_settings(),
             http_output_drain: self.http_output_drain,
             rules: self.rules,
+            config_files: self.config.into_iter().collect(),
+            effective: self.effective,
             load: saker::rules::LoadOptions {
                 resolution_ns: self.resolution,
             },

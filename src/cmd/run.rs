@@ -29,6 +29,9 @@ fn fail(what: impl std::fmt::Display) -> ExitCode {
 }
 
 pub fn run(settings: RunSettings) -> ExitCode {
+    for file in &settings.config_files {
+        tracing::info!(config = %file.display(), "settings read");
+    }
     let set = match super::load_rules(&settings.rules, &settings.load) {
         Ok(s) => s,
         Err(code) => return code,

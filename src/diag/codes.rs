@@ -45,7 +45,7 @@ codes! {
     /// A top-level item of an unknown kind (a warning; it is ignored).
     UnknownItem = "unknown-item", "A top-level item is none of rule, macro, list, required_engine_version or required_plugin_versions; it is ignored.\nExample: `- rules: x`.\nFix: correct the item's first key.";
     /// A key no rule, macro or list has (a warning; it is ignored).
-    UnknownKey = "unknown-key", "An item has a key that Saker does not know; it is ignored (a warning in rules files, an error in audit policies).\nExample: `- rule: x` with `priorty: WARNING`.\nFix: correct the key; the message suggests the nearest known one.";
+    UnknownKey = "unknown-key", "An item has a key that Saker does not know; it is ignored (a warning in rules files, an error in audit policies). In a `saker run --config` file, a key that is not a long flag of `saker run` (or is given twice) is an error.\nExample: `- rule: x` with `priorty: WARNING`; `rule_matching: all` in a config file.\nFix: correct the key; the message suggests the nearest known one.";
     /// A required key is missing.
     MissingKey = "missing-key", "A rule, macro or list lacks a key it needs (a rule needs condition, output and priority unless it appends or overrides).\nExample: `- rule: x` with only `condition:`.\nFix: add the keys the message lists.";
     /// `required_engine_version` is not a version.
@@ -125,7 +125,7 @@ codes! {
     /// A removed or unknown policy apiVersion.
     ApiVersion = "api-version", "`apiVersion` is not audit.k8s.io/v1 (v1alpha1 and v1beta1 were removed in Kubernetes 1.24).\nExample: `apiVersion: audit.k8s.io/v1beta1`.\nFix: write `apiVersion: audit.k8s.io/v1`.";
     /// A value of the wrong type in a policy or an RBAC object.
-    BadValue = "bad-value", "A key of an audit policy or an RBAC object has a value of the wrong type or shape (a list expected and a string found, a boolean expected, a Role without a namespace, …); the API server refuses it.\nExample: `rules: Metadata`.\nFix: give the type the message names.";
+    BadValue = "bad-value", "A key of an audit policy, an RBAC object or a `saker run --config` file has a value of the wrong type or shape (a list expected and a string found, a boolean expected, a Role without a namespace, a value the flag would refuse, …); the API server, or `saker run`, refuses it.\nExample: `rules: Metadata` in a policy; `threads: many` in a config file.\nFix: give the type the message names.";
     /// A policy rule without a level.
     MissingLevel = "missing-level", "A policy rule has no `level`; the API server refuses the policy.\nExample: `- resources: [{group: \"\"}]` alone.\nFix: add `level: Metadata` (or another level).";
     /// An unknown audit level.

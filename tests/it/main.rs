@@ -3,6 +3,7 @@
 
 mod alertmanager;
 mod cli;
+mod config;
 mod corpus;
 mod diagnostics;
 mod falco_format;
