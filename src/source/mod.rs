@@ -15,6 +15,7 @@ pub mod http;
 pub mod kafka;
 pub mod lines;
 pub mod live;
+pub mod position;
 pub mod stream;
 
 use std::fs::File;
