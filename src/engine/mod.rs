@@ -269,6 +269,16 @@ impl<'r> Engine<'r> {
         std::mem::swap(&mut self.windows, other);
     }
 
+    /// The rules the engine runs.
+    pub fn rules(&self) -> &'r RuleSet {
+        self.rules
+    }
+
+    /// The settings its windows are built with.
+    pub fn window_options(&self) -> WindowOptions {
+        self.window_options
+    }
+
     /// The state of the windows in the engine ([`Windows::snapshot`]).
     pub fn snapshot(&self) -> windows::snapshot::Snapshot {
         self.windows.snapshot(self.rules)
