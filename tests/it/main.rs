@@ -23,6 +23,7 @@ mod props;
 mod rbac;
 mod rules;
 mod sequences;
+mod snapshot_props;
 mod stateful_props;
 mod windows;
 
