@@ -355,7 +355,10 @@ mod tests {
         assert_eq!(next(&mut s), Some(("bb".into(), 1)));
         ack(&mut s, 0, 2);
         ack(&mut s, 1, 0);
-        assert!(first.try_recv().is_err(), "not answered before its last message");
+        assert!(
+            first.try_recv().is_err(),
+            "not answered before its last message"
+        );
         // Asked to stop in the middle: the request is still handed out whole.
         s.stop.store(true, Relaxed);
         assert_eq!(next(&mut s), Some(("ccc".into(), 2)));
