@@ -182,8 +182,8 @@ pub struct RunArgs {
 #[command(next_help_heading = "HTTP receiver (--input http)")]
 pub struct HttpArgs {
     /// Address to listen on. A bare port listens on loopback only; beyond
-    /// loopback, TLS and an authentication method (--tls-client-ca or
-    /// --http-token-file) are required.
+    /// loopback, TLS and an authentication method (--tls-client-ca,
+    /// --http-token-file or --http-access-key-file) are required.
     #[arg(long, default_value = "127.0.0.1:9765", value_name = "ADDR")]
     pub listen: String,
     /// Server certificate (PEM, with its chain), re-read when it changes.
@@ -192,15 +192,25 @@ pub struct HttpArgs {
     /// Server private key (PEM), re-read when it changes.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
-    /// CA (PEM) whose client certificates the audit paths require: the one
-    /// that signs the webhook kubeconfig's client-certificate.
+    /// CA (PEM) whose client certificates the audit paths (/k8s-audit,
+    /// /audit) require: the one that signs the webhook kubeconfig's
+    /// client-certificate.
     #[arg(long, value_name = "FILE")]
     pub tls_client_ca: Option<PathBuf>,
-    /// File of bearer tokens the audit paths accept, one per line (the
-    /// webhook kubeconfig's user token).
+    /// File of tokens, one per line, re-read when it changes. The audit
+    /// paths require one as a bearer token (the webhook kubeconfig's user
+    /// token); /pubsub as `?token=TOKEN` in the push endpoint URL.
     #[arg(long, value_name = "FILE")]
     pub http_token_file: Option<PathBuf>,
-    /// Bodies longer than this are refused with 413.
+    /// File of access keys, one per line, re-read when it changes: /firehose
+    /// requires one in the X-Amz-Firehose-Access-Key header (the access key
+    /// of the Firehose stream's HTTP endpoint destination). Without it,
+    /// /firehose is closed once another credential is configured.
+    #[arg(long, value_name = "FILE")]
+    pub http_access_key_file: Option<PathBuf>,
+    /// Bodies longer than this, as sent or inflated (Content-Encoding:
+    /// gzip), are refused with 413. Keep a Firehose stream's buffer size
+    /// below it.
     #[arg(long, default_value_t = 16 << 20, value_name = "BYTES")]
     pub max_body_bytes: u64,
     /// Bytes that requests waiting for, or under, evaluation may hold in
@@ -450,30 +460,14 @@ impl HttpArgs {
         let listen = saker::sink::metrics::listen_address(&self.listen)
             .map_err(|e| UsageError(format!("--listen {}: {e}", self.listen)))?;
         let tls = self.tls_cert.clone().zip(self.tls_key.clone());
-        let tokens = match &self.http_token_file {
-            None => None,
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| {
-                    UsageError(format!(
-                        "--http-token-file: cannot read {}: {e}",
-                        p.display()
-                    ))
-                })?;
-                let tokens: Vec<String> = text
-                    .lines()
-                    .map(str::trim)
-                    .filter(|l| !l.is_empty())
-                    .map(String::from)
-                    .collect();
-                if tokens.is_empty() {
-                    return Err(UsageError(format!(
-                        "--http-token-file: {} holds no token",
-                        p.display()
-                    )));
-                }
-                Some(tokens)
-            }
+        let secrets = |flag: &str, path: &Option<PathBuf>| match path {
+            None => Ok(None),
+            Some(p) => saker::source::http::secrets::SecretFile::open(p)
+                .map(|f| Some(std::sync::Arc::new(f)))
+                .map_err(|e| UsageError(format!("{flag}: {e}"))),
         };
+        let tokens = secrets("--http-token-file", &self.http_token_file)?;
+        let access_keys = secrets("--http-access-key-file", &self.http_access_key_file)?;
         if self.tls_client_ca.is_some() && tls.is_none() {
             return Err("--tls-client-ca needs --tls-cert and --tls-key".into());
         }
@@ -482,8 +476,10 @@ impl HttpArgs {
             if tls.is_none() {
                 missing.push("TLS (--tls-cert and --tls-key)");
             }
-            if self.tls_client_ca.is_none() && tokens.is_none() {
-                missing.push("an authentication method (--tls-client-ca or --http-token-file)");
+            if self.tls_client_ca.is_none() && tokens.is_none() && access_keys.is_none() {
+                missing.push(
+                    "an authentication method (--tls-client-ca, --http-token-file or --http-access-key-file)",
+                );
             }
             if !missing.is_empty() {
                 return Err(UsageError(format!(
@@ -504,6 +500,7 @@ impl HttpArgs {
             tls,
             client_ca: self.tls_client_ca.clone(),
             tokens,
+            access_keys,
             max_body_bytes: self.max_body_bytes,
             queue_bytes: self.http_queue_bytes,
         })

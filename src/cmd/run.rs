@@ -156,8 +156,14 @@ pub fn run(settings: RunSettings) -> ExitCode {
     };
     let mut progress = ProgressBar::new(size, show_progress);
     let start = Instant::now();
+    // A request's body is already bounded by --max-body-bytes: a document
+    // of it (an EventList, a Firehose record) is not cut at the line limit.
+    let max_document = match &settings.input {
+        InputSettings::Http(h) => usize::try_from(h.max_body_bytes).unwrap_or(usize::MAX),
+        _ => settings.max_line_bytes,
+    };
     let mut driver = Driver::new(&mut engine, sink.as_mut(), SystemClock)
-        .max_document(settings.max_line_bytes)
+        .max_document(max_document)
         .progress(|bytes, events| progress.update(bytes, events));
     if let Some(p) = &mut prepared {
         driver = driver.checkpoint(&mut p.keeper);

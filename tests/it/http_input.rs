@@ -15,7 +15,7 @@ use super::net::*;
 use super::pki::Pki;
 use super::*;
 
-fn tmp(name: &str) -> PathBuf {
+pub fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("saker-http-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
@@ -24,7 +24,7 @@ fn tmp(name: &str) -> PathBuf {
 
 /// A CA, a server certificate, a client certificate it signs, one from
 /// another CA, and a token file.
-fn pki(dir: &Path) -> Pki {
+pub fn pki(dir: &Path) -> Pki {
     let p = Pki::new(&dir.join("pki"));
     p.ca("ca");
     p.ca("other");
@@ -37,7 +37,7 @@ fn pki(dir: &Path) -> Pki {
 
 /// Starts the receiver on `port` with TLS, client certificates and the
 /// token; alerts go to `out`.
-fn receiver(p: &Pki, port: u16, out: &Path, extra: &[&str]) -> Killed {
+pub fn receiver(p: &Pki, port: u16, out: &Path, extra: &[&str]) -> Killed {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -53,7 +53,7 @@ fn receiver(p: &Pki, port: u16, out: &Path, extra: &[&str]) -> Killed {
 
 /// `saker run --input http` on `port` with TLS, client certificates and
 /// the token, and `extra` flags; stdout still to be set.
-fn receiver_command(p: &Pki, port: u16, extra: &[&str]) -> Command {
+pub fn receiver_command(p: &Pki, port: u16, extra: &[&str]) -> Command {
     let mut c = saker();
     c.args([
         "run",
@@ -80,7 +80,7 @@ fn receiver_command(p: &Pki, port: u16, extra: &[&str]) -> Command {
     c
 }
 
-fn wait_up(p: &Pki, port: u16) {
+pub fn wait_up(p: &Pki, port: u16) {
     let up = wait_until(Duration::from_secs(20), || {
         (curl(p, port, "/healthz", &Post::get()).0 == 200).then_some(())
     });
@@ -88,25 +88,42 @@ fn wait_up(p: &Pki, port: u16) {
 }
 
 /// How a request is made.
-struct Post<'a> {
-    body: Option<&'a Path>,
-    cert: Option<&'a str>,
-    token: Option<&'a str>,
+#[derive(Clone, Copy)]
+pub struct Post<'a> {
+    pub body: Option<&'a Path>,
+    pub cert: Option<&'a str>,
+    pub token: Option<&'a str>,
+    /// More headers, as `name: value`.
+    pub headers: &'a [&'a str],
 }
 
 impl Post<'_> {
-    fn get() -> Self {
+    pub fn get() -> Self {
         Post {
             body: None,
             cert: None,
             token: None,
+            headers: &[],
         }
     }
 }
 
 /// One request by curl: (status, body); status 0 when no HTTP answer came
 /// (a refused TLS handshake, a closed port).
-fn curl(p: &Pki, port: u16, path: &str, req: &Post) -> (u16, String) {
+pub fn curl(p: &Pki, port: u16, path: &str, req: &Post) -> (u16, String) {
+    let a = curl_answer(p, port, path, req);
+    (a.code, a.body)
+}
+
+/// What curl got back.
+pub struct Answer {
+    pub code: u16,
+    pub body: String,
+    /// The response's headers, names lowercased.
+    pub head: String,
+}
+
+pub fn curl_answer(p: &Pki, port: u16, path: &str, req: &Post) -> Answer {
     let mut c = Command::new("curl");
     c.args([
         "-sS",
@@ -114,6 +131,8 @@ fn curl(p: &Pki, port: u16, path: &str, req: &Post) -> (u16, String) {
         "60",
         "--cacert",
         &p.path("ca.pem"),
+        "-D",
+        "/dev/stderr",
         "-w",
         "\n%{http_code}",
     ]);
@@ -128,6 +147,9 @@ fn curl(p: &Pki, port: u16, path: &str, req: &Post) -> (u16, String) {
     if let Some(t) = req.token {
         c.args(["-H", &format!("Authorization: Bearer {t}")]);
     }
+    for h in req.headers {
+        c.args(["-H", h]);
+    }
     if let Some(body) = req.body {
         c.args(["-H", "Content-Type: application/json", "--data-binary"]);
         c.arg(format!("@{}", body.display()));
@@ -136,7 +158,11 @@ fn curl(p: &Pki, port: u16, path: &str, req: &Post) -> (u16, String) {
     let out = c.output().expect("curl (installed by scripts/test)");
     let text = String::from_utf8_lossy(&out.stdout);
     let (body, code) = text.rsplit_once('\n').unwrap_or(("", &text));
-    (code.trim().parse().unwrap_or(0), body.to_string())
+    Answer {
+        code: code.trim().parse().unwrap_or(0),
+        body: body.to_string(),
+        head: String::from_utf8_lossy(&out.stderr).to_ascii_lowercase(),
+    }
 }
 
 /// What the webhook backend does with a batch: post it, and on anything
@@ -151,6 +177,7 @@ fn send_like_the_webhook(p: &Pki, port: &Mutex<u16>, body: &Path) -> Instant {
             body: Some(body),
             cert: Some("apiserver"),
             token: Some("s3cret-token"),
+            headers: &[],
         };
         let (code, _) = curl(p, to, "/k8s-audit", &req);
         if (200..300).contains(&code) {
@@ -184,7 +211,7 @@ fn batch(dir: &Path, tag: &str, n: usize) -> PathBuf {
 
 /// How many "Exec Into Pod" alerts name each pod, in the JSON lines of
 /// `files`.
-fn alerts_by_pod(files: &[&Path]) -> BTreeMap<String, usize> {
+pub fn alerts_by_pod(files: &[&Path]) -> BTreeMap<String, usize> {
     let mut out = BTreeMap::new();
     for f in files {
         for line in std::fs::read_to_string(f).unwrap_or_default().lines() {
@@ -202,7 +229,7 @@ fn alerts_by_pod(files: &[&Path]) -> BTreeMap<String, usize> {
     out
 }
 
-fn stop(mut k: Killed) {
+pub fn stop(mut k: Killed) {
     // SIGTERM: what was taken in is evaluated and answered first.
     let _ = Command::new("kill")
         .args(["-TERM", &k.0.id().to_string()])
@@ -255,6 +282,7 @@ fn refusals_say_why_and_a_full_queue_is_retried() {
         body: Some(&small),
         cert: Some("apiserver"),
         token: Some("s3cret-token"),
+        headers: &[],
     };
     let cases = [
         (
@@ -318,6 +346,29 @@ fn refusals_say_why_and_a_full_queue_is_retried() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Regression: a body longer than `--max-line-bytes` was answered 200 and
+/// skipped whole as one over-long line.
+#[test]
+fn a_body_longer_than_the_line_limit_is_evaluated() {
+    let dir = tmp("long");
+    let p = pki(&dir);
+    let port = free_port();
+    let out = dir.join("alerts.jsonl");
+    let long = batch(&dir, "long", 400);
+    assert!(std::fs::metadata(&long).unwrap().len() > 100_000);
+    let saker = receiver(&p, port, &out, &["--max-line-bytes", "100000"]);
+    let req = Post {
+        body: Some(&long),
+        cert: Some("apiserver"),
+        token: Some("s3cret-token"),
+        headers: &[],
+    };
+    assert_eq!(curl(&p, port, "/k8s-audit", &req).0, 200);
+    assert_eq!(alerts_by_pod(&[&out]).len(), 400);
+    stop(saker);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn a_full_queue_answers_429_until_it_drains() {
     let dir = tmp("full");
@@ -351,6 +402,7 @@ fn a_full_queue_answers_429_until_it_drains() {
             body: Some(&a),
             cert: Some("apiserver"),
             token: Some("s3cret-token"),
+            headers: &[],
         };
         curl(&pa, port, "/k8s-audit", &req).0
     });
@@ -367,6 +419,7 @@ fn a_full_queue_answers_429_until_it_drains() {
         body: Some(&b),
         cert: Some("apiserver"),
         token: Some("s3cret-token"),
+        headers: &[],
     };
     let mut c = Command::new("curl");
     c.args([
@@ -507,6 +560,7 @@ fn a_replaced_certificate_is_served_to_new_connections() {
         body: Some(&b),
         cert: Some("apiserver"),
         token: Some("s3cret-token"),
+        headers: &[],
     };
     assert_eq!(curl(&p, port, "/k8s-audit", &req).0, 200);
     stop(saker);
@@ -522,7 +576,8 @@ fn listening_beyond_loopback_needs_tls_and_authentication() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("--tls-cert") && err.contains("--tls-client-ca or --http-token-file"),
+        err.contains("--tls-cert")
+            && err.contains("--tls-client-ca, --http-token-file or --http-access-key-file"),
         "{err}"
     );
     let dir = tmp("beyond");

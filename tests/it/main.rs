@@ -10,6 +10,7 @@ mod falco_format;
 mod hostile;
 mod http_input;
 mod http_output;
+mod http_push;
 mod kafka;
 mod live;
 mod managed;

@@ -37,8 +37,8 @@ use serde_json::value::RawValue;
 use super::{decode_bytes, json, Layer, OnEvent, OnSkip, Skip, Top};
 
 pub use push::{
-    firehose_delivery, firehose_records, firehose_response, pubsub_message, pubsub_push, Error,
-    FirehoseDelivery, PubSubMessage,
+    firehose_delivery, firehose_records, firehose_response, pubsub_delivery, pubsub_message,
+    pubsub_push, Error, FirehoseDelivery, PubSubMessage,
 };
 
 /// Envelopes nested deeper than this are not opened (counted as

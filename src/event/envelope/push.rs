@@ -43,6 +43,10 @@ pub enum Error {
     /// `message.data` is not base64.
     #[error("the Pub/Sub message's data is not base64: {0}")]
     MessageData(base64::DecodeError),
+    /// A body without the push wrapper that is not a document either,
+    /// e.g. `hello`.
+    #[error("neither a Pub/Sub push request nor a JSON document: {0}")]
+    Unwrapped(serde_json::Error),
 }
 
 /// A Firehose HTTP endpoint delivery, its records decoded from base64.
@@ -135,13 +139,19 @@ struct RawPush {
     subscription: Option<String>,
 }
 
+/// Pub/Sub writes the id and the time twice, in both cases (`messageId`
+/// and `message_id`), so each spelling is a field of its own.
 #[derive(Deserialize)]
 struct RawMessage {
     data: Option<String>,
-    #[serde(rename = "messageId", alias = "message_id")]
+    #[serde(rename = "messageId")]
     message_id: Option<String>,
-    #[serde(rename = "publishTime", alias = "publish_time")]
+    #[serde(rename = "message_id")]
+    message_id_snake: Option<String>,
+    #[serde(rename = "publishTime")]
     publish_time: Option<String>,
+    #[serde(rename = "publish_time")]
+    publish_time_snake: Option<String>,
 }
 
 /// Reads a Pub/Sub push request's body
@@ -154,10 +164,37 @@ pub fn pubsub_push(body: &[u8]) -> Result<PubSubMessage, Error> {
     let data = raw.message.data.ok_or(Error::NoMessageData)?;
     Ok(PubSubMessage {
         data: base64_decode(&data).map_err(Error::MessageData)?,
-        message_id: raw.message.message_id,
-        publish_time: raw.message.publish_time,
+        message_id: raw.message.message_id.or(raw.message.message_id_snake),
+        publish_time: raw.message.publish_time.or(raw.message.publish_time_snake),
         subscription: raw.subscription,
     })
+}
+
+/// What a Pub/Sub push endpoint was sent: a push request (`Some`, its
+/// message), or, from a subscription without the wrapper
+/// (`--push-no-wrapper`), the message's data itself (`None`: the body is
+/// the document). A JSON object whose `message` is an object is a push
+/// request (a `LogEntry` has no `message` key); anything else must be a
+/// JSON document, or gzip'd.
+pub fn pubsub_delivery(body: &[u8]) -> Result<Option<PubSubMessage>, Error> {
+    #[derive(Deserialize)]
+    struct Probe<'a> {
+        #[serde(borrow, default)]
+        message: Option<&'a serde_json::value::RawValue>,
+    }
+    if super::is_gzip(body) {
+        return Ok(None);
+    }
+    let start = body.iter().position(|b| !b.is_ascii_whitespace());
+    if start.map(|i| body[i]) == Some(b'{') {
+        let probe: Probe = serde_json::from_slice(body).map_err(Error::Unwrapped)?;
+        if probe.message.is_some_and(|m| m.get().starts_with('{')) {
+            return pubsub_push(body).map(Some);
+        }
+        return Ok(None);
+    }
+    serde_json::from_slice::<serde::de::IgnoredAny>(body).map_err(Error::Unwrapped)?;
+    Ok(None)
 }
 
 /// The decoded data of a Pub/Sub push request's message.
@@ -200,6 +237,13 @@ mod tests {
             m.subscription.as_deref(),
             Some("projects/p/subscriptions/s")
         );
+        // As Pub/Sub sends it: the id and the time in both spellings.
+        let both = br#"{"message":{"attributes":{"k":"v"},"data":"e30=","messageId":"7","message_id":"7","publishTime":"2024-01-01T00:00:00Z","publish_time":"2024-01-01T00:00:00Z"},"subscription":"s"}"#;
+        let m = pubsub_push(both).unwrap();
+        assert_eq!(m.message_id.as_deref(), Some("7"));
+        assert_eq!(m.publish_time.as_deref(), Some("2024-01-01T00:00:00Z"));
+        let snake = br#"{"message":{"data":"e30=","message_id":"8"}}"#;
+        assert_eq!(pubsub_push(snake).unwrap().message_id.as_deref(), Some("8"));
         assert!(matches!(
             pubsub_message(br#"{"message":{}}"#),
             Err(Error::NoMessageData)
@@ -209,5 +253,40 @@ mod tests {
             Err(Error::MessageData(_))
         ));
         assert!(matches!(pubsub_message(b"[]"), Err(Error::Shape { .. })));
+    }
+
+    #[test]
+    fn pubsub_deliveries_with_and_without_the_wrapper() {
+        let wrapped = br#" {"message":{"data":"e30=","attributes":{"a":"b"},"messageId":"9"},"subscription":"s"}"#;
+        let m = pubsub_delivery(wrapped).unwrap().unwrap();
+        assert_eq!(
+            (m.data.as_slice(), m.message_id.as_deref()),
+            (&b"{}"[..], Some("9"))
+        );
+        // A LogEntry as the body: no wrapper.
+        let entry = br#"{"insertId":"x","protoPayload":{"methodName":"io.k8s.core.v1.pods.get"}}"#;
+        assert!(pubsub_delivery(entry).unwrap().is_none());
+        // `message` that is not an object is some document's own key.
+        assert!(pubsub_delivery(br#"{"message":"hello"}"#)
+            .unwrap()
+            .is_none());
+        assert!(pubsub_delivery(br#"[{"insertId":"x"}]"#).unwrap().is_none());
+        assert!(pubsub_delivery(b"\x1f\x8b\x08 gzip'd").unwrap().is_none());
+        // The wrapper, broken: its own errors.
+        assert!(matches!(
+            pubsub_delivery(br#"{"message":{"data":"%%"}}"#),
+            Err(Error::MessageData(_))
+        ));
+        assert!(matches!(
+            pubsub_delivery(br#"{"message":{"attributes":{}}}"#),
+            Err(Error::NoMessageData)
+        ));
+        for bad in [&b"hello"[..], b"{\"message\":", b"", b"  "] {
+            assert!(
+                matches!(pubsub_delivery(bad), Err(Error::Unwrapped(_))),
+                "{}",
+                String::from_utf8_lossy(bad)
+            );
+        }
     }
 }

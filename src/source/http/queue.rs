@@ -23,7 +23,9 @@ pub enum Outcome {
 /// A request waiting for the engine.
 #[derive(Debug)]
 pub struct Pending {
-    pub body: Vec<u8>,
+    /// Its messages of documents, evaluated in order (an audit body is
+    /// one; a Firehose delivery has one per record).
+    pub docs: Vec<Vec<u8>>,
     pub respond: oneshot::Sender<Outcome>,
     /// The bytes reserved for it.
     pub reserved: u64,
@@ -124,14 +126,14 @@ mod tests {
         for n in 0..3u8 {
             let (tx, _rx) = oneshot::channel();
             q.push(Pending {
-                body: vec![n],
+                docs: vec![vec![n]],
                 respond: tx,
                 reserved: 1,
             });
         }
         let got: Vec<u8> = (0..3)
             .filter_map(|_| q.pop(Duration::ZERO))
-            .map(|p| p.body[0])
+            .map(|p| p.docs[0][0])
             .collect();
         assert_eq!(got, [0, 1, 2]);
     }

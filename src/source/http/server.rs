@@ -1,43 +1,72 @@
 //! The receiver's listener, on the network runtime (hyper, HTTP/1.1, TLS by
-//! tokio-rustls): routes, authentication, the body read within its limits,
-//! checked to be an audit `Event` or `EventList`, queued for the engine,
-//! and answered once the engine says its alerts are out.
+//! tokio-rustls): connections, routes and plain-text answers, each answer
+//! counted. The audit paths' bodies must be an audit `Event` or
+//! `EventList`; the cloud push paths are [`super::push`]; who may post
+//! where is [`super::auth`]; reading, queueing and acknowledging is
+//! [`super::ingest`], shared by every path.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::de::IgnoredAny;
-use tokio::sync::oneshot;
 
-use super::queue::{Outcome, Pending};
-use super::Shared;
+use super::{auth, ingest, push, Shared};
 
 /// Paths that take audit events.
 pub const AUDIT_PATHS: [&str; 2] = ["/k8s-audit", "/audit"];
+/// Firehose's HTTP endpoint delivery.
+pub const FIREHOSE_PATH: &str = "/firehose";
+/// A Pub/Sub push subscription's deliveries.
+pub const PUBSUB_PATH: &str = "/pubsub";
 /// How long a client may take to send its request headers.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a client may take to send its whole body.
-const BODY_TIMEOUT: Duration = Duration::from_secs(30);
 /// What a full queue asks the sender to wait, in seconds.
 const RETRY_AFTER_SECONDS: &str = "1";
 
-type Answer = Response<Full<Bytes>>;
+pub type Answer = Response<Full<Bytes>>;
 
-fn answer(code: StatusCode, text: impl Into<String>) -> Answer {
+/// A plain-text answer.
+pub fn answer(code: StatusCode, text: impl Into<String>) -> Answer {
     let mut r = Response::new(Full::new(Bytes::from(text.into() + "\n")));
     *r.status_mut() = code;
     r.headers_mut().insert(
         CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
+    with_retry_after(r)
+}
+
+/// A `429` says when to try again.
+pub fn with_retry_after(mut r: Answer) -> Answer {
+    if r.status() == StatusCode::TOO_MANY_REQUESTS {
+        r.headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
+    }
     r
+}
+
+/// The paths that take posts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Audit,
+    Firehose,
+    PubSub,
+}
+
+fn route_of(path: &str) -> Option<Route> {
+    match path {
+        p if AUDIT_PATHS.contains(&p) => Some(Route::Audit),
+        FIREHOSE_PATH => Some(Route::Firehose),
+        PUBSUB_PATH => Some(Route::PubSub),
+        _ => None,
+    }
 }
 
 /// Accepts connections until the process ends.
@@ -98,7 +127,7 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, verified: bool, s: &Sh
     let started = Instant::now();
     let path = req.uri().path().to_string();
     let (answer, events) = route(req, verified, s).await;
-    let known = AUDIT_PATHS.contains(&path.as_str()) || path == "/healthz" || path == "/readyz";
+    let known = route_of(&path).is_some() || path == "/healthz" || path == "/readyz";
     s.counters.answered(
         if known { &path } else { "other" },
         answer.status().as_u16(),
@@ -112,165 +141,49 @@ async fn handle(req: Request<Incoming>, peer: SocketAddr, verified: bool, s: &Sh
 /// The answer, and the events it carried when it was evaluated.
 async fn route(req: Request<Incoming>, verified: bool, s: &Shared) -> (Answer, u64) {
     let path = req.uri().path();
-    match (req.method(), path) {
-        (&Method::GET, "/healthz") => (answer(StatusCode::OK, "ok"), 0),
-        (&Method::GET, "/readyz") if s.stopping.load(Relaxed) => {
+    match (req.method(), path, route_of(path)) {
+        (&Method::GET, "/healthz", _) => (answer(StatusCode::OK, "ok"), 0),
+        (&Method::GET, "/readyz", _) if s.stopping.load(Relaxed) => {
             (answer(StatusCode::SERVICE_UNAVAILABLE, "shutting down"), 0)
         }
-        (&Method::GET, "/readyz") => (answer(StatusCode::OK, "ready"), 0),
-        (&Method::POST, p) if AUDIT_PATHS.contains(&p) => match refusal(&req, verified, s) {
-            Some(refusal) => (refusal, 0),
-            None => ingest(req, s).await,
-        },
-        (_, p) if AUDIT_PATHS.contains(&p) => (
+        (&Method::GET, "/readyz", _) => (answer(StatusCode::OK, "ready"), 0),
+        (&Method::POST, _, Some(Route::Audit)) => audit(req, verified, s).await,
+        (&Method::POST, _, Some(Route::Firehose)) => push::firehose(req, s).await,
+        (&Method::POST, _, Some(Route::PubSub)) => push::pubsub(req, s).await,
+        (_, _, Some(r)) => (
             answer(
                 StatusCode::METHOD_NOT_ALLOWED,
-                "POST an audit EventList or Event",
+                match r {
+                    Route::Audit => "POST an audit EventList or Event",
+                    Route::Firehose => "POST a Firehose HTTP endpoint delivery",
+                    Route::PubSub => "POST a Pub/Sub push message",
+                },
             ),
             0,
         ),
         _ => (
             answer(
                 StatusCode::NOT_FOUND,
-                "not found; POST audit events to /k8s-audit or /audit",
+                "not found; POST audit events to /k8s-audit or /audit, Firehose deliveries to /firehose, Pub/Sub pushes to /pubsub",
             ),
             0,
         ),
     }
 }
 
-/// Why the request may not post, if it may not: the client certificate
-/// and the bearer token, as configured.
-fn refusal(req: &Request<Incoming>, verified: bool, s: &Shared) -> Option<Answer> {
-    if s.client_certs && !verified {
-        return Some(answer(
-            StatusCode::UNAUTHORIZED,
-            "a client certificate is required",
-        ));
-    }
-    let tokens = s.tokens.as_ref()?;
-    let given = req
-        .headers()
-        .get(AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let Some(given) = given else {
-        return Some(answer(
-            StatusCode::UNAUTHORIZED,
-            "a bearer token is required",
-        ));
+/// The audit paths: the body, checked to be an `EventList` or an `Event`,
+/// is one message.
+async fn audit(req: Request<Incoming>, verified: bool, s: &Shared) -> (Answer, u64) {
+    let taken = async {
+        auth::audit(&req, verified, s)?;
+        let (body, held) = ingest::body(req, s).await?;
+        check(&body).map_err(|why| ingest::Failure::new(StatusCode::BAD_REQUEST, why))?;
+        ingest::submit(vec![body], held, s).await
     };
-    let known = tokens
-        .iter()
-        .any(|t| constant_time_eq(t.as_bytes(), given.trim().as_bytes()));
-    (!known).then(|| answer(StatusCode::FORBIDDEN, "the bearer token is not accepted"))
-}
-
-/// Compares without stopping at the first difference.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// Reads, checks and queues the body; waits for its evaluation.
-async fn ingest(req: Request<Incoming>, s: &Shared) -> (Answer, u64) {
-    let max = s.max_body_bytes;
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return (too_large(max), 0);
+    match taken.await {
+        Ok(events) => (answer(StatusCode::OK, "ok"), events),
+        Err(f) => (answer(f.code, f.reason), 0),
     }
-    // Reserve what the body declares up front; a body without a length
-    // reserves as it arrives.
-    let mut reserved = 0u64;
-    if let Some(n) = declared {
-        if !s.budget.reserve(n) {
-            return (full(), 0);
-        }
-        reserved = n;
-    }
-    let read =
-        tokio::time::timeout(BODY_TIMEOUT, read_body(req.into_body(), s, &mut reserved)).await;
-    let body = match read {
-        Ok(Ok(body)) => body,
-        Ok(Err(refusal)) => {
-            s.release(reserved);
-            return (*refusal, 0);
-        }
-        Err(_) => {
-            s.release(reserved);
-            return (
-                answer(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "the body did not arrive in time",
-                ),
-                0,
-            );
-        }
-    };
-    s.counters.bytes.fetch_add(body.len() as u64, Relaxed);
-    if let Err(reason) = check(&body) {
-        s.release(reserved);
-        return (answer(StatusCode::BAD_REQUEST, reason), 0);
-    }
-    let (tx, rx) = oneshot::channel();
-    s.counters.queue_bytes.store(s.budget.used(), Relaxed);
-    s.queue.push(Pending {
-        body,
-        respond: tx,
-        reserved,
-    });
-    match rx.await {
-        Ok(Outcome::Done { events }) => (answer(StatusCode::OK, "ok"), events),
-        Ok(Outcome::Unavailable) | Err(_) => (
-            answer(StatusCode::SERVICE_UNAVAILABLE, "shutting down; send again"),
-            0,
-        ),
-    }
-}
-
-fn too_large(max: u64) -> Answer {
-    answer(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        format!("the body is over {max} bytes (--max-body-bytes)"),
-    )
-}
-
-fn full() -> Answer {
-    let mut a = answer(StatusCode::TOO_MANY_REQUESTS, "the queue is full; retry");
-    a.headers_mut()
-        .insert(RETRY_AFTER, HeaderValue::from_static(RETRY_AFTER_SECONDS));
-    a
-}
-
-/// The body, within the size limit and the byte budget.
-async fn read_body(
-    mut body: Incoming,
-    s: &Shared,
-    reserved: &mut u64,
-) -> Result<Vec<u8>, Box<Answer>> {
-    let mut out = Vec::with_capacity(*reserved as usize);
-    while let Some(frame) = body.frame().await {
-        let frame =
-            frame.map_err(|e| answer(StatusCode::BAD_REQUEST, format!("reading the body: {e}")))?;
-        let Some(data) = frame.data_ref() else {
-            continue;
-        };
-        let len = (out.len() + data.len()) as u64;
-        if len > s.max_body_bytes {
-            return Err(Box::new(too_large(s.max_body_bytes)));
-        }
-        if len > *reserved {
-            if !s.budget.reserve(len - *reserved) {
-                return Err(Box::new(full()));
-            }
-            *reserved = len;
-        }
-        out.extend_from_slice(data);
-    }
-    Ok(out)
 }
 
 /// The body must be an audit `EventList` or `Event` in valid JSON; nothing
@@ -320,12 +233,5 @@ mod tests {
             let e = check(body).unwrap_err();
             assert!(e.contains(why), "{e}");
         }
-    }
-
-    #[test]
-    fn tokens_compare_whole() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 }
