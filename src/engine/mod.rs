@@ -3,6 +3,8 @@
 //! through [`windows`].
 
 pub mod parallel;
+pub mod reload;
+pub mod rules;
 pub mod stateful;
 pub mod windows;
 
@@ -10,14 +12,14 @@ use std::io;
 
 use std::time::Instant;
 
+pub use rules::Rules;
 use windows::{WindowOptions, Windows};
 
 use crate::fields::{self, Arg, FieldDef};
 use crate::sink::metrics::{AlertKind, Registry, Shared};
 
 use crate::event::{decode_document, Event, Skip};
-use crate::rules::predicate::EvalCtx;
-use crate::rules::{Candidate, RuleSet};
+use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
 use crate::source::lines::{strip_prefixes, Line};
 
@@ -53,7 +55,7 @@ impl Stats {
 const LOGGED_SKIPS: u64 = 5;
 
 pub struct Engine<'r> {
-    rules: &'r RuleSet,
+    rules: Rules<'r>,
     matching: RuleMatching,
     window_options: WindowOptions,
     windows: Windows,
@@ -82,6 +84,22 @@ struct Metrics {
     /// Per event: the rules that matched and the alerts produced.
     matched: Vec<usize>,
     alerts: Vec<(usize, AlertKind)>,
+}
+
+/// Adds the matches and alerts noted since the last call to `r`.
+fn drain_rule_counts(
+    matched: &mut Vec<usize>,
+    alerts: &mut Vec<(usize, AlertKind)>,
+    r: &mut Registry,
+) {
+    for i in matched.drain(..) {
+        if let Some(n) = r.matches.get_mut(i) {
+            *n += 1;
+        }
+    }
+    for (i, kind) in alerts.drain(..) {
+        r.alert(i, kind);
+    }
 }
 
 /// Resolves `name=field` pairs for `kube_audit_event_count` labels.
@@ -113,22 +131,26 @@ pub fn metric_labels(spec: &str) -> Result<Vec<(String, &'static FieldDef)>, Str
 }
 
 impl<'r> Engine<'r> {
-    pub fn new(rules: &'r RuleSet, matching: RuleMatching) -> Self {
+    /// An engine running `rules`: a `&RuleSet` it borrows, or an
+    /// `Arc<RuleSet>` it shares (which a reload can replace).
+    pub fn new(rules: impl Into<Rules<'r>>, matching: RuleMatching) -> Self {
         Engine::with_options(rules, matching, WindowOptions::default())
     }
 
     pub fn with_options(
-        rules: &'r RuleSet,
+        rules: impl Into<Rules<'r>>,
         matching: RuleMatching,
         options: WindowOptions,
     ) -> Self {
+        let rules = rules.into();
+        let n = rules.rules.len();
         Engine {
+            windows: Windows::new(&rules, options),
             rules,
             matching,
             window_options: options,
-            windows: Windows::new(rules, options),
             stats: Stats {
-                alerts: vec![0; rules.rules.len()],
+                alerts: vec![0; n],
                 ..Stats::default()
             },
             metrics: None,
@@ -136,7 +158,7 @@ impl<'r> Engine<'r> {
             capture: None,
             line_base: 0,
             publish_totals: true,
-            stateful_counts: vec![Default::default(); rules.rules.len()],
+            stateful_counts: vec![Default::default(); n],
         }
     }
 
@@ -166,7 +188,7 @@ impl<'r> Engine<'r> {
     /// and metrics registry, captures instead of emitting, and leaves the
     /// totals to this engine.
     fn worker(&self) -> Engine<'r> {
-        let mut w = Engine::with_options(self.rules, self.matching, self.window_options);
+        let mut w = Engine::with_options(self.rules.clone(), self.matching, self.window_options);
         w.capture = Some(Vec::new());
         w.publish_totals = false;
         w.metrics = self.metrics.as_ref().map(|m| Metrics {
@@ -205,14 +227,7 @@ impl<'r> Engine<'r> {
         if let Some((_, started)) = event {
             r.observe_latency(started.elapsed().as_secs_f64());
         }
-        for i in m.matched.drain(..) {
-            if let Some(n) = r.matches.get_mut(i) {
-                *n += 1;
-            }
-        }
-        for (i, kind) in m.alerts.drain(..) {
-            r.alert(i, kind);
-        }
+        drain_rule_counts(&mut m.matched, &mut m.alerts, &mut r);
         if self.publish_totals {
             r.lines = self.stats.lines;
             r.events = self.stats.events;
@@ -257,7 +272,7 @@ impl<'r> Engine<'r> {
     /// Fresh window state for another stream (a Kafka partition), to be
     /// swapped in with [`Engine::swap_windows`].
     pub fn new_windows(&self) -> Windows {
-        Windows::new(self.rules, self.window_options)
+        Windows::new(&self.rules, self.window_options)
     }
 
     /// Exchanges the engine's window state with `other`: events processed
@@ -270,8 +285,8 @@ impl<'r> Engine<'r> {
     }
 
     /// The rules the engine runs.
-    pub fn rules(&self) -> &'r RuleSet {
-        self.rules
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
     }
 
     /// The settings its windows are built with.
@@ -281,7 +296,7 @@ impl<'r> Engine<'r> {
 
     /// The state of the windows in the engine ([`Windows::snapshot`]).
     pub fn snapshot(&self) -> windows::snapshot::Snapshot {
-        self.windows.snapshot(self.rules)
+        self.windows.snapshot(&self.rules)
     }
 
     /// Replaces the windows in the engine by those `snapshot` restores for
@@ -291,7 +306,7 @@ impl<'r> Engine<'r> {
         &mut self,
         snapshot: windows::snapshot::Snapshot,
     ) -> Result<windows::snapshot::RestoreReport, windows::snapshot::RestoreError> {
-        let (mut restored, report) = Windows::restore(self.rules, self.window_options, snapshot)?;
+        let (mut restored, report) = Windows::restore(&self.rules, self.window_options, snapshot)?;
         self.swap_windows(&mut restored);
         Ok(report)
     }
@@ -335,7 +350,7 @@ impl<'r> Engine<'r> {
     /// but not emitted, and nothing is counted in [`Stats`]. Returns the
     /// number of events and the highest event time seen.
     pub fn warm_up(&mut self, doc: &[u8]) -> (u64, Option<i64>) {
-        let rules = self.rules;
+        let rules: &RuleSet = &self.rules;
         let mut n = 0;
         let mut latest: Option<i64> = None;
         decode_document(
@@ -371,6 +386,16 @@ impl<'r> Engine<'r> {
         sink: &mut dyn AlertSink,
     ) -> io::Result<()> {
         let res = self.windows.resolution_ns();
+        self.emit_windowed_at(transitions, res, sink)
+    }
+
+    /// As [`Engine::emit_windowed`], for ticks of `res` nanoseconds.
+    fn emit_windowed_at(
+        &mut self,
+        transitions: Vec<(usize, crate::window::Transition)>,
+        res: i64,
+        sink: &mut dyn AlertSink,
+    ) -> io::Result<()> {
         for (i, t) in transitions {
             self.stats.alerts[i] += 1;
             if let Some(m) = &mut self.metrics {
@@ -395,6 +420,16 @@ impl<'r> Engine<'r> {
         sink: &mut dyn AlertSink,
     ) -> io::Result<()> {
         let res = self.windows.resolution_ns();
+        self.emit_stateful_at(outcomes, res, sink)
+    }
+
+    /// As [`Engine::emit_stateful`], for ticks of `res` nanoseconds.
+    fn emit_stateful_at(
+        &mut self,
+        outcomes: Vec<(usize, crate::stateful::Outcome)>,
+        res: i64,
+        sink: &mut dyn AlertSink,
+    ) -> io::Result<()> {
         for (i, o) in outcomes {
             let Some(alert) = stateful::alert(&self.rules.rules[i], o, res) else {
                 continue;
@@ -406,34 +441,6 @@ impl<'r> Engine<'r> {
             sink.emit(&alert)?;
         }
         Ok(())
-    }
-
-    /// A matching event of sequence or first-seen rule `i`: its hit waits
-    /// in the stream's state (or is captured, in a worker).
-    fn stateful_event<'a>(
-        &mut self,
-        c: Candidate,
-        ev: &Event<'a>,
-        cx: &mut EvalCtx<'a>,
-        tick: i64,
-    ) {
-        let i = c.rule;
-        let state = self
-            .capture
-            .is_none()
-            .then_some((&self.windows.stateful, tick));
-        let Some(hit) = stateful::hit(self.rules, c, ev, cx, state) else {
-            return;
-        };
-        if let Some(m) = &mut self.metrics {
-            m.matched.push(i);
-        }
-        match self.capture.as_mut().and_then(|c| c.last_mut()) {
-            Some(c) => c.stateful.push((i, hit)),
-            None => {
-                self.windows.stateful.push(i, ev.time_ns, hit);
-            }
-        }
     }
 
     /// Processes one input line (prefixes stripped here).
@@ -506,8 +513,8 @@ impl<'r> Engine<'r> {
     ) -> io::Result<()> {
         self.stats.events += 1;
         let started = self.metrics.is_some().then(Instant::now);
-        let mut cx = self.rules.context();
-        let rules = self.rules;
+        let rules: &RuleSet = &self.rules;
+        let mut cx = rules.context();
         let windowed = self.windows.any();
         let tick = self.windows.tick_of(ev.time_ns);
         if let Some(c) = &mut self.capture {
@@ -525,8 +532,24 @@ impl<'r> Engine<'r> {
             let rule = &rules.rules[i];
             if rule.stateful.is_some() {
                 // Sequence and first-seen rules see every event, whatever
-                // `--rule-matching` says.
-                self.stateful_event(c, ev, &mut cx, tick);
+                // `--rule-matching` says. The hit waits in the stream's
+                // state (or is captured, in a worker).
+                let state = self
+                    .capture
+                    .is_none()
+                    .then_some((&self.windows.stateful, tick));
+                let Some(hit) = stateful::hit(rules, c, ev, &mut cx, state) else {
+                    continue;
+                };
+                if let Some(m) = &mut self.metrics {
+                    m.matched.push(i);
+                }
+                match self.capture.as_mut().and_then(|c| c.last_mut()) {
+                    Some(c) => c.stateful.push((i, hit)),
+                    None => {
+                        self.windows.stateful.push(i, ev.time_ns, hit);
+                    }
+                }
                 continue;
             }
             if rule.aggregate.is_some() {
@@ -564,8 +587,8 @@ impl<'r> Engine<'r> {
                 rule: &rule.name,
                 priority: rule.priority,
                 tags: &rule.tags,
-                message: self.rules.render_output(i, ev, &mut cx),
-                fields: self.rules.output_values(i, ev, &mut cx),
+                message: rules.render_output(i, ev, &mut cx),
+                fields: rules.output_values(i, ev, &mut cx),
                 aggregate: None,
                 stateful: None,
                 desc: &rule.desc,

@@ -80,7 +80,7 @@ impl Stats {
 impl Engine<'_> {
     /// Emits what a worker captured for one event, and moves the windows on.
     fn apply(&mut self, c: Captured, sink: &mut dyn AlertSink) -> io::Result<()> {
-        let rules = self.rules;
+        let rules: &RuleSet = &self.rules;
         for a in c.alerts {
             let rule = &rules.rules[a.rule];
             let names = rules.output_field_names(a.rule);
@@ -147,7 +147,7 @@ pub fn run(
     if source.live() {
         return Err(io::Error::other("parallel evaluation needs a file"));
     }
-    let rules: &RuleSet = engine.rules;
+    let n_rules = engine.rules.rules.len();
     let workers: Vec<Engine> = (0..threads).map(|_| engine.worker()).collect();
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(threads * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
@@ -182,7 +182,7 @@ pub fn run(
                         stats: std::mem::replace(
                             &mut worker.stats,
                             Stats {
-                                alerts: vec![0; rules.rules.len()],
+                                alerts: vec![0; n_rules],
                                 ..Stats::default()
                             },
                         ),

@@ -2,6 +2,7 @@
 //! rules into their windows, moves the watermark, and turns window
 //! transitions into alerts, in tick order across rules.
 
+pub mod carry;
 pub mod snapshot;
 
 use std::borrow::Cow;
@@ -42,6 +43,8 @@ pub struct Windows {
     no_key: Key,
     /// Sequence and first-seen state, on the same event-time clock.
     pub stateful: Stateful,
+    /// The counters of windows a reload let go, so totals never go back.
+    retired: WindowStats,
 }
 
 impl Windows {
@@ -55,17 +58,7 @@ impl Windows {
                     .map(|a| Window::new(a.spec.clone(), options.limits))
             })
             .collect();
-        let resolution_ns = rules
-            .rules
-            .iter()
-            .find_map(|r| {
-                r.aggregate
-                    .as_ref()
-                    .map(|a| a.spec.resolution_ns)
-                    .or(r.stateful.as_ref().map(|s| s.resolution_ns()))
-            })
-            .map_or(1_000_000_000, |ns| ns as i64)
-            .max(1);
+        let resolution_ns = resolution_of(rules);
         Windows {
             windows,
             resolution_ns,
@@ -73,6 +66,7 @@ impl Windows {
             max_tick: None,
             no_key: Key::from(Vec::new()),
             stateful: Stateful::new(rules, options.limits.max_keys, resolution_ns),
+            retired: WindowStats::default(),
         }
     }
 
@@ -198,7 +192,7 @@ impl Windows {
 
     /// Counters summed over all windows.
     pub fn stats(&self) -> WindowStats {
-        let mut s = WindowStats::default();
+        let mut s = self.retired;
         for w in self.windows.iter().flatten() {
             s.evictions += w.stats.evictions;
             s.late_events += w.stats.late_events;
@@ -252,6 +246,22 @@ impl Windows {
         self.stateful
             .release(max_tick - self.lateness + (idle_ns as i64) / self.resolution_ns)
     }
+}
+
+/// The tick of a rule set's windowed and stateful rules (one `--resolution`
+/// for all); a second when it has none.
+fn resolution_of(rules: &RuleSet) -> i64 {
+    rules
+        .rules
+        .iter()
+        .find_map(|r| {
+            r.aggregate
+                .as_ref()
+                .map(|a| a.spec.resolution_ns)
+                .or(r.stateful.as_ref().map(|s| s.resolution_ns()))
+        })
+        .map_or(1_000_000_000, |ns| ns as i64)
+        .max(1)
 }
 
 /// The alert for a window transition of `rule`.

@@ -111,6 +111,16 @@ impl Registry {
         }
     }
 
+    /// A reload: the rules are now `rules`; `by_name` gives, per new rule,
+    /// the old rule of the same name, whose counters it goes on with. The
+    /// series of rules gone are dropped; new rules start at zero.
+    pub fn set_rules(&mut self, rules: Vec<String>, by_name: &[Option<usize>]) {
+        self.matches = crate::engine::reload::by_name(by_name, &self.matches);
+        self.alerts = crate::engine::reload::by_name(by_name, &self.alerts);
+        self.stateful = vec![None; rules.len()];
+        self.rules = rules;
+    }
+
     /// One event with these label values (in the order of the labels).
     pub fn count_event(&mut self, values: &[&str]) {
         let a = &mut self.audit;

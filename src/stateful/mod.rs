@@ -9,6 +9,7 @@
 //! back. An event whose tick is at or below the watermark when it arrives
 //! is late: counted, never applied.
 
+pub mod carry;
 pub mod first_seen;
 pub mod queue;
 pub mod sequence;
@@ -215,23 +216,29 @@ impl Stateful {
             let Some(w) = self.waiting.pop() else {
                 break;
             };
-            match (self.rules.get_mut(w.rule), w.hit) {
-                (Some(Some(RuleState::Sequence(s))), Hit::Sequence(h)) => out.extend(
-                    s.apply(w.time_ns, h)
-                        .into_iter()
-                        .map(|c| (w.rule, Outcome::Completed(c))),
-                ),
-                (Some(Some(RuleState::FirstSeen(f))), Hit::FirstSeen(h)) => {
-                    let first = f.first_tick.unwrap_or(i64::MIN);
-                    if let Some(n) = f.apply(tick, w.time_ns, h, first) {
-                        out.push((w.rule, Outcome::New(n)));
-                    }
-                }
-                _ => {}
-            }
+            self.apply(w, &mut out);
         }
         self.applied = self.applied.max(watermark);
         out
+    }
+
+    /// Applies one waiting hit to its rule's state.
+    fn apply(&mut self, w: Waiting, out: &mut Vec<(usize, Outcome)>) {
+        let tick = w.time_ns.div_euclid(self.resolution_ns);
+        match (self.rules.get_mut(w.rule), w.hit) {
+            (Some(Some(RuleState::Sequence(s))), Hit::Sequence(h)) => out.extend(
+                s.apply(w.time_ns, h)
+                    .into_iter()
+                    .map(|c| (w.rule, Outcome::Completed(c))),
+            ),
+            (Some(Some(RuleState::FirstSeen(f))), Hit::FirstSeen(h)) => {
+                let first = f.first_tick.unwrap_or(i64::MIN);
+                if let Some(n) = f.apply(tick, w.time_ns, h, first) {
+                    out.push((w.rule, Outcome::New(n)));
+                }
+            }
+            _ => {}
+        }
     }
 
     /// Keys held by all stateful rules.

@@ -8,6 +8,7 @@
 //! exactly those of evaluating every tick. Ticks are evaluated in order
 //! across all keys of the rule.
 
+pub mod retire;
 pub mod snapshot;
 pub mod spec;
 pub mod state;
