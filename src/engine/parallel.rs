@@ -11,6 +11,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
 use crate::fields::extract::Val;
+use crate::reload::{Pending, Reloads};
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
 use crate::source::lines::{split_lines, Line};
@@ -134,20 +135,25 @@ struct Done {
     events: Vec<Captured>,
 }
 
-/// Evaluates `source` on `threads` workers, to its end. The caller's
-/// `engine` holds the windows, the counters and the metrics. Only a
-/// source that is not live and has one stream and no acknowledgements (a
+/// Evaluates `source` on `threads` workers, to its end, or until
+/// `reloads` hands over a rule set: the reader then stops between two
+/// batches, everything read before is evaluated and emitted, and the set
+/// is returned for the caller to switch to before calling this again. The
+/// caller's `engine` holds the windows, the counters and the metrics. Only
+/// a source that is not live and has one stream and no acknowledgements (a
 /// file) can be read this way.
 pub fn run(
     source: &mut (dyn Source + Send),
     engine: &mut Engine,
     threads: usize,
     sink: &mut dyn AlertSink,
-) -> io::Result<()> {
+    reloads: Option<&mut Reloads>,
+) -> io::Result<Option<Pending>> {
     if source.live() {
         return Err(io::Error::other("parallel evaluation needs a file"));
     }
     let n_rules = engine.rules.rules.len();
+    let line_base = engine.stats.lines;
     let workers: Vec<Engine> = (0..threads).map(|_| engine.worker()).collect();
     let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(threads * 2);
     let work_rx = Arc::new(Mutex::new(work_rx));
@@ -156,7 +162,7 @@ pub fn run(
         // Buffers go back to the reader once a worker is done with them, so
         // the input is copied into memory that is already mapped.
         let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-        let reader = scope.spawn(move || read_batches(source, work_tx, free_rx));
+        let reader = scope.spawn(move || read_batches(source, work_tx, free_rx, reloads));
         for mut worker in workers {
             let work_rx = work_rx.clone();
             let done_tx = done_tx.clone();
@@ -169,7 +175,7 @@ pub fn run(
                     let Ok(Ok(batch)) = next else {
                         return;
                     };
-                    worker.line_base = batch.first_line;
+                    worker.line_base = line_base + batch.first_line;
                     if batch.too_long {
                         let _ = worker.process_line(Line::TooLong, &mut discard);
                     } else {
@@ -218,12 +224,12 @@ pub fn run(
                 engine.publish(None);
             }
         }
-        reader
+        let pending = reader
             .join()
             .map_err(|_| io::Error::other("the reader thread panicked"))??;
         result?;
         engine.publish(None);
-        Ok(())
+        Ok(pending)
     })
 }
 
@@ -239,15 +245,20 @@ impl AlertSink for Discard {
     }
 }
 
-/// Copies the source's batches into numbered buffers for the workers.
+/// Copies the source's batches into numbered buffers for the workers,
+/// until the end of the source or a reload.
 fn read_batches(
     source: &mut (dyn Source + Send),
     tx: mpsc::SyncSender<Batch>,
     free: mpsc::Receiver<Vec<u8>>,
-) -> io::Result<()> {
+    mut reloads: Option<&mut Reloads>,
+) -> io::Result<Option<Pending>> {
     let mut seq = 0;
     let mut lines = 0u64;
     loop {
+        if let Some(pending) = reloads.as_mut().and_then(|r| r.take()) {
+            return Ok(Some(pending));
+        }
         let mut data = free.try_recv().unwrap_or_default();
         data.clear();
         let (too_long, max_line) = match source.next(&mut || Ok(()))? {
@@ -266,7 +277,7 @@ fn read_batches(
                     return Err(io::Error::other("parallel evaluation reads lines only"))
                 }
             },
-            Next::End | Next::Stop => return Ok(()),
+            Next::End | Next::Stop => return Ok(None),
             Next::Idle | Next::Reset(_) | Next::Closed(_) => continue,
         };
         let first_line = lines;
@@ -282,7 +293,7 @@ fn read_batches(
             max_line,
         };
         if tx.send(batch).is_err() {
-            return Ok(());
+            return Ok(None);
         }
         seq += 1;
     }
@@ -337,7 +348,7 @@ mod tests {
                 }
             } else {
                 let mut source = LineSource::new(&data[..], 1 << 20, false, "test");
-                run(&mut source, &mut engine, threads, &mut sink).unwrap();
+                run(&mut source, &mut engine, threads, &mut sink, None).unwrap();
             }
             engine.finish(&mut sink).unwrap();
             (sink.into_inner(), metrics_text(&registry))
@@ -351,5 +362,83 @@ mod tests {
             metrics_two.contains("kube_audit_event_count{verb=\"create\""),
             "{metrics_two}"
         );
+    }
+
+    /// A source that hands a rule set to the driver while it reads its
+    /// `at`-th batch.
+    struct ReloadingSource<'a> {
+        inner: LineSource<&'a [u8]>,
+        calls: usize,
+        at: usize,
+        hand: Option<(
+            std::sync::mpsc::Sender<crate::reload::Pending>,
+            crate::rules::RuleSet,
+        )>,
+    }
+
+    impl Source for ReloadingSource<'_> {
+        fn next(&mut self, w: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>> {
+            if self.calls == self.at {
+                if let Some((tx, rules)) = self.hand.take() {
+                    let status = crate::reload::status::Status::new();
+                    let cause = crate::reload::Cause::Signal;
+                    let p = crate::reload::Pending::new(rules, RuleMatching::All, cause, status);
+                    tx.send(p).unwrap();
+                }
+            }
+            self.calls += 1;
+            self.inner.next(w)
+        }
+        fn live(&self) -> bool {
+            false
+        }
+        fn bytes(&self) -> u64 {
+            self.inner.bytes()
+        }
+        fn describe(&self) -> String {
+            "test".into()
+        }
+    }
+
+    #[test]
+    fn a_reload_between_batches_gives_what_one_thread_gives() {
+        let load = |extra: &'static str| {
+            let mut sources = crate::rules::default_sources();
+            sources.push(crate::rules::RuleSource::Embedded("extra.yaml", extra));
+            crate::rules::load(&sources).rules.expect("rules")
+        };
+        let added = "- rule: Any Get\n  desc: d\n  condition: ka.verb = get\n  output: get %ka.uri\n  priority: INFO\n  source: k8s_audit\n";
+        let data = input();
+        let run = |threads: usize| {
+            let (tx, mut reloads) = crate::reload::Reloads::channel();
+            let mut engine = Engine::new(load("[]"), RuleMatching::All);
+            let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+            let mut source = ReloadingSource {
+                inner: LineSource::new(&data[..], 1 << 20, false, "test"),
+                calls: 0,
+                at: 3,
+                hand: Some((tx, load(added))),
+            };
+            let mut driver = crate::source::driver::Driver::new(
+                &mut engine,
+                &mut sink,
+                crate::source::clock::SystemClock,
+            )
+            .reloads(&mut reloads);
+            match threads {
+                1 => driver.run(&mut source).unwrap(),
+                n => driver.run_parallel(&mut source, n).unwrap(),
+            };
+            drop(driver);
+            assert!(source.calls > 5, "the reload came mid-input");
+            String::from_utf8(sink.into_inner()).unwrap()
+        };
+        let one = run(1);
+        let gets = one.matches("\"rule\":\"Any Get\"").count();
+        let all_gets = String::from_utf8_lossy(&data)
+            .matches("\"verb\":\"get\"")
+            .count();
+        assert!(gets > 0 && gets < all_gets, "{gets} of {all_gets}");
+        assert!(run(2) == one, "the alerts differ");
     }
 }

@@ -4,6 +4,9 @@
 //! resets it, moves quiet live streams on with the wall clock, flushes the
 //! outputs, and acknowledges each batch once its alerts are out.
 //!
+//! Between two batches it switches the engine to a reloaded rule set
+//! ([`Reloads`]), converting every stream's state.
+//!
 //! The clock is passed in ([`Clock`]), so tests drive idle time and flush
 //! intervals by hand.
 
@@ -18,6 +21,7 @@ use super::{documents, Ack, Body, Next, Source, StreamId};
 use crate::engine::windows::snapshot::Snapshot;
 use crate::engine::windows::Windows;
 use crate::engine::{parallel, Engine};
+use crate::reload::{Pending, Reloads};
 use crate::sink::AlertSink;
 
 /// Timing of the loop.
@@ -94,6 +98,7 @@ pub struct Driver<'d, 'r, C: Clock> {
     acks: Vec<Ack>,
     progress: Option<Box<dyn FnMut(u64, u64) + 'd>>,
     checkpoint: Option<&'d mut dyn Checkpoint>,
+    reloads: Option<&'d mut Reloads>,
 }
 
 impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
@@ -110,7 +115,14 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             acks: Vec::new(),
             progress: None,
             checkpoint: None,
+            reloads: None,
         }
+    }
+
+    /// Switches to the rule sets `reloads` hands over, between batches.
+    pub fn reloads(mut self, reloads: &'d mut Reloads) -> Self {
+        self.reloads = Some(reloads);
+        self
     }
 
     /// Keeps the state directory up to date as the run goes. With one, the
@@ -147,6 +159,9 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let keeping = self.checkpoint.is_some();
         let finished = loop {
             self.acknowledge(source)?;
+            if let Some(pending) = self.reloads.as_mut().and_then(|r| r.take()) {
+                self.reload(pending)?;
+            }
             let sink = &mut *self.sink;
             let mut flushed = false;
             // What is out once the outputs are flushed, should the source
@@ -241,16 +256,47 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
 
     /// Pulls a file through `threads` workers ([`parallel`]): the same
     /// alerts, in the same order, as [`Driver::run`].
+    /// A reload is applied between batches there too: the batches read
+    /// before it are evaluated and emitted first.
     pub fn run_parallel(
         &mut self,
         source: &mut (dyn Source + Send),
         threads: usize,
     ) -> io::Result<Finished> {
-        parallel::run(source, self.engine, threads, self.sink)?;
+        loop {
+            let reloads = self.reloads.as_deref_mut();
+            match parallel::run(source, self.engine, threads, self.sink, reloads)? {
+                Some(pending) => self.reload(pending)?,
+                None => break,
+            }
+        }
         self.engine.finish(self.sink)?;
         self.sink.flush()?;
         source.close()?;
         Ok(Finished::End)
+    }
+
+    /// Switches the engine to a reloaded rule set: every stream's state is
+    /// converted, the engine's and those parked.
+    fn reload(&mut self, pending: Pending) -> io::Result<()> {
+        let started = Instant::now();
+        let parked = self.streams.values_mut().map(|s| &mut s.parked);
+        let report =
+            self.engine
+                .reload(pending.rules.clone(), pending.matching, parked, self.sink)?;
+        let current = self.current;
+        let parked: usize = self
+            .streams
+            .iter()
+            .filter(|(id, _)| Some(**id) != current)
+            .map(|(_, s)| s.parked.keys())
+            .sum();
+        let keys = parked + self.engine.window_keys();
+        if self.several {
+            self.engine.publish_window_keys(keys);
+        }
+        pending.applied(&report, started.elapsed(), keys);
+        Ok(())
     }
 
     /// Flushes the outputs and acknowledges what was processed.
@@ -439,6 +485,8 @@ mod tests {
         Idle(Duration),
         Reset(u64),
         Closed(u64),
+        /// Hands the default rules plus these to the driver.
+        Reload(&'static str),
         End,
     }
 
@@ -451,6 +499,7 @@ mod tests {
         doc: String,
         /// What `replay` feeds.
         history: Vec<String>,
+        reloads: Option<std::sync::mpsc::Sender<Pending>>,
     }
 
     impl<'c> Script<'c> {
@@ -462,6 +511,7 @@ mod tests {
                 live,
                 doc: String::new(),
                 history: Vec::new(),
+                reloads: None,
             }
         }
     }
@@ -489,6 +539,19 @@ mod tests {
                     Ok(Next::Idle)
                 }
                 Step::Reset(s) => Ok(Next::Reset(StreamId(s))),
+                Step::Reload(extra) => {
+                    let mut sources = crate::rules::default_sources();
+                    sources.push(crate::rules::RuleSource::Embedded("extra.yaml", extra));
+                    let rules = crate::rules::load(&sources).rules.expect("rules");
+                    let status = crate::reload::status::Status::new();
+                    let cause = crate::reload::Cause::Files;
+                    let p = Pending::new(rules, RuleMatching::First, cause, status);
+                    self.log.borrow_mut().push("reload".into());
+                    if let Some(tx) = &self.reloads {
+                        tx.send(p).unwrap();
+                    }
+                    Ok(Next::Idle)
+                }
                 Step::Closed(s) => Ok(Next::Closed(StreamId(s))),
                 Step::End => Ok(Next::End),
             }
@@ -576,6 +639,61 @@ mod tests {
             .unwrap();
         let out = log.borrow().clone();
         out
+    }
+
+    #[test]
+    fn a_reload_between_batches_converts_every_stream() {
+        let set = rules();
+        let clock = FakeClock::default();
+        let log: Log = Rc::default();
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        let mut sink = Recorder {
+            log: log.clone(),
+            clock: &clock,
+            start: clock.now(),
+        };
+        // Ten denials of mallory in stream 0 and of eve in stream 1; then a
+        // rule is added; ten more of each. Forbidden Burst counts twenty
+        // in both streams across the reload (each fires and resolves at
+        // the end of the file, stream by stream); the new rule sees the
+        // last ten of each.
+        let mut steps: Vec<Step> = Vec::new();
+        for s in 0..10 {
+            steps.push(Step::Doc(0, denied("mallory", s), None, Duration::ZERO));
+            steps.push(Step::Doc(1, denied("eve", s), None, Duration::ZERO));
+        }
+        steps.push(Step::Reload(
+            "- rule: Denied\n  desc: d\n  condition: ka.response.code = 403\n  output: denied\n  priority: INFO\n  source: k8s_audit\n",
+        ));
+        for s in 10..20 {
+            steps.push(Step::Doc(1, denied("eve", s), None, Duration::ZERO));
+            steps.push(Step::Doc(0, denied("mallory", s), None, Duration::ZERO));
+        }
+        steps.push(Step::End);
+        let mut source = Script::new(&clock, &log, false, steps);
+        let (tx, mut reloads) = Reloads::channel();
+        source.reloads = Some(tx);
+        Driver::new(&mut engine, &mut sink, &clock)
+            .reloads(&mut reloads)
+            .run(&mut source)
+            .unwrap();
+        let log = log.borrow().clone();
+        let before = log.iter().position(|l| l == "reload").unwrap();
+        assert!(alerts(&log[..before]).is_empty(), "{log:?}");
+        let after = alerts(&log[before..]);
+        assert_eq!(after.iter().filter(|a| **a == "emit Denied").count(), 20);
+        let bursts: Vec<&&str> = after.iter().filter(|a| a.contains("Burst")).collect();
+        assert_eq!(
+            bursts,
+            [
+                &"emit Forbidden Burst firing",
+                &"emit Forbidden Burst resolved",
+                &"emit Forbidden Burst firing",
+                &"emit Forbidden Burst resolved"
+            ],
+            "{log:?}"
+        );
+        assert_eq!(engine.rules().rules.len(), set.rules.len() + 1);
     }
 
     fn burst(user: &str) -> Vec<Step> {
