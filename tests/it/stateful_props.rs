@@ -163,7 +163,7 @@ fn engine_alerts(set: &RuleSet, events: &[Ev], threads: usize) -> Vec<Got> {
         }
     } else {
         let mut source = LineSource::new(text.as_bytes(), 1 << 20, false, "props");
-        parallel::run(&mut source, &mut engine, threads, &mut sink).unwrap();
+        parallel::run(&mut source, &mut engine, threads, &mut sink, None).unwrap();
     }
     engine.finish(&mut sink).unwrap();
     parse(sink.into_inner())
