@@ -9,6 +9,7 @@ mod policy;
 mod produce;
 mod progress;
 mod rbac;
+mod reload;
 mod run;
 mod state;
 mod test;

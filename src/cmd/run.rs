@@ -38,6 +38,24 @@ pub fn run(settings: RunSettings) -> ExitCode {
     };
     let enabled = set.rules.iter().filter(|r| r.enabled).count();
     tracing::info!(rules = enabled, "rules loaded");
+    // Owned and shared, so that a reload can hand the engine another set.
+    let set = Arc::new(set);
+    let reload_status = saker::reload::status::Status::new();
+    let watched = super::reload::watched(&settings);
+    let reload_thread = saker::reload::start(
+        super::reload::loader(&settings),
+        watched.clone(),
+        reload_status.clone(),
+        saker::reload::POLL_INTERVAL,
+    );
+    let (reload, mut reloads) = match reload_thread {
+        Ok(r) => r,
+        Err(e) => return fail(format_args!("cannot start the reload thread: {e}")),
+    };
+    tracing::info!(
+        watched = ?watched,
+        "reloads on SIGHUP, POST /-/reload and changes to the watched files"
+    );
     let stdout_sink = StdoutSink::new(
         io::BufWriter::with_capacity(64 * 1024, io::stdout()),
         settings.format,
@@ -63,7 +81,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
         metric_sources.push(Arc::new(h.clone()));
     }
     let mut sink: Box<dyn AlertSink + Send> = Box::new(Fanout(sinks));
-    let mut engine = Engine::with_options(&set, settings.matching, settings.windows);
+    let mut engine = Engine::with_options(set, settings.matching, settings.windows);
     let state_metrics = Arc::new(saker::state::metrics::StateMetrics::default());
     let counters = Arc::new(Counters::default());
     let http_counters = Arc::new(saker::source::http::metrics::Counters::default());
@@ -93,9 +111,10 @@ pub fn run(settings: RunSettings) -> ExitCode {
             if settings.state.is_some() {
                 r.extra.push(state_metrics.clone());
             }
+            r.extra.push(reload_status.clone());
         }
         let served = saker::sink::metrics::listen_address(&m.listen)
-            .and_then(|addr| saker::sink::metrics::serve(addr, registry));
+            .and_then(|addr| saker::sink::metrics::serve(addr, registry, Some(reload.clone())));
         match served {
             Ok(addr) => tracing::info!("metrics on http://{addr}/metrics"),
             Err(e) => return fail(format_args!("cannot serve metrics on {}: {e}", m.listen)),
@@ -105,6 +124,10 @@ pub fn run(settings: RunSettings) -> ExitCode {
     // is evaluated and acknowledged first.
     // So do stdin and files with a state directory: the state is saved
     // before exiting.
+    let _sighup = match saker::reload::on_sighup(reload) {
+        Ok(s) => s,
+        Err(e) => return fail(format_args!("cannot handle SIGHUP: {e}")),
+    };
     let stop = Arc::new(AtomicBool::new(false));
     if !matches!(settings.input, InputSettings::Lines { .. }) || settings.state.is_some() {
         for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -164,7 +187,8 @@ pub fn run(settings: RunSettings) -> ExitCode {
     };
     let mut driver = Driver::new(&mut engine, sink.as_mut(), SystemClock)
         .max_document(max_document)
-        .progress(|bytes, events| progress.update(bytes, events));
+        .progress(|bytes, events| progress.update(bytes, events))
+        .reloads(&mut reloads);
     if let Some(p) = &mut prepared {
         driver = driver.checkpoint(&mut p.keeper);
     }

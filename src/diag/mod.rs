@@ -95,6 +95,22 @@ impl Diagnostic {
         self.severity == Severity::Error
     }
 
+    /// The diagnostic on one line, for logs and status text:
+    /// `file:line:col: error[code]: message`.
+    pub fn headline(&self) -> String {
+        let kind = match self.severity {
+            Severity::Error => "error",
+            Severity::Warning => "warning",
+            Severity::Info => "info",
+        };
+        let at = match (&self.file, self.line_col()) {
+            (Some(f), Some((line, col))) => format!("{}:{line}:{col}: ", f.name),
+            (Some(f), None) => format!("{}: ", f.name),
+            (None, _) => String::new(),
+        };
+        format!("{at}{kind}[{}]: {}", self.code, self.message)
+    }
+
     /// `(line, column)`, both 1-based, column counted in characters.
     pub fn line_col(&self) -> Option<(usize, usize)> {
         let (file, (start, _)) = (self.file.as_ref()?, self.span?);
@@ -208,6 +224,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("did you mean `ka.uri`?"), "{text}");
+        assert_eq!(
+            d.headline(),
+            "r.yaml:2:14: error[unknown-field]: unknown field `ka.usr`"
+        );
     }
 
     #[test]

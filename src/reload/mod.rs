@@ -88,9 +88,16 @@ impl Failure {
 /// Loads the config and rules again; called on the reload thread.
 pub type Load = Box<dyn FnMut() -> Result<Loaded, Failure> + Send>;
 
-/// What a reload request is answered: the summary of what the reload did,
-/// or why it failed or was not applied.
-pub type Answer = Result<String, String>;
+/// What a reload request is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Answer {
+    /// The new rules run: what the reload did.
+    Applied(String),
+    /// The load failed, for this reason; the running rules stay.
+    Failed(String),
+    /// The run is ending: nothing will switch to the new rules.
+    Ending,
+}
 
 struct Request {
     cause: Cause,
@@ -180,7 +187,7 @@ impl Pending {
             report.kept
         );
         for reply in self.replies {
-            let _ = reply.send(Ok(answer.clone()));
+            let _ = reply.send(Answer::Applied(answer.clone()));
         }
     }
 }
@@ -293,8 +300,8 @@ impl Worker {
                     "reload failed: the running rules stay"
                 );
                 for reply in replies {
-                    let _ =
-                        reply.send(Err(format!("reload failed: {}\n{}", f.summary, f.rendered)));
+                    let why = format!("reload failed: {}\n{}", f.summary, f.rendered);
+                    let _ = reply.send(Answer::Failed(why));
                 }
             }
         }
@@ -330,7 +337,7 @@ impl Worker {
         };
         if let Err(mpsc::SendError(p)) = self.pending.send(pending) {
             for reply in p.replies {
-                let _ = reply.send(Err("not applied: the run is ending\n".into()));
+                let _ = reply.send(Answer::Ending);
             }
         }
     }
@@ -435,12 +442,16 @@ mod tests {
             ..ReloadReport::default()
         };
         pending.applied(&report, Duration::from_millis(1), 0);
-        let text = answer.blocking_recv().unwrap().unwrap();
+        let Answer::Applied(text) = answer.blocking_recv().unwrap() else {
+            panic!("not applied");
+        };
         assert!(text.contains("added [\"R\"]"), "{text}");
         assert_eq!(status.counts(), (1, 0));
         broken.store(true, Ordering::Relaxed);
         let answer = trigger.request_answer(Cause::Http).unwrap();
-        let text = answer.blocking_recv().unwrap().unwrap_err();
+        let Answer::Failed(text) = answer.blocking_recv().unwrap() else {
+            panic!("not failed");
+        };
         assert!(text.contains("r.yaml:1:3: error[yaml]: bad"), "{text}");
         assert_eq!(status.counts(), (1, 1));
         assert!(status.readiness().contains("r.yaml:1:3"));
@@ -450,7 +461,7 @@ mod tests {
         drop(reloads);
         broken.store(false, Ordering::Relaxed);
         if let Some(rx) = trigger.request_answer(Cause::Http) {
-            assert!(!matches!(rx.blocking_recv(), Ok(Ok(_))));
+            assert!(!matches!(rx.blocking_recv(), Ok(Answer::Applied(_))));
         }
     }
 

@@ -1,8 +1,8 @@
 //! Prometheus metrics: the engine's own `saker_*` counters and the per-event
 //! counter `kube_audit_event_count`, served in Prometheus' text format with
 //! `/healthz` and `/readyz` by an HTTP listener (`--metrics-listen`, hyper on
-//! the network runtime). Outputs and the Kafka consumer add their own
-//! metrics through [`MetricSource`].
+//! the network runtime), which also takes `POST /-/reload`. Outputs and the
+//! Kafka consumer add their own metrics through [`MetricSource`].
 //!
 //! Metric names are written here, not by a client library, so the counter
 //! keeps exactly the name users' rules expect (no forced `_total` suffix):
@@ -23,6 +23,7 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 
 use crate::event::Skip;
+use crate::reload::{Answer, Cause, Trigger};
 
 /// Buckets of the per-event processing time, in seconds.
 const LATENCY_BUCKETS: [f64; 10] = [
@@ -361,9 +362,16 @@ pub fn listen_address(spec: &str) -> io::Result<SocketAddr> {
 /// How long a client may take to send its request head.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Serves `/metrics`, `/healthz` and `/readyz` on the network runtime.
-/// Binding happens here, so a taken port is an error of this call.
-pub fn serve(addr: SocketAddr, registry: Shared) -> io::Result<SocketAddr> {
+/// Serves `/metrics`, `/healthz` and `/readyz` on the network runtime, and
+/// with `reload`, `POST /-/reload` (answered once the reload is applied:
+/// 200, or 500 with why it failed) and the last reload's failure in the
+/// body of `/readyz`. Binding happens here, so a taken port is an error of
+/// this call.
+pub fn serve(
+    addr: SocketAddr,
+    registry: Shared,
+    reload: Option<Trigger>,
+) -> io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let bound = listener.local_addr()?;
@@ -372,11 +380,11 @@ pub fn serve(addr: SocketAddr, registry: Shared) -> io::Result<SocketAddr> {
         let _entered = rt.enter();
         tokio::net::TcpListener::from_std(listener)?
     };
-    rt.spawn(accept(listener, registry));
+    rt.spawn(accept(listener, registry, reload));
     Ok(bound)
 }
 
-async fn accept(listener: tokio::net::TcpListener, registry: Shared) {
+async fn accept(listener: tokio::net::TcpListener, registry: Shared, reload: Option<Trigger>) {
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
@@ -387,11 +395,18 @@ async fn accept(listener: tokio::net::TcpListener, registry: Shared) {
                 continue;
             }
         };
-        let registry = registry.clone();
+        let (registry, reload) = (registry.clone(), reload.clone());
         tokio::spawn(async move {
-            let service = hyper::service::service_fn(move |req| {
-                let answer = answer(&req, &registry);
-                async move { Ok::<_, Infallible>(answer) }
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let is_reload = req.uri().path() == "/-/reload";
+                let answered = (!is_reload).then(|| answer(&req, &registry, reload.as_ref()));
+                let reload = reload.clone();
+                async move {
+                    Ok::<_, Infallible>(match answered {
+                        Some(a) => a,
+                        None => answer_reload(req.method(), reload.as_ref()).await,
+                    })
+                }
             });
             let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -405,14 +420,50 @@ async fn accept(listener: tokio::net::TcpListener, registry: Shared) {
     }
 }
 
-fn answer(req: &Request<Incoming>, registry: &Shared) -> Response<Full<Bytes>> {
-    let text = |status: StatusCode, ctype: &'static str, body: String| {
-        let mut r = Response::new(Full::new(Bytes::from(body)));
-        *r.status_mut() = status;
-        r.headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
-        r
+fn text(status: StatusCode, ctype: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(ctype));
+    r
+}
+
+/// `POST` (or `PUT`) `/-/reload`, as Prometheus has it: answered once the
+/// new rules run (200), or the load failed (500, why), or the run is ending
+/// (503).
+async fn answer_reload(method: &Method, reload: Option<&Trigger>) -> Response<Full<Bytes>> {
+    let Some(trigger) = reload else {
+        return text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into());
     };
+    if method != Method::POST && method != Method::PUT {
+        return text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "use POST to reload\n".into(),
+        );
+    }
+    let ending = || {
+        text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain",
+            "not applied: the run is ending\n".into(),
+        )
+    };
+    let Some(answer) = trigger.request_answer(Cause::Http) else {
+        return ending();
+    };
+    match answer.await {
+        Ok(Answer::Applied(done)) => text(StatusCode::OK, "text/plain", done),
+        Ok(Answer::Failed(why)) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain", why),
+        Ok(Answer::Ending) | Err(_) => ending(),
+    }
+}
+
+fn answer(
+    req: &Request<Incoming>,
+    registry: &Shared,
+    reload: Option<&Trigger>,
+) -> Response<Full<Bytes>> {
     if req.method() != Method::GET {
         return text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -433,7 +484,13 @@ fn answer(req: &Request<Incoming>, registry: &Shared) -> Response<Full<Bytes>> {
             )
         }
         "/healthz" => text(StatusCode::OK, "text/plain", "ok\n".into()),
-        "/readyz" => text(StatusCode::OK, "text/plain", "ready\n".into()),
+        // Ready while the process runs, with the rules it has: a failed
+        // reload is reported here, not by failing the probe.
+        "/readyz" => text(
+            StatusCode::OK,
+            "text/plain",
+            reload.map_or_else(|| "ready\n".into(), |t| t.status().readiness()),
+        ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n".into()),
     }
 }

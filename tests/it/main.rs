@@ -22,6 +22,7 @@ mod pki;
 mod policy;
 mod props;
 mod rbac;
+mod reload;
 mod rules;
 mod sequences;
 mod snapshot_props;
