@@ -1,6 +1,8 @@
 //! Criterion micro-benchmarks of the three hot stages, on events from the
 //! throughput harness's generator: decoding one event, evaluating the
-//! default rules on a decoded event, and one window update.
+//! default rules on a decoded event, and one window update; and what a
+//! reload costs a stream holding 100 000 live keys, its state moved
+//! (what `saker run` does) or passed through a snapshot in memory.
 //! `cargo bench --bench micro`.
 
 #[path = "support/gen.rs"]
@@ -97,5 +99,53 @@ fn windows(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, decode, predicates, windows);
+/// A rule keyed by audit ID with a day's window: every key stays live.
+const LIVE_KEYS: &str = "- rule: Keys\n  desc: d\n  condition: ka.auditid exists\n  aggregate: count >= 1000000 over 24h by ka.auditid\n  output: o\n  priority: INFO\n  source: k8s_audit\n";
+
+fn reload(c: &mut Criterion) {
+    use saker::engine::windows::{WindowOptions, Windows};
+    let load = || {
+        rules::load(&[rules::RuleSource::Embedded("keys.yaml", LIVE_KEYS)])
+            .rules
+            .expect("rule")
+    };
+    // Two sets loaded apart, as a reload loads the file again.
+    let sets = [load(), load()];
+    let options = WindowOptions {
+        limits: Limits {
+            max_keys: 200_000,
+            ..Limits::default()
+        },
+        ..WindowOptions::default()
+    };
+    let mut w = Windows::new(&sets[0], options);
+    for n in 0..100_000i64 {
+        w.observe(n / 100);
+        w.add_keyed(0, n / 100, Key::from(vec![format!("id-{n:08}")]), None);
+    }
+    assert_eq!(w.keys(), 100_000);
+    let mut group = c.benchmark_group("reload");
+    group.sample_size(20);
+    let mut at = 0;
+    group.bench_function("carry 100000 live keys (moved)", |b| {
+        b.iter(|| {
+            at = 1 - at;
+            let let_go = w.carry(&[Some(0)], &sets[at], options);
+            black_box(let_go.windowed.len())
+        })
+    });
+    group.bench_function("snapshot and restore 100000 live keys in memory", |b| {
+        b.iter(|| {
+            let snapshot = w.snapshot(&sets[at]);
+            at = 1 - at;
+            let (restored, _) = Windows::restore(&sets[at], options, snapshot).expect("restore");
+            w = restored;
+            black_box(w.keys())
+        })
+    });
+    assert_eq!(w.keys(), 100_000);
+    group.finish();
+}
+
+criterion_group!(benches, decode, predicates, windows, reload);
 criterion_main!(benches);

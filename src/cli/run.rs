@@ -23,7 +23,9 @@ pub struct RunArgs {
     /// these flags (`input: kafka`, `rules: [PATH, ...]`, `follow: true`),
     /// and flags given here override it (a repeatable flag given here
     /// replaces the file's list). Relative paths in the file resolve against
-    /// its directory.
+    /// its directory. Read again on a reload (SIGHUP, POST /-/reload, or a
+    /// change to it or to a rules file): the rules and rule-matching apply,
+    /// other changed settings are logged as needing a restart.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Print the settings in effect (the config file, these flags and the
@@ -32,6 +34,10 @@ pub struct RunArgs {
     pub print_config: bool,
     /// Rule file or directory of *.yaml files; repeat to load several, in
     /// order (later files can redefine or append). Default: the embedded rules.
+    /// Reloaded without a restart on SIGHUP, on POST /-/reload and when a
+    /// file changes (looked at every second); unchanged windowed, sequence
+    /// and first-seen rules keep their state, and a set that fails to load
+    /// leaves the running one in place.
     #[arg(long = "rules", short = 'r', value_name = "PATH")]
     pub rules: Vec<PathBuf>,
     /// Where to read events: `-` for stdin, a file path, `kafka` (a
@@ -142,8 +148,9 @@ pub struct RunArgs {
     /// the --http-output URLs.
     #[arg(long, default_value = "10s", value_parser = durations::std_or_zero, value_name = "DURATION")]
     pub http_output_drain: Duration,
-    /// Serve Prometheus metrics, /healthz and /readyz on this address. A bare
-    /// port (9464) listens on loopback only. Off by default.
+    /// Serve Prometheus metrics, /healthz and /readyz on this address, and
+    /// take POST /-/reload (answered once applied: 200, or 500 with the
+    /// errors). A bare port (9464) listens on loopback only. Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
     /// Labels of `kube_audit_event_count`: name=field pairs.
