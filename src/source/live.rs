@@ -105,7 +105,7 @@ impl Follower {
     pub fn open(path: &Path, poll: Duration) -> io::Result<Self> {
         Ok(Follower {
             path: path.to_path_buf(),
-            file: File::open(path)?,
+            file: open_named(path)?,
             offset: 0,
             last: None,
             poll,
@@ -124,6 +124,12 @@ impl Follower {
         };
         !same_file(&open, &on_disk)
     }
+}
+
+/// Opens a followed file; an error names it (a rotated-in file the
+/// process may not read must say which).
+fn open_named(path: &Path) -> io::Result<File> {
+    File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 #[cfg(unix)]
@@ -150,7 +156,7 @@ impl Read for Follower {
             if self.pending_switch {
                 // The old file is drained: go on with the new one, closing
                 // a partial last line so it does not join the next one.
-                self.file = File::open(&self.path)?;
+                self.file = open_named(&self.path)?;
                 self.offset = 0;
                 self.pending_switch = false;
                 if self.last.is_some_and(|b| b != b'\n') && !buf.is_empty() {
@@ -167,7 +173,7 @@ impl Read for Follower {
             }
             if self.file.metadata().is_ok_and(|m| m.len() < self.offset) {
                 // Truncated in place (copytruncate): start again from the top.
-                self.file = File::open(&self.path)?;
+                self.file = open_named(&self.path)?;
                 self.offset = 0;
                 continue;
             }
@@ -179,6 +185,19 @@ impl Read for Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_error_names_the_file() {
+        let path = std::env::temp_dir().join("saker-no-such-dir/audit.log");
+        let e = Follower::open(&path, Duration::from_millis(5))
+            .err()
+            .expect("no such file");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(
+            e.to_string().starts_with(&format!("{}: ", path.display())),
+            "{e}"
+        );
+    }
     use std::io::Write;
 
     #[test]
