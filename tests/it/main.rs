@@ -23,6 +23,7 @@ mod rbac;
 mod rules;
 mod sequences;
 mod snapshot_props;
+mod state;
 mod stateful_props;
 mod windows;
 
