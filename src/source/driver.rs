@@ -233,6 +233,10 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let now = self.clock.now();
         let position = source.position();
         let snapshot = self.engine.snapshot();
+        tracing::debug!(
+            seconds = format!("{:.3}", now.elapsed().as_secs_f64()),
+            "state copied out for a snapshot"
+        );
         if let Some(c) = &mut self.checkpoint {
             c.save(snapshot, position.as_ref(), now);
         }

@@ -9,8 +9,9 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-use super::snapshot::{KeyTable, RecordError};
+use super::snapshot::RecordError;
 use super::{Key, StateStats};
+use crate::window::snapshot::KeyTable;
 
 /// What one event is in one step: its key and the output values that step
 /// needs, rendered when the event was read.
@@ -264,7 +265,7 @@ impl SequenceState {
 impl SequenceState {
     /// The rule's partials as plain data (keys least recently used first).
     pub fn record(&self) -> SequenceRecord {
-        let mut table = KeyTable::default();
+        let mut table = KeyTable::with_capacity(self.keys.len());
         let held = self
             .keys
             .iter()
