@@ -287,12 +287,13 @@ impl SequenceState {
                 }
             })
             .collect();
-        let mut expiry: Vec<(i64, u64, u32)> = self
-            .expiry
-            .iter()
-            .map(|Reverse((start, g, k))| (*start, *g, table.index(k)))
+        // In heap order, so equal states save equal records.
+        let mut entries: Vec<&(i64, u64, Key)> = self.expiry.iter().map(|Reverse(e)| e).collect();
+        entries.sort_unstable();
+        let expiry: Vec<(i64, u64, u32)> = entries
+            .into_iter()
+            .map(|(start, g, k)| (*start, *g, table.index(k)))
             .collect();
-        expiry.sort_unstable();
         SequenceRecord {
             keys: table.keys,
             held,

@@ -94,12 +94,15 @@ impl Window {
             table.index(key);
             held.push(state.record());
         }
-        let mut queue: Vec<(i64, u64, u32)> = self
-            .queue
-            .iter()
-            .map(|Reverse((tick, seq, key))| (*tick, *seq, table.index(key)))
+        // In queue order (tick and order number are unique), so that keys
+        // only the queue names get the same indexes whatever the heap's
+        // layout: equal states save equal records.
+        let mut entries: Vec<&(i64, u64, Key)> = self.queue.iter().map(|Reverse(e)| e).collect();
+        entries.sort_unstable_by_key(|(tick, seq, _)| (*tick, *seq));
+        let queue: Vec<(i64, u64, u32)> = entries
+            .into_iter()
+            .map(|(tick, seq, key)| (*tick, *seq, table.index(key)))
             .collect();
-        queue.sort_unstable();
         let evicted = self
             .evicted
             .iter()
