@@ -10,6 +10,7 @@ mod produce;
 mod progress;
 mod rbac;
 mod run;
+mod state;
 mod test;
 
 use std::io::{self, Write};

@@ -41,6 +41,9 @@ pub struct FirstSeenState {
     /// The window in ticks.
     window: i64,
     keys: LruCache<Key, i64>,
+    /// The tick of the first event the rule's state saw (matching or not):
+    /// the learning period starts there.
+    pub first_tick: Option<i64>,
     pub stats: StateStats,
 }
 
@@ -50,8 +53,37 @@ impl FirstSeenState {
         FirstSeenState {
             window,
             keys: LruCache::new(cap),
+            first_tick: None,
             stats: StateStats::default(),
         }
+    }
+
+    /// The rule's last-seen ticks as plain data (least recently used first).
+    pub fn record(&self) -> FirstSeenRecord {
+        FirstSeenRecord {
+            keys: self
+                .keys
+                .iter()
+                .rev()
+                .map(|(k, t)| (k.to_vec(), *t))
+                .collect(),
+            first_tick: self.first_tick,
+            stats: self.stats,
+        }
+    }
+
+    /// A rule's state from a snapshot ([`FirstSeenState::record`]).
+    pub fn from_record(window: i64, max_keys: usize, r: FirstSeenRecord) -> Self {
+        let mut s = FirstSeenState::new(window, max_keys);
+        for (k, t) in r.keys {
+            if s.keys.push(Key::from(k), t).is_some() {
+                s.stats.evictions += 1;
+            }
+        }
+        s.first_tick = r.first_tick;
+        s.stats.evictions += r.stats.evictions;
+        s.stats.late_events = r.stats.late_events;
+        s
     }
 
     pub fn keys(&self) -> usize {
@@ -110,6 +142,15 @@ impl FirstSeenState {
             rendered,
         })
     }
+}
+
+/// A first-seen rule's state in a snapshot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FirstSeenRecord {
+    /// (key, last-seen tick), least recently used first.
+    pub keys: Vec<(Vec<String>, i64)>,
+    pub first_tick: Option<i64>,
+    pub stats: StateStats,
 }
 
 #[cfg(test)]

@@ -24,6 +24,8 @@ mod props;
 mod rbac;
 mod rules;
 mod sequences;
+mod snapshot_props;
+mod state;
 mod stateful_props;
 mod windows;
 
