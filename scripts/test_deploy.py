@@ -14,10 +14,10 @@ Each base (deploy/kafka, deploy/webhook, deploy/node) is built alone with
   the webhook's replicas, Service, Secret, PodDisruptionBudget and kubeconfig, the
   DaemonSet's control-plane placement and host directories).
 - Its saker.yaml is held to `saker run --help`: every key is a long flag of run
-  (or one DESIGN 5 defines that is still being built, listed in PENDING_FLAGS),
   and its rules, resolved to the repository's files (the image's copies and the
   ConfigMap's keys), load and give the same alerts on examples/audit-sample.jsonl
-  as the embedded defaults.
+  as the embedded defaults. The webhook's is run as it is, with `saker run
+  --config` (its paths moved to a temporary directory).
 
 The checks are then run on broken copies of the manifests, each of which must
 be caught, so that a check that cannot fail fails the run.
@@ -53,10 +53,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CONFIG_DIR = "/etc/saker"
 CONFIG_PATH = CONFIG_DIR + "/saker.yaml"
 IMAGE_RULES_DIR = "/usr/share/saker/rules"
-# Flags of `saker run` that DESIGN 5 defines and the config file uses, but that
-# are being added to the binary at the same time as these manifests. Remove a
-# name once `saker run --help` lists it.
-PENDING_FLAGS = {"config", "state-dir"}
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 
 BASES = {
@@ -271,7 +267,7 @@ def check_config_mount(build, ctx):
 def check_config_keys(build, ctx):
     config = build.config()
     fail_unless(isinstance(config, dict), "saker.yaml is not a mapping")
-    unknown = sorted(set(config) - ctx["run_flags"] - PENDING_FLAGS)
+    unknown = sorted(set(config) - ctx["run_flags"])
     fail_unless(not unknown, f"saker.yaml keys that are no long flag of `saker run`: {unknown}")
     fail_unless(config.get("log-format") == "json", "log-format is not json")
     for key in ("rules", "alertmanager"):
@@ -418,20 +414,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def config_args(config, remap, run_flags):
-    """saker.yaml as `saker run` flags (what --config will read), its paths
-    moved by `remap`; a pending flag the binary does not have yet is left out."""
-    args = []
+def config_file(config, remap, run_flags, path):
+    """Writes saker.yaml as `saker run --config` reads it, its paths moved by
+    `remap`, without the Alertmanager (there is none here); a pending flag
+    the binary does not have yet is left out."""
+    out = {}
     for key, value in config.items():
-        if key not in run_flags:
+        if key not in run_flags or key == "alertmanager":
             continue
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if v is True:
-                args.append(f"--{key}")
-            elif v is not False:
-                args += [f"--{key}", remap(key, str(v))]
-    return args
+        if isinstance(value, list):
+            out[key] = [remap(key, str(v)) for v in value]
+        elif isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = remap(key, str(value))
+    with open(path, "w") as f:
+        yaml.safe_dump(out, f)
 
 
 def check_webhook_live(build, ctx):
@@ -470,10 +468,9 @@ def check_webhook_live(build, ctx):
                 return os.path.join(tmp, "state")
             return value
 
-        args = config_args(config, remap, ctx["run_flags"])
-        args = [a for i, a in enumerate(args) if not (a == "--alertmanager" or
-                                                      (i and args[i - 1] == "--alertmanager"))]
-        proc = subprocess.Popen([ctx["saker"], "run", *args], stdout=subprocess.PIPE,
+        saker_yaml = os.path.join(tmp, "saker.yaml")
+        config_file(config, remap, ctx["run_flags"], saker_yaml)
+        proc = subprocess.Popen([ctx["saker"], "run", "--config", saker_yaml], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
             up = False

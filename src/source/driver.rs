@@ -248,6 +248,10 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let now = self.clock.now();
         let position = source.position();
         let snapshot = self.engine.snapshot();
+        tracing::debug!(
+            seconds = format!("{:.3}", now.elapsed().as_secs_f64()),
+            "state copied out for a snapshot"
+        );
         if let Some(c) = &mut self.checkpoint {
             c.save(snapshot, position.as_ref(), now);
         }
@@ -707,6 +711,70 @@ mod tests {
             .filter(|l| l.starts_with("emit"))
             .map(|l| l.split(" @").next().unwrap_or(l))
             .collect()
+    }
+
+    /// Logs what the driver asks of a state keeper.
+    struct Keeper {
+        log: Log,
+        due_at: usize,
+        calls: usize,
+    }
+
+    impl Checkpoint for Keeper {
+        fn flushed(&mut self, _: Option<&InputPosition>, _: Instant) {
+            self.log.borrow_mut().push("flushed".into());
+        }
+        fn due(&mut self, _: Instant) -> bool {
+            self.calls += 1;
+            self.calls == self.due_at
+        }
+        fn save(&mut self, snapshot: Snapshot, _: Option<&InputPosition>, _: Instant) {
+            let keys: usize = snapshot
+                .rules
+                .iter()
+                .map(|r| r.window.as_ref().map_or(0, |w| w.held.len()))
+                .sum();
+            self.log.borrow_mut().push(format!("save {keys}"));
+        }
+    }
+
+    #[test]
+    fn with_a_checkpoint_the_end_is_a_pause_and_the_state_is_saved() {
+        let set = rules();
+        let clock = FakeClock::default();
+        let log: Log = Rc::default();
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        let mut sink = Recorder {
+            log: log.clone(),
+            clock: &clock,
+            start: clock.now(),
+        };
+        let mut source = Script::new(&clock, &log, false, burst("mallory"));
+        let mut keeper = Keeper {
+            log: log.clone(),
+            due_at: 10,
+            calls: 0,
+        };
+        Driver::new(&mut engine, &mut sink, &clock)
+            .checkpoint(&mut keeper)
+            .run(&mut source)
+            .unwrap();
+        let log = log.borrow().clone();
+        // Twenty denials: the burst's tick is not passed by the watermark,
+        // and the end does not evaluate it; the state is saved twice (when
+        // due, and at the end), each time after a flush.
+        assert!(alerts(&log).is_empty(), "{log:?}");
+        let saves: Vec<usize> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("save"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(saves.len(), 2, "{log:?}");
+        assert!(saves.iter().all(|&i| log[i - 1] == "flush"), "{log:?}");
+        // What was saved is the stream's state, which the engine holds.
+        assert!(engine.window_keys() > 0);
+        assert_eq!(log[saves[1]], format!("save {}", engine.window_keys()));
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub struct Follower {
 impl Follower {
     /// Opens `path` and starts at its beginning.
     pub fn open(path: &Path, poll: Duration) -> io::Result<Self> {
-        Follower::chain(path, poll, File::open(path)?, 0, Vec::new())
+        Follower::chain(path, poll, open_named(path)?, 0, Vec::new())
     }
 
     /// Reads `file` from `offset`, then each of `rest` in turn, then
@@ -213,6 +213,12 @@ impl Follower {
     }
 }
 
+/// Opens a followed file; an error names it (a rotated-in file the
+/// process may not read must say which).
+fn open_named(path: &Path) -> io::Result<File> {
+    File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
+}
+
 #[cfg(unix)]
 fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
     use std::os::unix::fs::MetadataExt;
@@ -249,7 +255,7 @@ impl Read for Follower {
                 Some(f) => Some(f),
                 None if self.pending_switch => {
                     self.pending_switch = false;
-                    Some(File::open(&self.path)?)
+                    Some(open_named(&self.path)?)
                 }
                 None => None,
             };
@@ -269,7 +275,7 @@ impl Read for Follower {
             }
             if self.file.metadata().is_ok_and(|m| m.len() < self.offset) {
                 // Truncated in place (copytruncate): start again from the top.
-                self.file = File::open(&self.path)?;
+                self.file = open_named(&self.path)?;
                 self.offset = 0;
                 if let Some(t) = &self.tracker {
                     t.begin(self.emitted, FileRef::new(&self.file)?, 0);
@@ -287,6 +293,19 @@ impl Read for Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_error_names_the_file() {
+        let path = std::env::temp_dir().join("saker-no-such-dir/audit.log");
+        let e = Follower::open(&path, Duration::from_millis(5))
+            .err()
+            .expect("no such file");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(
+            e.to_string().starts_with(&format!("{}: ", path.display())),
+            "{e}"
+        );
+    }
     use std::io::Write;
 
     #[test]

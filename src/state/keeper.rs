@@ -115,6 +115,7 @@ impl Checkpoint for Keeper {
         now.duration_since(last) >= self.interval
     }
 
+    /// `now` is when the snapshot was taken, before it was copied out.
     fn save(&mut self, snapshot: Snapshot, position: Option<&InputPosition>, now: Instant) {
         self.last_snapshot = Some(now);
         let position = match position.map(InputPosition::resolve).transpose() {
@@ -142,12 +143,15 @@ impl Checkpoint for Keeper {
         match written {
             Ok(w) => {
                 self.generation += 1;
-                self.metrics.snapshot_written(w.bytes, w.seconds);
+                // From when the driver took the snapshot: copying the state
+                // out, serialising, writing and syncing.
+                let seconds = now.elapsed().as_secs_f64().max(w.seconds);
+                self.metrics.snapshot_written(w.bytes, seconds);
                 self.failing = false;
                 tracing::info!(
                     file = %self.dir.path().join(STATE_FILE).display(),
                     bytes = w.bytes,
-                    seconds = format!("{:.3}", w.seconds),
+                    seconds = format!("{seconds:.3}"),
                     window_keys = keys,
                     generation = self.generation,
                     "state snapshot written"

@@ -336,3 +336,88 @@ pub fn restore(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::keeper::Keeper;
+    use super::*;
+    use crate::source::driver::Checkpoint;
+    use crate::source::position::{FileRef, Tracker};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+
+    fn rules() -> RuleSet {
+        crate::rules::load(&crate::rules::default_sources())
+            .rules
+            .expect("default rules")
+    }
+
+    #[test]
+    fn a_restart_resumes_from_the_snapshot_and_re_reads_to_the_flushed_position() {
+        let dir = std::env::temp_dir().join(format!("saker-statedir-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        let set = rules();
+        let options = WindowOptions::default();
+        let metrics = Arc::new(StateMetrics::default());
+        let log = dir.join("audit.log");
+        fs::create_dir_all(&dir).unwrap();
+        fs::write(&log, "x\n".repeat(100)).unwrap();
+        let input = InputId::File {
+            path: log.display().to_string(),
+        };
+        let tracker = Tracker::default();
+        tracker.begin(0, FileRef::new(&File::open(&log).unwrap()).unwrap(), 0);
+        let at = |n: u64| tracker.position(n).unwrap();
+        let state = StateDir::open(&dir.join("state")).unwrap();
+        let mut keeper = Keeper::new(
+            state,
+            input.clone(),
+            0,
+            Some(at(0).resolve().unwrap()),
+            Duration::from_secs(30),
+            metrics.clone(),
+        );
+        let t0 = Instant::now();
+        // Flushed positions before any snapshot: a restart re-reads from
+        // the start of the run up to the last one saved (once a second).
+        keeper.flushed(Some(&at(10)), t0);
+        keeper.flushed(Some(&at(20)), t0 + Duration::from_millis(500));
+        let state = StateDir::open(&dir.join("state")).unwrap();
+        let r = restore(&state, &input, &set, options, &metrics);
+        assert!(r.windows.is_none());
+        assert_eq!(
+            (r.start.unwrap().offset, r.flushed.unwrap().offset),
+            (0, 10)
+        );
+        // A snapshot at 30, then a flushed position at 50.
+        keeper.save(
+            Windows::new(&set, options).snapshot(&set),
+            Some(&at(30)),
+            t0 + Duration::from_secs(2),
+        );
+        keeper.flushed(Some(&at(50)), t0 + Duration::from_secs(4));
+        let r = restore(&state, &input, &set, options, &metrics);
+        assert_eq!(r.generation, 1);
+        assert!(r.windows.is_some());
+        assert_eq!(
+            (r.start.unwrap().offset, r.flushed.unwrap().offset),
+            (30, 50)
+        );
+        // Another input's directory: set aside, counted.
+        let other = InputId::Stdin;
+        let r = restore(&state, &other, &set, options, &metrics);
+        assert!(r.windows.is_none());
+        assert_eq!(metrics.restore_failures(), 1);
+        assert!(!state.path().join(STATE_FILE).exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn an_unwritable_directory_is_a_configuration_error() {
+        let file = std::env::temp_dir().join(format!("saker-statefile-{}", std::process::id()));
+        fs::write(&file, b"not a directory").unwrap();
+        let err = StateDir::open(&file.join("sub")).unwrap_err();
+        assert!(err.to_string().contains("cannot create it"), "{err}");
+        fs::remove_file(&file).unwrap();
+    }
+}

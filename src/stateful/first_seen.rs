@@ -99,13 +99,28 @@ impl FirstSeenState {
             && self.keys.peek(key).is_none_or(|&l| l <= tick - self.window)
     }
 
+    /// If `key` was seen within the window before `tick`, moves its
+    /// last-seen tick up to `tick` and returns true: an event that can be
+    /// neither new nor make another event new, applied at once.
+    pub fn touch_if_recent(&mut self, key: &Key, tick: i64) -> bool {
+        match self.keys.get_mut(key) {
+            Some(last) if *last > tick - self.window => {
+                *last = (*last).max(tick);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Applies an event; `first` is the stream's first tick.
     pub fn apply(&mut self, tick: i64, time_ns: i64, hit: SeenHit, first: i64) -> Option<New> {
         let learning = tick < first.saturating_add(self.window);
         // One lookup for a key already held (most events), which also
         // makes it the most recently used.
         let previous = match self.keys.get_mut(&hit.key) {
-            Some(last) => Some(std::mem::replace(last, tick)),
+            // A later sighting may have been applied ahead of this event
+            // (`touch_if_recent`): the last-seen tick never goes back.
+            Some(last) => Some(std::mem::replace(last, (*last).max(tick))),
             None => {
                 if self.keys.push(hit.key.clone(), tick).is_some() {
                     self.stats.evictions += 1;

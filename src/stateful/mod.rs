@@ -189,6 +189,15 @@ impl Stateful {
             return false;
         }
         if let Hit::FirstSeen(h) = &mut hit {
+            // A key seen within the window by the events already applied:
+            // this event cannot be new, and neither can any event of that
+            // key still waiting (it is earlier, so the sighting is recent
+            // for it too). Only the last-seen tick moves, so it moves now.
+            if let Some(Some(RuleState::FirstSeen(f))) = self.rules.get_mut(rule) {
+                if f.touch_if_recent(&h.key, tick) {
+                    return true;
+                }
+            }
             // What the reading thread left out, a worker may have rendered.
             if h.rendered.is_some() && !self.may_be_new(rule, &h.key, tick) {
                 h.rendered = None;

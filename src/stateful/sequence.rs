@@ -9,8 +9,9 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
-use super::snapshot::{KeyTable, RecordError};
+use super::snapshot::RecordError;
 use super::{Key, StateStats};
+use crate::window::snapshot::KeyTable;
 
 /// What one event is in one step: its key and the output values that step
 /// needs, rendered when the event was read.
@@ -264,7 +265,7 @@ impl SequenceState {
 impl SequenceState {
     /// The rule's partials as plain data (keys least recently used first).
     pub fn record(&self) -> SequenceRecord {
-        let mut table = KeyTable::default();
+        let mut table = KeyTable::with_capacity(self.keys.len());
         let held = self
             .keys
             .iter()
@@ -286,12 +287,13 @@ impl SequenceState {
                 }
             })
             .collect();
-        let mut expiry: Vec<(i64, u64, u32)> = self
-            .expiry
-            .iter()
-            .map(|Reverse((start, g, k))| (*start, *g, table.index(k)))
+        // In heap order, so equal states save equal records.
+        let mut entries: Vec<&(i64, u64, Key)> = self.expiry.iter().map(|Reverse(e)| e).collect();
+        entries.sort_unstable();
+        let expiry: Vec<(i64, u64, u32)> = entries
+            .into_iter()
+            .map(|(start, g, k)| (*start, *g, table.index(k)))
             .collect();
-        expiry.sort_unstable();
         SequenceRecord {
             keys: table.keys,
             held,

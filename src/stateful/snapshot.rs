@@ -3,8 +3,6 @@
 //! waiting for the watermark ([`WaitingRecord`], with their order
 //! numbers, so they are applied in the same order after a restore).
 
-use std::collections::HashMap;
-
 use serde::{Deserialize, Serialize};
 
 use super::first_seen::{FirstSeenRecord, FirstSeenState, Rendered, SeenHit};
@@ -30,25 +28,6 @@ pub enum RecordError {
     },
     #[error("a waiting event is for step {step} of a {steps}-step sequence")]
     Step { step: usize, steps: usize },
-}
-
-/// Interns keys into a table, so heaps name them by index.
-#[derive(Default)]
-pub(crate) struct KeyTable {
-    pub keys: Vec<Vec<String>>,
-    index: HashMap<Key, u32>,
-}
-
-impl KeyTable {
-    pub fn index(&mut self, key: &Key) -> u32 {
-        if let Some(&i) = self.index.get(key) {
-            return i;
-        }
-        let i = self.keys.len() as u32;
-        self.keys.push(key.to_vec());
-        self.index.insert(key.clone(), i);
-        i
-    }
 }
 
 /// One stateful rule's state.

@@ -56,21 +56,30 @@ pub enum WindowRecordError {
     Unordered,
 }
 
-/// Interns keys into a table, so the queue names them by index.
-#[derive(Default)]
-struct KeyTable {
-    keys: Vec<Vec<String>>,
-    index: std::collections::HashMap<Key, u32>,
+/// Interns keys into a table, so heaps name them by index. Keys are told
+/// apart by their allocation: a queue entry shares its key's `Arc` with
+/// the key held, and comparing pointers is much cheaper than hashing the
+/// values (two equal keys in two allocations just appear twice).
+pub(crate) struct KeyTable {
+    pub keys: Vec<Vec<String>>,
+    index: std::collections::HashMap<usize, u32>,
 }
 
 impl KeyTable {
-    fn index(&mut self, key: &Key) -> u32 {
-        if let Some(&i) = self.index.get(key) {
-            return i;
+    pub fn with_capacity(n: usize) -> Self {
+        KeyTable {
+            keys: Vec::with_capacity(n),
+            index: std::collections::HashMap::with_capacity(n),
         }
-        let i = self.keys.len() as u32;
-        self.keys.push(key.to_vec());
-        self.index.insert(key.clone(), i);
+    }
+
+    pub fn index(&mut self, key: &Key) -> u32 {
+        let at = Arc::as_ptr(key) as *const String as usize;
+        let next = self.keys.len() as u32;
+        let i = *self.index.entry(at).or_insert(next);
+        if i == next {
+            self.keys.push(key.to_vec());
+        }
         i
     }
 }
@@ -78,19 +87,22 @@ impl KeyTable {
 impl Window {
     /// The window's whole state, as plain data.
     pub fn snapshot(&self) -> WindowRecord {
-        let mut table = KeyTable::default();
+        let mut table = KeyTable::with_capacity(self.keys.len() + self.queue.len());
         let mut held = Vec::with_capacity(self.keys.len());
         // `iter` goes from the most recently used: save the other way round.
         for (key, state) in self.keys.iter().rev() {
             table.index(key);
             held.push(state.record());
         }
-        let mut queue: Vec<(i64, u64, u32)> = self
-            .queue
-            .iter()
-            .map(|Reverse((tick, seq, key))| (*tick, *seq, table.index(key)))
+        // In queue order (tick and order number are unique), so that keys
+        // only the queue names get the same indexes whatever the heap's
+        // layout: equal states save equal records.
+        let mut entries: Vec<&(i64, u64, Key)> = self.queue.iter().map(|Reverse(e)| e).collect();
+        entries.sort_unstable_by_key(|(tick, seq, _)| (*tick, *seq));
+        let queue: Vec<(i64, u64, u32)> = entries
+            .into_iter()
+            .map(|(tick, seq, key)| (*tick, *seq, table.index(key)))
             .collect();
-        queue.sort_unstable();
         let evicted = self
             .evicted
             .iter()

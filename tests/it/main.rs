@@ -26,6 +26,7 @@ mod reload;
 mod rules;
 mod sequences;
 mod snapshot_props;
+mod state;
 mod stateful_props;
 mod windows;
 
