@@ -29,7 +29,7 @@ pub fn is_null(v: &str) -> bool {
     v == "null"
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
         i += 1;
     }
@@ -37,7 +37,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// `b[i]` is an opening quote; returns the index just past the closing one.
-fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     // Most strings (keys, names) are short: look at them byte by byte before
     // handing longer ones to the vectorised search.
@@ -63,7 +63,7 @@ fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The index just past the value that starts at `i`.
-fn end_of_value(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn end_of_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => end_of_string(b, i),
         open @ (b'{' | b'[') => {

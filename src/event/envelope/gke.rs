@@ -22,11 +22,13 @@
 //! `resource.labels.cluster_name`.
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{Layer, OnEvent, OnSkip, Skip};
-use crate::event::{decode_bytes, json, Top};
+use super::{with_buffer, Layer, OnEvent, OnSkip, Skip};
+use crate::event::{decode_top, json, Top};
 
 /// Verbs a `methodName` may end with: the API server's verbs, and the
 /// lower-cased HTTP methods of non-resource requests.
@@ -45,9 +47,13 @@ const VERBS: &[&str] = &[
     "options",
 ];
 
+/// Converts an entry (its top-level keys and `protoPayload` decoded, and
+/// so validated, in the decoder's one pass over the document) into the
+/// event: its JSON text is written once, and its top-level keys are where
+/// they were written, so the text is not decoded again.
 pub(super) fn entry(
     top: &Top,
-    payload: &str,
+    payload: &Payload,
     layer: Layer,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
@@ -60,8 +66,111 @@ pub(super) fn entry(
         .resource
         .and_then(|r| json::path(r, &["labels", "cluster_name"]))
         .and_then(json::string);
-    let event = convert(&e);
-    decode_bytes(&event, layer.naming(cluster.as_deref()), on_event, on_skip)
+    let layer = layer.naming(cluster.as_deref());
+    with_buffer(|buf| {
+        let keys = convert(&e, buf);
+        // The text is JSON written from validated pieces: valid UTF-8.
+        let Ok(text) = std::str::from_utf8(buf) else {
+            return on_skip(Skip::InvalidJson);
+        };
+        let mut event = Top::default();
+        for (key, at) in keys {
+            event.set(key, &text[at.0..at.1]);
+        }
+        decode_top(text, event, layer.cluster, on_event, on_skip)
+    })
+}
+
+/// The keys of a `protoPayload` (an `AuditLog`) that the conversion reads,
+/// as raw JSON. Decoded in the pass that decodes the entry's [`Top`]: a
+/// `protoPayload` that is not an object makes the entry `not_audit_event`;
+/// a repeated key counts as its last value.
+#[derive(Debug, Default)]
+pub struct Payload<'a> {
+    service: Option<&'a str>,
+    method: Option<&'a str>,
+    resource_name: Option<&'a str>,
+    authentication: Option<&'a str>,
+    authorization: Option<&'a str>,
+    metadata: Option<&'a str>,
+    status: Option<&'a str>,
+    request: Option<&'a str>,
+    response: Option<&'a str>,
+}
+
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Payload<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Payload<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an AuditLog object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Payload<'de>, A::Error> {
+                let mut p = Payload::default();
+                while let Some(key) = m.next_key::<PayloadKey>()? {
+                    let slot = match key {
+                        PayloadKey::Service => &mut p.service,
+                        PayloadKey::Method => &mut p.method,
+                        PayloadKey::ResourceName => &mut p.resource_name,
+                        PayloadKey::Authentication => &mut p.authentication,
+                        PayloadKey::Authorization => &mut p.authorization,
+                        PayloadKey::Metadata => &mut p.metadata,
+                        PayloadKey::Status => &mut p.status,
+                        PayloadKey::Request => &mut p.request,
+                        PayloadKey::Response => &mut p.response,
+                        PayloadKey::Other => {
+                            m.next_value::<de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(m.next_value::<&'de RawValue>()?.get());
+                }
+                Ok(p)
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+enum PayloadKey {
+    Service,
+    Method,
+    ResourceName,
+    Authentication,
+    Authorization,
+    Metadata,
+    Status,
+    Request,
+    Response,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for PayloadKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PayloadKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<PayloadKey, E> {
+                Ok(match key {
+                    "serviceName" => PayloadKey::Service,
+                    "methodName" => PayloadKey::Method,
+                    "resourceName" => PayloadKey::ResourceName,
+                    "authenticationInfo" => PayloadKey::Authentication,
+                    "authorizationInfo" => PayloadKey::Authorization,
+                    "requestMetadata" => PayloadKey::Metadata,
+                    "status" => PayloadKey::Status,
+                    "request" => PayloadKey::Request,
+                    "response" => PayloadKey::Response,
+                    _ => PayloadKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
 }
 
 /// The parts of a `LogEntry` and its `AuditLog` that the conversion reads,
@@ -85,31 +194,23 @@ struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    fn read(top: &Top<'a>, payload: &'a str) -> Entry<'a> {
-        let get = |v: Option<&'a RawValue>| v.map(RawValue::get);
-        let mut e = Entry {
-            insert_id: get(top.insert_id),
-            operation: get(top.operation),
-            timestamp: get(top.timestamp),
-            labels: get(top.labels),
-            resource: get(top.resource),
-            ..Entry::default()
-        };
-        for (k, v) in json::raw_entries(payload).unwrap_or_default() {
-            match k {
-                "\"serviceName\"" => e.service = json::string(v),
-                "\"methodName\"" => e.method = json::string(v),
-                "\"resourceName\"" => e.resource_name = json::string(v),
-                "\"authenticationInfo\"" => e.authentication = Some(v),
-                "\"authorizationInfo\"" => e.authorization = Some(v),
-                "\"requestMetadata\"" => e.metadata = Some(v),
-                "\"status\"" => e.status = Some(v),
-                "\"request\"" => e.request = Some(v),
-                "\"response\"" => e.response = Some(v),
-                _ => {}
-            }
+    fn read(top: &Top<'a>, p: &Payload<'a>) -> Entry<'a> {
+        Entry {
+            insert_id: top.insert_id,
+            operation: top.operation,
+            timestamp: top.timestamp,
+            labels: top.labels,
+            resource: top.resource,
+            service: p.service.and_then(json::string),
+            method: p.method.and_then(json::string),
+            resource_name: p.resource_name.and_then(json::string),
+            authentication: p.authentication,
+            authorization: p.authorization,
+            metadata: p.metadata,
+            status: p.status,
+            request: p.request,
+            response: p.response,
         }
-        e
     }
 
     fn is_kubernetes(&self) -> bool {
@@ -125,9 +226,13 @@ impl<'a> Entry<'a> {
     }
 }
 
-/// The audit `Event` JSON text of an entry.
-fn convert(e: &Entry) -> Vec<u8> {
-    let mut out = Obj::new();
+/// Where each top-level key's value is in an event's text.
+type Keys = Vec<(&'static str, (usize, usize))>;
+
+/// Writes the audit `Event` JSON text of an entry into `buf` (emptied
+/// first), and says where each top-level key's value is.
+fn convert(e: &Entry, buf: &mut Vec<u8>) -> Keys {
+    let mut out = EventText::new(std::mem::take(buf));
     out.raw("kind", "\"Event\"");
     out.raw("apiVersion", "\"audit.k8s.io/v1\"");
     let id = [e.insert_id, e.operation("id")]
@@ -162,7 +267,11 @@ fn convert(e: &Entry) -> Vec<u8> {
         out.raw("user", &user);
     }
     if let Some(ip) = caller(e, &["callerIp", "callerIP"]) {
-        out.raw("sourceIPs", &format!("[{ip}]"));
+        out.with("sourceIPs", |b| {
+            b.push(b'[');
+            b.extend_from_slice(ip.as_bytes());
+            b.push(b']');
+        });
     }
     if let Some(agent) = caller(e, &["callerSuppliedUserAgent"]) {
         out.raw("userAgent", agent);
@@ -173,11 +282,10 @@ fn convert(e: &Entry) -> Vec<u8> {
     if let Some(status) = response_status(e) {
         out.raw("responseStatus", &status);
     }
-    if let Some(request) = e.request.and_then(without_type) {
-        out.raw("requestObject", &request);
-    }
-    if let Some(response) = e.response.and_then(without_type) {
-        out.raw("responseObject", &response);
+    for (key, body) in [("requestObject", e.request), ("responseObject", e.response)] {
+        if let Some(body) = body.filter(|v| json::kind(v) == json::Kind::Object) {
+            out.with(key, |b| without_type(body, b));
+        }
     }
     if let Some(ts) = e.timestamp.filter(|v| json::kind(v) == json::Kind::String) {
         out.raw("requestReceivedTimestamp", ts);
@@ -186,7 +294,46 @@ fn convert(e: &Entry) -> Vec<u8> {
     if let Some(labels) = e.labels.filter(|v| json::kind(v) == json::Kind::Object) {
         out.raw("annotations", labels);
     }
-    out.end()
+    let (text, keys) = out.end();
+    *buf = text;
+    keys
+}
+
+/// The event's text being written, and where each top-level value is.
+struct EventText {
+    obj: Obj,
+    keys: Keys,
+}
+
+impl EventText {
+    fn new(mut buf: Vec<u8>) -> EventText {
+        buf.clear();
+        buf.push(b'{');
+        EventText {
+            obj: Obj(buf),
+            keys: Vec::with_capacity(16),
+        }
+    }
+
+    fn with(&mut self, key: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
+        self.obj.key(key);
+        let start = self.obj.0.len();
+        write(&mut self.obj.0);
+        self.keys.push((key, (start, self.obj.0.len())));
+    }
+
+    /// `value` is JSON text taken from the (validated) entry.
+    fn raw(&mut self, key: &'static str, value: &str) {
+        self.with(key, |b| b.extend_from_slice(value.as_bytes()));
+    }
+
+    fn str(&mut self, key: &'static str, value: &str) {
+        self.with(key, |b| push_str(b, value));
+    }
+
+    fn end(self) -> (Vec<u8>, Keys) {
+        (self.obj.end(), self.keys)
+    }
 }
 
 /// A JSON object being written; values are raw JSON or strings to escape.
@@ -535,28 +682,29 @@ pub(super) fn http_of_grpc(code: u32) -> Option<u16> {
     })
 }
 
-/// An object without its `@type` key (the protobuf type Cloud Logging
-/// adds to `request` and `response`).
-fn without_type(v: &str) -> Option<String> {
+/// Writes an object (`v`, an object) without its `@type` key (the
+/// protobuf type Cloud Logging adds to `request` and `response`).
+fn without_type(v: &str, out: &mut Vec<u8>) {
+    out.push(b'{');
     if let Some((_, rest)) = leading_type(v) {
-        return Some(format!("{{{rest}"));
+        out.extend_from_slice(rest.as_bytes());
+        return;
     }
-    let entries = json::raw_entries(v)?;
-    let mut out = String::with_capacity(v.len());
-    out.push('{');
-    for (k, val) in entries
+    let mut first = true;
+    for (k, val) in json::raw_entries(v)
+        .unwrap_or_default()
         .into_iter()
         .filter(|(k, _)| !json::key_is(k, "@type"))
     {
-        if out.len() > 1 {
-            out.push(',');
+        if !first {
+            out.push(b',');
         }
-        out.push_str(k);
-        out.push(':');
-        out.push_str(val);
+        first = false;
+        out.extend_from_slice(k.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(val.as_bytes());
     }
-    out.push('}');
-    Some(out)
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -654,6 +802,14 @@ mod tests {
         assert_eq!(http_of_grpc(10), Some(409));
         assert_eq!(http_of_grpc(3), Some(400));
         assert_eq!(http_of_grpc(17), None);
+    }
+
+    fn without_type(v: &str) -> Option<String> {
+        let mut out = Vec::new();
+        (json::kind(v) == json::Kind::Object).then(|| {
+            super::without_type(v, &mut out);
+            String::from_utf8(out).unwrap()
+        })
     }
 
     #[test]
