@@ -165,6 +165,21 @@ pub fn get<'a>(v: &'a str, key: &str) -> Option<&'a str> {
     scan_object(v, |k, val| key_is(k, key).then_some(val))
 }
 
+/// The values of several keys of an object, in one scan (the first of
+/// each, if repeated).
+pub fn pick<'a, const N: usize>(v: &'a str, keys: [&str; N]) -> [Option<&'a str>; N] {
+    let mut found = [None; N];
+    scan_object(v, |k, val| {
+        for (slot, key) in found.iter_mut().zip(keys) {
+            if slot.is_none() && key_is(k, key) {
+                *slot = Some(val);
+            }
+        }
+        found.iter().all(Option::is_some).then_some(())
+    });
+    found
+}
+
 /// Walks a path of object keys.
 pub fn path<'a>(mut v: &'a str, keys: &[&str]) -> Option<&'a str> {
     for k in keys {
@@ -375,6 +390,11 @@ mod tests {
         assert_eq!(elements("[]").unwrap().len(), 0);
         assert_eq!(elements("[ 1 , [2,3] ]").unwrap(), vec!["1", "[2,3]"]);
         assert!(get("{}", "a").is_none());
+        assert_eq!(
+            pick(r#"{"d":1,"a":2,"d":3,"b":4}"#, ["d", "b", "z"]),
+            [Some("1"), Some("4"), None]
+        );
+        assert_eq!(pick("[1]", ["a"]), [None]);
     }
 
     #[test]

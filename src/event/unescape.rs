@@ -3,8 +3,8 @@
 //! against JSON's rules and writes its value, unescaped, into a buffer the
 //! caller reuses. Such a string has an escape every few bytes (each quote
 //! of the document inside), so the pass reads 8 bytes at a time, finds the
-//! first that needs work (`"`, `\`, a control character) with word
-//! arithmetic, and copies the bytes before it as one word.
+//! bytes that need work (`"`, `\`, a control character) with word
+//! arithmetic, and copies the bytes between them as whole words.
 
 const ONES: u64 = 0x0101_0101_0101_0101;
 const HIGH: u64 = 0x8080_8080_8080_8080;
@@ -39,46 +39,67 @@ pub fn string_into(b: &[u8], open: usize, out: &mut Vec<u8>) -> Option<usize> {
     }
     let mut w = out.len();
     let mut r = open + 1;
-    let end = loop {
-        // Room for a whole word and the longest escape's bytes.
-        if w + 12 > out.len() {
+    let end = 'words: loop {
+        // Room for two words and the longest escape's bytes.
+        if w + 24 > out.len() {
             out.resize(2 * out.len() + 64, 0);
         }
-        if let Some(word) = b.get(r..r + 8) {
-            let mut x = [0u8; 8];
-            x.copy_from_slice(word);
-            out[w..w + 8].copy_from_slice(&x);
-            let m = stops(u64::from_le_bytes(x));
-            if m == 0 {
-                r += 8;
-                w += 8;
-                continue;
-            }
-            let t = (m.trailing_zeros() / 8) as usize;
-            r += t;
-            w += t;
-        } else {
+        let Some(word) = b.get(r..r + 8) else {
+            // The last bytes, one at a time.
             match b.get(r) {
                 None => break None,
-                Some(&c) if c != b'"' && c != b'\\' && c >= 0x20 => {
+                Some(&c) if c == b'"' => break Some(r + 1),
+                Some(&c) if c == b'\\' => match escape(b, r, &mut out[w..]) {
+                    Some((read, written)) => {
+                        r += read;
+                        w += written;
+                        continue;
+                    }
+                    None => break None,
+                },
+                Some(&c) if c < 0x20 => break None,
+                Some(&c) => {
                     out[w] = c;
                     w += 1;
                     r += 1;
                     continue;
                 }
-                Some(_) => {}
             }
-        }
-        match b[r] {
-            b'"' => break Some(r + 1),
-            b'\\' => match escape(b, r, &mut out[w..]) {
-                Some((read, written)) => {
-                    r += read;
-                    w += written;
-                }
-                None => break None,
-            },
-            _ => break None,
+        };
+        let mut bytes = [0u8; 8];
+        bytes.copy_from_slice(word);
+        let x = u64::from_le_bytes(bytes);
+        // The word is written whole; `w` then moves past what was plain.
+        out[w..w + 8].copy_from_slice(&bytes);
+        let mut m = stops(x);
+        // Bytes of this word already read.
+        let mut k = 0;
+        loop {
+            if m == 0 {
+                w += 8 - k;
+                r += 8;
+                continue 'words;
+            }
+            let t = (m.trailing_zeros() / 8) as usize;
+            w += t - k;
+            let pos = r + t;
+            match b[pos] {
+                b'"' => break 'words Some(pos + 1),
+                b'\\' => {}
+                _ => break 'words None,
+            }
+            let Some((read, written)) = escape(b, pos, &mut out[w..]) else {
+                break 'words None;
+            };
+            w += written;
+            k = t + read;
+            if k >= 8 {
+                r += k;
+                continue 'words;
+            }
+            // The rest of the word, after the escape.
+            m &= u64::MAX << (k * 8);
+            out[w..w + 8].copy_from_slice(&(x >> (k * 8)).to_le_bytes());
         }
     };
     out.truncate(w);
@@ -88,6 +109,7 @@ pub fn string_into(b: &[u8], open: usize, out: &mut Vec<u8>) -> Option<usize> {
 /// Writes the character of the escape at `b[pos]` (a backslash) at the
 /// start of `out` (which has room for 4 bytes); returns how many bytes it
 /// read and wrote.
+#[inline]
 fn escape(b: &[u8], pos: usize, out: &mut [u8]) -> Option<(usize, usize)> {
     let simple = match *b.get(pos + 1)? {
         c @ (b'"' | b'\\' | b'/') => c,

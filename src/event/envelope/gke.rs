@@ -178,16 +178,25 @@ impl<'de> serde::Deserialize<'de> for PayloadKey {
 #[derive(Default)]
 struct Entry<'a> {
     insert_id: Option<&'a str>,
-    operation: Option<&'a str>,
+    /// `operation.id`, `.first` and `.last`.
+    operation_id: Option<&'a str>,
+    first: bool,
+    last: bool,
+    /// `requestMetadata.callerIp` (or `callerIP`) and
+    /// `.callerSuppliedUserAgent`, when strings.
+    caller_ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    /// `authenticationInfo.principalEmail` (a string) and `.groups` (an
+    /// array).
+    principal: Option<&'a str>,
+    groups: Option<&'a str>,
     timestamp: Option<&'a str>,
     labels: Option<&'a str>,
     resource: Option<&'a str>,
     service: Option<Cow<'a, str>>,
     method: Option<Cow<'a, str>>,
     resource_name: Option<Cow<'a, str>>,
-    authentication: Option<&'a str>,
     authorization: Option<&'a str>,
-    metadata: Option<&'a str>,
     status: Option<&'a str>,
     request: Option<&'a str>,
     response: Option<&'a str>,
@@ -195,18 +204,32 @@ struct Entry<'a> {
 
 impl<'a> Entry<'a> {
     fn read(top: &Top<'a>, p: &Payload<'a>) -> Entry<'a> {
+        let [op_id, first, last] = top
+            .operation
+            .map_or([None; 3], |o| json::pick(o, ["id", "first", "last"]));
+        let [ip, ip_upper, agent] = p.metadata.map_or([None; 3], |m| {
+            json::pick(m, ["callerIp", "callerIP", "callerSuppliedUserAgent"])
+        });
+        let [principal, groups] = p
+            .authentication
+            .map_or([None; 2], |a| json::pick(a, ["principalEmail", "groups"]));
+        let string = |v: Option<&'a str>| v.filter(|v| json::kind(v) == json::Kind::String);
         Entry {
             insert_id: top.insert_id,
-            operation: top.operation,
+            operation_id: op_id,
+            first: first == Some("true"),
+            last: last == Some("true"),
+            caller_ip: string(ip.or(ip_upper)),
+            user_agent: string(agent),
+            principal: string(principal),
+            groups: groups.filter(|v| json::kind(v) == json::Kind::Array),
             timestamp: top.timestamp,
             labels: top.labels,
             resource: top.resource,
             service: p.service.and_then(json::string),
             method: p.method.and_then(json::string),
             resource_name: p.resource_name.and_then(json::string),
-            authentication: p.authentication,
             authorization: p.authorization,
-            metadata: p.metadata,
             status: p.status,
             request: p.request,
             response: p.response,
@@ -220,10 +243,6 @@ impl<'a> Entry<'a> {
                 .as_deref()
                 .is_some_and(|m| m.starts_with("io.k8s."))
     }
-
-    fn operation(&self, key: &str) -> Option<&'a str> {
-        self.operation.and_then(|o| json::get(o, key))
-    }
 }
 
 /// Where each top-level key's value is in an event's text.
@@ -235,18 +254,16 @@ fn convert(e: &Entry, buf: &mut Vec<u8>) -> Keys {
     let mut out = EventText::new(std::mem::take(buf));
     out.raw("kind", "\"Event\"");
     out.raw("apiVersion", "\"audit.k8s.io/v1\"");
-    let id = [e.insert_id, e.operation("id")]
+    let id = [e.insert_id, e.operation_id]
         .into_iter()
         .flatten()
         .find(|v| json::kind(v) == json::Kind::String);
     if let Some(id) = id {
         out.raw("auditID", id);
     }
-    let first = e.operation("first").is_some_and(|v| v == "true");
-    let last = e.operation("last").is_some_and(|v| v == "true");
     out.raw(
         "stage",
-        if first && !last {
+        if e.first && !e.last {
             "\"ResponseStarted\""
         } else {
             "\"ResponseComplete\""
@@ -266,14 +283,14 @@ fn convert(e: &Entry, buf: &mut Vec<u8>) -> Keys {
     if let Some(user) = user(e) {
         out.raw("user", &user);
     }
-    if let Some(ip) = caller(e, &["callerIp", "callerIP"]) {
+    if let Some(ip) = e.caller_ip {
         out.with("sourceIPs", |b| {
             b.push(b'[');
             b.extend_from_slice(ip.as_bytes());
             b.push(b']');
         });
     }
-    if let Some(agent) = caller(e, &["callerSuppliedUserAgent"]) {
+    if let Some(agent) = e.user_agent {
         out.raw("userAgent", agent);
     }
     if let Some(t) = &target {
@@ -544,9 +561,7 @@ fn full_group(short: &str) -> String {
 }
 
 fn user(e: &Entry) -> Option<String> {
-    let authn = e.authentication?;
-    let name = json::get(authn, "principalEmail").filter(|v| json::kind(v) == json::Kind::String);
-    let groups = json::get(authn, "groups").filter(|v| json::kind(v) == json::Kind::Array);
+    let (name, groups) = (e.principal, e.groups);
     if name.is_none() && groups.is_none() {
         return None;
     }
@@ -558,13 +573,6 @@ fn user(e: &Entry) -> Option<String> {
         o.raw("groups", g);
     }
     String::from_utf8(o.end()).ok()
-}
-
-fn caller<'e>(e: &'e Entry, keys: &[&str]) -> Option<&'e str> {
-    let m = e.metadata?;
-    keys.iter()
-        .find_map(|k| json::get(m, k))
-        .filter(|v| json::kind(v) == json::Kind::String)
 }
 
 /// `responseStatus`, from what the entry says (see the module's table).
@@ -618,9 +626,25 @@ fn is_status(v: &str) -> bool {
     if let Some((ty, _)) = leading_type(v) {
         return ty.ends_with(".Status");
     }
-    let kind = json::get(v, "kind").and_then(json::string);
-    let ty = json::get(v, "@type").and_then(json::string);
-    kind.as_deref() == Some("Status") || ty.is_some_and(|t| t.ends_with(".Status"))
+    let get = |key| {
+        may_have_key(v, key)
+            .then(|| json::get(v, key))
+            .flatten()
+            .and_then(json::string)
+    };
+    get("kind").as_deref() == Some("Status") || get("@type").is_some_and(|t| t.ends_with(".Status"))
+}
+
+/// Whether an object may have `key` (a name of ASCII letters or `@`):
+/// false when its text holds neither `"key"` nor an escape that could
+/// spell one of those characters. Found with a vectorised search, this
+/// spares scanning a large object (a pod) for a key it does not have.
+fn may_have_key(v: &str, key: &str) -> bool {
+    let b = v.as_bytes();
+    memchr::memmem::find_iter(b, key.as_bytes())
+        .any(|i| i > 0 && b[i - 1] == b'"' && b.get(i + key.len()) == Some(&b'"'))
+        || memchr::memmem::find_iter(v.as_bytes(), b"\\u00")
+            .any(|i| matches!(v.as_bytes().get(i + 4), Some(b'4'..=b'7')))
 }
 
 /// An object whose first key is `@type` (where Cloud Logging puts it), with
@@ -685,6 +709,10 @@ pub(super) fn http_of_grpc(code: u32) -> Option<u16> {
 /// Writes an object (`v`, an object) without its `@type` key (the
 /// protobuf type Cloud Logging adds to `request` and `response`).
 fn without_type(v: &str, out: &mut Vec<u8>) {
+    if !may_have_key(v, "@type") {
+        out.extend_from_slice(v.as_bytes());
+        return;
+    }
     out.push(b'{');
     if let Some((_, rest)) = leading_type(v) {
         out.extend_from_slice(rest.as_bytes());
@@ -838,5 +866,17 @@ mod tests {
         ));
         assert!(is_status(r#"{"kind":"Status"}"#));
         assert_eq!(without_type("[1]"), None);
+        // Without a `@type` key the object is kept as written; a key spelt
+        // with escapes is still found.
+        assert_eq!(
+            without_type(r#"{"kind": "Pod", "spec": {"@typo": 1}}"#).as_deref(),
+            Some(r#"{"kind": "Pod", "spec": {"@typo": 1}}"#)
+        );
+        assert_eq!(
+            without_type(r#"{"kind":"Pod","\u0040type":"x"}"#).as_deref(),
+            Some(r#"{"kind":"Pod"}"#)
+        );
+        assert!(is_status(r#"{"a":"\u0026","\u006bind":"Status"}"#));
+        assert!(!is_status(r#"{"a":"\u0026","spec":{"kind":"Status"}}"#));
     }
 }
