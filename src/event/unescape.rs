@@ -88,11 +88,22 @@ pub fn string_into(b: &[u8], open: usize, out: &mut Vec<u8>) -> Option<usize> {
                 b'\\' => {}
                 _ => break 'words None,
             }
-            let Some((read, written)) = escape(b, pos, &mut out[w..]) else {
-                break 'words None;
-            };
-            w += written;
-            k = t + read;
+            // Most escapes are a document's quotes and backslashes: kept
+            // here, the rest in `escape`.
+            match b.get(pos + 1) {
+                Some(&e @ (b'"' | b'\\')) => {
+                    out[w] = e;
+                    w += 1;
+                    k = t + 2;
+                }
+                _ => {
+                    let Some((read, written)) = escape(b, pos, &mut out[w..]) else {
+                        break 'words None;
+                    };
+                    w += written;
+                    k = t + read;
+                }
+            }
             if k >= 8 {
                 r += k;
                 continue 'words;
