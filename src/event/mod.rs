@@ -148,7 +148,7 @@ impl<'a> Top<'a> {
 
     /// The raw JSON text of a top-level key.
     pub fn key(&self, name: &str) -> Option<&'a str> {
-        let raw = match name {
+        match name {
             "kind" => self.kind,
             "auditID" => self.audit_id,
             "stage" => self.stage,
@@ -167,8 +167,7 @@ impl<'a> Top<'a> {
             "timestamp" => self.timestamp,
             "annotations" => self.annotations,
             _ => None,
-        };
-        raw
+        }
     }
 }
 

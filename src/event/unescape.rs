@@ -48,8 +48,8 @@ pub fn string_into(b: &[u8], open: usize, out: &mut Vec<u8>) -> Option<usize> {
             // The last bytes, one at a time.
             match b.get(r) {
                 None => break None,
-                Some(&c) if c == b'"' => break Some(r + 1),
-                Some(&c) if c == b'\\' => match escape(b, r, &mut out[w..]) {
+                Some(b'"') => break Some(r + 1),
+                Some(b'\\') => match escape(b, r, &mut out[w..]) {
                     Some((read, written)) => {
                         r += read;
                         w += written;
