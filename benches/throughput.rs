@@ -18,7 +18,7 @@
 //!       as an AKS diagnostic record, as an EKS CloudWatch Logs payload, and
 //!       as a GKE LogEntry (against the events that entry converts to).
 //! It prints events/s, MB/s and the ratios (b)/(a), (c)/(a), (d)/(c) and
-//! each shape's (e)/(b). Numbers are measurements,
+//! each shape's (e)/(b); `--managed` runs (e) alone. Numbers are measurements,
 //! not assertions: the machine is shared and noisy. Given a file of events
 //! (JSON lines) instead of a count, it measures on those. With `--emit N` it
 //! prints N generated events instead, e.g. to replay them through the binary.
@@ -218,6 +218,11 @@ fn main() {
     let single = rules::load(&rules::default_sources()[..1])
         .rules
         .expect("default rules load");
+    if args.iter().any(|a| a == "--managed") {
+        // `--managed`: only (e), the managed clusters' shapes.
+        managed(&data, &single);
+        return;
+    }
     let all = rules::load(&rules::default_sources())
         .rules
         .expect("default rules load");

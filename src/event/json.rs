@@ -29,7 +29,7 @@ pub fn is_null(v: &str) -> bool {
     v == "null"
 }
 
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+pub(crate) fn skip_ws(b: &[u8], mut i: usize) -> usize {
     while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
         i += 1;
     }
@@ -37,7 +37,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 }
 
 /// `b[i]` is an opening quote; returns the index just past the closing one.
-fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     // Most strings (keys, names) are short: look at them byte by byte before
     // handing longer ones to the vectorised search.
@@ -63,7 +63,7 @@ fn end_of_string(b: &[u8], i: usize) -> Option<usize> {
 }
 
 /// The index just past the value that starts at `i`.
-fn end_of_value(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn end_of_value(b: &[u8], i: usize) -> Option<usize> {
     match *b.get(i)? {
         b'"' => end_of_string(b, i),
         open @ (b'{' | b'[') => {
@@ -163,6 +163,21 @@ pub fn key_is(raw_key: &str, key: &str) -> bool {
 /// The value of `key` in a JSON object (the first one, if repeated).
 pub fn get<'a>(v: &'a str, key: &str) -> Option<&'a str> {
     scan_object(v, |k, val| key_is(k, key).then_some(val))
+}
+
+/// The values of several keys of an object, in one scan (the first of
+/// each, if repeated).
+pub fn pick<'a, const N: usize>(v: &'a str, keys: [&str; N]) -> [Option<&'a str>; N] {
+    let mut found = [None; N];
+    scan_object(v, |k, val| {
+        for (slot, key) in found.iter_mut().zip(keys) {
+            if slot.is_none() && key_is(k, key) {
+                *slot = Some(val);
+            }
+        }
+        found.iter().all(Option::is_some).then_some(())
+    });
+    found
 }
 
 /// Walks a path of object keys.
@@ -375,6 +390,11 @@ mod tests {
         assert_eq!(elements("[]").unwrap().len(), 0);
         assert_eq!(elements("[ 1 , [2,3] ]").unwrap(), vec!["1", "[2,3]"]);
         assert!(get("{}", "a").is_none());
+        assert_eq!(
+            pick(r#"{"d":1,"a":2,"d":3,"b":4}"#, ["d", "b", "z"]),
+            [Some("1"), Some("4"), None]
+        );
+        assert_eq!(pick("[1]", ["a"]), [None]);
     }
 
     #[test]

@@ -6,6 +6,7 @@
 pub mod envelope;
 pub mod json;
 pub mod time;
+pub mod unescape;
 
 use std::cell::RefCell;
 
@@ -13,79 +14,92 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 
 /// The top-level keys of an `audit.k8s.io` `Event` (v1 and v1beta1), each the
-/// raw JSON text of its value, borrowed from the input.
+/// raw JSON text of its value, borrowed from the input (a `null` value is
+/// absent). Decoded by serde_json, which validates the whole document, or
+/// written by an envelope's conversion ([`envelope`]: GKE).
 #[derive(Debug, Default, Deserialize)]
 pub struct Top<'a> {
-    #[serde(borrow)]
-    pub kind: Option<&'a RawValue>,
-    #[serde(borrow, rename = "auditID")]
-    pub audit_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub stage: Option<&'a RawValue>,
-    #[serde(borrow, rename = "requestURI")]
-    pub request_uri: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub verb: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub user: Option<&'a RawValue>,
-    #[serde(borrow, rename = "impersonatedUser")]
-    pub impersonated_user: Option<&'a RawValue>,
-    #[serde(borrow, rename = "sourceIPs")]
-    pub source_ips: Option<&'a RawValue>,
-    #[serde(borrow, rename = "userAgent")]
-    pub user_agent: Option<&'a RawValue>,
-    #[serde(borrow, rename = "objectRef")]
-    pub object_ref: Option<&'a RawValue>,
-    #[serde(borrow, rename = "responseStatus")]
-    pub response_status: Option<&'a RawValue>,
-    #[serde(borrow, rename = "requestObject")]
-    pub request_object: Option<&'a RawValue>,
-    #[serde(borrow, rename = "responseObject")]
-    pub response_object: Option<&'a RawValue>,
-    #[serde(borrow, rename = "requestReceivedTimestamp")]
-    pub request_received_timestamp: Option<&'a RawValue>,
-    #[serde(borrow, rename = "stageTimestamp")]
-    pub stage_timestamp: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub kind: Option<&'a str>,
+    #[serde(borrow, rename = "auditID", default, deserialize_with = "raw")]
+    pub audit_id: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub stage: Option<&'a str>,
+    #[serde(borrow, rename = "requestURI", default, deserialize_with = "raw")]
+    pub request_uri: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub verb: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub user: Option<&'a str>,
+    #[serde(borrow, rename = "impersonatedUser", default, deserialize_with = "raw")]
+    pub impersonated_user: Option<&'a str>,
+    #[serde(borrow, rename = "sourceIPs", default, deserialize_with = "raw")]
+    pub source_ips: Option<&'a str>,
+    #[serde(borrow, rename = "userAgent", default, deserialize_with = "raw")]
+    pub user_agent: Option<&'a str>,
+    #[serde(borrow, rename = "objectRef", default, deserialize_with = "raw")]
+    pub object_ref: Option<&'a str>,
+    #[serde(borrow, rename = "responseStatus", default, deserialize_with = "raw")]
+    pub response_status: Option<&'a str>,
+    #[serde(borrow, rename = "requestObject", default, deserialize_with = "raw")]
+    pub request_object: Option<&'a str>,
+    #[serde(borrow, rename = "responseObject", default, deserialize_with = "raw")]
+    pub response_object: Option<&'a str>,
+    #[serde(
+        borrow,
+        rename = "requestReceivedTimestamp",
+        default,
+        deserialize_with = "raw"
+    )]
+    pub request_received_timestamp: Option<&'a str>,
+    #[serde(borrow, rename = "stageTimestamp", default, deserialize_with = "raw")]
+    pub stage_timestamp: Option<&'a str>,
     /// `audit.k8s.io/v1alpha1`/early `v1beta1` events carry only this.
-    #[serde(borrow)]
-    pub timestamp: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub annotations: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub timestamp: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub annotations: Option<&'a str>,
     /// Present on an `EventList`.
-    #[serde(borrow)]
-    pub items: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub items: Option<&'a str>,
     // The keys that mark an envelope of a managed cluster's logs; none is
     // ever a key of an audit event. See [`envelope`].
     /// CloudWatch Logs subscription payload (EKS).
-    #[serde(borrow, rename = "messageType")]
-    pub message_type: Option<&'a RawValue>,
+    #[serde(borrow, rename = "messageType", default, deserialize_with = "raw")]
+    pub message_type: Option<&'a str>,
     /// Firehose delivery (`records[].data`) or Azure diagnostic records.
-    #[serde(borrow)]
-    pub records: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub records: Option<&'a str>,
     /// A Lambda event of Kinesis records (`Records[].kinesis.data`).
-    #[serde(borrow, rename = "Records")]
-    pub kinesis_records: Option<&'a RawValue>,
+    #[serde(borrow, rename = "Records", default, deserialize_with = "raw")]
+    pub kinesis_records: Option<&'a str>,
     /// A Lambda event of a CloudWatch Logs subscription (`awslogs.data`).
-    #[serde(borrow)]
-    pub awslogs: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub awslogs: Option<&'a str>,
     /// Cloud Logging `LogEntry` (GKE).
-    #[serde(borrow, rename = "protoPayload")]
-    pub proto_payload: Option<&'a RawValue>,
+    #[serde(borrow, rename = "protoPayload", default)]
+    pub proto_payload: Option<envelope::Payload<'a>>,
     /// Pub/Sub push message (`message.data`).
-    #[serde(borrow)]
-    pub message: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub message: Option<&'a str>,
     /// One Azure diagnostic record (AKS).
-    #[serde(borrow)]
-    pub properties: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub properties: Option<&'a str>,
     // Keys of a `LogEntry` that its conversion reads (with `timestamp`).
-    #[serde(borrow, rename = "insertId")]
-    pub insert_id: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub operation: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub labels: Option<&'a RawValue>,
-    #[serde(borrow)]
-    pub resource: Option<&'a RawValue>,
+    #[serde(borrow, rename = "insertId", default, deserialize_with = "raw")]
+    pub insert_id: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub operation: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub labels: Option<&'a str>,
+    #[serde(borrow, default, deserialize_with = "raw")]
+    pub resource: Option<&'a str>,
+}
+
+/// A value as its raw JSON text, `null` as absent.
+fn raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de str>, D::Error> {
+    let v = <&RawValue>::deserialize(d)?.get();
+    Ok((v != "null").then_some(v))
 }
 
 impl<'a> Top<'a> {
@@ -106,9 +120,35 @@ impl<'a> Top<'a> {
             || self.properties.is_some()
     }
 
+    /// Sets a captured top-level key to the raw JSON text of its value (for
+    /// an event written rather than decoded); other keys are not kept.
+    pub(crate) fn set(&mut self, name: &str, value: &'a str) {
+        let slot = match name {
+            "kind" => &mut self.kind,
+            "auditID" => &mut self.audit_id,
+            "stage" => &mut self.stage,
+            "requestURI" => &mut self.request_uri,
+            "verb" => &mut self.verb,
+            "user" => &mut self.user,
+            "impersonatedUser" => &mut self.impersonated_user,
+            "sourceIPs" => &mut self.source_ips,
+            "userAgent" => &mut self.user_agent,
+            "objectRef" => &mut self.object_ref,
+            "responseStatus" => &mut self.response_status,
+            "requestObject" => &mut self.request_object,
+            "responseObject" => &mut self.response_object,
+            "requestReceivedTimestamp" => &mut self.request_received_timestamp,
+            "stageTimestamp" => &mut self.stage_timestamp,
+            "timestamp" => &mut self.timestamp,
+            "annotations" => &mut self.annotations,
+            _ => return,
+        };
+        *slot = Some(value);
+    }
+
     /// The raw JSON text of a top-level key.
     pub fn key(&self, name: &str) -> Option<&'a str> {
-        let raw = match name {
+        match name {
             "kind" => self.kind,
             "auditID" => self.audit_id,
             "stage" => self.stage,
@@ -127,8 +167,7 @@ impl<'a> Top<'a> {
             "timestamp" => self.timestamp,
             "annotations" => self.annotations,
             _ => None,
-        };
-        raw.map(RawValue::get)
+        }
     }
 }
 
@@ -334,9 +373,7 @@ pub(crate) fn decode_bytes<'d>(
         Some(b'{') if envelope::by_first_key(text, layer, on_event, on_skip) => {}
         Some(b'{') => match serde_json::from_str::<Top<'d>>(text) {
             Ok(top) => match top.items {
-                Some(items) if is_event_list(&top) => {
-                    decode_array(items.get(), layer, on_event, on_skip)
-                }
+                Some(items) if is_event_list(&top) => decode_array(items, layer, on_event, on_skip),
                 _ => decode_object(text, top, layer, on_event, on_skip),
             },
             Err(e) if e.is_data() => on_skip(Skip::NotAuditEvent),
@@ -349,7 +386,7 @@ pub(crate) fn decode_bytes<'d>(
 }
 
 fn is_event_list(top: &Top) -> bool {
-    match top.kind.map(RawValue::get).and_then(json::string) {
+    match top.kind.and_then(json::string) {
         Some(kind) => kind == "EventList",
         None => top.kind.is_none(),
     }
@@ -386,7 +423,7 @@ fn decode_object<'d>(
     }
 }
 
-fn decode_top<'d>(
+pub(crate) fn decode_top<'d>(
     raw: &'d str,
     top: Top<'d>,
     cluster: Option<&'d str>,
@@ -395,7 +432,7 @@ fn decode_top<'d>(
 ) {
     let kind_ok = match top.kind {
         None => true,
-        Some(k) => json::string(k.get()).is_some_and(|k| k == "Event"),
+        Some(k) => json::string(k).is_some_and(|k| k == "Event"),
     };
     let looks_like_event = top.audit_id.is_some() || top.stage.is_some() || top.verb.is_some();
     if !kind_ok || !(looks_like_event || top.kind.is_some()) {
@@ -408,7 +445,7 @@ fn decode_top<'d>(
     ]
     .into_iter()
     .flatten()
-    .find_map(|v| json::string(v.get()).and_then(|s| time::parse_rfc3339(&s)));
+    .find_map(|v| json::string(v).and_then(|s| time::parse_rfc3339(&s)));
     match time {
         Some(time_ns) => on_event(Event {
             raw,
@@ -460,9 +497,19 @@ mod tests {
                 .join(",")
         );
         let top: Top = serde_json::from_str(&ev).unwrap();
+        let mut set = Top::default();
         for k in CAPTURED {
             assert_eq!(top.key(k), Some("\"x\""), "{k}");
+            set.set(k, "1");
+            assert_eq!(set.key(k), Some("1"), "{k}");
         }
+        set.set("apiVersion", "2");
+        assert_eq!(set.key("apiVersion"), None);
+        let null: Top = serde_json::from_str(r#"{"auditID":null,"verb":"get"}"#).unwrap();
+        assert_eq!(
+            (null.key("auditID"), null.key("verb")),
+            (None, Some("\"get\""))
+        );
         assert!(!Top::captures("level"));
     }
 

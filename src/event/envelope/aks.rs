@@ -19,28 +19,20 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-
-use super::{base64_decode, text_document, Held, Layer, OnEvent, OnSkip, Skip};
+use super::cursor::Cursor;
+use super::{base64_decode, text_document, with_buffer, Layer, OnEvent, OnSkip, Skip};
 use crate::event::{decode_bytes, json};
 
-/// A record of a `records` array: Azure's, or Firehose's (`data`).
-#[derive(Deserialize)]
+/// A record of a `records` array, as the one pass over it reads it: Azure's
+/// (its `log` unescaped into the pass's buffer, at `log`), or Firehose's
+/// (`data`).
+#[derive(Default)]
 struct Record<'a> {
-    #[serde(borrow, default)]
     category: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "resourceId")]
     resource_id: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    properties: Option<Properties<'a>>,
-    #[serde(borrow, default)]
-    data: Option<Held<'a>>,
-}
-
-#[derive(Deserialize)]
-struct Properties<'a> {
-    #[serde(borrow, default)]
-    log: Option<Held<'a>>,
+    /// Where the `log` text is in the buffer.
+    log: Option<(usize, usize)>,
+    data: Option<Cow<'a, str>>,
 }
 
 /// Decodes a `records` array in one pass over it (the `log` texts
@@ -53,16 +45,13 @@ pub(super) fn records(
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) -> bool {
-    match serde_json::from_str::<Vec<Record>>(raw) {
-        Ok(records) => emit(&records, layer, on_event, on_skip),
-        Err(_) => false,
-    }
-}
-
-#[derive(Deserialize)]
-struct Document<'a> {
-    #[serde(borrow)]
-    records: Vec<Record<'a>>,
+    with_buffer(|buf| {
+        let mut c = Cursor::new(raw);
+        match read_records(&mut c, buf) {
+            Some(records) if c.at_end() => emit(&records, buf, layer, on_event, on_skip),
+            _ => false,
+        }
+    })
 }
 
 /// [`records`] for a whole `{"records": [...]}` document.
@@ -72,23 +61,75 @@ pub(super) fn document(
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) -> bool {
-    match serde_json::from_str::<Document>(raw) {
-        Ok(d) => emit(&d.records, layer, on_event, on_skip),
-        Err(_) => false,
-    }
+    with_buffer(|buf| {
+        let mut c = Cursor::new(raw);
+        let mut records = None;
+        let read = c.object(|key, c| match key {
+            "records" if records.is_none() => {
+                records = Some(read_records(c, buf)?);
+                Some(())
+            }
+            // A repeated `records`: read the slow way.
+            "records" => None,
+            _ => c.skip(),
+        });
+        match (read, records) {
+            (Some(()), Some(records)) if c.at_end() => {
+                emit(&records, buf, layer, on_event, on_skip)
+            }
+            _ => false,
+        }
+    })
 }
 
-fn emit(records: &[Record], layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) -> bool {
-    let plain = |r: &Record| match (&r.data, &r.properties) {
-        (Some(Held::Other), _) => false,
-        (_, Some(p)) => !matches!(p.log, Some(Held::Other)),
-        _ => true,
-    };
-    if records.is_empty() || !records.iter().all(plain) {
+fn read_records<'a>(c: &mut Cursor<'a>, buf: &mut Vec<u8>) -> Option<Vec<Record<'a>>> {
+    let mut records = Vec::new();
+    c.array(|c| {
+        let mut r = Record::default();
+        c.object(|key, c| match key {
+            "category" => set(&mut r.category, c.string()?),
+            "resourceId" => set(&mut r.resource_id, c.string()?),
+            "data" => set(&mut r.data, c.string()?),
+            "properties" => c.object(|key, c| match key {
+                "log" if r.log.is_none() => {
+                    let start = buf.len();
+                    c.string_into(buf)?;
+                    r.log = Some((start, buf.len()));
+                    Some(())
+                }
+                "log" => None,
+                _ => c.skip(),
+            }),
+            _ => c.skip(),
+        })?;
+        records.push(r);
+        Some(())
+    })?;
+    Some(records)
+}
+
+/// Sets a key's value once: a repeated key is left to the slow way (which
+/// takes the last one, as serde_json's structs would refuse it).
+fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value);
+    Some(())
+}
+
+fn emit(
+    records: &[Record],
+    buf: &[u8],
+    layer: Layer,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) -> bool {
+    if records.is_empty() {
         return false;
     }
     for r in records {
-        if let Some(Held::Text(data)) = &r.data {
+        if let Some(data) = &r.data {
             match base64_decode(data) {
                 Ok(bytes) => decode_bytes(&bytes, layer, on_event, on_skip),
                 Err(_) => on_skip(Skip::InvalidJson),
@@ -101,12 +142,12 @@ fn emit(records: &[Record], layer: Layer, on_event: &mut OnEvent, on_skip: &mut 
                 continue;
             }
         }
-        let Some(Held::Text(log)) = r.properties.as_ref().and_then(|p| p.log.as_ref()) else {
+        let Some((start, end)) = r.log else {
             on_skip(Skip::NotAuditEvent);
             continue;
         };
         let cluster = r.resource_id.as_deref().and_then(cluster_of_resource_id);
-        audit_text(log, layer.naming(cluster), on_event, on_skip);
+        audit_text(&buf[start..end], layer.naming(cluster), on_event, on_skip);
     }
     true
 }
@@ -116,8 +157,8 @@ fn is_audit(category: &str) -> bool {
 }
 
 /// An audit event as JSON text; cut off, it is `truncated`.
-fn audit_text(text: &str, layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
-    decode_bytes(text.as_bytes(), layer, on_event, &mut |skip| {
+fn audit_text(text: &[u8], layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
+    decode_bytes(text, layer, on_event, &mut |skip| {
         if skip == Skip::InvalidJson && ends_mid_document(text) {
             on_skip(Skip::Truncated)
         } else {
@@ -147,14 +188,14 @@ pub(super) fn record(raw: &str, layer: Layer, on_event: &mut OnEvent, on_skip: &
     let cluster = resource_id.as_deref().and_then(cluster_of_resource_id);
     let layer = layer.naming(cluster);
     match json::string(log) {
-        Some(text) => audit_text(&text, layer, on_event, on_skip),
+        Some(text) => audit_text(text.as_bytes(), layer, on_event, on_skip),
         None => text_document(log, layer, on_event, on_skip),
     }
 }
 
 /// Whether `text` is the start of a JSON document that was cut off.
-fn ends_mid_document(text: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(text).is_err_and(|e| e.is_eof())
+fn ends_mid_document(text: &[u8]) -> bool {
+    serde_json::from_slice::<serde::de::IgnoredAny>(text).is_err_and(|e| e.is_eof())
 }
 
 /// `prod` of `/subscriptions/…/managedClusters/prod` (any case).

@@ -18,27 +18,72 @@
 
 use std::borrow::Cow;
 
-use serde::Deserialize;
-
-use super::{text_document, Held, Layer, OnEvent, OnSkip, Skip};
+use super::cursor::Cursor;
+use super::{text_document, with_buffer, Layer, OnEvent, OnSkip, Skip};
 use crate::event::{decode_bytes, json};
 
-#[derive(Deserialize)]
+/// A payload as the one pass over it reads it: its messages unescaped into
+/// the pass's buffer, at `messages`.
+#[derive(Default)]
 struct Payload<'a> {
-    #[serde(borrow, default, rename = "messageType")]
     message_type: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "logGroup")]
     log_group: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "logStream")]
     log_stream: Option<Cow<'a, str>>,
-    #[serde(borrow, default, rename = "logEvents")]
-    log_events: Option<Vec<LogEvent<'a>>>,
+    messages: Option<Vec<(usize, usize)>>,
 }
 
-#[derive(Deserialize)]
-struct LogEvent<'a> {
-    #[serde(borrow, default)]
-    message: Option<Held<'a>>,
+/// Reads a payload in one pass that unescapes its messages into `buf` as
+/// it finds them. `None` for a payload of another shape (a message that is
+/// not a string, a repeated key, invalid JSON), read the slower way.
+fn read<'a>(raw: &'a str, buf: &mut Vec<u8>) -> Option<Payload<'a>> {
+    let mut p = Payload::default();
+    let mut c = Cursor::new(raw);
+    c.object(|key, c| match key {
+        "messageType" => set(&mut p.message_type, c.string()?),
+        "logGroup" => set(&mut p.log_group, c.string()?),
+        "logStream" => set(&mut p.log_stream, c.string()?),
+        "logEvents" => {
+            let mut messages = Vec::new();
+            c.array(|c| {
+                let mut message = None;
+                c.object(|key, c| match key {
+                    "message" => {
+                        let start = buf.len();
+                        c.string_into(buf)?;
+                        set(&mut message, (start, buf.len()))
+                    }
+                    _ => c.skip(),
+                })?;
+                messages.push(message?);
+                Some(())
+            })?;
+            set(&mut p.messages, messages)
+        }
+        _ => c.skip(),
+    })?;
+    c.at_end().then_some(p)
+}
+
+fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value);
+    Some(())
+}
+
+/// Decodes the messages of a payload read in one pass.
+fn emit(p: &Payload, buf: &[u8], layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
+    let cluster = p.log_group.as_deref().and_then(cluster_of_log_group);
+    let other = other_stream(cluster, p.log_stream.as_deref());
+    let layer = layer.naming(cluster);
+    for &(start, end) in p.messages.iter().flatten() {
+        if other {
+            on_skip(Skip::OtherLog);
+        } else {
+            decode_bytes(&buf[start..end], layer, on_event, on_skip);
+        }
+    }
 }
 
 pub(super) fn payload(
@@ -53,26 +98,15 @@ pub(super) fn payload(
         Some("CONTROL_MESSAGE") => return on_skip(Skip::ControlMessage),
         _ => return on_skip(Skip::NotAuditEvent),
     }
-    // One pass that unescapes the messages as it reads them; a payload of
-    // another shape is read the slower way.
-    if let Ok(p) = serde_json::from_str::<Payload>(raw) {
-        let plain = p
-            .log_events
-            .as_ref()
-            .is_some_and(|e| e.iter().all(|m| matches!(m.message, Some(Held::Text(_)))));
-        if plain {
-            let cluster = p.log_group.as_deref().and_then(cluster_of_log_group);
-            let other = other_stream(cluster, p.log_stream.as_deref());
-            let layer = layer.naming(cluster);
-            for e in p.log_events.iter().flatten() {
-                match &e.message {
-                    Some(Held::Text(_)) if other => on_skip(Skip::OtherLog),
-                    Some(Held::Text(m)) => decode_bytes(m.as_bytes(), layer, on_event, on_skip),
-                    _ => on_skip(Skip::NotAuditEvent),
-                }
-            }
-            return;
+    let fast = with_buffer(|buf| match read(raw, buf) {
+        Some(p) if p.messages.is_some() => {
+            emit(&p, buf, layer, on_event, on_skip);
+            true
         }
+        _ => false,
+    });
+    if fast {
+        return;
     }
     let (mut group, mut stream, mut events) = (None, None, None);
     for (k, v) in json::raw_entries(raw).unwrap_or_default() {
@@ -98,44 +132,30 @@ pub(super) fn payload(
     }
 }
 
-/// Reads a payload in one pass that unescapes the messages as it reads
-/// them. Returns false, having decoded nothing, for a payload of another
-/// shape (read the slower way).
+/// Reads a whole payload document in the one pass. Returns false, having
+/// decoded nothing, for a payload of another shape (read the slower way).
 pub(super) fn document(
     raw: &str,
     layer: Layer,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) -> bool {
-    let Ok(p) = serde_json::from_str::<Payload>(raw) else {
-        return false;
-    };
-    match p.message_type.as_deref() {
-        Some("DATA_MESSAGE") => {}
-        Some("CONTROL_MESSAGE") => {
-            on_skip(Skip::ControlMessage);
-            return true;
+    with_buffer(|buf| {
+        let Some(p) = read(raw, buf) else {
+            return false;
+        };
+        match p.message_type.as_deref() {
+            Some("DATA_MESSAGE") if p.messages.is_some() => {
+                emit(&p, buf, layer, on_event, on_skip);
+                true
+            }
+            Some("CONTROL_MESSAGE") => {
+                on_skip(Skip::ControlMessage);
+                true
+            }
+            _ => false,
         }
-        _ => return false,
-    }
-    let plain = p
-        .log_events
-        .as_ref()
-        .is_some_and(|e| e.iter().all(|m| matches!(m.message, Some(Held::Text(_)))));
-    if !plain {
-        return false;
-    }
-    let cluster = p.log_group.as_deref().and_then(cluster_of_log_group);
-    let other = other_stream(cluster, p.log_stream.as_deref());
-    let layer = layer.naming(cluster);
-    for e in p.log_events.iter().flatten() {
-        match &e.message {
-            Some(Held::Text(_)) if other => on_skip(Skip::OtherLog),
-            Some(Held::Text(m)) => decode_bytes(m.as_bytes(), layer, on_event, on_skip),
-            _ => on_skip(Skip::NotAuditEvent),
-        }
-    }
-    true
+    })
 }
 
 /// Whether the messages are of an EKS log stream other than the audit log.

@@ -22,11 +22,13 @@
 //! `resource.labels.cluster_name`.
 
 use std::borrow::Cow;
+use std::fmt;
 
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use super::{Layer, OnEvent, OnSkip, Skip};
-use crate::event::{decode_bytes, json, Top};
+use super::{with_buffer, Layer, OnEvent, OnSkip, Skip};
+use crate::event::{decode_top, json, Top};
 
 /// Verbs a `methodName` may end with: the API server's verbs, and the
 /// lower-cased HTTP methods of non-resource requests.
@@ -45,9 +47,13 @@ const VERBS: &[&str] = &[
     "options",
 ];
 
+/// Converts an entry (its top-level keys and `protoPayload` decoded, and
+/// so validated, in the decoder's one pass over the document) into the
+/// event: its JSON text is written once, and its top-level keys are where
+/// they were written, so the text is not decoded again.
 pub(super) fn entry(
     top: &Top,
-    payload: &str,
+    payload: &Payload,
     layer: Layer,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
@@ -60,22 +66,30 @@ pub(super) fn entry(
         .resource
         .and_then(|r| json::path(r, &["labels", "cluster_name"]))
         .and_then(json::string);
-    let event = convert(&e);
-    decode_bytes(&event, layer.naming(cluster.as_deref()), on_event, on_skip)
+    let layer = layer.naming(cluster.as_deref());
+    with_buffer(|buf| {
+        let keys = convert(&e, buf);
+        // The text is JSON written from validated pieces: valid UTF-8.
+        let Ok(text) = std::str::from_utf8(buf) else {
+            return on_skip(Skip::InvalidJson);
+        };
+        let mut event = Top::default();
+        for (key, at) in keys {
+            event.set(key, &text[at.0..at.1]);
+        }
+        decode_top(text, event, layer.cluster, on_event, on_skip)
+    })
 }
 
-/// The parts of a `LogEntry` and its `AuditLog` that the conversion reads,
-/// as raw JSON.
-#[derive(Default)]
-struct Entry<'a> {
-    insert_id: Option<&'a str>,
-    operation: Option<&'a str>,
-    timestamp: Option<&'a str>,
-    labels: Option<&'a str>,
-    resource: Option<&'a str>,
-    service: Option<Cow<'a, str>>,
-    method: Option<Cow<'a, str>>,
-    resource_name: Option<Cow<'a, str>>,
+/// The keys of a `protoPayload` (an `AuditLog`) that the conversion reads,
+/// as raw JSON. Decoded in the pass that decodes the entry's [`Top`]: a
+/// `protoPayload` that is not an object makes the entry `not_audit_event`;
+/// a repeated key counts as its last value.
+#[derive(Debug, Default)]
+pub struct Payload<'a> {
+    service: Option<&'a str>,
+    method: Option<&'a str>,
+    resource_name: Option<&'a str>,
     authentication: Option<&'a str>,
     authorization: Option<&'a str>,
     metadata: Option<&'a str>,
@@ -84,32 +98,142 @@ struct Entry<'a> {
     response: Option<&'a str>,
 }
 
-impl<'a> Entry<'a> {
-    fn read(top: &Top<'a>, payload: &'a str) -> Entry<'a> {
-        let get = |v: Option<&'a RawValue>| v.map(RawValue::get);
-        let mut e = Entry {
-            insert_id: get(top.insert_id),
-            operation: get(top.operation),
-            timestamp: get(top.timestamp),
-            labels: get(top.labels),
-            resource: get(top.resource),
-            ..Entry::default()
-        };
-        for (k, v) in json::raw_entries(payload).unwrap_or_default() {
-            match k {
-                "\"serviceName\"" => e.service = json::string(v),
-                "\"methodName\"" => e.method = json::string(v),
-                "\"resourceName\"" => e.resource_name = json::string(v),
-                "\"authenticationInfo\"" => e.authentication = Some(v),
-                "\"authorizationInfo\"" => e.authorization = Some(v),
-                "\"requestMetadata\"" => e.metadata = Some(v),
-                "\"status\"" => e.status = Some(v),
-                "\"request\"" => e.request = Some(v),
-                "\"response\"" => e.response = Some(v),
-                _ => {}
+impl<'de: 'a, 'a> serde::Deserialize<'de> for Payload<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Payload<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an AuditLog object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Payload<'de>, A::Error> {
+                let mut p = Payload::default();
+                while let Some(key) = m.next_key::<PayloadKey>()? {
+                    let slot = match key {
+                        PayloadKey::Service => &mut p.service,
+                        PayloadKey::Method => &mut p.method,
+                        PayloadKey::ResourceName => &mut p.resource_name,
+                        PayloadKey::Authentication => &mut p.authentication,
+                        PayloadKey::Authorization => &mut p.authorization,
+                        PayloadKey::Metadata => &mut p.metadata,
+                        PayloadKey::Status => &mut p.status,
+                        PayloadKey::Request => &mut p.request,
+                        PayloadKey::Response => &mut p.response,
+                        PayloadKey::Other => {
+                            m.next_value::<de::IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = Some(m.next_value::<&'de RawValue>()?.get());
+                }
+                Ok(p)
             }
         }
-        e
+        d.deserialize_map(V)
+    }
+}
+
+enum PayloadKey {
+    Service,
+    Method,
+    ResourceName,
+    Authentication,
+    Authorization,
+    Metadata,
+    Status,
+    Request,
+    Response,
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for PayloadKey {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = PayloadKey;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<PayloadKey, E> {
+                Ok(match key {
+                    "serviceName" => PayloadKey::Service,
+                    "methodName" => PayloadKey::Method,
+                    "resourceName" => PayloadKey::ResourceName,
+                    "authenticationInfo" => PayloadKey::Authentication,
+                    "authorizationInfo" => PayloadKey::Authorization,
+                    "requestMetadata" => PayloadKey::Metadata,
+                    "status" => PayloadKey::Status,
+                    "request" => PayloadKey::Request,
+                    "response" => PayloadKey::Response,
+                    _ => PayloadKey::Other,
+                })
+            }
+        }
+        d.deserialize_identifier(V)
+    }
+}
+
+/// The parts of a `LogEntry` and its `AuditLog` that the conversion reads,
+/// as raw JSON.
+#[derive(Default)]
+struct Entry<'a> {
+    insert_id: Option<&'a str>,
+    /// `operation.id`, `.first` and `.last`.
+    operation_id: Option<&'a str>,
+    first: bool,
+    last: bool,
+    /// `requestMetadata.callerIp` (or `callerIP`) and
+    /// `.callerSuppliedUserAgent`, when strings.
+    caller_ip: Option<&'a str>,
+    user_agent: Option<&'a str>,
+    /// `authenticationInfo.principalEmail` (a string) and `.groups` (an
+    /// array).
+    principal: Option<&'a str>,
+    groups: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    labels: Option<&'a str>,
+    resource: Option<&'a str>,
+    service: Option<Cow<'a, str>>,
+    method: Option<Cow<'a, str>>,
+    resource_name: Option<Cow<'a, str>>,
+    authorization: Option<&'a str>,
+    status: Option<&'a str>,
+    request: Option<&'a str>,
+    response: Option<&'a str>,
+}
+
+impl<'a> Entry<'a> {
+    fn read(top: &Top<'a>, p: &Payload<'a>) -> Entry<'a> {
+        let [op_id, first, last] = top
+            .operation
+            .map_or([None; 3], |o| json::pick(o, ["id", "first", "last"]));
+        let [ip, ip_upper, agent] = p.metadata.map_or([None; 3], |m| {
+            json::pick(m, ["callerIp", "callerIP", "callerSuppliedUserAgent"])
+        });
+        let [principal, groups] = p
+            .authentication
+            .map_or([None; 2], |a| json::pick(a, ["principalEmail", "groups"]));
+        let string = |v: Option<&'a str>| v.filter(|v| json::kind(v) == json::Kind::String);
+        Entry {
+            insert_id: top.insert_id,
+            operation_id: op_id,
+            first: first == Some("true"),
+            last: last == Some("true"),
+            caller_ip: string(ip.or(ip_upper)),
+            user_agent: string(agent),
+            principal: string(principal),
+            groups: groups.filter(|v| json::kind(v) == json::Kind::Array),
+            timestamp: top.timestamp,
+            labels: top.labels,
+            resource: top.resource,
+            service: p.service.and_then(json::string),
+            method: p.method.and_then(json::string),
+            resource_name: p.resource_name.and_then(json::string),
+            authorization: p.authorization,
+            status: p.status,
+            request: p.request,
+            response: p.response,
+        }
     }
 
     fn is_kubernetes(&self) -> bool {
@@ -119,29 +243,27 @@ impl<'a> Entry<'a> {
                 .as_deref()
                 .is_some_and(|m| m.starts_with("io.k8s."))
     }
-
-    fn operation(&self, key: &str) -> Option<&'a str> {
-        self.operation.and_then(|o| json::get(o, key))
-    }
 }
 
-/// The audit `Event` JSON text of an entry.
-fn convert(e: &Entry) -> Vec<u8> {
-    let mut out = Obj::new();
+/// Where each top-level key's value is in an event's text.
+type Keys = Vec<(&'static str, (usize, usize))>;
+
+/// Writes the audit `Event` JSON text of an entry into `buf` (emptied
+/// first), and says where each top-level key's value is.
+fn convert(e: &Entry, buf: &mut Vec<u8>) -> Keys {
+    let mut out = EventText::new(std::mem::take(buf));
     out.raw("kind", "\"Event\"");
     out.raw("apiVersion", "\"audit.k8s.io/v1\"");
-    let id = [e.insert_id, e.operation("id")]
+    let id = [e.insert_id, e.operation_id]
         .into_iter()
         .flatten()
         .find(|v| json::kind(v) == json::Kind::String);
     if let Some(id) = id {
         out.raw("auditID", id);
     }
-    let first = e.operation("first").is_some_and(|v| v == "true");
-    let last = e.operation("last").is_some_and(|v| v == "true");
     out.raw(
         "stage",
-        if first && !last {
+        if e.first && !e.last {
             "\"ResponseStarted\""
         } else {
             "\"ResponseComplete\""
@@ -161,10 +283,14 @@ fn convert(e: &Entry) -> Vec<u8> {
     if let Some(user) = user(e) {
         out.raw("user", &user);
     }
-    if let Some(ip) = caller(e, &["callerIp", "callerIP"]) {
-        out.raw("sourceIPs", &format!("[{ip}]"));
+    if let Some(ip) = e.caller_ip {
+        out.with("sourceIPs", |b| {
+            b.push(b'[');
+            b.extend_from_slice(ip.as_bytes());
+            b.push(b']');
+        });
     }
-    if let Some(agent) = caller(e, &["callerSuppliedUserAgent"]) {
+    if let Some(agent) = e.user_agent {
         out.raw("userAgent", agent);
     }
     if let Some(t) = &target {
@@ -173,11 +299,10 @@ fn convert(e: &Entry) -> Vec<u8> {
     if let Some(status) = response_status(e) {
         out.raw("responseStatus", &status);
     }
-    if let Some(request) = e.request.and_then(without_type) {
-        out.raw("requestObject", &request);
-    }
-    if let Some(response) = e.response.and_then(without_type) {
-        out.raw("responseObject", &response);
+    for (key, body) in [("requestObject", e.request), ("responseObject", e.response)] {
+        if let Some(body) = body.filter(|v| json::kind(v) == json::Kind::Object) {
+            out.with(key, |b| without_type(body, b));
+        }
     }
     if let Some(ts) = e.timestamp.filter(|v| json::kind(v) == json::Kind::String) {
         out.raw("requestReceivedTimestamp", ts);
@@ -186,7 +311,46 @@ fn convert(e: &Entry) -> Vec<u8> {
     if let Some(labels) = e.labels.filter(|v| json::kind(v) == json::Kind::Object) {
         out.raw("annotations", labels);
     }
-    out.end()
+    let (text, keys) = out.end();
+    *buf = text;
+    keys
+}
+
+/// The event's text being written, and where each top-level value is.
+struct EventText {
+    obj: Obj,
+    keys: Keys,
+}
+
+impl EventText {
+    fn new(mut buf: Vec<u8>) -> EventText {
+        buf.clear();
+        buf.push(b'{');
+        EventText {
+            obj: Obj(buf),
+            keys: Vec::with_capacity(16),
+        }
+    }
+
+    fn with(&mut self, key: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
+        self.obj.key(key);
+        let start = self.obj.0.len();
+        write(&mut self.obj.0);
+        self.keys.push((key, (start, self.obj.0.len())));
+    }
+
+    /// `value` is JSON text taken from the (validated) entry.
+    fn raw(&mut self, key: &'static str, value: &str) {
+        self.with(key, |b| b.extend_from_slice(value.as_bytes()));
+    }
+
+    fn str(&mut self, key: &'static str, value: &str) {
+        self.with(key, |b| push_str(b, value));
+    }
+
+    fn end(self) -> (Vec<u8>, Keys) {
+        (self.obj.end(), self.keys)
+    }
 }
 
 /// A JSON object being written; values are raw JSON or strings to escape.
@@ -397,9 +561,7 @@ fn full_group(short: &str) -> String {
 }
 
 fn user(e: &Entry) -> Option<String> {
-    let authn = e.authentication?;
-    let name = json::get(authn, "principalEmail").filter(|v| json::kind(v) == json::Kind::String);
-    let groups = json::get(authn, "groups").filter(|v| json::kind(v) == json::Kind::Array);
+    let (name, groups) = (e.principal, e.groups);
     if name.is_none() && groups.is_none() {
         return None;
     }
@@ -411,13 +573,6 @@ fn user(e: &Entry) -> Option<String> {
         o.raw("groups", g);
     }
     String::from_utf8(o.end()).ok()
-}
-
-fn caller<'e>(e: &'e Entry, keys: &[&str]) -> Option<&'e str> {
-    let m = e.metadata?;
-    keys.iter()
-        .find_map(|k| json::get(m, k))
-        .filter(|v| json::kind(v) == json::Kind::String)
 }
 
 /// `responseStatus`, from what the entry says (see the module's table).
@@ -471,9 +626,25 @@ fn is_status(v: &str) -> bool {
     if let Some((ty, _)) = leading_type(v) {
         return ty.ends_with(".Status");
     }
-    let kind = json::get(v, "kind").and_then(json::string);
-    let ty = json::get(v, "@type").and_then(json::string);
-    kind.as_deref() == Some("Status") || ty.is_some_and(|t| t.ends_with(".Status"))
+    let get = |key| {
+        may_have_key(v, key)
+            .then(|| json::get(v, key))
+            .flatten()
+            .and_then(json::string)
+    };
+    get("kind").as_deref() == Some("Status") || get("@type").is_some_and(|t| t.ends_with(".Status"))
+}
+
+/// Whether an object may have `key` (a name of ASCII letters or `@`):
+/// false when its text holds neither `"key"` nor an escape that could
+/// spell one of those characters. Found with a vectorised search, this
+/// spares scanning a large object (a pod) for a key it does not have.
+fn may_have_key(v: &str, key: &str) -> bool {
+    let b = v.as_bytes();
+    memchr::memmem::find_iter(b, key.as_bytes())
+        .any(|i| i > 0 && b[i - 1] == b'"' && b.get(i + key.len()) == Some(&b'"'))
+        || memchr::memmem::find_iter(v.as_bytes(), b"\\u00")
+            .any(|i| matches!(v.as_bytes().get(i + 4), Some(b'4'..=b'7')))
 }
 
 /// An object whose first key is `@type` (where Cloud Logging puts it), with
@@ -535,28 +706,33 @@ pub(super) fn http_of_grpc(code: u32) -> Option<u16> {
     })
 }
 
-/// An object without its `@type` key (the protobuf type Cloud Logging
-/// adds to `request` and `response`).
-fn without_type(v: &str) -> Option<String> {
-    if let Some((_, rest)) = leading_type(v) {
-        return Some(format!("{{{rest}"));
+/// Writes an object (`v`, an object) without its `@type` key (the
+/// protobuf type Cloud Logging adds to `request` and `response`).
+fn without_type(v: &str, out: &mut Vec<u8>) {
+    if !may_have_key(v, "@type") {
+        out.extend_from_slice(v.as_bytes());
+        return;
     }
-    let entries = json::raw_entries(v)?;
-    let mut out = String::with_capacity(v.len());
-    out.push('{');
-    for (k, val) in entries
+    out.push(b'{');
+    if let Some((_, rest)) = leading_type(v) {
+        out.extend_from_slice(rest.as_bytes());
+        return;
+    }
+    let mut first = true;
+    for (k, val) in json::raw_entries(v)
+        .unwrap_or_default()
         .into_iter()
         .filter(|(k, _)| !json::key_is(k, "@type"))
     {
-        if out.len() > 1 {
-            out.push(',');
+        if !first {
+            out.push(b',');
         }
-        out.push_str(k);
-        out.push(':');
-        out.push_str(val);
+        first = false;
+        out.extend_from_slice(k.as_bytes());
+        out.push(b':');
+        out.extend_from_slice(val.as_bytes());
     }
-    out.push('}');
-    Some(out)
+    out.push(b'}');
 }
 
 #[cfg(test)]
@@ -656,6 +832,14 @@ mod tests {
         assert_eq!(http_of_grpc(17), None);
     }
 
+    fn without_type(v: &str) -> Option<String> {
+        let mut out = Vec::new();
+        (json::kind(v) == json::Kind::Object).then(|| {
+            super::without_type(v, &mut out);
+            String::from_utf8(out).unwrap()
+        })
+    }
+
     #[test]
     fn type_is_dropped_and_the_rest_kept_in_order() {
         assert_eq!(
@@ -682,5 +866,17 @@ mod tests {
         ));
         assert!(is_status(r#"{"kind":"Status"}"#));
         assert_eq!(without_type("[1]"), None);
+        // Without a `@type` key the object is kept as written; a key spelt
+        // with escapes is still found.
+        assert_eq!(
+            without_type(r#"{"kind": "Pod", "spec": {"@typo": 1}}"#).as_deref(),
+            Some(r#"{"kind": "Pod", "spec": {"@typo": 1}}"#)
+        );
+        assert_eq!(
+            without_type(r#"{"kind":"Pod","\u0040type":"x"}"#).as_deref(),
+            Some(r#"{"kind":"Pod"}"#)
+        );
+        assert!(is_status(r#"{"a":"\u0026","\u006bind":"Status"}"#));
+        assert!(!is_status(r#"{"a":"\u0026","spec":{"kind":"Status"}}"#));
     }
 }

@@ -23,12 +23,11 @@
 //! Pub/Sub push request.
 
 mod aks;
+mod cursor;
 mod eks;
 mod gke;
 mod push;
 
-use std::borrow::Cow;
-use std::fmt;
 use std::io::Read;
 
 use base64::Engine as _;
@@ -36,6 +35,7 @@ use serde_json::value::RawValue;
 
 use super::{decode_bytes, json, Layer, OnEvent, OnSkip, Skip, Top};
 
+pub use gke::Payload;
 pub use push::{
     firehose_delivery, firehose_records, firehose_response, pubsub_delivery, pubsub_message,
     pubsub_push, Error, FirehoseDelivery, PubSubMessage,
@@ -54,6 +54,29 @@ pub const MAX_INFLATED: u64 = 64 << 20;
 pub fn is_gzip(doc: &[u8]) -> bool {
     doc.starts_with(&[0x1f, 0x8b])
 }
+
+thread_local! {
+    /// A buffer for the documents envelopes hold, kept between documents.
+    static BUFFER: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Calls `f` with an empty buffer that is kept for the next call on this
+/// thread (an envelope's event is written or unescaped into it, and lives
+/// while it is decoded), so that no document allocates one. A nested call
+/// (an envelope inside an envelope's document) gets a buffer of its own.
+pub(crate) fn with_buffer<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = BUFFER.take();
+    buf.clear();
+    let r = f(&mut buf);
+    if buf.capacity() <= KEPT_BUFFER {
+        BUFFER.set(buf);
+    }
+    r
+}
+
+/// The largest buffer [`with_buffer`] keeps (a CloudWatch Logs payload
+/// holds about 1 MiB).
+const KEPT_BUFFER: usize = 2 << 20;
 
 /// Base64 as the clouds write it (the standard alphabet; padding accepted
 /// whether present or not).
@@ -161,14 +184,13 @@ pub(crate) fn open<'d>(
     let Some(inner) = layer.deeper() else {
         return on_skip(Skip::NotAuditEvent);
     };
-    let get = RawValue::get;
     if let Some(kind) = top.message_type {
-        eks::payload(raw, get(kind), inner, on_event, on_skip)
-    } else if let Some(payload) = top.proto_payload {
-        gke::entry(top, get(payload), inner, on_event, on_skip)
+        eks::payload(raw, kind, inner, on_event, on_skip)
+    } else if let Some(payload) = &top.proto_payload {
+        gke::entry(top, payload, inner, on_event, on_skip)
     } else if let Some(records) = top.records {
-        if !aks::records(get(records), inner, on_event, on_skip) {
-            each(get(records), on_skip, |record, on_skip| {
+        if !aks::records(records, inner, on_event, on_skip) {
+            each(records, on_skip, |record, on_skip| {
                 match json::get(record, "data") {
                     // Firehose (and Kinesis) records: base64 of the payload.
                     Some(data) => base64_document(data, inner, on_event, on_skip),
@@ -177,20 +199,20 @@ pub(crate) fn open<'d>(
             })
         }
     } else if let Some(records) = top.kinesis_records {
-        each(get(records), on_skip, |record, on_skip| {
+        each(records, on_skip, |record, on_skip| {
             match json::path(record, &["kinesis", "data"]) {
                 Some(data) => base64_document(data, inner, on_event, on_skip),
                 None => on_skip(Skip::NotAuditEvent),
             }
         })
     } else if let Some(logs) = top.awslogs {
-        match json::get(get(logs), "data") {
+        match json::get(logs, "data") {
             Some(data) => base64_document(data, inner, on_event, on_skip),
             None => on_skip(Skip::NotAuditEvent),
         }
     } else if let Some(message) = top.message {
         // A Pub/Sub push request: the LogEntry is the message's data.
-        match json::get(get(message), "data") {
+        match json::get(message, "data") {
             Some(data) => base64_document(data, inner, on_event, on_skip),
             None => on_skip(Skip::NotAuditEvent),
         }
@@ -209,69 +231,6 @@ fn each<'d>(array: &'d str, on_skip: &mut OnSkip, mut f: impl FnMut(&'d str, &mu
             }
         }
         _ => on_skip(Skip::NotAuditEvent),
-    }
-}
-
-/// A value that envelopes hold a document in: JSON text (unescaped in the
-/// same pass that reads the envelope, borrowed when it has no escapes), or
-/// something else, which the envelope's slower path looks at.
-#[derive(Debug)]
-enum Held<'a> {
-    Text(Cow<'a, str>),
-    Other,
-}
-
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Held<'a> {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> serde::de::Visitor<'de> for V {
-            type Value = Held<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("any JSON value")
-            }
-            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Held<'de>, E> {
-                Ok(Held::Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E>(self, v: &str) -> Result<Held<'de>, E> {
-                Ok(Held::Text(Cow::Owned(v.to_string())))
-            }
-            fn visit_string<E>(self, v: String) -> Result<Held<'de>, E> {
-                Ok(Held::Text(Cow::Owned(v)))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> Result<Held<'de>, A::Error> {
-                while m
-                    .next_entry::<serde::de::IgnoredAny, serde::de::IgnoredAny>()?
-                    .is_some()
-                {}
-                Ok(Held::Other)
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut s: A,
-            ) -> Result<Held<'de>, A::Error> {
-                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
-                Ok(Held::Other)
-            }
-            fn visit_bool<E>(self, _: bool) -> Result<Held<'de>, E> {
-                Ok(Held::Other)
-            }
-            fn visit_i64<E>(self, _: i64) -> Result<Held<'de>, E> {
-                Ok(Held::Other)
-            }
-            fn visit_u64<E>(self, _: u64) -> Result<Held<'de>, E> {
-                Ok(Held::Other)
-            }
-            fn visit_f64<E>(self, _: f64) -> Result<Held<'de>, E> {
-                Ok(Held::Other)
-            }
-            fn visit_unit<E>(self) -> Result<Held<'de>, E> {
-                Ok(Held::Other)
-            }
-        }
-        d.deserialize_any(V)
     }
 }
 
