@@ -364,10 +364,7 @@ impl<'r> Engine<'r> {
                 for &c in rules.candidates(&ev, &mut cx) {
                     let i = c.rule;
                     if rules.rules[i].stateful.is_some() {
-                        let state = Some((&self.windows.stateful, tick));
-                        if let Some(hit) = stateful::hit(rules, c, &ev, &mut cx, state) {
-                            self.windows.stateful.push(i, ev.time_ns, hit);
-                        }
+                        stateful::push(rules, c, &ev, &mut cx, &mut self.windows.stateful);
                     } else if rules.rules[i].aggregate.is_some() && rules.matches(i, &ev, &mut cx) {
                         self.windows.add(rules, i, tick, &ev, &mut cx);
                     }
@@ -534,20 +531,15 @@ impl<'r> Engine<'r> {
                 // Sequence and first-seen rules see every event, whatever
                 // `--rule-matching` says. The hit waits in the stream's
                 // state (or is captured, in a worker).
-                let state = self
-                    .capture
-                    .is_none()
-                    .then_some((&self.windows.stateful, tick));
-                let Some(hit) = stateful::hit(rules, c, ev, &mut cx, state) else {
-                    continue;
+                let matched = match self.capture.as_mut().and_then(|c| c.last_mut()) {
+                    Some(captured) => stateful::hit(rules, c, ev, &mut cx)
+                        .map(|hit| captured.stateful.push((i, hit)))
+                        .is_some(),
+                    None => stateful::push(rules, c, ev, &mut cx, &mut self.windows.stateful),
                 };
-                if let Some(m) = &mut self.metrics {
-                    m.matched.push(i);
-                }
-                match self.capture.as_mut().and_then(|c| c.last_mut()) {
-                    Some(c) => c.stateful.push((i, hit)),
-                    None => {
-                        self.windows.stateful.push(i, ev.time_ns, hit);
+                if matched {
+                    if let Some(m) = &mut self.metrics {
+                        m.matched.push(i);
                     }
                 }
                 continue;

@@ -13,7 +13,7 @@ use crate::rules::{AggField, Candidate, CompiledRule, OutputPart, RuleSet};
 use crate::sink::{Alert, StatefulInfo, StepInfo};
 use crate::stateful::first_seen::{New, Rendered, SeenHit};
 use crate::stateful::sequence::{Completed, SeqHit, StepHit};
-use crate::stateful::{Hit, Key, Outcome, Stateful};
+use crate::stateful::{Hit, Key, Outcome, Read, Stateful};
 
 use super::windows::format_number;
 
@@ -30,15 +30,14 @@ fn text<'a>(
 }
 
 /// What the event contributes to the candidate stateful rule, if it
-/// matches (a sequence tries only the steps the candidate names). `state`
-/// (the stream's, when this thread applies the hit) lets a first-seen rule
-/// skip rendering an alert that cannot be raised.
+/// matches (a sequence tries only the steps the candidate names), for a
+/// thread that does not apply it (a `--threads` worker): a first-seen
+/// alert is always rendered, since the state is not at hand.
 pub fn hit<'a>(
     rules: &RuleSet,
     candidate: Candidate,
     ev: &Event<'a>,
     cx: &mut EvalCtx<'a>,
-    state: Option<(&Stateful, i64)>,
 ) -> Option<Hit> {
     let i = candidate.rule;
     let rule = &rules.rules[i];
@@ -52,23 +51,82 @@ pub fn hit<'a>(
                 return None;
             }
             let key = first_seen_key(rules, f, ev, cx);
-            let render = state.is_none_or(|(s, tick)| s.may_be_new(i, &key, tick));
-            let rendered = render.then(|| Rendered {
-                message: render_first_seen(rules, i, f, ev, cx),
-                fields: rule
-                    .output_fields
-                    .iter()
-                    .map(|(_, part)| match part {
-                        OutputPart::Value(id) => {
-                            rules.program.value(*id, ev, cx).map(|v| owned(&v))
-                        }
-                        OutputPart::Agg(a) => Some(Val::Str(Cow::Owned(agg_text(*a, f)))),
-                        _ => None,
-                    })
-                    .collect(),
-            });
+            let rendered = Some(rendered(rules, i, f, ev, cx));
             Some(Hit::FirstSeen(SeenHit { key, rendered }))
         }
+    }
+}
+
+/// What the event contributes to the candidate stateful rule, handed to
+/// the stream's `state`, which applies it or keeps it until the watermark
+/// passes; returns whether the event matched. A first-seen event is looked
+/// up once: a key seen within the window is applied there and then, and an
+/// alert is rendered only for an event that may raise it.
+pub fn push<'a>(
+    rules: &RuleSet,
+    candidate: Candidate,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+    state: &mut Stateful,
+) -> bool {
+    let i = candidate.rule;
+    let rule = &rules.rules[i];
+    if !rule.enabled {
+        return false;
+    }
+    match rule.stateful.as_ref() {
+        Some(StatefulRule::Sequence(s)) => match sequence_hit(rules, s, candidate, ev, cx) {
+            Some(h) => {
+                state.push(i, ev.time_ns, Hit::Sequence(h));
+                true
+            }
+            None => false,
+        },
+        Some(StatefulRule::FirstSeen(f)) => {
+            if !rules.program.eval(rule.root, ev, cx) {
+                return false;
+            }
+            // The key is rendered into reused strings and looked up as it
+            // is: it is copied only for an event that waits.
+            let mut buf = state.take_key_buffer(f.by.len());
+            for (slot, (_, op)) in buf.iter_mut().zip(&f.by) {
+                slot.clear();
+                match rules.program.value(*op, ev, cx) {
+                    Some(v) => slot.push_str(&v.render()),
+                    None => slot.push_str("<NA>"),
+                }
+            }
+            if let Read::Waits { render } = state.read_first_seen(i, &buf, ev.time_ns) {
+                let rendered = render.then(|| rendered(rules, i, f, ev, cx));
+                let key = Key::from(buf.as_slice());
+                state.wait(i, ev.time_ns, Hit::FirstSeen(SeenHit { key, rendered }));
+            }
+            state.return_key_buffer(buf);
+            true
+        }
+        None => false,
+    }
+}
+
+/// A first-seen rule's alert for this event, should its key be new.
+fn rendered<'a>(
+    rules: &RuleSet,
+    i: usize,
+    f: &FirstSeen,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+) -> Rendered {
+    Rendered {
+        message: render_first_seen(rules, i, f, ev, cx),
+        fields: rules.rules[i]
+            .output_fields
+            .iter()
+            .map(|(_, part)| match part {
+                OutputPart::Value(id) => rules.program.value(*id, ev, cx).map(|v| owned(&v)),
+                OutputPart::Agg(a) => Some(Val::Str(Cow::Owned(agg_text(*a, f)))),
+                _ => None,
+            })
+            .collect(),
     }
 }
 

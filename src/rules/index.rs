@@ -1,6 +1,6 @@
-//! Rules indexed by the `ka.target.resource` values their conditions
-//! require, so an event is only tried against the rules (and, for a
-//! sequence, the steps) that can match it.
+//! Rules indexed by the `ka.target.resource` and `ka.verb` values their
+//! conditions require, so an event is only tried against the rules (and,
+//! for a sequence, the steps) that can match it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -26,38 +26,60 @@ impl Candidate {
     }
 }
 
+/// The fields an index is keyed by, in lookup order.
+const KEYS: [&str; 2] = ["ka.target.resource", "ka.verb"];
+
 #[derive(Debug, Default)]
 pub(super) struct RuleIndex {
-    operand: Option<OperandId>,
-    /// For each resource some rule requires: the rules to try, in order.
-    by_resource: HashMap<String, Vec<Candidate>>,
-    /// Rules to try for any other resource (or none): those that do not
-    /// require a resource, with the steps that do not.
+    /// The operand of each field of [`KEYS`] some rule reads (`None`: no
+    /// rule reads it, so it narrows nothing).
+    operands: [Option<OperandId>; 2],
+    /// For each resource some rule requires, then each verb: the rules
+    /// to try, in order.
+    by_resource: HashMap<String, ByVerb>,
+    /// For any other resource (or none).
+    other: ByVerb,
+}
+
+#[derive(Debug, Default)]
+struct ByVerb {
+    by_verb: HashMap<String, Vec<Candidate>>,
+    /// For any other verb (or none).
     other: Vec<Candidate>,
 }
 
-/// The resources a rule requires: one set for the rule, or one per step of
-/// a sequence (`None`: any resource).
+/// The values a condition requires of each field of [`KEYS`] (`None`: any
+/// value).
+type Needs = [Option<HashSet<String>>; 2];
+
+/// What a rule requires: one [`Needs`] for the rule, or one per step of a
+/// sequence.
 enum Required {
-    Rule(Option<HashSet<String>>),
-    Steps(Vec<Option<HashSet<String>>>),
+    Rule(Needs),
+    Steps(Vec<Needs>),
 }
 
 impl Required {
-    /// The steps that can match an event on `resource` (`None`: a resource
-    /// no rule names, or none), as a mask; `None` if the rule cannot.
-    fn mask(&self, resource: Option<&str>) -> Option<u64> {
-        let fits = |set: &Option<HashSet<String>>| match (set, resource) {
-            (None, _) => true,
-            (Some(s), Some(r)) => s.contains(r),
-            (Some(_), None) => false,
+    /// The steps that can match an event with these values of [`KEYS`]
+    /// (`None`: a value no rule names, or none), as a mask; `None` if the
+    /// rule cannot.
+    fn mask(&self, values: [Option<&str>; 2]) -> Option<u64> {
+        let fits = |needs: &Needs| {
+            needs
+                .iter()
+                .zip(values)
+                .all(|(set, value)| match (set, value) {
+                    (None, _) => true,
+                    (Some(s), Some(v)) => s.contains(v),
+                    (Some(_), None) => false,
+                })
         };
         match self {
-            Required::Rule(set) => fits(set).then_some(u64::MAX),
+            Required::Rule(needs) => fits(needs).then_some(u64::MAX),
             Required::Steps(steps) => {
                 let mut mask = 0u64;
-                for (n, set) in steps.iter().enumerate() {
-                    if fits(set) {
+                for (n, needs) in steps.iter().enumerate() {
+                    if fits(needs) {
                         mask |= if n >= 63 { u64::MAX << 63 } else { 1 << n };
                     }
                 }
@@ -66,56 +88,52 @@ impl Required {
         }
     }
 
-    fn values(&self) -> Vec<&String> {
+    /// Every value named for field `k` of [`KEYS`].
+    fn values(&self, k: usize) -> Vec<&String> {
         match self {
-            Required::Rule(set) => set.iter().flatten().collect(),
-            Required::Steps(steps) => steps.iter().flatten().flatten().collect(),
+            Required::Rule(needs) => needs[k].iter().flatten().collect(),
+            Required::Steps(steps) => steps.iter().flat_map(|n| n[k].iter().flatten()).collect(),
         }
     }
 }
 
 impl RuleIndex {
     pub(super) fn build(program: &Program, rules: &[CompiledRule]) -> Self {
-        let Some(op) = program.field_operand("ka.target.resource") else {
-            return RuleIndex {
-                operand: None,
-                by_resource: HashMap::new(),
-                other: (0..rules.len())
-                    .map(|rule| Candidate {
-                        rule,
-                        steps: u64::MAX,
-                    })
-                    .collect(),
-            };
-        };
+        let operands = KEYS.map(|k| program.field_operand(k));
+        let needs = |node| operands.map(|op| op.and_then(|op| program.required_values(node, op)));
         let required: Vec<Required> = rules
             .iter()
             .map(|r| match &r.stateful {
-                Some(StatefulRule::Sequence(s)) => Required::Steps(
-                    s.steps
-                        .iter()
-                        .map(|step| program.required_values(step.node, op))
-                        .collect(),
-                ),
-                _ => Required::Rule(program.required_values(r.root, op)),
+                Some(StatefulRule::Sequence(s)) => {
+                    Required::Steps(s.steps.iter().map(|step| needs(step.node)).collect())
+                }
+                _ => Required::Rule(needs(r.root)),
             })
             .collect();
-        let list = |resource: Option<&str>| -> Vec<Candidate> {
+        let list = |values: [Option<&str>; 2]| -> Vec<Candidate> {
             required
                 .iter()
                 .enumerate()
-                .filter_map(|(rule, req)| req.mask(resource).map(|steps| Candidate { rule, steps }))
+                .filter_map(|(rule, req)| req.mask(values).map(|steps| Candidate { rule, steps }))
                 .collect()
         };
-        let resources: HashSet<&String> = required.iter().flat_map(Required::values).collect();
-        let by_resource = resources
-            .into_iter()
-            .map(|r| (r.clone(), list(Some(r))))
-            .collect();
+        let named =
+            |k: usize| -> HashSet<&String> { required.iter().flat_map(|r| r.values(k)).collect() };
+        let verbs = named(1);
+        let by_verb = |resource: Option<&str>| ByVerb {
+            by_verb: verbs
+                .iter()
+                .map(|v| ((*v).clone(), list([resource, Some(v)])))
+                .collect(),
+            other: list([resource, None]),
+        };
         RuleIndex {
-            operand: Some(op),
-            by_resource,
-            other: list(None),
+            operands,
+            by_resource: named(0)
+                .into_iter()
+                .map(|r| (r.clone(), by_verb(Some(r))))
+                .collect(),
+            other: by_verb(None),
         }
     }
 
@@ -126,12 +144,17 @@ impl RuleIndex {
         ev: &Event<'a>,
         cx: &mut EvalCtx<'a>,
     ) -> &[Candidate] {
-        let Some(op) = self.operand else {
-            return &self.other;
+        let mut value = |k: usize| match self.operands[k].map(|op| program.value(op, ev, cx)) {
+            Some(Some(Val::Str(v))) => Some(v),
+            _ => None,
         };
-        match program.value(op, ev, cx) {
-            Some(Val::Str(r)) => self.by_resource.get(r.as_ref()).unwrap_or(&self.other),
-            _ => &self.other,
+        let by_verb = match value(0) {
+            Some(r) => self.by_resource.get(r.as_ref()).unwrap_or(&self.other),
+            None => &self.other,
+        };
+        match value(1) {
+            Some(v) => by_verb.by_verb.get(v.as_ref()).unwrap_or(&by_verb.other),
+            None => &by_verb.other,
         }
     }
 }
@@ -170,16 +193,22 @@ mod tests {
   source: k8s_audit
 "#;
 
-    /// (rule, steps) of the candidates for an event on `resource`.
+    /// (rule, steps) of the candidates for a delete of `resource`.
     fn candidates(resource: Option<&str>) -> Vec<(usize, u64)> {
+        candidates_of(resource, Some("delete"))
+    }
+
+    /// (rule, steps) of the candidates for `verb` on `resource`.
+    fn candidates_of(resource: Option<&str>, verb: Option<&str>) -> Vec<(usize, u64)> {
         let set = load(&[RuleSource::Embedded("rules.yaml", RULES)])
             .rules
             .expect("rules load");
         let object = resource.map_or(String::new(), |r| {
             format!(r#","objectRef":{{"resource":"{r}"}}"#)
         });
+        let verb = verb.map_or(String::new(), |v| format!(r#","verb":"{v}""#));
         let doc = format!(
-            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"ResponseComplete","verb":"get"{object},"stageTimestamp":"2024-10-29T12:00:00Z"}}"#
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a","stage":"ResponseComplete"{verb}{object},"stageTimestamp":"2024-10-29T12:00:00Z"}}"#
         );
         let mut out = Vec::new();
         decode_document(
@@ -205,6 +234,15 @@ mod tests {
         assert_eq!(candidates(Some("secrets")), [(1, u64::MAX), (2, u64::MAX)]);
         assert_eq!(candidates(Some("nodes")), [(1, u64::MAX)]);
         assert_eq!(candidates(None), [(1, u64::MAX)]);
+    }
+
+    #[test]
+    fn a_rule_that_requires_a_verb_is_tried_only_on_it() {
+        assert_eq!(candidates_of(Some("pods"), Some("get")), [(0, 0b01)]);
+        assert_eq!(candidates_of(Some("secrets"), Some("get")), [(2, u64::MAX)]);
+        assert_eq!(candidates_of(Some("nodes"), Some("get")), []);
+        assert_eq!(candidates_of(Some("nodes"), None), []);
+        assert_eq!(candidates_of(None, Some("delete")), [(1, u64::MAX)]);
     }
 
     #[test]

@@ -90,19 +90,16 @@ impl FirstSeenState {
         self.keys.len()
     }
 
-    /// Whether an event of `key` at `tick`, read now, may raise an alert:
-    /// not in the learning period (`tick < first + window`), and its key
-    /// not seen within the window by the events applied so far (applying
-    /// more can only make it more recent).
-    pub fn may_be_new(&self, key: &Key, tick: i64, first: i64) -> bool {
-        tick >= first.saturating_add(self.window)
-            && self.keys.peek(key).is_none_or(|&l| l <= tick - self.window)
+    /// Whether `tick` is in the learning period of a stream whose first
+    /// tick is `first`.
+    pub fn learning(&self, tick: i64, first: i64) -> bool {
+        tick < first.saturating_add(self.window)
     }
 
     /// If `key` was seen within the window before `tick`, moves its
     /// last-seen tick up to `tick` and returns true: an event that can be
     /// neither new nor make another event new, applied at once.
-    pub fn touch_if_recent(&mut self, key: &Key, tick: i64) -> bool {
+    pub fn touch_if_recent(&mut self, key: &[String], tick: i64) -> bool {
         match self.keys.get_mut(key) {
             Some(last) if *last > tick - self.window => {
                 *last = (*last).max(tick);
@@ -114,7 +111,7 @@ impl FirstSeenState {
 
     /// Applies an event; `first` is the stream's first tick.
     pub fn apply(&mut self, tick: i64, time_ns: i64, hit: SeenHit, first: i64) -> Option<New> {
-        let learning = tick < first.saturating_add(self.window);
+        let learning = self.learning(tick, first);
         // One lookup for a key already held (most events), which also
         // makes it the most recently used.
         let previous = match self.keys.get_mut(&hit.key) {
@@ -178,12 +175,24 @@ mod tests {
     }
 
     #[test]
-    fn may_be_new_agrees_with_apply() {
+    fn touch_if_recent_agrees_with_apply() {
         let mut s = FirstSeenState::new(10, 100);
         s.apply(12, 0, hit("a"), 0);
         let k = hit("a").key;
-        assert!(!s.may_be_new(&k, 21, 0), "12 is in (11, 21]");
-        assert!(s.may_be_new(&k, 22, 0), "12 is not in (12, 22]");
-        assert!(!s.may_be_new(&hit("z").key, 9, 0), "learning");
+        assert!(!s.touch_if_recent(&k, 22), "12 is not in (12, 22]");
+        assert!(s.touch_if_recent(&k, 21), "12 is in (11, 21]");
+        // The sighting moved to 21: 30 is within its window, 31 is not.
+        assert!(s.touch_if_recent(&k, 30));
+        assert!(!s.touch_if_recent(&k, 40));
+        assert!(!s.touch_if_recent(&hit("z").key, 9), "never seen");
+        assert!(s.learning(9, 0) && !s.learning(10, 0));
+        // What apply says of the same key agrees: seen at 30, so not new
+        // at 39; seen at 39, so not new at 48, and new at 58.
+        assert!(s.apply(39, 0, hit("a"), 0).is_none(), "30 is in (29, 39]");
+        assert!(s.apply(48, 0, hit("a"), 0).is_none(), "39 is in (38, 48]");
+        assert!(
+            s.apply(58, 0, hit("a"), 0).is_some(),
+            "48 is not in (48, 58]"
+        );
     }
 }

@@ -37,6 +37,18 @@ pub enum Hit {
     FirstSeen(SeenHit),
 }
 
+/// What reading an event of a first-seen rule did ([`Stateful::read_first_seen`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// At or below the watermark: counted, dropped.
+    Late,
+    /// Applied at once; nothing waits.
+    Applied,
+    /// It waits for the watermark; `render` is whether it may raise an
+    /// alert, so whether its alert is worth rendering now.
+    Waits { render: bool },
+}
+
 /// What applying an event produced.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -99,6 +111,9 @@ pub struct Stateful {
     span_ns: i64,
     /// Per rule, the counters already handed out by [`Stateful::drain_counts`].
     reported: Vec<StateStats>,
+    /// Where a first-seen key is rendered to be looked up, so that a key
+    /// already held costs no allocation ([`Stateful::take_key_buffer`]).
+    key_buffer: Vec<String>,
 }
 
 impl Stateful {
@@ -134,6 +149,7 @@ impl Stateful {
             unstarted: true,
             span_ns,
             reported: vec![StateStats::default(); rules.rules.len()],
+            key_buffer: Vec::new(),
         }
     }
 
@@ -165,44 +181,78 @@ impl Stateful {
         }
     }
 
-    /// Whether an event of first-seen rule `rule` with `key` at `tick` may
-    /// raise an alert (see [`FirstSeenState::may_be_new`]); true for any
-    /// other rule.
-    pub fn may_be_new(&self, rule: usize, key: &Key, tick: i64) -> bool {
-        match self.rules.get(rule) {
-            Some(Some(RuleState::FirstSeen(f))) => match f.first_tick {
-                Some(first) => f.may_be_new(key, tick, first),
-                None => true,
-            },
-            _ => true,
+    /// What an event of first-seen rule `rule` with `key` at `time_ns`,
+    /// read by the thread that applies it, does to the state, found with
+    /// one lookup of the key. A key seen within the window by the events
+    /// already applied makes the event neither new nor able to make a
+    /// waiting event new (those are earlier, so the sighting is recent for
+    /// them too): only its last-seen tick moves, so it moves now, and the
+    /// event does not wait.
+    pub fn read_first_seen(&mut self, rule: usize, key: &[String], time_ns: i64) -> Read {
+        let tick = time_ns.div_euclid(self.resolution_ns);
+        let late = tick <= self.applied;
+        let Some(Some(RuleState::FirstSeen(f))) = self.rules.get_mut(rule) else {
+            return if late {
+                Read::Late
+            } else {
+                Read::Waits { render: true }
+            };
+        };
+        if late {
+            f.stats.late_events += 1;
+            return Read::Late;
         }
+        if f.touch_if_recent(key, tick) {
+            return Read::Applied;
+        }
+        // Not recent: new unless in the learning period.
+        let render = f.first_tick.is_none_or(|first| !f.learning(tick, first));
+        Read::Waits { render }
     }
 
     /// An event of stateful rule `rule`, at `time_ns`, in input order. A
     /// late event is counted and dropped; returns whether it was kept.
     pub fn push(&mut self, rule: usize, time_ns: i64, mut hit: Hit) -> bool {
-        let tick = time_ns.div_euclid(self.resolution_ns);
-        if tick <= self.applied {
-            if let Some(Some(s)) = self.rules.get_mut(rule) {
-                s.stats_mut().late_events += 1;
-            }
-            return false;
-        }
-        if let Hit::FirstSeen(h) = &mut hit {
-            // A key seen within the window by the events already applied:
-            // this event cannot be new, and neither can any event of that
-            // key still waiting (it is earlier, so the sighting is recent
-            // for it too). Only the last-seen tick moves, so it moves now.
-            if let Some(Some(RuleState::FirstSeen(f))) = self.rules.get_mut(rule) {
-                if f.touch_if_recent(&h.key, tick) {
-                    return true;
+        match &mut hit {
+            Hit::FirstSeen(h) => match self.read_first_seen(rule, &h.key, time_ns) {
+                Read::Late => return false,
+                Read::Applied => return true,
+                // What the reading thread left out, a worker may have
+                // rendered.
+                Read::Waits { render } => {
+                    if !render {
+                        h.rendered = None;
+                    }
+                }
+            },
+            Hit::Sequence(_) => {
+                if time_ns.div_euclid(self.resolution_ns) <= self.applied {
+                    if let Some(Some(s)) = self.rules.get_mut(rule) {
+                        s.stats_mut().late_events += 1;
+                    }
+                    return false;
                 }
             }
-            // What the reading thread left out, a worker may have rendered.
-            if h.rendered.is_some() && !self.may_be_new(rule, &h.key, tick) {
-                h.rendered = None;
-            }
         }
+        self.wait(rule, time_ns, hit);
+        true
+    }
+
+    /// A buffer of `n` strings to render a first-seen key into (their
+    /// allocations reused from one event to the next); hand it back with
+    /// [`Stateful::return_key_buffer`].
+    pub fn take_key_buffer(&mut self, n: usize) -> Vec<String> {
+        let mut buf = std::mem::take(&mut self.key_buffer);
+        buf.resize_with(n, String::new);
+        buf
+    }
+
+    pub fn return_key_buffer(&mut self, buf: Vec<String>) {
+        self.key_buffer = buf;
+    }
+
+    /// Queues a hit that [`Stateful::read_first_seen`] said waits.
+    pub fn wait(&mut self, rule: usize, time_ns: i64, hit: Hit) {
         self.seq += 1;
         self.waiting.push(Waiting {
             time_ns,
@@ -210,7 +260,6 @@ impl Stateful {
             rule,
             hit,
         });
-        true
     }
 
     /// Applies every waiting event whose tick is at or below `watermark`,
