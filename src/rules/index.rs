@@ -4,6 +4,10 @@
 
 use std::collections::{HashMap, HashSet};
 
+/// The index's maps are looked up once per event each, with the event's
+/// values; built once from the rules' (foldhash: see `ValueSet`).
+type Map<V> = HashMap<String, V, foldhash::fast::RandomState>;
+
 use super::predicate::{EvalCtx, OperandId, Program};
 use super::stateful::StatefulRule;
 use super::CompiledRule;
@@ -36,14 +40,14 @@ pub(super) struct RuleIndex {
     operands: [Option<OperandId>; 2],
     /// For each resource some rule requires, then each verb: the rules
     /// to try, in order.
-    by_resource: HashMap<String, ByVerb>,
+    by_resource: Map<ByVerb>,
     /// For any other resource (or none).
     other: ByVerb,
 }
 
 #[derive(Debug, Default)]
 struct ByVerb {
-    by_verb: HashMap<String, Vec<Candidate>>,
+    by_verb: Map<Vec<Candidate>>,
     /// For any other verb (or none).
     other: Vec<Candidate>,
 }

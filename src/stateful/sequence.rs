@@ -122,14 +122,22 @@ impl SequenceState {
             plain,
         } = hit;
         let mut plain = Some(plain);
+        let mut audit_id = Some(audit_id);
+        let hits = steps.len();
         // From the last step down, so one event never moves a partial on twice.
-        for s in steps.into_iter().rev() {
+        for (n, s) in steps.into_iter().rev().enumerate() {
             if s.step >= self.steps {
                 continue;
             }
+            // The last step handled takes the audit ID; the others a copy.
+            let audit_id = if n + 1 == hits {
+                audit_id.take().flatten()
+            } else {
+                audit_id.clone().flatten()
+            };
             let record = StepRecord {
                 time_ns,
-                audit_id: audit_id.clone(),
+                audit_id,
                 values: s.values,
             };
             if s.step == 0 {
@@ -142,19 +150,31 @@ impl SequenceState {
     }
 
     fn start(&mut self, key: Key, time_ns: i64, record: StepRecord) {
-        let partial = Partial {
-            start: time_ns,
-            events: vec![record],
-        };
         if self.steps < 2 {
             return;
         }
         if let Some(slots) = self.keys.get_mut(&key) {
-            if slots.slots[0].replace(partial).is_none() {
-                self.partials += 1;
+            match &mut slots.slots[0] {
+                // A later start replaces the partial; its vector is reused.
+                Some(p) => {
+                    p.start = time_ns;
+                    p.events.clear();
+                    p.events.push(record);
+                }
+                slot @ None => {
+                    *slot = Some(Partial {
+                        start: time_ns,
+                        events: vec![record],
+                    });
+                    self.partials += 1;
+                }
             }
             return;
         }
+        let partial = Partial {
+            start: time_ns,
+            events: vec![record],
+        };
         self.generation += 1;
         let mut slots = Slots {
             slots: vec![None; self.steps - 1],
