@@ -30,6 +30,7 @@ pub mod event;
 pub mod fields;
 pub mod policy;
 pub mod rbac;
+pub mod report;
 pub mod rules;
 pub mod ruletest;
 pub mod runtime;

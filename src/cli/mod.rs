@@ -10,6 +10,8 @@ pub mod durations;
 pub mod policy;
 pub mod produce;
 pub mod rbac;
+pub mod replay;
+pub mod report;
 pub mod run;
 
 use std::ffi::OsString;
@@ -66,6 +68,10 @@ pub enum Command {
         /// Test files.
         tests: Vec<PathBuf>,
     },
+    /// Replay an input through the rules (as `run` does) and write one
+    /// self-contained HTML page: the alerts' timeline by rule, windowed
+    /// rules against their thresholds, sequences, identities, input health.
+    Report(Box<report::ReportArgs>),
     /// Write audit events (one per line, from a file or stdin) to a Kafka
     /// topic, keyed by a field and stamped with the event time: for
     /// replaying recorded audit logs into a test topic.

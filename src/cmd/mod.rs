@@ -9,6 +9,7 @@ mod policy;
 mod produce;
 mod progress;
 mod rbac;
+mod report;
 mod run;
 mod test;
 
@@ -24,6 +25,7 @@ pub use fields::fields;
 pub use policy::policy;
 pub use produce::produce;
 pub use rbac::who_can;
+pub use report::report;
 pub use run::run;
 pub use test::test;
 

@@ -233,6 +233,12 @@ impl<'r> Engine<'r> {
         }
     }
 
+    /// Late events and evicted keys of the windowed rules, and of the
+    /// sequence and first-seen rules, of the state swapped in.
+    pub fn state_counts(&self) -> (crate::window::WindowStats, crate::stateful::StateStats) {
+        (self.windows.stats(), self.windows.stateful.stats())
+    }
+
     /// End of input: every remaining tick of the windowed rules is
     /// evaluated (absence rules only up to the last event's tick).
     pub fn finish(&mut self, sink: &mut dyn AlertSink) -> io::Result<()> {

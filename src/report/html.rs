@@ -1,0 +1,272 @@
+//! The page: one HTML file with its style, its charts (inline SVG) and its
+//! data (`<script type="application/json" id="saker-report-data">`) inside,
+//! and one small inline script that opens the alert list a chart's mark
+//! links to. Nothing is loaded from elsewhere.
+
+use std::fmt::Write;
+
+use super::charts::{self, ChartError};
+use super::ReportData;
+
+/// Text for HTML content and attribute values.
+pub fn escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The data as JSON that cannot end its `<script>` element: every `<` is
+/// written `\u003c` (so neither `</script>` nor `<!--` can appear).
+pub fn script_json(data: &ReportData) -> String {
+    serde_json::to_string(data)
+        .unwrap_or_else(|_| "{}".to_string())
+        .replace('<', "\\u003c")
+}
+
+const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;color:#222;max-width:1160px}\
+h1{font-size:1.5em}h2{font-size:1.2em;margin-top:1.6em;border-bottom:1px solid #ccc}\
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding:2px 8px;\
+text-align:left;vertical-align:top;font-size:.9em}td.n{text-align:right}\
+.p{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.3em}\
+details{margin:.3em 0}summary{cursor:pointer}pre{white-space:pre-wrap;font-size:.85em}\
+.caps{background:#fff4d6;padding:.4em .8em}figure{margin:.5em 0}svg{max-width:100%;height:auto}";
+
+/// Opens the `<details>` a link points at.
+const SCRIPT: &str =
+    "function o(){var e=location.hash&&document.getElementById(location.hash.slice(1));\
+if(e&&e.tagName==='DETAILS'){e.open=true;}}window.addEventListener('hashchange',o);o();";
+
+fn colour(priority: &str) -> String {
+    let c = charts::priority_colour(priority);
+    format!("#{:02x}{:02x}{:02x}", c.0, c.1, c.2)
+}
+
+/// The whole page.
+pub fn render(data: &ReportData) -> Result<String, ChartError> {
+    let mut h = String::new();
+    let e = escape;
+    let _ = write!(
+        h,
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+<title>Saker replay report: {}</title><style>{STYLE}</style></head><body>\n",
+        e(&data.input)
+    );
+    let _ = write!(
+        h,
+        "<h1>Saker replay report</h1><p>Input <code>{}</code>: {} events, \
+<strong id=\"alerts-total\">{}</strong> alerts from {} rules",
+        e(&data.input),
+        data.health.events,
+        data.alerts_total,
+        data.rules.len()
+    );
+    if let (Some(a), Some(b)) = (&data.first_alert, &data.last_alert) {
+        let _ = write!(h, ", between {} and {}", e(a), e(b));
+    }
+    h.push_str(".</p>\n");
+    if !data.caps.is_empty() {
+        h.push_str(
+            "<div class=\"caps\" id=\"caps\"><strong>Capped to keep the page small:</strong><ul>",
+        );
+        for c in &data.caps {
+            let _ = write!(h, "<li>{}</li>", e(c));
+        }
+        h.push_str("</ul></div>\n");
+    }
+
+    h.push_str(
+        "<h2>Timeline</h2><section id=\"timeline\"><p>One lane per rule, coloured by \
+priority; each mark is the alerts of one time bucket (hover for the first one's output, click \
+for the rule's alerts).</p>",
+    );
+    if data.rules.is_empty() {
+        h.push_str("<p>No alerts.</p>");
+    } else {
+        let _ = write!(
+            h,
+            "<figure class=\"chart\" id=\"timeline-chart\">{}</figure>",
+            charts::timeline(data)?
+        );
+    }
+    h.push_str("</section>\n");
+
+    let end = data
+        .rules
+        .iter()
+        .flat_map(|r| r.buckets.last())
+        .map(|b| b.end_ns)
+        .max()
+        .unwrap_or(0);
+    let windowed: Vec<_> = data.rules.iter().filter(|r| r.kind == "windowed").collect();
+    h.push_str(
+        "<h2>Windowed rules</h2><section id=\"windowed\"><p>The measured value of each key \
+at every firing and resolve, against the threshold (red); firing periods are shaded.</p>",
+    );
+    if windowed.is_empty() {
+        h.push_str("<p>No windowed rule alerted.</p>");
+    }
+    for r in windowed {
+        let _ = write!(
+            h,
+            "<figure class=\"chart windowed\" data-rule=\"{}\"><figcaption>{}</figcaption>{}</figure>",
+            e(&r.name),
+            e(&r.name),
+            charts::windowed(r, end)?
+        );
+    }
+    h.push_str("</section>\n");
+
+    let seqs: Vec<_> = data.rules.iter().filter(|r| r.kind == "sequence").collect();
+    h.push_str(
+        "<h2>Sequences</h2><section id=\"sequences\"><p>Each completed sequence's steps, \
+joined in time (hover a step for its event).</p>",
+    );
+    if seqs.is_empty() {
+        h.push_str("<p>No sequence completed.</p>");
+    }
+    for r in seqs {
+        let _ = write!(
+            h,
+            "<figure class=\"chart sequence\" data-rule=\"{}\"><figcaption>{}</figcaption>{}</figure>",
+            e(&r.name),
+            e(&r.name),
+            charts::sequences(r)?
+        );
+    }
+    h.push_str("</section>\n");
+
+    identities(&mut h, data);
+    health(&mut h, data);
+    if let Some(p) = &data.policy {
+        let _ = write!(
+            h,
+            "<h2>Audit policy</h2><section id=\"policy\"><p>What <code>{}</code> would have kept \
+of this log ({} of {} bytes), and how long the API server's retention flags keep it.</p>\
+<pre>{}</pre><pre>{}</pre></section>",
+            e(&p.path),
+            p.kept_bytes,
+            p.recorded_bytes,
+            e(&p.table),
+            e(&p.retention)
+        );
+    }
+    alerts(&mut h, data);
+    let _ = write!(
+        h,
+        "<script type=\"application/json\" id=\"saker-report-data\">{}</script>\n\
+<script>{SCRIPT}</script>\n</body></html>\n",
+        script_json(data)
+    );
+    Ok(h)
+}
+
+fn identities(h: &mut String, data: &ReportData) {
+    let e = escape;
+    h.push_str("<h2>Identities</h2><section id=\"identities\"><p>The identities behind the most \
+alerts, and the resources and verbs of all their events in the input.</p><table><tr><th>Identity</th>\
+<th>Alerts</th><th>Rules</th><th>Events</th><th>Resources</th><th>Verbs</th></tr>");
+    let list = |v: &[(String, u64)]| {
+        v.iter()
+            .map(|(k, n)| format!("{} ({n})", e(k)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    for i in &data.identities {
+        let rules: Vec<String> = i
+            .by_rule
+            .iter()
+            .map(|(r, n)| format!("{} ({n})", e(r)))
+            .collect();
+        let _ = write!(
+            h,
+            "<tr class=\"identity\"><td>{}</td><td class=\"n\">{}</td><td>{}</td><td class=\"n\">{}</td><td>{}</td><td>{}</td></tr>",
+            e(&i.name),
+            i.alerts,
+            rules.join(", "),
+            i.events,
+            list(&i.resources),
+            list(&i.verbs)
+        );
+    }
+    h.push_str("</table></section>\n");
+}
+
+fn health(h: &mut String, data: &ReportData) {
+    let s = &data.health;
+    let _ = write!(
+        h,
+        "<h2>Input health</h2><section id=\"health\"><table>\
+<tr><th>Lines read</th><td class=\"n\">{}</td></tr><tr><th>Events</th><td class=\"n\" id=\"health-events\">{}</td></tr>\
+<tr><th>Late events</th><td class=\"n\">{}</td></tr><tr><th>Keys evicted</th><td class=\"n\">{}</td></tr>",
+        s.lines, s.events, s.late_events, s.evictions
+    );
+    for (reason, n) in &s.skipped {
+        let _ = write!(
+            h,
+            "<tr><th>Skipped: {}</th><td class=\"n\">{n}</td></tr>",
+            escape(reason)
+        );
+    }
+    h.push_str("</table></section>\n");
+}
+
+fn alerts(h: &mut String, data: &ReportData) {
+    let e = escape;
+    h.push_str("<h2>Alerts by rule</h2><section id=\"alerts\">");
+    for (i, r) in data.rules.iter().enumerate() {
+        let _ = write!(
+            h,
+            "<details class=\"lane\" id=\"{}\" data-rule=\"{}\" data-count=\"{}\" data-priority=\"{}\">\
+<summary><span class=\"p\" style=\"background:{}\"></span>{} — {} alert(s), {} ({})</summary>\
+<table><tr><th>Time</th><th>Output</th><th>Event</th></tr>",
+            charts::rule_anchor(i),
+            e(&r.name),
+            r.alerts,
+            r.priority,
+            colour(r.priority),
+            e(&r.name),
+            r.alerts,
+            r.priority,
+            r.kind
+        );
+        for a in &r.listed {
+            let fields: Vec<String> = a
+                .fields
+                .iter()
+                .map(|(k, v)| format!("{}={}", e(k), e(v)))
+                .collect();
+            let mut event = fields.join("<br>");
+            if !a.audit_ids.is_empty() {
+                let _ = write!(event, "<br>auditIDs: {}", e(&a.audit_ids.join(", ")));
+            }
+            let _ = write!(
+                h,
+                "<tr><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+                e(&a.time),
+                a.state.map(|s| format!(" ({s})")).unwrap_or_default(),
+                e(&a.output),
+                event
+            );
+        }
+        h.push_str("</table>");
+        if r.alerts > r.listed.len() as u64 {
+            let _ = write!(
+                h,
+                "<p>{} of {} alerts listed.</p>",
+                r.listed.len(),
+                r.alerts
+            );
+        }
+        h.push_str("</details>\n");
+    }
+    h.push_str("</section>\n");
+}
