@@ -270,3 +270,22 @@ fn alerts(h: &mut String, data: &ReportData) {
     }
     h.push_str("</section>\n");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{Collector, Health};
+
+    #[test]
+    fn data_cannot_close_its_script_element() {
+        let input = "</script><!--<script>alert(1)</script>".to_string();
+        let data =
+            Collector::default().finish(input.clone(), Health::default(), &Vec::new(), 0, None);
+        let json = script_json(&data);
+        assert!(!json.contains('<'), "{json}");
+        let back: serde_json::Value = serde_json::from_str(&json).unwrap();
+        assert_eq!(back["input"], input.as_str());
+        let page = render(&data).unwrap();
+        assert_eq!(page.matches("</script>").count(), 2);
+    }
+}

@@ -22,6 +22,7 @@ mod pki;
 mod policy;
 mod props;
 mod rbac;
+mod report;
 mod rules;
 mod sequences;
 mod stateful_props;
