@@ -17,7 +17,8 @@ Each base (deploy/kafka, deploy/webhook, deploy/node) is built alone with
   (or one DESIGN 5 defines that is still being built, listed in PENDING_FLAGS),
   and its rules, resolved to the repository's files (the image's copies and the
   ConfigMap's keys), load and give the same alerts on examples/audit-sample.jsonl
-  as the embedded defaults.
+  as the embedded defaults. The webhook's is run as it is, with `saker run
+  --config` (its paths moved to a temporary directory).
 
 The checks are then run on broken copies of the manifests, each of which must
 be caught, so that a check that cannot fail fails the run.
@@ -56,7 +57,7 @@ IMAGE_RULES_DIR = "/usr/share/saker/rules"
 # Flags of `saker run` that DESIGN 5 defines and the config file uses, but that
 # are being added to the binary at the same time as these manifests. Remove a
 # name once `saker run --help` lists it.
-PENDING_FLAGS = {"config", "state-dir"}
+PENDING_FLAGS = {"state-dir"}
 CONTROL_PLANE = "node-role.kubernetes.io/control-plane"
 
 BASES = {
@@ -418,20 +419,22 @@ def free_port():
         return s.getsockname()[1]
 
 
-def config_args(config, remap, run_flags):
-    """saker.yaml as `saker run` flags (what --config will read), its paths
-    moved by `remap`; a pending flag the binary does not have yet is left out."""
-    args = []
+def config_file(config, remap, run_flags, path):
+    """Writes saker.yaml as `saker run --config` reads it, its paths moved by
+    `remap`, without the Alertmanager (there is none here); a pending flag
+    the binary does not have yet is left out."""
+    out = {}
     for key, value in config.items():
-        if key not in run_flags:
+        if key not in run_flags or key == "alertmanager":
             continue
-        values = value if isinstance(value, list) else [value]
-        for v in values:
-            if v is True:
-                args.append(f"--{key}")
-            elif v is not False:
-                args += [f"--{key}", remap(key, str(v))]
-    return args
+        if isinstance(value, list):
+            out[key] = [remap(key, str(v)) for v in value]
+        elif isinstance(value, bool):
+            out[key] = value
+        else:
+            out[key] = remap(key, str(value))
+    with open(path, "w") as f:
+        yaml.safe_dump(out, f)
 
 
 def check_webhook_live(build, ctx):
@@ -470,10 +473,9 @@ def check_webhook_live(build, ctx):
                 return os.path.join(tmp, "state")
             return value
 
-        args = config_args(config, remap, ctx["run_flags"])
-        args = [a for i, a in enumerate(args) if not (a == "--alertmanager" or
-                                                      (i and args[i - 1] == "--alertmanager"))]
-        proc = subprocess.Popen([ctx["saker"], "run", *args], stdout=subprocess.PIPE,
+        saker_yaml = os.path.join(tmp, "saker.yaml")
+        config_file(config, remap, ctx["run_flags"], saker_yaml)
+        proc = subprocess.Popen([ctx["saker"], "run", "--config", saker_yaml], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
         try:
             up = False

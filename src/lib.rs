@@ -36,5 +36,6 @@ pub mod ruletest;
 pub mod runtime;
 pub mod sink;
 pub mod source;
+pub mod state;
 pub mod stateful;
 pub mod window;

@@ -117,6 +117,17 @@ pub struct RunArgs {
     /// in saker_kube_audit_label_sets_overflow_total.
     #[arg(long, default_value_t = 10_000, value_name = "N")]
     pub metrics_max_label_sets: usize,
+    /// Keep the event-time state (windows, sequences, first-seen keys) and,
+    /// for a file, the position reached in this directory, so that a
+    /// restart loses nothing and repeats little. Created if missing; one
+    /// directory per saker instance. With it, the end of the input is a
+    /// pause: the next run goes on with the stream.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// How often the state is saved to --state-dir (also when the run
+    /// stops). A file's flushed position is saved every second.
+    #[arg(long, default_value = "30s", value_parser = durations::std_nonzero, value_name = "DURATION")]
+    pub state_interval: Duration,
     /// Every setting in effect, by config key; filled in by [`super::parse`].
     #[arg(skip)]
     pub effective: super::config::Effective,
@@ -236,6 +247,13 @@ pub struct MetricsSettings {
     pub max_label_sets: usize,
 }
 
+/// The state directory (`--state-dir`).
+#[derive(Debug, Clone)]
+pub struct StateSettings {
+    pub dir: PathBuf,
+    pub interval: Duration,
+}
+
 /// Everything `saker run` does, validated.
 pub struct RunSettings {
     /// The config files read (`--config`), for a reload to watch and re-read.
@@ -258,6 +276,7 @@ pub struct RunSettings {
     pub http_output: Option<HttpOutputSettings>,
     pub http_output_drain: Duration,
     pub metrics: Option<MetricsSettings>,
+    pub state: Option<StateSettings>,
 }
 
 impl RunArgs {
@@ -277,6 +296,12 @@ impl RunArgs {
         );
         if threads > 1 && !file {
             return Err("--threads applies to --input FILE without --follow".into());
+        }
+        if self.state_dir.is_some() && matches!(replay.input, InputSettings::Kafka(_)) {
+            return Err("--state-dir does not apply to --input kafka: a restarted consumer rebuilds its state by replaying its partitions".into());
+        }
+        if self.state_dir.is_some() && threads > 1 {
+            return Err("--state-dir needs --threads 1".into());
         }
         let metrics = match &self.metrics_listen {
             None => None,
@@ -308,6 +333,10 @@ impl RunArgs {
             windows: replay.windows,
             alertmanager_drain: self.alertmanager_drain,
             metrics,
+            state: self.state_dir.clone().map(|dir| StateSettings {
+                dir,
+                interval: self.state_interval,
+            }),
         })
     }
 

@@ -11,6 +11,7 @@ mod progress;
 mod rbac;
 mod report;
 mod run;
+mod state;
 mod test;
 
 use std::io::{self, Write};

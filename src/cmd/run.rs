@@ -64,6 +64,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
     }
     let mut sink: Box<dyn AlertSink + Send> = Box::new(Fanout(sinks));
     let mut engine = Engine::with_options(&set, settings.matching, settings.windows);
+    let state_metrics = Arc::new(saker::state::metrics::StateMetrics::default());
     let counters = Arc::new(Counters::default());
     let http_counters = Arc::new(saker::source::http::metrics::Counters::default());
     if let Some(m) = &settings.metrics {
@@ -89,6 +90,9 @@ pub fn run(settings: RunSettings) -> ExitCode {
                 InputSettings::Http(_) => r.extra.push(http_counters.clone()),
                 InputSettings::Lines { .. } => {}
             }
+            if settings.state.is_some() {
+                r.extra.push(state_metrics.clone());
+            }
         }
         let served = saker::sink::metrics::listen_address(&m.listen)
             .and_then(|addr| saker::sink::metrics::serve(addr, registry));
@@ -99,15 +103,37 @@ pub fn run(settings: RunSettings) -> ExitCode {
     }
     // Kafka and the receiver stop on SIGTERM and SIGINT: what was taken in
     // is evaluated and acknowledged first.
+    // So do stdin and files with a state directory: the state is saved
+    // before exiting.
     let stop = Arc::new(AtomicBool::new(false));
-    if !matches!(settings.input, InputSettings::Lines { .. }) {
+    if !matches!(settings.input, InputSettings::Lines { .. }) || settings.state.is_some() {
         for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
                 return fail(format_args!("cannot handle signals: {e}"));
             }
         }
     }
+    let mut prepared = match &settings.state {
+        None => None,
+        Some(st) => match super::state::prepare(
+            st,
+            &settings.input,
+            settings.max_line_bytes,
+            &mut engine,
+            sink.as_mut(),
+            stop.clone(),
+            state_metrics.clone(),
+        ) {
+            Ok(p) => Some(p),
+            Err(e) => return fail(e),
+        },
+    };
+    let resumed = prepared.as_mut().and_then(|p| p.lines.take());
     let (mut source, size): (Box<dyn Source + Send>, Option<u64>) = match &settings.input {
+        InputSettings::Lines { .. } if resumed.is_some() => match resumed {
+            Some(s) => (Box::new(s), None),
+            None => return fail("no input"),
+        },
         InputSettings::Kafka(k) => match KafkaSource::open(k, counters.clone(), stop) {
             Ok(s) => (Box::new(s), None),
             Err(e) => return fail(e),
@@ -139,6 +165,9 @@ pub fn run(settings: RunSettings) -> ExitCode {
     let mut driver = Driver::new(&mut engine, sink.as_mut(), SystemClock)
         .max_document(max_document)
         .progress(|bytes, events| progress.update(bytes, events));
+    if let Some(p) = &mut prepared {
+        driver = driver.checkpoint(&mut p.keeper);
+    }
     let result = match settings.threads {
         1 => driver.run(source.as_mut()),
         n => driver.run_parallel(source.as_mut(), n),

@@ -275,6 +275,33 @@ impl<'r> Engine<'r> {
         std::mem::swap(&mut self.windows, other);
     }
 
+    /// The rules the engine runs.
+    pub fn rules(&self) -> &'r RuleSet {
+        self.rules
+    }
+
+    /// The settings its windows are built with.
+    pub fn window_options(&self) -> WindowOptions {
+        self.window_options
+    }
+
+    /// The state of the windows in the engine ([`Windows::snapshot`]).
+    pub fn snapshot(&self) -> windows::snapshot::Snapshot {
+        self.windows.snapshot(self.rules)
+    }
+
+    /// Replaces the windows in the engine by those `snapshot` restores for
+    /// this engine's rules ([`Windows::restore`]); on an error the engine
+    /// keeps its windows.
+    pub fn restore(
+        &mut self,
+        snapshot: windows::snapshot::Snapshot,
+    ) -> Result<windows::snapshot::RestoreReport, windows::snapshot::RestoreError> {
+        let (mut restored, report) = Windows::restore(self.rules, self.window_options, snapshot)?;
+        self.swap_windows(&mut restored);
+        Ok(report)
+    }
+
     /// Reports `keys` as the keys held by windowed rules, for a caller that
     /// keeps several window states (see [`Engine::swap_windows`]).
     pub fn publish_window_keys(&mut self, keys: usize) {

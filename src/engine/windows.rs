@@ -2,6 +2,8 @@
 //! rules into their windows, moves the watermark, and turns window
 //! transitions into alerts, in tick order across rules.
 
+pub mod snapshot;
+
 use std::borrow::Cow;
 
 use crate::event::Event;

@@ -6,6 +6,7 @@
 pub mod aggregate;
 pub mod ast;
 pub mod compile;
+pub mod fingerprint;
 pub mod first_seen;
 pub mod index;
 pub mod ipnet;

@@ -72,7 +72,7 @@ impl ValueSet {
         }
     }
 
-    fn values(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+    pub(crate) fn values(&self) -> Box<dyn Iterator<Item = &String> + '_> {
         match self {
             ValueSet::Small(items) => Box::new(items.iter()),
             ValueSet::Hashed(set) => Box::new(set.iter()),

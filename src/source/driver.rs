@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 
 use super::clock::Clock;
 use super::lines::split_lines;
+use super::position::InputPosition;
 use super::{documents, Ack, Body, Next, Source, StreamId};
+use crate::engine::windows::snapshot::Snapshot;
 use crate::engine::windows::Windows;
 use crate::engine::{parallel, Engine};
 use crate::sink::AlertSink;
@@ -56,6 +58,20 @@ const DEFAULT_MAX_DOCUMENT: usize = 1 << 20;
 /// Lines between two progress reports.
 const PROGRESS_EVERY: u64 = 4096;
 
+/// Keeps the state of a single-stream source (stdin, a file, the HTTP
+/// receiver) across restarts: the state directory's [`crate::state::keeper::Keeper`].
+/// Failures are the keeper's to log and count; they never stop the run.
+pub trait Checkpoint {
+    /// The outputs were flushed: the alerts of everything read up to
+    /// `position` are out.
+    fn flushed(&mut self, position: Option<&InputPosition>, now: Instant);
+    /// Whether a snapshot is due.
+    fn due(&mut self, now: Instant) -> bool;
+    /// Saves `snapshot`, the state as of `position`; the outputs are
+    /// flushed.
+    fn save(&mut self, snapshot: Snapshot, position: Option<&InputPosition>, now: Instant);
+}
+
 struct StreamState {
     /// The stream's windows while another stream's are in the engine.
     parked: Windows,
@@ -77,6 +93,7 @@ pub struct Driver<'d, 'r, C: Clock> {
     several: bool,
     acks: Vec<Ack>,
     progress: Option<Box<dyn FnMut(u64, u64) + 'd>>,
+    checkpoint: Option<&'d mut dyn Checkpoint>,
 }
 
 impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
@@ -92,7 +109,16 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             several: false,
             acks: Vec::new(),
             progress: None,
+            checkpoint: None,
         }
+    }
+
+    /// Keeps the state directory up to date as the run goes. With one, the
+    /// end of the input is a pause, not the end of the stream: what the
+    /// watermark passed is evaluated, the rest is saved for the next run.
+    pub fn checkpoint(mut self, checkpoint: &'d mut dyn Checkpoint) -> Self {
+        self.checkpoint = Some(checkpoint);
+        self
     }
 
     pub fn timing(mut self, timing: Timing) -> Self {
@@ -118,16 +144,23 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let now = self.clock.now();
         let (mut last_flush, mut last_check) = (now, now);
         let mut next_progress = PROGRESS_EVERY;
+        let keeping = self.checkpoint.is_some();
         let finished = loop {
             self.acknowledge(source)?;
             let sink = &mut *self.sink;
             let mut flushed = false;
+            // What is out once the outputs are flushed, should the source
+            // flush them before it waits.
+            let before = if keeping { source.position() } else { None };
             let next = source.next(&mut || {
                 flushed = true;
                 sink.flush()
             })?;
             if flushed {
                 last_flush = self.clock.now();
+                if let Some(c) = &mut self.checkpoint {
+                    c.flushed(before.as_ref(), last_flush);
+                }
             }
             match next {
                 Next::Batch(batch) => {
@@ -154,7 +187,9 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 Next::Reset(stream) => self.reset(source, stream)?,
                 Next::Closed(stream) => self.close_stream(stream),
                 Next::End => {
-                    self.finish_all()?;
+                    if !keeping {
+                        self.finish_all()?;
+                    }
                     break Finished::End;
                 }
                 Next::Stop => break Finished::Stopped,
@@ -165,22 +200,47 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                     f(source.bytes(), self.engine.stats.events);
                 }
             }
-            if live {
+            if live || keeping {
                 let now = self.clock.now();
                 if now.duration_since(last_flush) >= self.timing.flush_every {
                     self.sink.flush()?;
                     last_flush = now;
+                    if let Some(c) = &mut self.checkpoint {
+                        c.flushed(source.position().as_ref(), now);
+                    }
                 }
-                if now.duration_since(last_check) >= self.timing.idle_check {
+                if live && now.duration_since(last_check) >= self.timing.idle_check {
                     last_check = now;
                     self.follow_wall_clock(now)?;
+                }
+                if self.checkpoint.as_mut().is_some_and(|c| c.due(now)) {
+                    self.save(source)?;
                 }
             }
         };
         self.sink.flush()?;
         self.acknowledge(source)?;
+        if keeping {
+            self.save(source)?;
+        }
         source.close()?;
         Ok(finished)
+    }
+
+    /// Flushes the outputs and saves the state as of the source's position.
+    fn save(&mut self, source: &mut dyn Source) -> io::Result<()> {
+        self.sink.flush()?;
+        let now = self.clock.now();
+        let position = source.position();
+        let snapshot = self.engine.snapshot();
+        tracing::debug!(
+            seconds = format!("{:.3}", now.elapsed().as_secs_f64()),
+            "state copied out for a snapshot"
+        );
+        if let Some(c) = &mut self.checkpoint {
+            c.save(snapshot, position.as_ref(), now);
+        }
+        Ok(())
     }
 
     /// Pulls a file through `threads` workers ([`parallel`]): the same
@@ -233,6 +293,9 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             }
         }
         let now = self.clock.now();
+        // The first stream takes the windows the engine holds (restored
+        // ones, after a restart); a later one starts empty.
+        let first = self.current.is_none() && self.streams.is_empty();
         if !self.streams.contains_key(&stream) {
             self.several |= !self.streams.is_empty();
             let parked = self.engine.new_windows();
@@ -244,8 +307,10 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 },
             );
         }
-        if let Some(s) = self.streams.get_mut(&stream) {
-            self.engine.swap_windows(&mut s.parked);
+        if !first {
+            if let Some(s) = self.streams.get_mut(&stream) {
+                self.engine.swap_windows(&mut s.parked);
+            }
         }
         self.current = Some(stream);
     }
@@ -528,6 +593,70 @@ mod tests {
             .filter(|l| l.starts_with("emit"))
             .map(|l| l.split(" @").next().unwrap_or(l))
             .collect()
+    }
+
+    /// Logs what the driver asks of a state keeper.
+    struct Keeper {
+        log: Log,
+        due_at: usize,
+        calls: usize,
+    }
+
+    impl Checkpoint for Keeper {
+        fn flushed(&mut self, _: Option<&InputPosition>, _: Instant) {
+            self.log.borrow_mut().push("flushed".into());
+        }
+        fn due(&mut self, _: Instant) -> bool {
+            self.calls += 1;
+            self.calls == self.due_at
+        }
+        fn save(&mut self, snapshot: Snapshot, _: Option<&InputPosition>, _: Instant) {
+            let keys: usize = snapshot
+                .rules
+                .iter()
+                .map(|r| r.window.as_ref().map_or(0, |w| w.held.len()))
+                .sum();
+            self.log.borrow_mut().push(format!("save {keys}"));
+        }
+    }
+
+    #[test]
+    fn with_a_checkpoint_the_end_is_a_pause_and_the_state_is_saved() {
+        let set = rules();
+        let clock = FakeClock::default();
+        let log: Log = Rc::default();
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        let mut sink = Recorder {
+            log: log.clone(),
+            clock: &clock,
+            start: clock.now(),
+        };
+        let mut source = Script::new(&clock, &log, false, burst("mallory"));
+        let mut keeper = Keeper {
+            log: log.clone(),
+            due_at: 10,
+            calls: 0,
+        };
+        Driver::new(&mut engine, &mut sink, &clock)
+            .checkpoint(&mut keeper)
+            .run(&mut source)
+            .unwrap();
+        let log = log.borrow().clone();
+        // Twenty denials: the burst's tick is not passed by the watermark,
+        // and the end does not evaluate it; the state is saved twice (when
+        // due, and at the end), each time after a flush.
+        assert!(alerts(&log).is_empty(), "{log:?}");
+        let saves: Vec<usize> = log
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| l.starts_with("save"))
+            .map(|(i, _)| i)
+            .collect();
+        assert_eq!(saves.len(), 2, "{log:?}");
+        assert!(saves.iter().all(|&i| log[i - 1] == "flush"), "{log:?}");
+        // What was saved is the stream's state, which the engine holds.
+        assert!(engine.window_keys() > 0);
+        assert_eq!(log[saves[1]], format!("save {}", engine.window_keys()));
     }
 
     #[test]

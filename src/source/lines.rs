@@ -42,6 +42,12 @@ impl<R: Read> LineReader<R> {
         }
     }
 
+    /// Bytes of the input handed out (or skipped as too long) so far: the
+    /// stream offset right after the last line or chunk returned.
+    pub fn consumed(&self) -> u64 {
+        self.bytes_read - (self.end - self.start) as u64
+    }
+
     /// The next line; `before_read` runs whenever the reader is about to
     /// wait for more input (the place to flush outputs on a live stream).
     pub fn next_line(&mut self, before_read: &mut dyn FnMut()) -> io::Result<Option<Line<'_>>> {

@@ -8,12 +8,16 @@
 //! `--audit-log-maxsize` rotation does) it finishes the old file, then goes
 //! on with the new one from its start, losing and repeating nothing.
 
+use std::collections::VecDeque;
 use std::fs::File;
-use std::io::{self, Read};
+use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
+
+use super::position::{FileRef, Tracker};
 
 /// Chunks in flight between the reading thread and the engine.
 const CHANNEL_CHUNKS: usize = 16;
@@ -91,26 +95,85 @@ impl Read for ChannelReader {
 pub struct Follower {
     path: PathBuf,
     file: File,
-    /// Bytes read from the current file.
+    /// Bytes read from the current file (its offset).
     offset: u64,
     /// The last byte handed out, to close a partial line at a rotation.
     last: Option<u8>,
     poll: Duration,
     /// Set when the current file was replaced: finish it first.
     pending_switch: bool,
+    /// Files to read to their end after the current one, in order (the
+    /// rotated files found at a restart, then the path's file).
+    queue: VecDeque<File>,
+    /// Whether to wait at the end for more; otherwise the input ends there.
+    follow: bool,
+    /// Bytes handed out in all (closing newlines included).
+    emitted: u64,
+    /// Told where each file begins in the bytes handed out.
+    tracker: Option<Arc<Tracker>>,
+    /// Files finished since the start.
+    switched: usize,
+    /// Read no further than this offset of the file after this many
+    /// switches: the end of a warm-up.
+    stop: Option<(usize, u64)>,
 }
 
 impl Follower {
     /// Opens `path` and starts at its beginning.
     pub fn open(path: &Path, poll: Duration) -> io::Result<Self> {
+        Follower::chain(path, poll, open_named(path)?, 0, Vec::new())
+    }
+
+    /// Reads `file` from `offset`, then each of `rest` in turn, then
+    /// follows `path` (the last file read should be the file at `path`).
+    pub fn chain(
+        path: &Path,
+        poll: Duration,
+        mut file: File,
+        offset: u64,
+        rest: Vec<File>,
+    ) -> io::Result<Self> {
+        if offset > 0 {
+            file.seek(SeekFrom::Start(offset))?;
+        }
         Ok(Follower {
             path: path.to_path_buf(),
-            file: File::open(path)?,
-            offset: 0,
+            file,
+            offset,
             last: None,
             poll,
             pending_switch: false,
+            queue: rest.into(),
+            follow: true,
+            emitted: 0,
+            tracker: None,
+            switched: 0,
+            stop: None,
         })
+    }
+
+    /// Ends the input at the end of the last file instead of waiting.
+    pub fn no_wait(mut self) -> Self {
+        self.follow = false;
+        self
+    }
+
+    /// Tells `tracker` where each file begins in the bytes handed out.
+    pub fn tracked(mut self, tracker: Arc<Tracker>) -> io::Result<Self> {
+        tracker.begin(self.emitted, FileRef::new(&self.file)?, self.offset);
+        self.tracker = Some(tracker);
+        Ok(self)
+    }
+
+    /// Reads end (as at the end of the input) at `offset` of the file
+    /// reached after `switches` files were finished; `None` lifts it.
+    pub fn stop_at(&mut self, stop: Option<(usize, u64)>) {
+        self.stop = stop;
+    }
+
+    /// Bytes handed out so far.
+    pub fn emitted(&self) -> u64 {
+        self.emitted
     }
 
     /// Whether the path now names another file than the one open.
@@ -124,6 +187,36 @@ impl Follower {
         };
         !same_file(&open, &on_disk)
     }
+
+    /// Goes on with `next` from its start; returns a newline to hand out
+    /// first if the last file ended inside a line.
+    fn switch(&mut self, next: File) -> io::Result<bool> {
+        self.file = next;
+        self.offset = 0;
+        self.switched += 1;
+        let close = self.last.is_some_and(|b| b != b'\n');
+        if let Some(t) = &self.tracker {
+            t.begin(
+                self.emitted + u64::from(close),
+                FileRef::new(&self.file)?,
+                0,
+            );
+        }
+        Ok(close)
+    }
+
+    fn hand_out(&mut self, buf: &mut [u8], n: usize) -> usize {
+        self.offset += n as u64;
+        self.emitted += n as u64;
+        self.last = Some(buf[n - 1]);
+        n
+    }
+}
+
+/// Opens a followed file; an error names it (a rotated-in file the
+/// process may not read must say which).
+fn open_named(path: &Path) -> io::Result<File> {
+    File::open(path).map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))
 }
 
 #[cfg(unix)]
@@ -139,24 +232,39 @@ fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
 
 impl Read for Follower {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
         loop {
-            let n = self.file.read(buf)?;
+            let mut limit = buf.len();
+            if let Some((at, offset)) = self.stop {
+                if at == self.switched {
+                    let left = offset.saturating_sub(self.offset);
+                    if left == 0 {
+                        return Ok(0);
+                    }
+                    limit = limit.min(left as usize);
+                }
+            }
+            let n = self.file.read(&mut buf[..limit])?;
             if n > 0 {
-                self.offset += n as u64;
-                self.last = Some(buf[n - 1]);
-                return Ok(n);
+                return Ok(self.hand_out(buf, n));
             }
             // At the end of the current file.
-            if self.pending_switch {
-                // The old file is drained: go on with the new one, closing
+            let next = match self.queue.pop_front() {
+                Some(f) => Some(f),
+                None if self.pending_switch => {
+                    self.pending_switch = false;
+                    Some(open_named(&self.path)?)
+                }
+                None => None,
+            };
+            if let Some(next) = next {
+                // The old file is drained: go on with the next one, closing
                 // a partial last line so it does not join the next one.
-                self.file = File::open(&self.path)?;
-                self.offset = 0;
-                self.pending_switch = false;
-                if self.last.is_some_and(|b| b != b'\n') && !buf.is_empty() {
-                    self.last = Some(b'\n');
+                if self.switch(next)? {
                     buf[0] = b'\n';
-                    return Ok(1);
+                    return Ok(self.hand_out(buf, 1));
                 }
                 continue;
             }
@@ -167,9 +275,15 @@ impl Read for Follower {
             }
             if self.file.metadata().is_ok_and(|m| m.len() < self.offset) {
                 // Truncated in place (copytruncate): start again from the top.
-                self.file = File::open(&self.path)?;
+                self.file = open_named(&self.path)?;
                 self.offset = 0;
+                if let Some(t) = &self.tracker {
+                    t.begin(self.emitted, FileRef::new(&self.file)?, 0);
+                }
                 continue;
+            }
+            if !self.follow {
+                return Ok(0);
             }
             thread::sleep(self.poll);
         }
@@ -179,6 +293,19 @@ impl Read for Follower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_open_error_names_the_file() {
+        let path = std::env::temp_dir().join("saker-no-such-dir/audit.log");
+        let e = Follower::open(&path, Duration::from_millis(5))
+            .err()
+            .expect("no such file");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(
+            e.to_string().starts_with(&format!("{}: ", path.display())),
+            "{e}"
+        );
+    }
     use std::io::Write;
 
     #[test]

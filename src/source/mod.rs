@@ -15,6 +15,8 @@ pub mod http;
 pub mod kafka;
 pub mod lines;
 pub mod live;
+pub mod position;
+pub mod resume;
 pub mod stream;
 
 use std::fs::File;
@@ -118,6 +120,12 @@ pub trait Source {
 
     /// Bytes read so far.
     fn bytes(&self) -> u64;
+
+    /// For a file: where the input stands after the last batch handed
+    /// out (what a restart resumes from). Others have none.
+    fn position(&self) -> Option<position::InputPosition> {
+        None
+    }
 
     /// For the summary and logs.
     fn describe(&self) -> String;

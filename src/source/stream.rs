@@ -5,10 +5,13 @@
 //! reads time out, which this source reports as [`Next::Idle`].
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::lines::{Chunk, Line, LineReader};
 use super::live::ChannelReader;
+use super::position::{InputPosition, Tracker};
 use super::{Batch, Body, Input, Next, Source, StreamId};
 
 /// How long a live read waits before the driver looks at the wall clock.
@@ -21,6 +24,11 @@ pub struct LineSource<R> {
     live: bool,
     name: String,
     ended: bool,
+    /// Where the bytes read come from, and the stream offset this
+    /// reader's first byte is at.
+    tracker: Option<(Arc<Tracker>, u64)>,
+    /// Set by SIGTERM or SIGINT: the source stops.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl<R: Read> LineSource<R> {
@@ -33,7 +41,22 @@ impl<R: Read> LineSource<R> {
             live,
             name: name.into(),
             ended: false,
+            tracker: None,
+            stop: None,
         }
+    }
+
+    /// Reports positions through `tracker`; this reader's first byte is at
+    /// stream offset `base`.
+    pub fn with_positions(mut self, tracker: Arc<Tracker>, base: u64) -> Self {
+        self.tracker = Some((tracker, base));
+        self
+    }
+
+    /// Stops (as [`Next::Stop`]) once `stop` is set, between batches.
+    pub fn with_stop(mut self, stop: Arc<AtomicBool>) -> Self {
+        self.stop = Some(stop);
+        self
     }
 }
 
@@ -70,6 +93,14 @@ impl<R: Read> Source for LineSource<R> {
         if self.ended {
             return Ok(Next::End);
         }
+        if self
+            .stop
+            .as_ref()
+            .is_some_and(|s| s.load(Ordering::Relaxed))
+        {
+            self.ended = true;
+            return Ok(Next::Stop);
+        }
         let live = self.live;
         let mut hook_err = Ok(());
         let chunk = self.lines.next_chunk(&mut || {
@@ -104,6 +135,11 @@ impl<R: Read> Source for LineSource<R> {
 
     fn bytes(&self) -> u64 {
         self.lines.bytes_read
+    }
+
+    fn position(&self) -> Option<InputPosition> {
+        let (tracker, base) = self.tracker.as_ref()?;
+        tracker.position(base + self.lines.consumed())
     }
 
     fn describe(&self) -> String {

@@ -41,6 +41,9 @@ pub struct FirstSeenState {
     /// The window in ticks.
     window: i64,
     keys: LruCache<Key, i64>,
+    /// The tick of the first event the rule's state saw (matching or not):
+    /// the learning period starts there.
+    pub first_tick: Option<i64>,
     pub stats: StateStats,
 }
 
@@ -50,8 +53,37 @@ impl FirstSeenState {
         FirstSeenState {
             window,
             keys: LruCache::new(cap),
+            first_tick: None,
             stats: StateStats::default(),
         }
+    }
+
+    /// The rule's last-seen ticks as plain data (least recently used first).
+    pub fn record(&self) -> FirstSeenRecord {
+        FirstSeenRecord {
+            keys: self
+                .keys
+                .iter()
+                .rev()
+                .map(|(k, t)| (k.to_vec(), *t))
+                .collect(),
+            first_tick: self.first_tick,
+            stats: self.stats,
+        }
+    }
+
+    /// A rule's state from a snapshot ([`FirstSeenState::record`]).
+    pub fn from_record(window: i64, max_keys: usize, r: FirstSeenRecord) -> Self {
+        let mut s = FirstSeenState::new(window, max_keys);
+        for (k, t) in r.keys {
+            if s.keys.push(Key::from(k), t).is_some() {
+                s.stats.evictions += 1;
+            }
+        }
+        s.first_tick = r.first_tick;
+        s.stats.evictions += r.stats.evictions;
+        s.stats.late_events = r.stats.late_events;
+        s
     }
 
     pub fn keys(&self) -> usize {
@@ -67,13 +99,28 @@ impl FirstSeenState {
             && self.keys.peek(key).is_none_or(|&l| l <= tick - self.window)
     }
 
+    /// If `key` was seen within the window before `tick`, moves its
+    /// last-seen tick up to `tick` and returns true: an event that can be
+    /// neither new nor make another event new, applied at once.
+    pub fn touch_if_recent(&mut self, key: &Key, tick: i64) -> bool {
+        match self.keys.get_mut(key) {
+            Some(last) if *last > tick - self.window => {
+                *last = (*last).max(tick);
+                true
+            }
+            _ => false,
+        }
+    }
+
     /// Applies an event; `first` is the stream's first tick.
     pub fn apply(&mut self, tick: i64, time_ns: i64, hit: SeenHit, first: i64) -> Option<New> {
         let learning = tick < first.saturating_add(self.window);
         // One lookup for a key already held (most events), which also
         // makes it the most recently used.
         let previous = match self.keys.get_mut(&hit.key) {
-            Some(last) => Some(std::mem::replace(last, tick)),
+            // A later sighting may have been applied ahead of this event
+            // (`touch_if_recent`): the last-seen tick never goes back.
+            Some(last) => Some(std::mem::replace(last, (*last).max(tick))),
             None => {
                 if self.keys.push(hit.key.clone(), tick).is_some() {
                     self.stats.evictions += 1;
@@ -95,6 +142,15 @@ impl FirstSeenState {
             rendered,
         })
     }
+}
+
+/// A first-seen rule's state in a snapshot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FirstSeenRecord {
+    /// (key, last-seen tick), least recently used first.
+    pub keys: Vec<(Vec<String>, i64)>,
+    pub first_tick: Option<i64>,
+    pub stats: StateStats,
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 pub mod first_seen;
 pub mod queue;
 pub mod sequence;
+pub mod snapshot;
 
 use std::cmp::Ordering;
 
@@ -22,7 +23,7 @@ use first_seen::{FirstSeenState, New, SeenHit};
 use sequence::{Completed, SeqHit, SequenceState};
 
 /// Counters one rule's state keeps.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct StateStats {
     pub evictions: u64,
     pub late_events: u64,
@@ -90,8 +91,9 @@ pub struct Stateful {
     seq: u64,
     /// Every tick up to this one has been applied.
     applied: i64,
-    /// The tick of the stream's first event (matching or not).
-    first_tick: Option<i64>,
+    /// Whether a first-seen rule has not seen an event yet (its learning
+    /// period starts at the next one).
+    unstarted: bool,
     /// The longest span a rule's state depends on, in nanoseconds.
     span_ns: i64,
     /// Per rule, the counters already handed out by [`Stateful::drain_counts`].
@@ -128,7 +130,7 @@ impl Stateful {
             waiting: queue::Queue::default(),
             seq: 0,
             applied: i64::MIN,
-            first_tick: None,
+            unstarted: true,
             span_ns,
             reported: vec![StateStats::default(); rules.rules.len()],
         }
@@ -151,15 +153,26 @@ impl Stateful {
 
     /// The stream saw an event at `tick` (matching or not).
     pub fn observe(&mut self, tick: i64) {
-        self.first_tick.get_or_insert(tick);
+        if !self.unstarted {
+            return;
+        }
+        self.unstarted = false;
+        for r in self.rules.iter_mut().flatten() {
+            if let RuleState::FirstSeen(f) = r {
+                f.first_tick.get_or_insert(tick);
+            }
+        }
     }
 
     /// Whether an event of first-seen rule `rule` with `key` at `tick` may
     /// raise an alert (see [`FirstSeenState::may_be_new`]); true for any
     /// other rule.
     pub fn may_be_new(&self, rule: usize, key: &Key, tick: i64) -> bool {
-        match (self.rules.get(rule), self.first_tick) {
-            (Some(Some(RuleState::FirstSeen(f))), Some(first)) => f.may_be_new(key, tick, first),
+        match self.rules.get(rule) {
+            Some(Some(RuleState::FirstSeen(f))) => match f.first_tick {
+                Some(first) => f.may_be_new(key, tick, first),
+                None => true,
+            },
             _ => true,
         }
     }
@@ -175,6 +188,15 @@ impl Stateful {
             return false;
         }
         if let Hit::FirstSeen(h) = &mut hit {
+            // A key seen within the window by the events already applied:
+            // this event cannot be new, and neither can any event of that
+            // key still waiting (it is earlier, so the sighting is recent
+            // for it too). Only the last-seen tick moves, so it moves now.
+            if let Some(Some(RuleState::FirstSeen(f))) = self.rules.get_mut(rule) {
+                if f.touch_if_recent(&h.key, tick) {
+                    return true;
+                }
+            }
             // What the reading thread left out, a worker may have rendered.
             if h.rendered.is_some() && !self.may_be_new(rule, &h.key, tick) {
                 h.rendered = None;
@@ -194,7 +216,6 @@ impl Stateful {
     /// in order; returns what they produced, in that order.
     pub fn release(&mut self, watermark: i64) -> Vec<(usize, Outcome)> {
         let mut out = Vec::new();
-        let first = self.first_tick.unwrap_or(i64::MIN);
         while let Some(w) = self.waiting.peek() {
             let tick = w.time_ns.div_euclid(self.resolution_ns);
             if tick > watermark {
@@ -210,6 +231,7 @@ impl Stateful {
                         .map(|c| (w.rule, Outcome::Completed(c))),
                 ),
                 (Some(Some(RuleState::FirstSeen(f))), Hit::FirstSeen(h)) => {
+                    let first = f.first_tick.unwrap_or(i64::MIN);
                     if let Some(n) = f.apply(tick, w.time_ns, h, first) {
                         out.push((w.rule, Outcome::New(n)));
                     }

@@ -56,6 +56,13 @@ impl<T: Ord> Queue<T> {
         }
     }
 
+    /// Every item, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = &T> {
+        self.ordered
+            .iter()
+            .chain(self.late.iter().map(|Reverse(item)| item))
+    }
+
     pub fn len(&self) -> usize {
         self.ordered.len() + self.late.len()
     }

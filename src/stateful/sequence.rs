@@ -9,7 +9,9 @@ use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
+use super::snapshot::RecordError;
 use super::{Key, StateStats};
+use crate::window::snapshot::KeyTable;
 
 /// What one event is in one step: its key and the output values that step
 /// needs, rendered when the event was read.
@@ -32,7 +34,7 @@ pub struct SeqHit {
 }
 
 /// One step's event, as a partial match keeps it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct StepRecord {
     pub time_ns: i64,
     pub audit_id: Option<String>,
@@ -258,6 +260,128 @@ impl SequenceState {
             }
         }
     }
+}
+
+impl SequenceState {
+    /// The rule's partials as plain data (keys least recently used first).
+    pub fn record(&self) -> SequenceRecord {
+        let mut table = KeyTable::with_capacity(self.keys.len());
+        let held = self
+            .keys
+            .iter()
+            .rev()
+            .map(|(k, s)| {
+                table.index(k);
+                SlotsRecord {
+                    generation: s.generation,
+                    slots: s
+                        .slots
+                        .iter()
+                        .map(|p| {
+                            p.as_ref().map(|p| PartialRecord {
+                                start: p.start,
+                                events: p.events.clone(),
+                            })
+                        })
+                        .collect(),
+                }
+            })
+            .collect();
+        // In heap order, so equal states save equal records.
+        let mut entries: Vec<&(i64, u64, Key)> = self.expiry.iter().map(|Reverse(e)| e).collect();
+        entries.sort_unstable();
+        let expiry: Vec<(i64, u64, u32)> = entries
+            .into_iter()
+            .map(|(start, g, k)| (*start, *g, table.index(k)))
+            .collect();
+        SequenceRecord {
+            keys: table.keys,
+            held,
+            expiry,
+            generation: self.generation,
+            stats: self.stats,
+        }
+    }
+
+    /// A rule's partials from a snapshot ([`SequenceState::record`]).
+    pub fn from_record(
+        steps: usize,
+        within_ns: i64,
+        max_keys: usize,
+        r: SequenceRecord,
+    ) -> Result<Self, RecordError> {
+        let mut s = SequenceState::new(steps, within_ns, max_keys);
+        let n = r.keys.len();
+        let keys: Vec<Key> = r.keys.into_iter().map(Key::from).collect();
+        if r.held.len() > n {
+            return Err(RecordError::TooManyStates);
+        }
+        for (i, slots) in r.held.into_iter().enumerate() {
+            if slots.slots.len() + 1 != steps || slots.slots.iter().all(Option::is_none) {
+                return Err(RecordError::Slots {
+                    found: slots.slots.len(),
+                    steps,
+                });
+            }
+            let slots = Slots {
+                generation: slots.generation,
+                slots: slots
+                    .slots
+                    .into_iter()
+                    .map(|p| {
+                        p.map(|p| Partial {
+                            start: p.start,
+                            events: p.events,
+                        })
+                    })
+                    .collect(),
+            };
+            s.partials += slots.slots.iter().flatten().count();
+            if let Some((_, evicted)) = s.keys.push(keys[i].clone(), slots) {
+                s.partials -= evicted.slots.iter().flatten().count();
+                s.stats.evictions += 1;
+            }
+        }
+        for (start, g, index) in r.expiry {
+            let key = keys
+                .get(index as usize)
+                .cloned()
+                .ok_or(RecordError::NoSuchKey { index, keys: n })?;
+            s.expiry.push(Reverse((start, g, key)));
+        }
+        s.generation = r.generation;
+        s.stats.evictions += r.stats.evictions;
+        s.stats.late_events = r.stats.late_events;
+        Ok(s)
+    }
+}
+
+/// A sequence rule's partials in a snapshot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SequenceRecord {
+    /// Every key named: first those held (least recently used first), then
+    /// those only the expiry heap names.
+    pub keys: Vec<Vec<String>>,
+    /// The slots of `keys[i]`, for each key held.
+    pub held: Vec<SlotsRecord>,
+    /// (a lower bound of a key's earliest start, generation, index into `keys`).
+    pub expiry: Vec<(i64, u64, u32)>,
+    pub generation: u64,
+    pub stats: StateStats,
+}
+
+/// One key's slots in a snapshot: a partial per step but the last.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SlotsRecord {
+    pub generation: u64,
+    pub slots: Vec<Option<PartialRecord>>,
+}
+
+/// A partial match in a snapshot.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PartialRecord {
+    pub start: i64,
+    pub events: Vec<StepRecord>,
 }
 
 #[cfg(test)]

@@ -8,6 +8,7 @@
 //! exactly those of evaluating every tick. Ticks are evaluated in order
 //! across all keys of the rule.
 
+pub mod snapshot;
 pub mod spec;
 pub mod state;
 
@@ -54,7 +55,7 @@ impl Default for Limits {
 }
 
 /// Counters a window keeps about itself.
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct WindowStats {
     pub evictions: u64,
     pub late_events: u64,

@@ -5,7 +5,7 @@
 use std::collections::{HashMap, VecDeque};
 
 /// Where a key's alert stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum AlertState {
     Inactive,
     /// `C` became true at `since`; fires at `since + for` if it holds.
@@ -172,6 +172,64 @@ impl KeyState {
     pub fn size(&self) -> usize {
         self.counts.len() + self.values.len()
     }
+
+    /// The key's state as saved in a snapshot.
+    pub fn record(&self) -> KeyRecord {
+        let mut values: Vec<(String, Option<i64>, Vec<i64>)> = self
+            .values
+            .iter()
+            .map(|(v, s)| (v.clone(), s.evaluated, s.pending.clone()))
+            .collect();
+        // In value order, so that equal states save equal records.
+        values.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        KeyRecord {
+            counts: self.counts.iter().copied().collect(),
+            values,
+            first_tick: self.first_tick,
+            evaluated_to: self.evaluated_to,
+            scheduled: self.scheduled,
+            alert: self.alert,
+        }
+    }
+
+    /// The key's state from a snapshot; `None` if its counters are not in
+    /// tick order (the evaluation relies on it).
+    pub fn from_record(r: KeyRecord) -> Option<Self> {
+        if r.counts.windows(2).any(|w| w[0].0 >= w[1].0) {
+            return None;
+        }
+        Some(KeyState {
+            counts: r.counts.into(),
+            values: r
+                .values
+                .into_iter()
+                .map(|(v, evaluated, pending)| (v, Seen { evaluated, pending }))
+                .collect(),
+            first_tick: r.first_tick,
+            evaluated_to: r.evaluated_to,
+            scheduled: r.scheduled,
+            alert: r.alert,
+        })
+    }
+}
+
+/// One key's state in a snapshot ([`KeyState::record`]).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct KeyRecord {
+    /// (tick, matching events at that tick), in tick order.
+    #[serde(rename = "c")]
+    pub counts: Vec<(i64, u32)>,
+    /// For `distinct`: (value, latest tick evaluated, ticks not evaluated yet).
+    #[serde(rename = "v", default, skip_serializing_if = "Vec::is_empty")]
+    pub values: Vec<(String, Option<i64>, Vec<i64>)>,
+    #[serde(rename = "f")]
+    pub first_tick: i64,
+    #[serde(rename = "e")]
+    pub evaluated_to: i64,
+    #[serde(rename = "s")]
+    pub scheduled: Option<i64>,
+    #[serde(rename = "a")]
+    pub alert: AlertState,
 }
 
 #[cfg(test)]

@@ -25,6 +25,8 @@ mod rbac;
 mod report;
 mod rules;
 mod sequences;
+mod snapshot_props;
+mod state;
 mod stateful_props;
 mod windows;
 
