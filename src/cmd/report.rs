@@ -41,6 +41,8 @@ pub fn report(settings: ReportSettings) -> ExitCode {
     };
     let (mut engine, registry) =
         Engine::with_options(&set, s.matching, s.windows).with_metrics(labels, TOUCHED_CAP);
+    let mut collector = Collector::new(Caps::default(), &set);
+    engine.observe(collector.observer());
     let stop = Arc::new(AtomicBool::new(false));
     if !matches!(s.input, InputSettings::Lines { .. }) {
         for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
@@ -74,7 +76,6 @@ pub fn report(settings: ReportSettings) -> ExitCode {
         InputSettings::Http(h) => usize::try_from(h.max_body_bytes).unwrap_or(usize::MAX),
         _ => s.max_line_bytes,
     };
-    let mut collector = Collector::new(Caps::default());
     let result = Driver::new(&mut engine, &mut collector, SystemClock)
         .max_document(max_document)
         .run(source.as_mut());

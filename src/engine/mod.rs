@@ -2,6 +2,7 @@
 //! alerts out to a sink, and every outcome counted. Windowed rules go
 //! through [`windows`].
 
+pub mod observe;
 pub mod parallel;
 pub mod stateful;
 pub mod windows;
@@ -73,6 +74,9 @@ pub struct Engine<'r> {
     /// Evictions and late events of sequence and first-seen rules, per rule,
     /// over every stream's state.
     stateful_counts: Vec<crate::stateful::StateStats>,
+    /// Told the events behind matches and the windowed rules' values
+    /// ([`Engine::observe`]); none for `saker run`.
+    observer: Option<Box<dyn observe::Observer + 'r>>,
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -137,7 +141,16 @@ impl<'r> Engine<'r> {
             line_base: 0,
             publish_totals: true,
             stateful_counts: vec![Default::default(); rules.rules.len()],
+            observer: None,
         }
+    }
+
+    /// Tells `observer` the events behind the rules' matches and every
+    /// windowed key's value at each tick it is evaluated at (see
+    /// [`observe`]), from now on, in every window state of this engine.
+    pub fn observe(&mut self, observer: Box<dyn observe::Observer + 'r>) {
+        self.observer = Some(observer);
+        self.windows.record(true);
     }
 
     /// Reports to a metrics registry; `labels` are the fields that label
@@ -263,7 +276,9 @@ impl<'r> Engine<'r> {
     /// Fresh window state for another stream (a Kafka partition), to be
     /// swapped in with [`Engine::swap_windows`].
     pub fn new_windows(&self) -> Windows {
-        Windows::new(self.rules, self.window_options)
+        let mut w = Windows::new(self.rules, self.window_options);
+        w.record(self.observer.is_some());
+        w
     }
 
     /// Exchanges the engine's window state with `other`: events processed
@@ -298,6 +313,7 @@ impl<'r> Engine<'r> {
         snapshot: windows::snapshot::Snapshot,
     ) -> Result<windows::snapshot::RestoreReport, windows::snapshot::RestoreError> {
         let (mut restored, report) = Windows::restore(self.rules, self.window_options, snapshot)?;
+        restored.record(self.observer.is_some());
         self.swap_windows(&mut restored);
         Ok(report)
     }
@@ -368,6 +384,8 @@ impl<'r> Engine<'r> {
             },
             |_| {},
         );
+        // What a warm-up measured is not observed (nor are its events).
+        self.windows.drain_samples(|_, _| {});
         (n, latest)
     }
 
@@ -377,6 +395,19 @@ impl<'r> Engine<'r> {
         sink: &mut dyn AlertSink,
     ) -> io::Result<()> {
         let res = self.windows.resolution_ns();
+        if let Some(o) = &mut self.observer {
+            self.windows.drain_samples(|rule, s| {
+                o.measured(observe::Measured {
+                    rule,
+                    time_ns: s.tick * res,
+                    key: s.key,
+                    value: s.value,
+                    events: s.events,
+                    firing: s.firing,
+                    first: s.first,
+                })
+            });
+        }
         for (i, t) in transitions {
             self.stats.alerts[i] += 1;
             if let Some(m) = &mut self.metrics {
@@ -437,6 +468,15 @@ impl<'r> Engine<'r> {
         match self.capture.as_mut().and_then(|c| c.last_mut()) {
             Some(c) => c.stateful.push((i, hit)),
             None => {
+                if let Some(o) = &mut self.observer {
+                    match &hit {
+                        crate::stateful::Hit::Sequence(_) => o.event(i, None, ev),
+                        crate::stateful::Hit::FirstSeen(h) if h.rendered.is_some() => {
+                            o.event(i, Some(&h.key), ev)
+                        }
+                        crate::stateful::Hit::FirstSeen(_) => {}
+                    }
+                }
                 self.windows.stateful.push(i, ev.time_ns, hit);
             }
         }
@@ -548,7 +588,17 @@ impl<'r> Engine<'r> {
                                 c.windowed.push((i, key, value));
                             }
                         }
-                        None => self.windows.add(rules, i, tick, ev, &mut cx),
+                        None => match &mut self.observer {
+                            None => self.windows.add(rules, i, tick, ev, &mut cx),
+                            Some(o) => {
+                                if let Some((key, value)) =
+                                    self.windows.key_of(rules, i, ev, &mut cx)
+                                {
+                                    o.event(i, Some(&key), ev);
+                                    self.windows.add_keyed(i, tick, key, value.as_deref());
+                                }
+                            }
+                        },
                     }
                 }
                 continue;
@@ -580,7 +630,12 @@ impl<'r> Engine<'r> {
             };
             match self.capture.as_mut().and_then(|c| c.last_mut()) {
                 Some(c) => c.alerts.push(parallel::OwnedAlert::of(i, &alert)),
-                None => sink.emit(&alert)?,
+                None => {
+                    if let Some(o) = &mut self.observer {
+                        o.event(i, None, ev);
+                    }
+                    sink.emit(&alert)?
+                }
             }
         }
         if windowed && self.capture.is_none() {

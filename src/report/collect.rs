@@ -1,17 +1,21 @@
 //! The [`Collector`]: an [`AlertSink`] that keeps, per rule, every alert's
 //! time (8 bytes each, for the lane's buckets) and a capped sample of the
-//! rest, and counts alerts per identity.
+//! rest, with the events behind the first alerts, and counts alerts per
+//! identity. What the engine's observer saw ([`Observed`]) is shared with
+//! it: the events behind alerts, and the windowed keys' values.
 
 use std::collections::{BTreeMap, HashMap};
 use std::io;
+use std::sync::{Arc, Mutex, PoisonError};
 
+use crate::engine::observe::Observer;
 use crate::event::time;
-use crate::rules::Priority;
+use crate::rules::{Priority, RuleSet};
 use crate::sink::{Alert, AlertSink, StatefulInfo};
 
+use super::observe::{key_text, Handle, Observed};
 use super::{
-    Bucket, Caps, Health, Identity, KeySeries, Listed, PolicyData, ReportData, RuleData, Sequence,
-    Touched,
+    Bucket, Caps, Health, Identity, Listed, PolicyData, ReportData, RuleData, Sequence, Touched,
 };
 
 /// What one rule's alerts left.
@@ -24,9 +28,10 @@ struct Lane {
     /// buckets' hover text.
     outputs: BTreeMap<i64, String>,
     listed: Vec<Listed>,
-    keys: Vec<KeySeries>,
-    keys_capped: u64,
-    points_capped: u64,
+    /// Listed alerts without their events: beyond the rule's share, and
+    /// beyond the page's.
+    without_events: u64,
+    over_budget: u64,
     sequences: Vec<Sequence>,
     sequences_capped: u64,
 }
@@ -34,13 +39,15 @@ struct Lane {
 /// Seconds whose first alert's output a lane keeps.
 const OUTPUT_SECONDS: usize = 10_000;
 
-#[derive(Default)]
 pub struct Collector {
     caps: Caps,
     lanes: Vec<Lane>,
     by_name: HashMap<String, usize>,
     /// Alerts per identity, per rule.
     identities: HashMap<String, BTreeMap<String, u64>>,
+    observed: Arc<Mutex<Observed>>,
+    /// Events the listed alerts carry, in all.
+    rows: usize,
 }
 
 /// The identity an alert is about: the first output field that is a
@@ -60,19 +67,26 @@ fn identity(alert: &Alert) -> Option<String> {
     })
 }
 
-fn key_text(key: &[(String, String)]) -> String {
-    key.iter()
-        .map(|(k, v)| format!("{k}={v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Collector {
-    pub fn new(caps: Caps) -> Self {
+    /// A collector for a replay of `rules`.
+    pub fn new(caps: Caps, rules: &RuleSet) -> Self {
         Collector {
             caps,
-            ..Collector::default()
+            lanes: Vec::new(),
+            by_name: HashMap::new(),
+            identities: HashMap::new(),
+            observed: Arc::new(Mutex::new(Observed::new(caps, rules))),
+            rows: 0,
         }
+    }
+
+    /// The observer to give the engine ([`crate::engine::Engine::observe`]).
+    pub fn observer(&self) -> Box<dyn Observer> {
+        Box::new(Handle(self.observed.clone()))
+    }
+
+    fn observed(&self) -> std::sync::MutexGuard<'_, Observed> {
+        self.observed.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn lane(&mut self, alert: &Alert) -> &mut Lane {
@@ -92,9 +106,8 @@ impl Collector {
                     times: Vec::new(),
                     outputs: BTreeMap::new(),
                     listed: Vec::new(),
-                    keys: Vec::new(),
-                    keys_capped: 0,
-                    points_capped: 0,
+                    without_events: 0,
+                    over_budget: 0,
                     sequences: Vec::new(),
                     sequences_capped: 0,
                 });
@@ -133,6 +146,7 @@ impl Collector {
         let span = first.zip(last).map(|(a, b)| (a, b.max(a + 1)));
         let mut alerts_by_rule = BTreeMap::new();
         let mut rules = Vec::new();
+        let mut observed = self.observed.lock().unwrap_or_else(PoisonError::into_inner);
         for lane in self.lanes {
             let n = lane.times.len() as u64;
             alerts_by_rule.insert(lane.name.clone(), n);
@@ -143,18 +157,22 @@ impl Collector {
                     lane.listed.len()
                 ));
             }
-            if lane.keys_capped > 0 {
+            if lane.without_events > 0 {
                 notes.push(format!(
-                    "{}: {} more keys' alerts not drawn",
-                    lane.name, lane.keys_capped
+                    "{}: {} listed alerts without their events (the first {} carry them)",
+                    lane.name, lane.without_events, caps.alerts_with_events
                 ));
             }
-            if lane.points_capped > 0 {
+            if lane.over_budget > 0 {
                 notes.push(format!(
-                    "{}: {} firing/resolve points beyond {} per key not drawn",
-                    lane.name, lane.points_capped, caps.points_per_key
+                    "{}: {} listed alerts without their events (the page carries {} events at most)",
+                    lane.name, lane.over_budget, caps.event_rows
                 ));
             }
+            let keys = match observed.rule(&lane.name) {
+                Some(i) if lane.kind == "windowed" => observed.series(i, &lane.name, &mut notes),
+                _ => Vec::new(),
+            };
             if lane.sequences_capped > 0 {
                 notes.push(format!(
                     "{}: {} more completed sequences not drawn",
@@ -169,7 +187,7 @@ impl Collector {
                 alerts: n,
                 buckets,
                 listed: lane.listed,
-                keys: lane.keys,
+                keys,
                 sequences: lane.sequences,
             });
         }
@@ -207,9 +225,11 @@ fn buckets(lane: &Lane, (start, end): (i64, i64), n: usize) -> Vec<Bucket> {
     let width = ((end - start) as f64 / n as f64).max(1.0);
     let mut counts: BTreeMap<usize, u64> = BTreeMap::new();
     for t in &lane.times {
-        let b = (((t - start) as f64 / width) as usize).min(n - 1);
-        *counts.entry(b).or_insert(0) += 1;
+        *counts
+            .entry((((t - start) as f64 / width) as usize).min(n - 1))
+            .or_insert(0) += 1;
     }
+    let index = |t: i64| (((t - start) as f64 / width) as usize).min(n - 1);
     counts
         .into_iter()
         .map(|(b, count)| {
@@ -217,6 +237,7 @@ fn buckets(lane: &Lane, (start, end): (i64, i64), n: usize) -> Vec<Bucket> {
             let end_ns = start + ((b + 1) as f64 * width) as i64;
             let second = |t: i64| t.div_euclid(1_000_000_000);
             Bucket {
+                alert: lane.listed.iter().position(|l| index(l.time_ns) == b),
                 start_ns,
                 end_ns,
                 count,
@@ -296,6 +317,11 @@ impl AlertSink for Collector {
             .or_default()
             .entry(alert.rule.to_string())
             .or_insert(0) += 1;
+        let rule = self.observed().rule(alert.rule);
+        if let (Some(i), Some(_)) = (rule, &alert.aggregate) {
+            self.observed().windowed_alert(i, alert);
+        }
+        let budget = caps.event_rows.saturating_sub(self.rows);
         let lane = self.lane(alert);
         lane.times.push(alert.time_ns);
         let output = crate::sink::stdout::falco_line(alert);
@@ -304,11 +330,30 @@ impl AlertSink for Collector {
                 .entry(alert.time_ns.div_euclid(1_000_000_000))
                 .or_insert_with(|| output.clone());
         }
-        if lane.listed.len() < caps.alerts_per_rule {
-            let mut audit_ids = Vec::new();
-            if let Some(StatefulInfo::Sequence { steps, .. }) = &alert.stateful {
-                audit_ids = steps.iter().filter_map(|s| s.audit_id.clone()).collect();
+        let listed = lane.listed.len() < caps.alerts_per_rule;
+        let carries = listed && lane.listed.len() < caps.alerts_with_events;
+        if listed && !carries {
+            lane.without_events += 1;
+        }
+        if carries && budget == 0 {
+            lane.over_budget += 1;
+        }
+        let behind = match rule {
+            Some(i) if carries && budget > 0 => {
+                let n = caps.events_per_alert.min(budget);
+                let b = self
+                    .observed
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .behind(i, alert, n);
+                Some(b)
             }
+            _ => None,
+        };
+        self.rows += behind.as_ref().map_or(0, |b| b.rows.len());
+        let lane = self.lane(alert);
+        if listed {
+            let behind = behind.unwrap_or_default();
             lane.listed.push(Listed {
                 time: time::format_rfc3339_nanos(alert.time_ns),
                 time_ns: alert.time_ns,
@@ -317,49 +362,14 @@ impl AlertSink for Collector {
                     .aggregate
                     .as_ref()
                     .map(|a| if a.firing { "firing" } else { "resolved" }),
-                fields: alert
-                    .fields
-                    .iter()
-                    .filter_map(|(n, v)| {
-                        v.as_ref().map(|v| (n.to_string(), v.render().into_owned()))
-                    })
-                    .collect(),
-                audit_ids,
+                key: alert
+                    .aggregate
+                    .as_ref()
+                    .map(|a| key_text(&a.key.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())),
+                events: behind.rows,
+                events_total: behind.total,
+                events_note: behind.note,
             });
-        }
-        if let Some(a) = &alert.aggregate {
-            let key = key_text(&a.key);
-            let found = lane.keys.iter().position(|k| k.key == key);
-            let i = match found {
-                Some(i) => Some(i),
-                None if lane.keys.len() < caps.keys_per_rule => {
-                    lane.keys.push(KeySeries {
-                        key,
-                        threshold: a.threshold,
-                        window: a.window.clone(),
-                        points: Vec::new(),
-                        periods: Vec::new(),
-                    });
-                    Some(lane.keys.len() - 1)
-                }
-                None => None,
-            };
-            match i {
-                None => lane.keys_capped += 1,
-                Some(i) => {
-                    let k = &mut lane.keys[i];
-                    if k.points.len() < caps.points_per_key {
-                        k.points.push((alert.time_ns, a.value, a.firing));
-                        if a.firing {
-                            k.periods.push((a.starts_at_ns, None));
-                        } else if let Some(p) = k.periods.last_mut() {
-                            p.1 = Some(a.ends_at_ns.unwrap_or(alert.time_ns));
-                        }
-                    } else {
-                        lane.points_capped += 1;
-                    }
-                }
-            }
         }
         if let Some(StatefulInfo::Sequence { within, key, steps }) = &alert.stateful {
             if lane.sequences.len() < caps.sequences_per_rule {
@@ -370,6 +380,7 @@ impl AlertSink for Collector {
                         .iter()
                         .map(|s| (s.name.clone(), s.time_ns, s.audit_id.clone()))
                         .collect(),
+                    alert: listed.then(|| lane.listed.len() - 1),
                 });
             } else {
                 lane.sequences_capped += 1;

@@ -1,7 +1,9 @@
 //! The page: one HTML file with its style, its charts (inline SVG) and its
 //! data (`<script type="application/json" id="saker-report-data">`) inside,
-//! and one small inline script that opens the alert list a chart's mark
-//! links to. Nothing is loaded from elsewhere.
+//! and one small inline script: it opens the alert a chart's mark links to
+//! (and the rule's list around it), and writes the table of the events
+//! behind an alert, from the data, when the alert is opened. Nothing is
+//! loaded from elsewhere.
 
 use std::fmt::Write;
 
@@ -38,12 +40,28 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ddd;padding
 text-align:left;vertical-align:top;font-size:.9em}td.n{text-align:right}\
 .p{display:inline-block;width:.8em;height:.8em;border-radius:50%;margin-right:.3em}\
 details{margin:.3em 0}summary{cursor:pointer}pre{white-space:pre-wrap;font-size:.85em}\
-.caps{background:#fff4d6;padding:.4em .8em}figure{margin:.5em 0}svg{max-width:100%;height:auto}";
+.caps{background:#fff4d6;padding:.4em .8em}figure{margin:.5em 0}svg{max-width:100%;height:auto}\
+details.alert{margin:.2em 0 .2em 1em;font-size:.9em}details.alert>summary{font-family:monospace}\
+.events table{margin-left:1em}.note{color:#666;font-size:.85em;margin-left:1em}";
 
-/// Opens the `<details>` a link points at.
-const SCRIPT: &str =
-    "function o(){var e=location.hash&&document.getElementById(location.hash.slice(1));\
-if(e&&e.tagName==='DETAILS'){e.open=true;}}window.addEventListener('hashchange',o);o();";
+/// Writes an alert's events table from the data when the alert is opened
+/// (as text: nothing in the data becomes markup), and opens the alert a
+/// link points at with the `<details>` around it.
+const SCRIPT: &str = "var D=JSON.parse(document.getElementById('saker-report-data').textContent);\
+var C=[['time','Time'],['verb','Verb'],['user','User'],['resource','Resource'],['namespace','Namespace'],\
+['name','Name'],['code','Code'],['auditID','auditID'],['step','Step']];\
+function ev(d){if(d.dataset.done)return;d.dataset.done='1';\
+var a=D.rules[+d.dataset.rule].listed[+d.dataset.alert],b=d.querySelector('.events');\
+if(!a||!b||!a.events.length)return;var t=document.createElement('table'),h=t.insertRow();\
+var cs=C.filter(function(c){return a.events.some(function(e){return e[c[0]]!==undefined;});});\
+cs.forEach(function(c){var th=document.createElement('th');th.textContent=c[1];h.appendChild(th);});\
+a.events.forEach(function(e){var r=t.insertRow();r.className='event';\
+cs.forEach(function(c){r.insertCell().textContent=e[c[0]]===undefined?'':e[c[0]];});});b.appendChild(t);}\
+document.querySelectorAll('details.alert').forEach(function(d){\
+d.addEventListener('toggle',function(){if(d.open)ev(d);});});\
+function o(){var e=location.hash&&document.getElementById(location.hash.slice(1));if(!e)return;\
+for(var p=e;p;p=p.parentElement){if(p.tagName==='DETAILS'){if(p.classList.contains('alert'))ev(p);p.open=true;}}\
+e.scrollIntoView();}window.addEventListener('hashchange',o);o();";
 
 fn colour(priority: &str) -> String {
     let c = charts::priority_colour(priority);
@@ -86,7 +104,7 @@ pub fn render(data: &ReportData) -> Result<String, ChartError> {
     h.push_str(
         "<h2>Timeline</h2><section id=\"timeline\"><p>One lane per rule, coloured by \
 priority; each mark is the alerts of one time bucket (hover for the first one's output, click \
-for the rule's alerts).</p>",
+for the events behind it).</p>",
     );
     if data.rules.is_empty() {
         h.push_str("<p>No alerts.</p>");
@@ -99,47 +117,52 @@ for the rule's alerts).</p>",
     }
     h.push_str("</section>\n");
 
-    let end = data
+    let windowed: Vec<_> = data
         .rules
         .iter()
-        .flat_map(|r| r.buckets.last())
-        .map(|b| b.end_ns)
-        .max()
-        .unwrap_or(0);
-    let windowed: Vec<_> = data.rules.iter().filter(|r| r.kind == "windowed").collect();
+        .enumerate()
+        .filter(|(_, r)| r.kind == "windowed")
+        .collect();
     h.push_str(
-        "<h2>Windowed rules</h2><section id=\"windowed\"><p>The measured value of each key \
-at every firing and resolve, against the threshold (red); firing periods are shaded.</p>",
+        "<h2>Windowed rules</h2><section id=\"windowed\"><p>Each key's measured value at \
+every tick it was evaluated at (it holds until the next), against the threshold (red); its \
+firing periods are shaded, and each alert is a mark (click for the events behind it).</p>",
     );
     if windowed.is_empty() {
         h.push_str("<p>No windowed rule alerted.</p>");
     }
-    for r in windowed {
+    for (i, r) in windowed {
         let _ = write!(
             h,
-            "<figure class=\"chart windowed\" data-rule=\"{}\"><figcaption>{}</figcaption>{}</figure>",
+            "<figure class=\"chart windowed\" data-rule=\"{}\" data-keys=\"{}\"><figcaption>{}</figcaption>{}</figure>",
             e(&r.name),
+            r.keys.len(),
             e(&r.name),
-            charts::windowed(r, end)?
+            charts::windowed(r, i)?
         );
     }
     h.push_str("</section>\n");
 
-    let seqs: Vec<_> = data.rules.iter().filter(|r| r.kind == "sequence").collect();
+    let seqs: Vec<_> = data
+        .rules
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.kind == "sequence")
+        .collect();
     h.push_str(
         "<h2>Sequences</h2><section id=\"sequences\"><p>Each completed sequence's steps, \
-joined in time (hover a step for its event).</p>",
+joined in time (hover a step for its event, click for the events).</p>",
     );
     if seqs.is_empty() {
         h.push_str("<p>No sequence completed.</p>");
     }
-    for r in seqs {
+    for (i, r) in seqs {
         let _ = write!(
             h,
             "<figure class=\"chart sequence\" data-rule=\"{}\"><figcaption>{}</figcaption>{}</figure>",
             e(&r.name),
             e(&r.name),
-            charts::sequences(r)?
+            charts::sequences(r, i)?
         );
     }
     h.push_str("</section>\n");
@@ -221,13 +244,15 @@ fn health(h: &mut String, data: &ReportData) {
 
 fn alerts(h: &mut String, data: &ReportData) {
     let e = escape;
-    h.push_str("<h2>Alerts by rule</h2><section id=\"alerts\">");
+    h.push_str(
+        "<h2>Alerts by rule</h2><section id=\"alerts\"><p>Open an alert for the audit \
+events behind it.</p>",
+    );
     for (i, r) in data.rules.iter().enumerate() {
         let _ = write!(
             h,
             "<details class=\"lane\" id=\"{}\" data-rule=\"{}\" data-count=\"{}\" data-priority=\"{}\">\
-<summary><span class=\"p\" style=\"background:{}\"></span>{} — {} alert(s), {} ({})</summary>\
-<table><tr><th>Time</th><th>Output</th><th>Event</th></tr>",
+<summary><span class=\"p\" style=\"background:{}\"></span>{} — {} alert(s), {} ({})</summary>",
             charts::rule_anchor(i),
             e(&r.name),
             r.alerts,
@@ -238,26 +263,28 @@ fn alerts(h: &mut String, data: &ReportData) {
             r.priority,
             r.kind
         );
-        for a in &r.listed {
-            let fields: Vec<String> = a
-                .fields
-                .iter()
-                .map(|(k, v)| format!("{}={}", e(k), e(v)))
-                .collect();
-            let mut event = fields.join("<br>");
-            if !a.audit_ids.is_empty() {
-                let _ = write!(event, "<br>auditIDs: {}", e(&a.audit_ids.join(", ")));
-            }
+        for (j, a) in r.listed.iter().enumerate() {
             let _ = write!(
                 h,
-                "<tr><td>{}{}</td><td>{}</td><td>{}</td></tr>",
+                "<details class=\"alert\" id=\"{}\" data-rule=\"{i}\" data-alert=\"{j}\" data-events=\"{}\">\
+<summary>{}{} {}</summary><div class=\"events\"></div>",
+                charts::alert_anchor(i, j),
+                a.events.len(),
                 e(&a.time),
                 a.state.map(|s| format!(" ({s})")).unwrap_or_default(),
                 e(&a.output),
-                event
             );
+            let shown = a.events.len();
+            let mut note = match (shown, a.events_total) {
+                (0, _) => "No event shown".to_string(),
+                (n, t) if (n as u64) < t => format!("{n} of {t} events shown"),
+                (n, _) => format!("{n} event(s)"),
+            };
+            if let Some(n) = &a.events_note {
+                let _ = write!(note, ": {n}");
+            }
+            let _ = write!(h, "<p class=\"note\">{}.</p></details>", e(&note));
         }
-        h.push_str("</table>");
         if r.alerts > r.listed.len() as u64 {
             let _ = write!(
                 h,
@@ -279,8 +306,16 @@ mod tests {
     #[test]
     fn data_cannot_close_its_script_element() {
         let input = "</script><!--<script>alert(1)</script>".to_string();
-        let data =
-            Collector::default().finish(input.clone(), Health::default(), &Vec::new(), 0, None);
+        let set = crate::rules::load(&crate::rules::default_sources())
+            .rules
+            .expect("default rules");
+        let data = Collector::new(Default::default(), &set).finish(
+            input.clone(),
+            Health::default(),
+            &Vec::new(),
+            0,
+            None,
+        );
         let json = script_json(&data);
         assert!(!json.contains('<'), "{json}");
         let back: serde_json::Value = serde_json::from_str(&json).unwrap();

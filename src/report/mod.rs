@@ -9,6 +9,8 @@
 pub mod charts;
 mod collect;
 pub mod html;
+pub mod observe;
+mod series;
 pub mod table;
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 pub use collect::Collector;
+pub use observe::EventRow;
 
 /// How much of each kind is listed on the page; what is beyond is counted
 /// and said (`ReportData::caps`).
@@ -27,8 +30,21 @@ pub struct Caps {
     pub buckets: usize,
     /// Keys of a windowed rule drawn against its threshold.
     pub keys_per_rule: usize,
-    /// Firing and resolve points kept per key.
+    /// Keys of a windowed rule whose values are followed at a time (those
+    /// drawn are chosen among them).
+    pub followed_keys: usize,
+    /// Points of a key's line (and alerts drawn on it).
     pub points_per_key: usize,
+    /// Listed alerts of each rule that carry the events behind them.
+    pub alerts_with_events: usize,
+    /// Events shown behind one alert (the last ones).
+    pub events_per_alert: usize,
+    /// Events the whole page carries behind its alerts.
+    pub event_rows: usize,
+    /// Keys of a windowed rule whose last events are held.
+    pub keys_with_events: usize,
+    /// Events held per sequence or first-seen rule until their alerts.
+    pub held_events: usize,
     /// Completed sequences drawn per sequence rule.
     pub sequences_per_rule: usize,
     /// Identities listed, by alerts.
@@ -43,7 +59,13 @@ impl Default for Caps {
             alerts_per_rule: 50,
             buckets: 120,
             keys_per_rule: 8,
+            followed_keys: 64,
             points_per_key: 200,
+            alerts_with_events: 20,
+            events_per_alert: 20,
+            event_rows: 3_000,
+            keys_with_events: 1_000,
+            held_events: 10_000,
             sequences_per_rule: 20,
             identities: 15,
             touched: 10,
@@ -84,8 +106,8 @@ pub struct RuleData {
     pub buckets: Vec<Bucket>,
     /// The first alerts, with what the event carried.
     pub listed: Vec<Listed>,
-    /// A windowed rule's keys: the measured value at each firing and
-    /// resolve, and the firing periods.
+    /// A windowed rule's keys: the measured value at every evaluated tick,
+    /// its alerts and firing periods.
     pub keys: Vec<KeySeries>,
     /// A sequence rule's completed sequences: their steps' events.
     pub sequences: Vec<Sequence>,
@@ -98,6 +120,8 @@ pub struct Bucket {
     pub count: u64,
     /// The output of the bucket's first alert.
     pub first_output: String,
+    /// The first listed alert in the bucket (its index in `listed`).
+    pub alert: Option<usize>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -107,20 +131,35 @@ pub struct Listed {
     pub output: String,
     /// `firing` or `resolved` for a windowed rule.
     pub state: Option<&'static str>,
-    /// The output fields: what the event behind the alert carried.
-    pub fields: BTreeMap<String, String>,
-    /// The audit IDs of a sequence's steps.
-    pub audit_ids: Vec<String>,
+    /// A windowed rule's key (its values, `, `-joined).
+    pub key: Option<String>,
+    /// The audit events behind the alert: the event of a per-event or
+    /// first-seen rule, a sequence's steps, the last matching events of a
+    /// windowed key in the window (capped).
+    pub events: Vec<EventRow>,
+    /// How many events are behind it in all.
+    pub events_total: u64,
+    /// What of them is not shown, and why.
+    pub events_note: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct KeySeries {
-    /// `field=value` pairs of the `by` key.
+    /// The values of the `by` fields, `, `-joined.
     pub key: String,
     pub threshold: f64,
     pub window: String,
+    /// `(time_ns, value)` at the ticks the key was evaluated at: the value
+    /// holds until the next point. At most `Caps::points_per_key` (the
+    /// lowest and highest of each interval kept when there were more).
+    pub points: Vec<(i64, f64)>,
+    /// Ticks evaluated in all.
+    pub evaluated: u64,
+    pub peak: f64,
+    /// Whether the line starts after the key's first evaluated tick.
+    pub partial: bool,
     /// `(time_ns, value, firing)` at each alert.
-    pub points: Vec<(i64, f64, bool)>,
+    pub alerts: Vec<(i64, f64, bool)>,
     /// Firing periods: start, and end when it resolved.
     pub periods: Vec<(i64, Option<i64>)>,
 }
@@ -131,6 +170,8 @@ pub struct Sequence {
     pub within: String,
     /// `(step, time_ns, audit ID)`.
     pub steps: Vec<(String, i64, Option<String>)>,
+    /// The sequence's alert in the rule's `listed`, if listed.
+    pub alert: Option<usize>,
 }
 
 #[derive(Debug, Serialize)]
