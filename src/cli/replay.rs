@@ -68,6 +68,16 @@ pub struct ReplayArgs {
     pub http: HttpArgs,
 }
 
+/// Whether the flag `id` (a clap id) is one of [`ReplayArgs`]' (the
+/// settings of a `saker run` config file that `saker report --config`
+/// takes).
+pub fn is_replay_flag(id: &str) -> bool {
+    use clap::Args;
+    ReplayArgs::augment_args(clap::Command::new("replay"))
+        .get_arguments()
+        .any(|a| a.get_id() == id)
+}
+
 /// The input, the rules and how they are evaluated, validated.
 pub struct ReplaySettings {
     pub rules: Vec<PathBuf>,

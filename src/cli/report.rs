@@ -11,6 +11,13 @@ use super::UsageError;
 
 #[derive(clap::Args)]
 pub struct ReportArgs {
+    /// Take the input, the rules and the window settings from this `saker
+    /// run` config file (the keys of the flags both commands take; its
+    /// outputs, listeners and state settings are not the report's and are
+    /// left out). Flags given here override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    // The input, the rules and the window settings (shared with `saker run`).
     #[command(flatten)]
     pub replay: ReplayArgs,
     /// Where to write the page (one self-contained HTML file).

@@ -395,8 +395,18 @@ impl<'r> Engine<'r> {
         sink: &mut dyn AlertSink,
     ) -> io::Result<()> {
         let res = self.windows.resolution_ns();
-        if let Some(o) = &mut self.observer {
-            self.windows.drain_samples(|rule, s| {
+        // An observer is told each tick's values just before that tick's
+        // alerts.
+        let mut samples = Vec::new();
+        if self.observer.is_some() {
+            self.windows
+                .drain_samples(|rule, s| samples.push((rule, s)));
+            samples.sort_by_key(|(_, s)| s.tick);
+        }
+        let mut samples = samples.into_iter().peekable();
+        let mut tell = |observer: &mut Option<Box<dyn observe::Observer + 'r>>, upto: i64| {
+            let Some(o) = observer else { return };
+            while let Some((rule, s)) = samples.next_if(|(_, s)| s.tick <= upto) {
                 o.measured(observe::Measured {
                     rule,
                     time_ns: s.tick * res,
@@ -405,10 +415,11 @@ impl<'r> Engine<'r> {
                     events: s.events,
                     firing: s.firing,
                     first: s.first,
-                })
-            });
-        }
+                });
+            }
+        };
         for (i, t) in transitions {
+            tell(&mut self.observer, t.tick);
             self.stats.alerts[i] += 1;
             if let Some(m) = &mut self.metrics {
                 m.alerts.push((
@@ -422,6 +433,7 @@ impl<'r> Engine<'r> {
             }
             sink.emit(&windows::alert(&self.rules.rules[i], &t, res))?;
         }
+        tell(&mut self.observer, i64::MAX);
         Ok(())
     }
 

@@ -37,7 +37,7 @@ pub trait Observer: Send {
     /// whose `key` may be new (the others cannot alert).
     fn event(&mut self, rule: usize, key: Option<&[String]>, ev: &Event<'_>);
 
-    /// A windowed rule's key evaluated, just before the alerts of the same
-    /// evaluation are emitted.
+    /// A windowed rule's key evaluated: in tick order, each tick just
+    /// before the alerts of that tick are emitted.
     fn measured(&mut self, m: Measured);
 }

@@ -123,9 +123,13 @@ struct Track {
     periods: Vec<(i64, Option<i64>)>,
 }
 
-/// A key's last matching events.
+/// A key's last matching events: the last ones up to the tick it was last
+/// evaluated at (as many as an alert shows), and those after it, which a
+/// later alert may still count (at most [`PENDING`] times as many).
 struct Recent {
     rows: VecDeque<EventRow>,
+    /// The last tick evaluated.
+    evaluated: i64,
     firing: bool,
     /// `(time_ns, events in the window)` at the key's last state changes.
     changes: VecDeque<(i64, u64)>,
@@ -171,6 +175,21 @@ fn cap(n: usize) -> NonZeroUsize {
 
 /// Events of one first-seen key held until its alert.
 const FIRST_SEEN_PER_KEY: usize = 4;
+
+/// How many times an alert's events a windowed key holds at most.
+const PENDING: usize = 10;
+
+impl Recent {
+    /// Drops the events that no alert at or after the evaluated tick can
+    /// show: those with `n` later ones at or before that tick.
+    fn prune(&mut self, n: usize, resolution_ns: i64) {
+        let n = n.max(1);
+        let evaluated = |r: &EventRow| r.time.div_euclid(resolution_ns) <= self.evaluated;
+        while self.rows.len() > n && (evaluated(&self.rows[n]) || self.rows.len() > PENDING * n) {
+            self.rows.pop_front();
+        }
+    }
+}
 
 impl Observed {
     pub fn new(caps: Caps, set: &RuleSet) -> Self {
@@ -219,7 +238,7 @@ impl Observed {
     }
 
     fn event(&mut self, rule: usize, key: Option<&[String]>, ev: &Event<'_>) {
-        let ring = 2 * self.caps.events_per_alert.max(1);
+        let shown = self.caps.events_per_alert;
         let Some(obs) = self.rules.get_mut(rule) else {
             return;
         };
@@ -231,6 +250,7 @@ impl Observed {
                 if !w.recent.contains(key) {
                     let fresh = Recent {
                         rows: VecDeque::new(),
+                        evaluated: i64::MIN,
                         firing: false,
                         changes: VecDeque::new(),
                     };
@@ -239,10 +259,8 @@ impl Observed {
                 let Some(recent) = w.recent.get_mut(key) else {
                     return;
                 };
-                if recent.rows.len() == ring {
-                    recent.rows.pop_front();
-                }
                 recent.rows.push_back(row);
+                recent.prune(shown, w.resolution_ns);
             }
             Obs::Sequence(held) => {
                 if let Some(id) = row.audit_id.clone() {
@@ -267,6 +285,7 @@ impl Observed {
 
     fn measured(&mut self, m: Measured) {
         let (followed, points) = (self.caps.followed_keys.max(1), self.caps.points_per_key);
+        let shown = self.caps.events_per_alert;
         let Some(Obs::Windowed(w)) = self.rules.get_mut(m.rule) else {
             return;
         };
@@ -274,6 +293,8 @@ impl Observed {
             w.keys_seen += 1;
         }
         if let Some(r) = w.recent.peek_mut(&m.key) {
+            r.evaluated = m.time_ns.div_euclid(w.resolution_ns);
+            r.prune(shown, w.resolution_ns);
             if r.firing != m.firing {
                 if r.changes.len() == 8 {
                     r.changes.pop_front();
@@ -664,6 +685,76 @@ mod tests {
             .collect();
         assert_eq!(ids, ["carol-4"]);
         assert!(data.caps.is_empty(), "{:?}", data.caps);
+    }
+
+    #[test]
+    fn events_behind_alerts_are_capped_per_alert_and_per_page_and_said() {
+        let set = set();
+        let caps = Caps {
+            events_per_alert: 2,
+            event_rows: 5,
+            ..Caps::default()
+        };
+        let mut collector = Collector::new(caps, &set);
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        engine.observe(collector.observer());
+        // carol's deletes at 30 s move the watermark past both of alice's
+        // alerts at once (after carol's first alert).
+        let lines = (0..6)
+            .map(|s| line(s, "get", "alice"))
+            .chain((30..32).map(|s| line(s, "delete", "carol")));
+        for l in lines {
+            engine
+                .process_line(Line::Text(l.as_bytes()), &mut collector)
+                .unwrap();
+        }
+        engine.finish(&mut collector).unwrap();
+        let data = collector.finish("test".into(), Health::default(), &Vec::new(), 0, None);
+        let ids = |l: &crate::report::Listed| -> Vec<String> {
+            l.events
+                .iter()
+                .map(|e| e.audit_id.as_deref().unwrap().to_string())
+                .collect()
+        };
+        let burst = data.rules.iter().find(|r| r.name == "Burst").unwrap();
+        // The firing alert at 2 s (alice's key held all six events then):
+        // the last two of the three in its window.
+        assert_eq!(ids(&burst.listed[0]), ["alice-1", "alice-2"]);
+        assert_eq!(burst.listed[0].events_total, 3);
+        let note = burst.listed[0].events_note.as_deref().unwrap();
+        assert!(note.contains("last 2 of the 3"), "{note}");
+        // The resolve at 13 s, evaluated in the same step: the two events
+        // of its window.
+        assert_eq!(ids(&burst.listed[1]), ["alice-4", "alice-5"]);
+        // The deletes: the first takes the first of the page's five
+        // events, the second comes when they are gone.
+        let delete = data.rules.iter().find(|r| r.name == "Delete").unwrap();
+        assert_eq!(ids(&delete.listed[0]), ["carol-30"]);
+        assert!(delete.listed[1].events.is_empty());
+        let said =
+            "Delete: 1 listed alerts without their events (the page carries 5 events at most)";
+        assert!(data.caps.iter().any(|c| c == said), "{:?}", data.caps);
+        // Beyond a rule's first alerts, none carries its events.
+        let caps = Caps {
+            alerts_with_events: 1,
+            ..Caps::default()
+        };
+        let mut collector = Collector::new(caps, &set);
+        let mut engine = Engine::new(&set, RuleMatching::First);
+        engine.observe(collector.observer());
+        for s in 0..6 {
+            let l = line(s, "get", "alice");
+            engine
+                .process_line(Line::Text(l.as_bytes()), &mut collector)
+                .unwrap();
+        }
+        engine.finish(&mut collector).unwrap();
+        let data = collector.finish("test".into(), Health::default(), &Vec::new(), 0, None);
+        let burst = data.rules.iter().find(|r| r.name == "Burst").unwrap();
+        assert_eq!(burst.listed[0].events.len(), 3);
+        assert!(burst.listed[1].events.is_empty());
+        let said = "Burst: 1 listed alerts without their events (the first 1 carry them)";
+        assert!(data.caps.iter().any(|c| c == said), "{:?}", data.caps);
     }
 
     fn measured(key: &str, sec: i64, value: f64, firing: bool, first: bool) -> Measured {
