@@ -13,7 +13,7 @@
 //!   per first-seen rule, the events whose key may be new. All are
 //!   [`EventRow`]s, capped (LRU) per rule.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -144,9 +144,8 @@ struct Windowed {
     tracked: HashMap<Key, Track>,
     /// The lowest peak among the unfired keys followed, once computed.
     floor: Option<f64>,
-    /// Keys' first evaluated ticks, and keys followed, in all.
-    keys_seen: u64,
-    followed: u64,
+    /// The keys evaluated (at most [`KEYS_COUNTED`]).
+    seen: HashSet<Key>,
     alerts_unfollowed: u64,
     recent: LruCache<Key, Recent>,
 }
@@ -179,6 +178,10 @@ const FIRST_SEEN_PER_KEY: usize = 4;
 /// How many times an alert's events a windowed key holds at most.
 const PENDING: usize = 10;
 
+/// Distinct keys of a windowed rule counted, for the page to say how many
+/// it draws of how many.
+const KEYS_COUNTED: usize = 100_000;
+
 impl Recent {
     /// Drops the events that no alert at or after the evaluated tick can
     /// show: those with `n` later ones at or before that tick.
@@ -204,8 +207,7 @@ impl Observed {
                     window_text: a.window_text.clone(),
                     tracked: HashMap::new(),
                     floor: None,
-                    keys_seen: 0,
-                    followed: 0,
+                    seen: HashSet::new(),
                     alerts_unfollowed: 0,
                     recent: LruCache::new(cap(caps.keys_with_events)),
                 })),
@@ -289,8 +291,8 @@ impl Observed {
         let Some(Obs::Windowed(w)) = self.rules.get_mut(m.rule) else {
             return;
         };
-        if m.first {
-            w.keys_seen += 1;
+        if m.first && w.seen.len() < KEYS_COUNTED && !w.seen.contains(&m.key) {
+            w.seen.insert(m.key.clone());
         }
         if let Some(r) = w.recent.peek_mut(&m.key) {
             r.evaluated = m.time_ns.div_euclid(w.resolution_ns);
@@ -341,7 +343,6 @@ impl Observed {
         }
         let mut series = Series::new(points);
         series.push(m.time_ns, m.value);
-        w.followed += 1;
         w.floor = None;
         w.tracked.insert(
             m.key,
@@ -451,16 +452,17 @@ impl Observed {
                 .then(b.1.peak.total_cmp(&a.1.peak))
                 .then(a.0.cmp(&b.0))
         });
-        let followed_now = tracks.len();
         tracks.truncate(caps.keys_per_rule);
-        if w.keys_seen > tracks.len() as u64 {
+        if w.seen.len() > tracks.len() {
+            let of = if w.seen.len() >= KEYS_COUNTED {
+                format!("more than {KEYS_COUNTED}")
+            } else {
+                w.seen.len().to_string()
+            };
             notes.push(format!(
-                "{name}: {} of {} keys evaluated are drawn (those that fired first, then the highest peaks; {} followed, at most {} at a time, {} at the end)",
+                "{name}: {} of {of} keys drawn (those that fired first, then the highest peaks, of at most {} followed at a time)",
                 tracks.len(),
-                w.keys_seen,
-                w.followed,
-                caps.followed_keys,
-                followed_now
+                caps.followed_keys
             ));
         }
         if w.alerts_unfollowed > 0 {
@@ -593,6 +595,23 @@ mod tests {
   output: "%ka.user.name deleted"
   priority: NOTICE
   source: k8s_audit
+- rule: Patch Then Delete
+  desc: a patch, then a delete by the same user
+  sequence:
+    within: 10s
+    steps:
+      - {name: patched, condition: ka.verb = patch, by: [ka.user.name]}
+      - {name: deleted, condition: ka.verb = delete, by: [ka.user.name]}
+  output: "%deleted.ka.user.name"
+  priority: WARNING
+  source: k8s_audit
+- rule: New Lister
+  desc: a user listing, not seen listing for 2s
+  condition: ka.verb = list
+  aggregate: first_seen over 2s by ka.user.name
+  output: "%ka.user.name lists"
+  priority: NOTICE
+  source: k8s_audit
 "#;
 
     fn set() -> RuleSet {
@@ -616,10 +635,14 @@ mod tests {
         let mut collector = Collector::new(Caps::default(), &set);
         let mut engine = Engine::new(&set, RuleMatching::First);
         engine.observe(collector.observer());
-        // alice gets at 0..=5 s, bob once at 3 s, carol deletes at 4 s.
+        // alice gets at 0..=5 s, bob once at 3 s, carol patches at 3 s and
+        // deletes at 4 s, dave lists at 5 s (after the first-seen rule's
+        // learning period).
         let mut lines: Vec<String> = (0..6).map(|s| line(s, "get", "alice")).collect();
         lines.insert(3, line(3, "get", "bob"));
-        lines.insert(5, line(4, "delete", "carol"));
+        lines.insert(4, line(3, "patch", "carol"));
+        lines.insert(6, line(4, "delete", "carol"));
+        lines.push(line(5, "list", "dave"));
         for l in &lines {
             engine
                 .process_line(Line::Text(l.as_bytes()), &mut collector)
@@ -684,6 +707,27 @@ mod tests {
             .map(|e| e.audit_id.as_deref().unwrap())
             .collect();
         assert_eq!(ids, ["carol-4"]);
+        // A sequence: its step events, named.
+        let seq = data
+            .rules
+            .iter()
+            .find(|r| r.name == "Patch Then Delete")
+            .unwrap();
+        let steps: Vec<_> = seq.listed[0]
+            .events
+            .iter()
+            .map(|e| (e.step.as_deref().unwrap(), e.audit_id.as_deref().unwrap()))
+            .collect();
+        assert_eq!(steps, [("patched", "carol-3"), ("deleted", "carol-4")]);
+        assert_eq!(seq.listed[0].events_total, 2);
+        // A first-seen alert: its event.
+        let new = data.rules.iter().find(|r| r.name == "New Lister").unwrap();
+        let ids: Vec<_> = new.listed[0]
+            .events
+            .iter()
+            .map(|e| e.audit_id.as_deref().unwrap())
+            .collect();
+        assert_eq!(ids, ["dave-5"]);
         assert!(data.caps.is_empty(), "{:?}", data.caps);
     }
 
@@ -794,7 +838,7 @@ mod tests {
         assert_eq!(drawn, [("a", false), ("e", false)]);
         assert_eq!(notes.len(), 1, "{notes:?}");
         assert!(
-            notes[0].starts_with("Burst: 2 of 6 keys evaluated are drawn"),
+            notes[0].starts_with("Burst: 2 of 6 keys drawn"),
             "{notes:?}"
         );
         // d was followed from a tick that was not its first.
