@@ -1,7 +1,8 @@
 //! `saker report`: a replay like `saker run`, whose alerts go to the
 //! report's [`Collector`] instead of stdout; the page is written at the end
-//! of the input (or on SIGTERM/SIGINT for Kafka and the receiver), and the
-//! headline (alerts by rule and by identity) printed as tables on stdout.
+//! of the input (or on SIGTERM/SIGINT for a followed file, stdin, Kafka and
+//! the receiver), and the headline (alerts by rule and by identity) printed
+//! as tables on stdout.
 
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -43,8 +44,17 @@ pub fn report(settings: ReportSettings) -> ExitCode {
         Engine::with_options(&set, s.matching, s.windows).with_metrics(labels, TOUCHED_CAP);
     let mut collector = Collector::new(Caps::default(), &set);
     engine.observe(collector.observer());
+    // Everything but a file read to its end stops on SIGTERM and SIGINT:
+    // what was read is evaluated, and the page written.
     let stop = Arc::new(AtomicBool::new(false));
-    if !matches!(s.input, InputSettings::Lines { .. }) {
+    let ends = matches!(
+        s.input,
+        InputSettings::Lines {
+            input: Input::File(_),
+            follow: false
+        }
+    );
+    if !ends {
         for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
             if let Err(e) = signal_hook::flag::register(signal, stop.clone()) {
                 return fail(format_args!("cannot handle signals: {e}"));
@@ -67,7 +77,7 @@ pub fn report(settings: ReportSettings) -> ExitCode {
         }
         InputSettings::Lines { input, follow } => {
             match stream::open(input, *follow, s.max_line_bytes) {
-                Ok((src, _)) => Box::new(src),
+                Ok((src, _)) => Box::new(src.with_stop(stop)),
                 Err(e) => return fail(e),
             }
         }

@@ -351,6 +351,84 @@ output: text
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
+/// The read position of `pid`'s open file `path`, from /proc.
+fn read_position(pid: u32, path: &Path) -> Option<u64> {
+    for fd in std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?.flatten() {
+        if std::fs::read_link(fd.path()).ok().as_deref() == Some(path) {
+            let info =
+                std::fs::read_to_string(format!("/proc/{pid}/fdinfo/{}", fd.file_name().to_str()?))
+                    .ok()?;
+            let pos = info.lines().find_map(|l| l.strip_prefix("pos:"))?;
+            return pos.trim().parse().ok();
+        }
+    }
+    None
+}
+
+#[test]
+fn a_followed_file_is_reported_when_the_report_is_stopped() {
+    let dir = temp_dir("follow");
+    let input = dir.join("audit.log");
+    std::fs::copy(sample(), &input).unwrap();
+    let size = std::fs::metadata(&input).unwrap().len();
+    let out = dir.join("r.html");
+    let mut child = saker()
+        .args(["report", "--follow", "--input"])
+        .arg(&input)
+        .arg("--out")
+        .arg(&out)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Stopped once it has read the whole file (and is waiting for more).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while read_position(child.id(), &input) != Some(size) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the file was not read"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let kill = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(kill.success());
+    let o = child.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "{:?}: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let d = data(&std::fs::read_to_string(&out).unwrap());
+    // What was read is on the page: every alert run raises on the file,
+    // but the resolves of windowed alerts still firing (a followed file
+    // has no end).
+    let events = d["health"]["events"].as_u64().unwrap();
+    assert!(events > 0 && events <= 426, "{events}");
+    let by_rule: BTreeMap<String, u64> =
+        serde_json::from_value(d["alerts_by_rule"].clone()).unwrap();
+    let run = run_counts();
+    for (rule, n) in &by_rule {
+        assert!(*n <= run[rule], "{rule}: {n} > {}", run[rule]);
+    }
+    if events == 426 {
+        for r in d["rules"].as_array().unwrap() {
+            if r["kind"] != "windowed" {
+                assert_eq!(
+                    r["alerts"].as_u64(),
+                    run.get(r["name"].as_str().unwrap()).copied()
+                );
+            }
+        }
+    }
+    assert!(String::from_utf8_lossy(&o.stdout).contains("alerts  rule"));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Chromium, or `None` outside CI when it is not installed.
 fn chromium() -> Option<PathBuf> {
     for c in ["/usr/bin/chromium", "/usr/bin/chromium-browser"] {
