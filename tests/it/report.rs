@@ -372,7 +372,7 @@ fn a_followed_file_is_reported_when_the_report_is_stopped() {
     std::fs::copy(sample(), &input).unwrap();
     let size = std::fs::metadata(&input).unwrap().len();
     let out = dir.join("r.html");
-    let mut child = saker()
+    let child = saker()
         .args(["report", "--follow", "--input"])
         .arg(&input)
         .arg("--out")
