@@ -31,6 +31,7 @@ pub mod fields;
 pub mod policy;
 pub mod rbac;
 pub mod reload;
+pub mod report;
 pub mod rules;
 pub mod ruletest;
 pub mod runtime;

@@ -34,6 +34,13 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Report(args) => match args.settings() {
+            Ok(settings) => cmd::report(settings),
+            Err(e) => {
+                eprintln!("saker: {e}");
+                ExitCode::from(2)
+            }
+        },
         Command::Check { rules, explain } => match explain {
             Some(code) => cmd::explain(&code),
             None => cmd::check(&rules),

@@ -2,7 +2,8 @@
 //! into the `*Args` structs here, and each is validated once into typed
 //! settings ([`run::RunSettings`], …) that the commands in `cmd/` take. No
 //! library type knows about clap. A validation failure is a [`UsageError`]:
-//! exit code 2. `run --config FILE` is merged in by [`parse`].
+//! exit code 2. `run --config FILE` (and the replay's part of it, for
+//! `report --config FILE`) is merged in by [`parse`].
 
 pub mod config;
 pub mod decode;
@@ -10,6 +11,8 @@ pub mod durations;
 pub mod policy;
 pub mod produce;
 pub mod rbac;
+pub mod replay;
+pub mod report;
 pub mod run;
 
 use std::ffi::OsString;
@@ -66,6 +69,10 @@ pub enum Command {
         /// Test files.
         tests: Vec<PathBuf>,
     },
+    /// Replay an input through the rules (as `run` does) and write one
+    /// self-contained HTML page: the alerts' timeline by rule, windowed
+    /// rules against their thresholds, sequences, identities, input health.
+    Report(Box<report::ReportArgs>),
     /// Write audit events (one per line, from a file or stdin) to a Kafka
     /// topic, keyed by a field and stamped with the event time: for
     /// replaying recorded audit logs into a test topic.
@@ -152,19 +159,29 @@ impl CliError {
 /// Reads the command line (`argv`, program name first). For `run --config
 /// FILE`, the file is read and checked ([`config::read`]), and each of its
 /// settings that the command line does not give is appended to `argv` as
-/// flags; clap then reads the whole again, so the file's settings are
+/// flags (for `report --config FILE`, those of the flags the two commands
+/// share, [`replay::ReplayArgs`]); clap then reads the whole again, so the file's settings are
 /// validated exactly as flags are. A repeatable flag on the command line
 /// replaces the file's list. Calling this again with the same `argv`
 /// re-reads the file (a reload).
 pub fn parse(argv: &[OsString]) -> Result<Cli, CliError> {
     let root = Cli::command();
     let mut matches = root.clone().try_get_matches_from(argv)?;
-    if let Some(("run", run)) = matches.subcommand() {
-        if let Some(path) = run.get_one::<PathBuf>("config") {
+    if let Some((name @ ("run" | "report"), sub)) = matches.subcommand() {
+        if let Some(path) = sub.get_one::<PathBuf>("config") {
             let file = config::read(path, &root)?;
+            let global = |id: &str| {
+                root.get_arguments()
+                    .any(|a| a.is_global_set() && a.get_id() == id)
+            };
+            // `report` takes what shapes the replay: the input, the rules,
+            // the window settings (and the log flags).
+            let applies = |id: &str| name == "run" || replay::is_replay_flag(id) || global(id);
             let mut merged = argv.to_vec();
             for setting in &file.settings {
-                if run.value_source(&setting.id) != Some(ValueSource::CommandLine) {
+                if applies(&setting.id)
+                    && sub.value_source(&setting.id) != Some(ValueSource::CommandLine)
+                {
                     merged.extend(setting.tokens.iter().cloned());
                 }
             }

@@ -12,9 +12,9 @@ use saker::sink::alertmanager::Settings as AmSettings;
 use saker::sink::http_output::Settings as HttpOutputSettings;
 use saker::sink::stdout::Format;
 use saker::source::Input;
-use saker::window::Limits;
 
 use super::durations;
+use super::replay::ReplayArgs;
 use super::UsageError;
 
 #[derive(clap::Args)]
@@ -32,39 +32,12 @@ pub struct RunArgs {
     /// defaults, merged) as a config file, and exit without running.
     #[arg(long)]
     pub print_config: bool,
-    /// Rule file or directory of *.yaml files; repeat to load several, in
-    /// order (later files can redefine or append). Default: the embedded rules.
-    /// Reloaded without a restart on SIGHUP, on POST /-/reload and when a
-    /// file changes (looked at every second); unchanged windowed, sequence
-    /// and first-seen rules keep their state, and a set that fails to load
-    /// leaves the running one in place.
-    #[arg(long = "rules", short = 'r', value_name = "PATH")]
-    pub rules: Vec<PathBuf>,
-    /// Where to read events: `-` for stdin, a file path, `kafka` (a
-    /// consumer group; see --kafka-brokers), or `http` (the audit webhook
-    /// receiver; see --listen).
-    #[arg(
-        long,
-        short = 'i',
-        default_value = "-",
-        value_name = "-|FILE|kafka|http",
-        value_hint = clap::ValueHint::FilePath
-    )]
-    pub input: String,
-    /// Keep reading the file as it grows, across log rotation (the old file
-    /// is finished, then the new one read from its start), until stopped.
-    #[arg(long, short = 'f')]
-    pub follow: bool,
+    // The input, the rules and the window settings (shared with `saker report`).
+    #[command(flatten)]
+    pub replay: ReplayArgs,
     /// Alert format on stdout: Falco's JSON lines, or Falco's text line.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
-    /// `first`: an event alerts for the first matching rule only (Falco's
-    /// default); `all`: every matching rule alerts.
-    #[arg(long, value_enum, default_value_t = Matching::First)]
-    pub rule_matching: Matching,
-    /// Lines longer than this many bytes are skipped and counted.
-    #[arg(long, default_value_t = 1 << 20, value_name = "BYTES")]
-    pub max_line_bytes: usize,
     /// Worker threads for a file (not --follow): events are decoded and
     /// matched in parallel, alerts come out in the same order as on one
     /// thread. 0 = one per core.
@@ -77,23 +50,6 @@ pub struct RunArgs {
     /// Do not print the summary on stderr at the end of the input.
     #[arg(long)]
     pub no_summary: bool,
-    /// Tick of windowed rules: event times are cut into steps of this size;
-    /// windows and `for` must be whole multiples of it.
-    #[arg(long, default_value = "1s", value_parser = durations::parse_nonzero, value_name = "DURATION")]
-    pub resolution: u64,
-    /// How long to wait for out-of-order events before evaluating a tick of
-    /// a windowed rule; events later than this are counted as late.
-    /// Default: 5s; 40s with --input http, whose senders batch events for
-    /// up to 30s and several API servers send at once.
-    #[arg(long, value_parser = durations::parse_or_zero, value_name = "DURATION")]
-    pub lateness: Option<u64>,
-    /// Keys kept per windowed rule (least recently used are evicted, and
-    /// counted).
-    #[arg(long, default_value_t = 100_000, value_name = "N")]
-    pub max_keys: usize,
-    /// Distinct values kept per key of a `distinct()` rule.
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    pub max_distinct_values: usize,
     /// Send alerts to this Alertmanager (API v2); repeat for an HA pair:
     /// every URL gets every alert.
     #[arg(long = "alertmanager", value_name = "URL")]
@@ -175,10 +131,6 @@ pub struct RunArgs {
     /// stops). A file's flushed position is saved every second.
     #[arg(long, default_value = "30s", value_parser = durations::std_nonzero, value_name = "DURATION")]
     pub state_interval: Duration,
-    #[command(flatten)]
-    pub kafka: KafkaArgs,
-    #[command(flatten)]
-    pub http: HttpArgs,
     /// Every setting in effect, by config key; filled in by [`super::parse`].
     #[arg(skip)]
     pub effective: super::config::Effective,
@@ -225,10 +177,6 @@ pub struct HttpArgs {
     #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
     pub http_queue_bytes: u64,
 }
-
-/// Default lateness, and on the HTTP receiver.
-const LATENESS: u64 = 5_000_000_000;
-const HTTP_LATENESS: u64 = 40_000_000_000;
 
 /// The Kafka source (`--input kafka`).
 #[derive(clap::Args)]
@@ -337,17 +285,13 @@ pub struct RunSettings {
 impl RunArgs {
     /// Checks the flags together and builds the settings.
     pub fn settings(self) -> Result<RunSettings, UsageError> {
-        let input = self.input_settings()?;
-        let lateness = self.lateness.unwrap_or(match input {
-            InputSettings::Http(_) => HTTP_LATENESS,
-            _ => LATENESS,
-        });
+        let replay = self.replay.settings()?;
         let threads = match self.threads {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
         let file = matches!(
-            &input,
+            &replay.input,
             InputSettings::Lines {
                 input: Input::File(_),
                 follow: false
@@ -356,7 +300,7 @@ impl RunArgs {
         if threads > 1 && !file {
             return Err("--threads applies to --input FILE without --follow".into());
         }
-        if self.state_dir.is_some() && matches!(input, InputSettings::Kafka(_)) {
+        if self.state_dir.is_some() && matches!(replay.input, InputSettings::Kafka(_)) {
             return Err("--state-dir does not apply to --input kafka: a restarted consumer rebuilds its state by replaying its partitions".into());
         }
         if self.state_dir.is_some() && threads > 1 {
@@ -375,32 +319,21 @@ impl RunArgs {
             alertmanager: self.alertmanager_settings()?,
             http_output: self.http_output_settings(),
             http_output_drain: self.http_output_drain,
-            rules: self.rules,
+            rules: replay.rules,
             config_files: self.config.into_iter().collect(),
             effective: self.effective,
-            load: saker::rules::LoadOptions {
-                resolution_ns: self.resolution,
-            },
-            input,
+            load: replay.load,
+            input: replay.input,
             format: match self.output {
                 OutputFormat::Json => Format::Json,
                 OutputFormat::Text => Format::Text,
             },
-            matching: match self.rule_matching {
-                Matching::First => RuleMatching::First,
-                Matching::All => RuleMatching::All,
-            },
-            max_line_bytes: self.max_line_bytes,
+            matching: replay.matching,
+            max_line_bytes: replay.max_line_bytes,
             threads,
             progress: self.progress,
             summary: !self.no_summary,
-            windows: WindowOptions {
-                lateness_ns: lateness,
-                limits: Limits {
-                    max_keys: self.max_keys,
-                    max_values_per_key: self.max_distinct_values,
-                },
-            },
+            windows: replay.windows,
             alertmanager_drain: self.alertmanager_drain,
             metrics,
             state: self.state_dir.clone().map(|dir| StateSettings {
@@ -408,16 +341,6 @@ impl RunArgs {
                 interval: self.state_interval,
             }),
         })
-    }
-
-    fn input_settings(&self) -> Result<InputSettings, UsageError> {
-        if self.input == "http" {
-            if self.follow {
-                return Err("--follow needs --input FILE (the receiver is always live)".into());
-            }
-            return self.http.settings().map(InputSettings::Http);
-        }
-        input_settings(&self.input, self.follow, self.max_line_bytes, &self.kafka)
     }
 
     fn alertmanager_settings(&self) -> Result<Option<AmSettings>, UsageError> {
@@ -463,7 +386,7 @@ impl RunArgs {
 impl HttpArgs {
     /// The receiver's settings: beyond loopback, only with TLS and an
     /// authentication method.
-    fn settings(&self) -> Result<saker::source::http::Settings, UsageError> {
+    pub(super) fn settings(&self) -> Result<saker::source::http::Settings, UsageError> {
         let listen = saker::sink::metrics::listen_address(&self.listen)
             .map_err(|e| UsageError(format!("--listen {}: {e}", self.listen)))?;
         let tls = self.tls_cert.clone().zip(self.tls_key.clone());

@@ -10,6 +10,7 @@ mod produce;
 mod progress;
 mod rbac;
 mod reload;
+mod report;
 mod run;
 mod state;
 mod test;
@@ -26,6 +27,7 @@ pub use fields::fields;
 pub use policy::policy;
 pub use produce::produce;
 pub use rbac::who_can;
+pub use report::report;
 pub use run::run;
 pub use test::test;
 

@@ -2,6 +2,7 @@
 //! alerts out to a sink, and every outcome counted. Windowed rules go
 //! through [`windows`].
 
+pub mod observe;
 pub mod parallel;
 pub mod reload;
 pub mod rules;
@@ -22,6 +23,7 @@ use crate::event::{decode_document, Event, Skip};
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
 use crate::source::lines::{strip_prefixes, Line};
+use crate::stateful::Hit;
 
 /// Falco's `rule_matching`: stop at the first matching rule, or try all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -75,6 +77,9 @@ pub struct Engine<'r> {
     /// Evictions and late events of sequence and first-seen rules, per rule,
     /// over every stream's state.
     stateful_counts: Vec<crate::stateful::StateStats>,
+    /// Told the events behind matches and the windowed rules' values
+    /// ([`Engine::observe`]); none for `saker run`.
+    observer: Option<Box<dyn observe::Observer + 'r>>,
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -159,7 +164,16 @@ impl<'r> Engine<'r> {
             line_base: 0,
             publish_totals: true,
             stateful_counts: vec![Default::default(); n],
+            observer: None,
         }
+    }
+
+    /// Tells `observer` the events behind the rules' matches and every
+    /// windowed key's value at each tick it is evaluated at (see
+    /// [`observe`]), from now on, in every window state of this engine.
+    pub fn observe(&mut self, observer: Box<dyn observe::Observer + 'r>) {
+        self.observer = Some(observer);
+        self.windows.record(true);
     }
 
     /// Reports to a metrics registry; `labels` are the fields that label
@@ -248,6 +262,12 @@ impl<'r> Engine<'r> {
         }
     }
 
+    /// Late events and evicted keys of the windowed rules, and of the
+    /// sequence and first-seen rules, of the state swapped in.
+    pub fn state_counts(&self) -> (crate::window::WindowStats, crate::stateful::StateStats) {
+        (self.windows.stats(), self.windows.stateful.stats())
+    }
+
     /// End of input: every remaining tick of the windowed rules is
     /// evaluated (absence rules only up to the last event's tick).
     pub fn finish(&mut self, sink: &mut dyn AlertSink) -> io::Result<()> {
@@ -272,7 +292,9 @@ impl<'r> Engine<'r> {
     /// Fresh window state for another stream (a Kafka partition), to be
     /// swapped in with [`Engine::swap_windows`].
     pub fn new_windows(&self) -> Windows {
-        Windows::new(&self.rules, self.window_options)
+        let mut w = Windows::new(&self.rules, self.window_options);
+        w.record(self.observer.is_some());
+        w
     }
 
     /// Exchanges the engine's window state with `other`: events processed
@@ -307,6 +329,7 @@ impl<'r> Engine<'r> {
         snapshot: windows::snapshot::Snapshot,
     ) -> Result<windows::snapshot::RestoreReport, windows::snapshot::RestoreError> {
         let (mut restored, report) = Windows::restore(&self.rules, self.window_options, snapshot)?;
+        restored.record(self.observer.is_some());
         self.swap_windows(&mut restored);
         Ok(report)
     }
@@ -364,7 +387,7 @@ impl<'r> Engine<'r> {
                 for &c in rules.candidates(&ev, &mut cx) {
                     let i = c.rule;
                     if rules.rules[i].stateful.is_some() {
-                        stateful::push(rules, c, &ev, &mut cx, &mut self.windows.stateful);
+                        stateful::push(rules, c, &ev, &mut cx, &mut self.windows.stateful, |_| {});
                     } else if rules.rules[i].aggregate.is_some() && rules.matches(i, &ev, &mut cx) {
                         self.windows.add(rules, i, tick, &ev, &mut cx);
                     }
@@ -374,6 +397,8 @@ impl<'r> Engine<'r> {
             },
             |_| {},
         );
+        // What a warm-up measured is not observed (nor are its events).
+        self.windows.drain_samples(|_, _| {});
         (n, latest)
     }
 
@@ -393,7 +418,31 @@ impl<'r> Engine<'r> {
         res: i64,
         sink: &mut dyn AlertSink,
     ) -> io::Result<()> {
+        // An observer is told each tick's values just before that tick's
+        // alerts.
+        let mut samples = Vec::new();
+        if self.observer.is_some() {
+            self.windows
+                .drain_samples(|rule, s| samples.push((rule, s)));
+            samples.sort_by_key(|(_, s)| s.tick);
+        }
+        let mut samples = samples.into_iter().peekable();
+        let mut tell = |observer: &mut Option<Box<dyn observe::Observer + 'r>>, upto: i64| {
+            let Some(o) = observer else { return };
+            while let Some((rule, s)) = samples.next_if(|(_, s)| s.tick <= upto) {
+                o.measured(observe::Measured {
+                    rule,
+                    time_ns: s.tick * res,
+                    key: s.key,
+                    value: s.value,
+                    events: s.events,
+                    firing: s.firing,
+                    first: s.first,
+                });
+            }
+        };
         for (i, t) in transitions {
+            tell(&mut self.observer, t.tick);
             self.stats.alerts[i] += 1;
             if let Some(m) = &mut self.metrics {
                 m.alerts.push((
@@ -407,6 +456,7 @@ impl<'r> Engine<'r> {
             }
             sink.emit(&windows::alert(&self.rules.rules[i], &t, res))?;
         }
+        tell(&mut self.observer, i64::MAX);
         Ok(())
     }
 
@@ -535,7 +585,21 @@ impl<'r> Engine<'r> {
                     Some(captured) => stateful::hit(rules, c, ev, &mut cx)
                         .map(|hit| captured.stateful.push((i, hit)))
                         .is_some(),
-                    None => stateful::push(rules, c, ev, &mut cx, &mut self.windows.stateful),
+                    None => {
+                        let observer = &mut self.observer;
+                        let seen = |hit: &Hit| {
+                            if let Some(o) = observer {
+                                match hit {
+                                    Hit::Sequence(_) => o.event(i, None, ev),
+                                    Hit::FirstSeen(h) if h.rendered.is_some() => {
+                                        o.event(i, Some(&h.key), ev)
+                                    }
+                                    Hit::FirstSeen(_) => {}
+                                }
+                            }
+                        };
+                        stateful::push(rules, c, ev, &mut cx, &mut self.windows.stateful, seen)
+                    }
                 };
                 if matched {
                     if let Some(m) = &mut self.metrics {
@@ -557,7 +621,17 @@ impl<'r> Engine<'r> {
                                 c.windowed.push((i, key, value));
                             }
                         }
-                        None => self.windows.add(rules, i, tick, ev, &mut cx),
+                        None => match &mut self.observer {
+                            None => self.windows.add(rules, i, tick, ev, &mut cx),
+                            Some(o) => {
+                                if let Some((key, value)) =
+                                    self.windows.key_of(rules, i, ev, &mut cx)
+                                {
+                                    o.event(i, Some(&key), ev);
+                                    self.windows.add_keyed(i, tick, key, value.as_deref());
+                                }
+                            }
+                        },
                     }
                 }
                 continue;
@@ -589,7 +663,12 @@ impl<'r> Engine<'r> {
             };
             match self.capture.as_mut().and_then(|c| c.last_mut()) {
                 Some(c) => c.alerts.push(parallel::OwnedAlert::of(i, &alert)),
-                None => sink.emit(&alert)?,
+                None => {
+                    if let Some(o) = &mut self.observer {
+                        o.event(i, None, ev);
+                    }
+                    sink.emit(&alert)?
+                }
             }
         }
         if windowed && self.capture.is_none() {

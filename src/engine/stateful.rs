@@ -61,13 +61,15 @@ pub fn hit<'a>(
 /// the stream's `state`, which applies it or keeps it until the watermark
 /// passes; returns whether the event matched. A first-seen event is looked
 /// up once: a key seen within the window is applied there and then, and an
-/// alert is rendered only for an event that may raise it.
+/// alert is rendered only for an event that may raise it. `seen` is shown
+/// each hit the state keeps, before it takes it.
 pub fn push<'a>(
     rules: &RuleSet,
     candidate: Candidate,
     ev: &Event<'a>,
     cx: &mut EvalCtx<'a>,
     state: &mut Stateful,
+    mut seen: impl FnMut(&Hit),
 ) -> bool {
     let i = candidate.rule;
     let rule = &rules.rules[i];
@@ -77,7 +79,9 @@ pub fn push<'a>(
     match rule.stateful.as_ref() {
         Some(StatefulRule::Sequence(s)) => match sequence_hit(rules, s, candidate, ev, cx) {
             Some(h) => {
-                state.push(i, ev.time_ns, Hit::Sequence(h));
+                let hit = Hit::Sequence(h);
+                seen(&hit);
+                state.push(i, ev.time_ns, hit);
                 true
             }
             None => false,
@@ -99,7 +103,9 @@ pub fn push<'a>(
             if let Read::Waits { render } = state.read_first_seen(i, &buf, ev.time_ns) {
                 let rendered = render.then(|| rendered(rules, i, f, ev, cx));
                 let key = Key::from(buf.as_slice());
-                state.wait(i, ev.time_ns, Hit::FirstSeen(SeenHit { key, rendered }));
+                let hit = Hit::FirstSeen(SeenHit { key, rendered });
+                seen(&hit);
+                state.wait(i, ev.time_ns, hit);
             }
             state.return_key_buffer(buf);
             true

@@ -13,7 +13,7 @@ use crate::rules::predicate::EvalCtx;
 use crate::rules::{AggField, Aggregate, CompiledRule, OutputPart, RuleSet};
 use crate::sink::{AggregateInfo, Alert};
 use crate::stateful::{Outcome, Stateful};
-use crate::window::{Key, Limits, Transition, Window, WindowStats};
+use crate::window::{Key, Limits, Sample, Transition, Window, WindowStats};
 
 /// Settings of event-time evaluation.
 #[derive(Debug, Clone, Copy)]
@@ -176,6 +176,25 @@ impl Windows {
         // Tick order across rules; definition order within a tick.
         out.sort_by_key(|(i, t)| (t.tick, *i));
         out
+    }
+
+    /// Records every windowed rule's samples ([`Window::record`]).
+    pub fn record(&mut self, on: bool) {
+        for w in self.windows.iter_mut().flatten() {
+            w.record(on);
+        }
+    }
+
+    /// Hands the samples recorded since the last call to `f`, with the
+    /// rule's index; nothing to do when not recording.
+    pub fn drain_samples(&mut self, mut f: impl FnMut(usize, Sample)) {
+        for (i, w) in self.windows.iter_mut().enumerate() {
+            if let Some(w) = w {
+                for s in w.take_samples() {
+                    f(i, s);
+                }
+            }
+        }
     }
 
     /// Every firing key of every windowed rule.

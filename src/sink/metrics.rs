@@ -122,6 +122,19 @@ impl Registry {
         self.rules = rules;
     }
 
+    /// Events counted by label set (the values in the order of the labels),
+    /// and the events of label sets beyond the cap.
+    pub fn event_counts(&self) -> (Vec<(&[String], u64)>, u64) {
+        let sets = self
+            .audit
+            .counts
+            .values()
+            .flatten()
+            .map(|(k, n)| (k.as_slice(), *n))
+            .collect();
+        (sets, self.audit.overflow)
+    }
+
     /// One event with these label values (in the order of the labels).
     pub fn count_event(&mut self, values: &[&str]) {
         let a = &mut self.audit;

@@ -39,6 +39,23 @@ pub struct Transition {
     pub since: i64,
 }
 
+/// A key's measured value at a tick it was evaluated at, recorded only when
+/// asked ([`Window::record`]): between two such ticks the value does not
+/// change, so these are the whole curve.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub tick: i64,
+    pub key: Key,
+    pub value: f64,
+    /// Matching events of the key in the window at that tick.
+    pub events: u64,
+    /// Whether the key's alert is firing after this tick.
+    pub firing: bool,
+    /// Whether this is the first tick the key was evaluated at (since its
+    /// state was last created).
+    pub first: bool,
+}
+
 /// Limits on the state of one rule.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -77,6 +94,8 @@ pub struct Window {
     stream_start: Option<i64>,
     /// Resolves of firing keys that the key cap evicted, not yet returned.
     evicted: Vec<Transition>,
+    /// The samples of evaluated ticks, when recorded ([`Window::record`]).
+    samples: Option<Vec<Sample>>,
     pub stats: WindowStats,
 }
 
@@ -92,8 +111,24 @@ impl Window {
             frontier: i64::MIN,
             stream_start: None,
             evicted: Vec::new(),
+            samples: None,
             stats: WindowStats::default(),
         }
+    }
+
+    /// Records a [`Sample`] at every tick a key is evaluated at, until
+    /// switched off; [`Window::take_samples`] hands them out. Off by
+    /// default: the evaluation then only tests that it is off.
+    pub fn record(&mut self, on: bool) {
+        self.samples = on.then(|| self.samples.take().unwrap_or_default());
+    }
+
+    /// The samples recorded since the last call (none when not recording).
+    pub fn take_samples(&mut self) -> Vec<Sample> {
+        self.samples
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Every key whose alert is firing, as the transition that fired it
@@ -308,6 +343,19 @@ impl Window {
             }
             other => other,
         };
+        if let Some(samples) = &mut self.samples {
+            samples.push(Sample {
+                tick,
+                key: key.clone(),
+                value,
+                events: match spec.measure {
+                    Measure::Distinct => state.count(tick, w),
+                    _ => n,
+                },
+                firing: matches!(state.alert, AlertState::Firing { .. }),
+                first: !state.started(),
+            });
+        }
         state.evaluated(tick, w);
         // The next tick at which anything can change for this key.
         let mut next = state.next_change(tick, w);
@@ -411,6 +459,39 @@ mod tests {
         assert_eq!(ticks(&t), [(101, false), (101, true)]);
         assert_eq!(t[0].key, key("a"));
         assert_eq!(w.stats.evictions, 1);
+    }
+
+    #[test]
+    fn recorded_samples_are_every_evaluated_tick_with_the_value_then() {
+        let mut w = Window::new(spec(Cmp::Gt, "1", 3, 0, true), Limits::default());
+        w.add(10, key("a"), None);
+        w.add(11, key("a"), None);
+        assert!(w.advance(11, None).len() == 1);
+        assert!(w.take_samples().is_empty(), "not recording");
+        w.record(true);
+        w.add(12, key("a"), None);
+        w.advance(100, None);
+        let got: Vec<(i64, f64, u64, bool, bool)> = w
+            .take_samples()
+            .iter()
+            .map(|s| (s.tick, s.value, s.events, s.firing, s.first))
+            .collect();
+        // 12: three in the window; 13 and 14: the events at 10 and 11
+        // leave; 15: the last one does.
+        assert_eq!(
+            got,
+            [
+                (12, 3.0, 3, true, false),
+                (13, 2.0, 2, true, false),
+                (14, 1.0, 1, false, false),
+                (15, 0.0, 0, false, false)
+            ]
+        );
+        assert!(w.take_samples().is_empty(), "handed out once");
+        w.record(false);
+        w.add(20, key("b"), None);
+        w.advance(30, None);
+        assert!(w.take_samples().is_empty());
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod policy;
 mod props;
 mod rbac;
 mod reload;
+mod report;
 mod rules;
 mod sequences;
 mod snapshot_props;
