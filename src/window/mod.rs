@@ -374,10 +374,10 @@ impl Window {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn spec(cmp: Cmp, threshold: &str, window: i64, hold: i64, keyed: bool) -> Spec {
+    pub(crate) fn spec(cmp: Cmp, threshold: &str, window: i64, hold: i64, keyed: bool) -> Spec {
         Spec {
             measure: Measure::Count,
             cmp,
@@ -389,11 +389,11 @@ mod tests {
         }
     }
 
-    fn key(s: &str) -> Key {
+    pub(crate) fn key(s: &str) -> Key {
         Arc::from(vec![s.to_string()])
     }
 
-    fn ticks(ts: &[Transition]) -> Vec<(i64, bool)> {
+    pub(crate) fn ticks(ts: &[Transition]) -> Vec<(i64, bool)> {
         ts.iter().map(|t| (t.tick, t.firing)).collect()
     }
 

@@ -44,29 +44,13 @@ impl Window {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
     use super::*;
-    use crate::window::{Cmp, Key, Limits, Measure, Spec, Threshold};
+    use crate::window::tests::{key, ticks};
+    use crate::window::{Cmp, Limits, Spec};
 
+    /// A keyed count, without `for:`.
     fn spec(cmp: Cmp, threshold: &str, window: i64) -> Spec {
-        Spec {
-            measure: Measure::Count,
-            cmp,
-            threshold: Threshold::parse(threshold).unwrap(),
-            window,
-            hold: 0,
-            keyed: true,
-            resolution_ns: 1_000_000_000,
-        }
-    }
-
-    fn key(s: &str) -> Key {
-        Arc::from(vec![s.to_string()])
-    }
-
-    fn ticks(ts: &[Transition]) -> Vec<(i64, bool)> {
-        ts.iter().map(|t| (t.tick, t.firing)).collect()
+        crate::window::tests::spec(cmp, threshold, window, 0, true)
     }
 
     #[test]
