@@ -23,6 +23,7 @@ mod policy;
 mod props;
 mod rbac;
 mod reload;
+mod repartition;
 mod rules;
 mod sequences;
 mod snapshot_props;
