@@ -237,10 +237,10 @@ pub struct KafkaArgs {
     /// Bootstrap brokers, host:port[,host:port...].
     #[arg(long, value_name = "HOSTS")]
     pub kafka_brokers: Option<String>,
-    /// Topic to consume; repeat for several. Windowed state is kept per
-    /// partition, so the topic must be keyed by the field the windowed rules
-    /// group by (the user for the shipped rules): events of one key must
-    /// land in one partition to be counted together.
+    /// Topic to consume; repeat for several. Keyed any way: windowed rules
+    /// not grouped by --kafka-partition-key are repartitioned through the
+    /// group's topic GROUP-saker-repartition. Sequence and first-seen state
+    /// is kept per partition: their steps must land in one partition.
     #[arg(long, value_name = "TOPIC")]
     pub kafka_topic: Vec<String>,
     /// Consumer group. Instances in one group share the partitions; offsets
