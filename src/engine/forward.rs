@@ -1,4 +1,4 @@
-//! Repartitioning of windowed rules (`--input kafka`): what the consuming
+//! Repartitioning of windowed and sequence rules (`--input kafka`): what the consuming
 //! instance forwards of a matching event, the record it travels in, and the
 //! event-time watermark of a stateful partition that receives records from
 //! every input partition.
@@ -18,19 +18,27 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+use crate::rules::stateful::StatefulRule;
 use crate::rules::RuleSet;
+use crate::stateful::sequence::SeqHit;
 use crate::window::Key;
 
 /// Which windowed rules a consuming instance forwards: those whose `by`
 /// fields do not include `partition_key` (all of them when no key is
 /// declared; key-less rules always). Indexed like `rules.rules`.
+/// Sequence rules too, unless every step's `by` includes the key;
+/// first-seen rules stay in the input partition.
 pub fn forwarded_rules(rules: &RuleSet, partition_key: Option<&str>) -> Vec<bool> {
+    let keyed = |by: &[(String, crate::rules::predicate::OperandId)]| {
+        partition_key.is_some_and(|k| by.iter().any(|(name, _)| name == k))
+    };
     rules
         .rules
         .iter()
-        .map(|r| match &r.aggregate {
-            None => false,
-            Some(a) => !partition_key.is_some_and(|k| a.by.iter().any(|(name, _)| name == k)),
+        .map(|r| match (&r.aggregate, &r.stateful) {
+            (Some(a), _) => !keyed(&a.by),
+            (None, Some(StatefulRule::Sequence(q))) => !q.steps.iter().all(|s| keyed(&s.by)),
+            _ => false,
         })
         .collect()
 }
@@ -52,6 +60,8 @@ pub struct Outbox {
     /// Nanoseconds per tick.
     pub res: i64,
     pub entries: Vec<Entry>,
+    /// Sequence rules' hits: rule, event time.
+    pub hits: Vec<(usize, i64, SeqHit)>,
     pub lo: Option<i64>,
     pub hi: Option<i64>,
 }
@@ -63,7 +73,7 @@ impl Outbox {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.hi.is_none()
+        self.entries.is_empty() && self.hits.is_empty() && self.hi.is_none()
     }
 }
 
@@ -95,7 +105,26 @@ pub struct Record {
     /// input offsets (from `b`) of the messages they occurred in, one per
     /// occurrence, ascending.
     pub e: Vec<Match>,
+    /// Sequence steps matched, one per event and key ([`SeqMatch`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub s: Vec<SeqMatch>,
 }
+
+/// An event's part in a sequence rule, for one key: rule name, event time
+/// (ns), input offset, audit ID, the steps it matches with that key (step,
+/// key values, the step's output values), and the completing event's own
+/// output values (with the last step only).
+pub type SeqMatch = (
+    String,
+    i64,
+    i64,
+    Option<String>,
+    Vec<SeqStep>,
+    Vec<Option<String>>,
+);
+
+/// A step of a [`SeqMatch`]: step, key values, the step's output values.
+pub type SeqStep = (usize, Vec<String>, Vec<Option<String>>);
 
 /// A forwarded match in a [`Record`]: rule name, tick, key values,
 /// `distinct()` value, and its occurrences' input offsets (from the
@@ -340,13 +369,36 @@ mod tests {
             v
         };
         let windowed = rules.rules.iter().filter(|r| r.aggregate.is_some()).count();
-        assert_eq!(named(None).len(), windowed, "nothing known: all of them");
-        // Keyed by user: only the key-less absence rule travels (a rule by
-        // user and namespace has all of a key's events in one partition).
-        assert_eq!(named(Some("ka.user.name")), ["Audit Stream Silent"]);
+        let sequences = rules
+            .rules
+            .iter()
+            .filter(|r| matches!(r.stateful, Some(StatefulRule::Sequence(_))))
+            .count();
+        assert_eq!(
+            named(None).len(),
+            windowed + sequences,
+            "nothing known: every windowed and sequence rule"
+        );
+        // Keyed by user: the key-less absence rule travels (a rule by user
+        // and namespace has all of a key's events in one partition), and
+        // the sequences with a step not joined on the user.
+        assert_eq!(
+            named(Some("ka.user.name")),
+            [
+                "Audit Stream Silent",
+                "Ephemeral Container Then Shell",
+                "Requested Service Account Token Used",
+                "Shell In Pod With Host Access"
+            ]
+        );
         let by_ns = named(Some("ka.target.namespace"));
         assert!(by_ns.contains(&"Forbidden Burst".to_string()), "{by_ns:?}");
         assert!(!by_ns.contains(&"Mass Deletion Of Workloads".to_string()));
+        assert!(!by_ns.contains(&"Exec Then Events Deleted".to_string()));
+        assert!(
+            !by_ns.iter().any(|n| n.starts_with("First ")),
+            "first-seen rules stay: {by_ns:?}"
+        );
     }
 
     #[test]
@@ -368,6 +420,7 @@ mod tests {
                 None,
                 vec![0, 1, 5],
             )],
+            s: Vec::new(),
         };
         let text = serde_json::to_vec(&r).unwrap();
         assert_eq!(Record::time_range(&text), Some((10 * S, 20 * S)));

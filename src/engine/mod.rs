@@ -324,6 +324,35 @@ impl<'r> Engine<'r> {
                     .add_keyed(i, tick, key.clone(), value.as_deref());
             }
         }
+        for (name, time_ns, offset, audit_id, steps, plain) in record.s {
+            let Some(&i) = rep.by_name.get(&name) else {
+                rep.refuse(format_args!(
+                    "a step of rule `{name}`, which this instance does not forward, was skipped"
+                ));
+                continue;
+            };
+            last = Some(last.map_or(offset, |l| l.max(offset)));
+            if applied.is_some_and(|a| offset <= a) {
+                duplicates += 1;
+                continue;
+            }
+            let steps = steps
+                .into_iter()
+                .map(|(step, key, values)| crate::stateful::sequence::StepHit {
+                    step,
+                    key: key.into(),
+                    values,
+                })
+                .collect();
+            let hit = crate::stateful::sequence::SeqHit {
+                audit_id,
+                steps,
+                plain,
+            };
+            self.windows
+                .stateful
+                .push(i, time_ns, crate::stateful::Hit::Sequence(hit));
+        }
         if let Some(marks) = &mut self.windows.marks {
             marks.update(&record.t, record.p, record.n, record.hi, now);
             marks.duplicates += duplicates;
@@ -368,11 +397,13 @@ impl<'r> Engine<'r> {
         };
         let watermark = mark - self.windows.lateness_ticks();
         let transitions = self.windows.advance_until(watermark);
+        let outcomes = self.windows.stateful.release(watermark);
         if let Some(m) = &mut self.windows.marks {
             m.watermark = Some(m.watermark.map_or(watermark, |w| w.max(watermark)));
         }
         if let Some(sink) = sink {
             self.emit_windowed(transitions, sink)?;
+            self.emit_stateful(outcomes, sink)?;
         }
         self.publish(None);
         Ok(Some(watermark.saturating_mul(res)))
@@ -579,6 +610,10 @@ impl<'r> Engine<'r> {
                 self.windows.observe(tick);
                 for &c in rules.candidates(&ev, &mut cx) {
                     let i = c.rule;
+                    // Forwarded rules are rebuilt in their stage partitions.
+                    if self.repartition.as_ref().is_some_and(|r| r.forwarded[i]) {
+                        continue;
+                    }
                     if rules.rules[i].stateful.is_some() {
                         let state = Some((&self.windows.stateful, tick));
                         if let Some(hit) = stateful::hit(rules, c, &ev, &mut cx, state) {
@@ -763,6 +798,13 @@ impl<'r> Engine<'r> {
                 if let Some(m) = &mut self.metrics {
                     m.matched.push(i);
                 }
+                let hit = match (self.repartition.as_mut(), hit) {
+                    (Some(r), crate::stateful::Hit::Sequence(h)) if r.forwarded[i] => {
+                        r.outbox.hits.push((i, ev.time_ns, h));
+                        continue;
+                    }
+                    (_, hit) => hit,
+                };
                 match self.capture.as_mut().and_then(|c| c.last_mut()) {
                     Some(c) => c.stateful.push((i, hit)),
                     None => {

@@ -50,6 +50,20 @@ const RULES: &str = r#"
   output: "%agg.value denials in the cluster (%agg.state)"
   priority: WARNING
   source: k8s_audit
+- rule: Pod Exec By Another
+  desc: a sequence joined on namespace and pod
+  sequence:
+    within: 2m
+    steps:
+      - name: created
+        condition: ka.verb = create and ka.target.resource = pods and ka.target.name startswith app
+        by: [ka.target.namespace, ka.target.name]
+      - name: exec
+        condition: ka.target.subresource = exec and ka.target.name startswith app
+        by: [ka.target.namespace, ka.target.name]
+  output: "%exec.ka.user.name ran a command in %exec.ka.target.name, created by %created.ka.user.name"
+  priority: WARNING
+  source: k8s_audit
 - rule: Stream Silent
   desc: absence
   condition: ka.auditid exists
@@ -87,7 +101,8 @@ fn event(user: &str, verb: &str, resource: &str, target: &str, code: u32, s: u32
 /// 0-3 probe secrets in bursts (denied), user 4 deletes pods in one
 /// namespace at a time (Namespace Deletions fires), user 5 as many but
 /// alternating between two namespaces (it must not fire: too few in
-/// each), an exec now and then, reads otherwise.
+/// each), user 6 creates a pod every 100 s that user 7 runs a command in
+/// 30 s later (the sequence), an exec now and then, reads otherwise.
 fn traffic(seconds: u32) -> Vec<String> {
     let mut out = Vec::new();
     for s in 0..seconds {
@@ -103,6 +118,18 @@ fn traffic(seconds: u32) -> Vec<String> {
                     403,
                     s,
                 )
+            } else if u == 6 && s % 100 == 10 {
+                event(
+                    &user,
+                    "create",
+                    "pods",
+                    &format!("shop/app{}", s / 100),
+                    201,
+                    s,
+                )
+            } else if u == 7 && s % 100 == 40 {
+                let pod = format!("shop/app{}", s / 100);
+                event(&user, "create", "pods/exec", &pod, 101, s)
             } else if u == 4 && s % 150 < 12 {
                 let ns = format!("ns{}", s / 150 % 3);
                 event(&user, "delete", "pods", &format!("{ns}/p{s}"), 200, s)
@@ -268,6 +295,11 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     assert!(
         counts.get("Exec (event)").copied().unwrap_or(0) >= 100,
         "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("Pod Exec By Another (event)").copied(),
+        Some(9),
+        "every pod created and exec'd by another completes: {counts:?}"
     );
     // Only user 4 deletes enough in one namespace.
     let deletions: Vec<&String> = replay

@@ -28,7 +28,7 @@ use rdkafka::{ClientConfig, ClientContext};
 use ring::digest::{digest, SHA256};
 
 use super::Counters;
-use crate::engine::forward::{Outbox, Record, RECORD_VERSION};
+use crate::engine::forward::{Outbox, Record, SeqMatch, SeqStep, RECORD_VERSION};
 use crate::rules::RuleSet;
 use crate::window::Key;
 
@@ -102,6 +102,7 @@ struct Waiting {
     /// Per stage partition: merged matches, lowest tick since the last
     /// record, the mark last sent and when.
     entries: Vec<BTreeMap<EntryKey, Offsets>>,
+    seqs: Vec<Vec<SeqMatch>>,
     lo: Vec<Option<i64>>,
     sent_hi: Vec<Option<i64>>,
     sent_at: Vec<Option<Instant>>,
@@ -114,6 +115,7 @@ impl Waiting {
             res,
             hi: None,
             entries: vec![BTreeMap::new(); partitions],
+            seqs: vec![Vec::new(); partitions],
             lo: vec![None; partitions],
             sent_hi: vec![None; partitions],
             sent_at: vec![None; partitions],
@@ -230,6 +232,41 @@ impl Forwarder {
                 .push(offset);
             self.counters.forwarded.fetch_add(1, Relaxed);
         }
+        // A sequence hit goes, key by key, to the partition of each key
+        // (steps with different keys never meet in one partial match).
+        for (rule, time_ns, hit) in outbox.hits {
+            let name = &rules.rules[rule].name;
+            let last = hit.steps.last().map(|s| s.step);
+            let mut by_key: Vec<(Key, Vec<SeqStep>, bool)> = Vec::new();
+            for step in hit.steps {
+                let is_last = Some(step.step) == last;
+                let values = (step.step, step.key.to_vec(), step.values);
+                match by_key.iter_mut().find(|(k, _, _)| *k == step.key) {
+                    Some((_, steps, l)) => {
+                        steps.push(values);
+                        *l |= is_last;
+                    }
+                    None => by_key.push((step.key, vec![values], is_last)),
+                }
+            }
+            for (key, steps, has_last) in by_key {
+                let r = partition_of(&key, self.partitions) as usize;
+                let plain = if has_last {
+                    hit.plain.clone()
+                } else {
+                    Vec::new()
+                };
+                w.seqs[r].push((
+                    name.clone(),
+                    time_ns,
+                    offset,
+                    hit.audit_id.clone(),
+                    steps,
+                    plain,
+                ));
+                self.counters.forwarded.fetch_add(1, Relaxed);
+            }
+        }
     }
 
     /// Sends what waits: every stage partition's matches, and marks that
@@ -244,10 +281,11 @@ impl Forwarder {
                 let moved = w.sent_hi[r].is_none_or(|s| hi > s);
                 let due =
                     marks || w.sent_at[r].is_none_or(|at| now.duration_since(at) >= MARK_EVERY);
-                if w.entries[r].is_empty() && !(moved && due) {
+                if w.entries[r].is_empty() && w.seqs[r].is_empty() && !(moved && due) {
                     continue;
                 }
                 let entries = std::mem::take(&mut w.entries[r]);
+                let seqs = std::mem::take(&mut w.seqs[r]);
                 let base = entries
                     .values()
                     .filter_map(|o| o.first().copied())
@@ -270,6 +308,7 @@ impl Forwarder {
                             (rule, tick, key.to_vec(), value, rel)
                         })
                         .collect(),
+                    s: seqs,
                 };
                 let payload = serde_json::to_vec(&record)
                     .map_err(|e| format!("cannot encode a repartition record: {e}"))?;
