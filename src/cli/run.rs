@@ -185,10 +185,10 @@ pub struct KafkaArgs {
     /// Bootstrap brokers, host:port[,host:port...].
     #[arg(long, value_name = "HOSTS")]
     pub kafka_brokers: Option<String>,
-    /// Topic to consume; repeat for several. Windowed state is kept per
-    /// partition, so the topic must be keyed by the field the windowed rules
-    /// group by (the user for the shipped rules): events of one key must
-    /// land in one partition to be counted together.
+    /// Topic to consume; repeat for several. Keyed any way: windowed and
+    /// sequence rules not grouped by --kafka-partition-key are repartitioned
+    /// through the group's topic GROUP-saker-repartition. First-seen state
+    /// is kept per partition: a key is new within its partition.
     #[arg(long, value_name = "TOPIC")]
     pub kafka_topic: Vec<String>,
     /// Consumer group. Instances in one group share the partitions; offsets
@@ -207,6 +207,28 @@ pub struct KafkaArgs {
     /// How long a warm-up replay waits for the broker before giving up.
     #[arg(long, default_value = "30s", value_parser = durations::std_nonzero, value_name = "DURATION")]
     pub kafka_warmup_timeout: Duration,
+    /// The field the topic's messages are keyed by, if any (e.g.
+    /// ka.user.name). Windowed rules grouped by it (and sequences whose
+    /// every step is) are evaluated in the partition that reads them; the
+    /// others are repartitioned through the group's topic
+    /// GROUP-saker-repartition.
+    #[arg(long, value_name = "FIELD", value_parser = partition_key)]
+    pub kafka_partition_key: Option<String>,
+    /// Partitions of the repartition topic when Saker creates it (an
+    /// existing one keeps its own).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(i32).range(1..=1024), value_name = "N")]
+    pub kafka_repartition_partitions: i32,
+    /// How long an input partition may bring nothing new before the
+    /// repartitioned windows stop waiting for it. Keep it above the
+    /// group's session timeout, so that a crashed instance's partitions
+    /// are waited for until they move to another member.
+    #[arg(long, default_value = "60s", value_parser = durations::std_nonzero, value_name = "DURATION")]
+    pub kafka_idle_timeout: Duration,
+}
+
+/// A `--kafka-partition-key` field: one that can key a message.
+fn partition_key(name: &str) -> Result<String, String> {
+    saker::source::kafka::produce::key_field(name).map(|_| name.to_string())
 }
 
 /// Alert format on stdout.
@@ -473,5 +495,8 @@ pub fn input_settings(
         commit_interval: k.kafka_commit_interval,
         max_document_bytes: max_line_bytes,
         warmup_timeout: k.kafka_warmup_timeout,
+        partition_key: k.kafka_partition_key.clone(),
+        repartition_partitions: k.kafka_repartition_partitions,
+        idle_timeout: k.kafka_idle_timeout,
     }))
 }

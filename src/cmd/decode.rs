@@ -29,7 +29,7 @@ pub fn decode(settings: DecodeSettings) -> ExitCode {
                     return fail(format_args!("cannot handle signals: {e}"));
                 }
             }
-            match KafkaSource::open(k, Arc::new(Counters::default()), stop) {
+            match KafkaSource::open(k, Arc::new(Counters::default()), stop, false) {
                 Ok(s) => Box::new(s),
                 Err(e) => return fail(e),
             }
@@ -128,6 +128,8 @@ impl<W: Write> Printer<'_, W> {
                 Body::Line(line) => self.line(line)?,
                 Body::Lines { text, max_line } => split_lines(text, max_line, |l| self.line(l))?,
                 Body::Message(m) => documents::for_each(m, max, |l| self.line(l))?,
+                // Never handed out here: decoding does not repartition.
+                Body::Forwarded(_) => {}
             }
             if let Some(position) = batch.ack {
                 let ack = Ack {

@@ -63,7 +63,15 @@ pub fn report(settings: ReportSettings) -> ExitCode {
     }
     let mut source: Box<dyn Source + Send> = match &s.input {
         InputSettings::Kafka(k) => {
-            match KafkaSource::open(k, Arc::new(Counters::default()), stop) {
+            // Unkeyed topics: the windowed and sequence rules go through the
+            // group's repartition topic, as with `saker run`.
+            let forwarded = engine.repartition(k.partition_key.clone(), k.idle_timeout);
+            match KafkaSource::open(
+                k,
+                Arc::new(Counters::default()),
+                stop,
+                !forwarded.is_empty(),
+            ) {
                 Ok(src) => Box::new(src),
                 Err(e) => return fail(e),
             }

@@ -157,10 +157,19 @@ pub fn run(settings: RunSettings) -> ExitCode {
             Some(s) => (Box::new(s), None),
             None => return fail("no input"),
         },
-        InputSettings::Kafka(k) => match KafkaSource::open(k, counters.clone(), stop) {
-            Ok(s) => (Box::new(s), None),
-            Err(e) => return fail(e),
-        },
+        InputSettings::Kafka(k) => {
+            let forwarded = engine.repartition(k.partition_key.clone(), k.idle_timeout);
+            if !forwarded.is_empty() {
+                tracing::info!(
+                    rules = ?forwarded,
+                    "kafka: windowed rules not grouped by --kafka-partition-key are repartitioned"
+                );
+            }
+            match KafkaSource::open(k, counters.clone(), stop, !forwarded.is_empty()) {
+                Ok(s) => (Box::new(s), None),
+                Err(e) => return fail(e),
+            }
+        }
         InputSettings::Http(h) => match HttpSource::start(h, http_counters.clone(), stop) {
             Ok(s) => (Box::new(s), None),
             Err(e) => return fail(e),

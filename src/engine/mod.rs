@@ -2,6 +2,7 @@
 //! alerts out to a sink, and every outcome counted. Windowed rules go
 //! through [`windows`].
 
+pub mod forward;
 pub mod observe;
 pub mod parallel;
 pub mod reload;
@@ -20,6 +21,7 @@ use crate::fields::{self, Arg, FieldDef};
 use crate::sink::metrics::{AlertKind, Registry, Shared};
 
 use crate::event::{decode_document, Event, Skip};
+use crate::rules::stateful::StatefulRule;
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
 use crate::source::lines::{strip_prefixes, Line};
@@ -80,6 +82,49 @@ pub struct Engine<'r> {
     /// Told the events behind matches and the windowed rules' values
     /// ([`Engine::observe`]); none for `saker run`.
     observer: Option<Box<dyn observe::Observer + 'r>>,
+    /// Repartitioning, when the input is a Kafka topic ([`forward`]).
+    repartition: Option<Repartition>,
+}
+
+/// Which windowed rules are forwarded, and what was found to forward.
+struct Repartition {
+    partition_key: Option<String>,
+    idle: std::time::Duration,
+    /// Indexed like the rules.
+    forwarded: Vec<bool>,
+    /// Forwarded rules by name (records name their rule).
+    by_name: std::collections::HashMap<String, usize>,
+    outbox: forward::Outbox,
+    /// Records or entries that could not be applied (logged a few times).
+    refused: u64,
+}
+
+impl Repartition {
+    fn new(rules: &RuleSet, partition_key: Option<String>, idle: std::time::Duration) -> Self {
+        let forwarded = forward::forwarded_rules(rules, partition_key.as_deref());
+        let by_name = rules
+            .rules
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| forwarded[*i])
+            .map(|(i, r)| (r.name.clone(), i))
+            .collect();
+        Repartition {
+            partition_key,
+            idle,
+            forwarded,
+            by_name,
+            outbox: forward::Outbox::default(),
+            refused: 0,
+        }
+    }
+
+    fn refuse(&mut self, why: std::fmt::Arguments) {
+        self.refused += 1;
+        if self.refused <= LOGGED_SKIPS {
+            tracing::warn!("repartition: {why}");
+        }
+    }
 }
 
 /// The metrics registry and the fields that label `kube_audit_event_count`.
@@ -165,6 +210,7 @@ impl<'r> Engine<'r> {
             publish_totals: true,
             stateful_counts: vec![Default::default(); n],
             observer: None,
+            repartition: None,
         }
     }
 
@@ -174,6 +220,208 @@ impl<'r> Engine<'r> {
     pub fn observe(&mut self, observer: Box<dyn observe::Observer + 'r>) {
         self.observer = Some(observer);
         self.windows.record(true);
+    }
+
+    /// Forwards the windowed rules whose `by` fields do not include
+    /// `partition_key` (the field the input topic is keyed by, if known)
+    /// instead of counting them here; `idle` is how long an input
+    /// partition may stand still before a stage partition's watermark
+    /// leaves it out. Returns the names of the rules forwarded; with none,
+    /// nothing changes.
+    pub fn repartition(
+        &mut self,
+        partition_key: Option<String>,
+        idle: std::time::Duration,
+    ) -> Vec<String> {
+        let r = Repartition::new(&self.rules, partition_key, idle);
+        let names: Vec<String> = r.by_name.keys().cloned().collect();
+        if names.is_empty() {
+            return names;
+        }
+        self.windows.restrict(windows::Role::Input, &r.forwarded);
+        self.repartition = Some(r);
+        let mut names = names;
+        names.sort();
+        names
+    }
+
+    /// Whether some windowed rules are forwarded.
+    pub fn forwarding(&self) -> bool {
+        self.repartition.is_some()
+    }
+
+    /// What the batches since the last call found to forward.
+    pub fn take_outbox(&mut self) -> Option<forward::Outbox> {
+        let r = self.repartition.as_mut()?;
+        let mut out = (!r.outbox.is_empty()).then(|| std::mem::take(&mut r.outbox))?;
+        out.res = self.windows.resolution_ns();
+        Some(out)
+    }
+
+    /// Fresh windows for a partition of the repartition topic (`stage`) or
+    /// of the input.
+    pub fn new_windows_for(&self, stage: bool) -> Windows {
+        let mut w = self.new_windows();
+        if let Some(r) = &self.repartition {
+            let role = if stage {
+                windows::Role::Stage
+            } else {
+                windows::Role::Input
+            };
+            w.restrict(role, &r.forwarded);
+        }
+        w
+    }
+
+    /// Applies one record of the repartition topic to the stage stream's
+    /// windows in the engine, and evaluates what its watermark passed.
+    /// Without `now` it is a warm-up: nothing is emitted and no input
+    /// partition counts as idle. Returns the stage's watermark and the
+    /// occurrences skipped as already applied.
+    pub fn apply_record(
+        &mut self,
+        payload: &[u8],
+        now: Option<Instant>,
+        sink: Option<&mut dyn AlertSink>,
+    ) -> io::Result<forward::Progress> {
+        let none = forward::Progress::default();
+        let Some(rep) = self.repartition.as_mut() else {
+            return Ok(none);
+        };
+        let record: forward::Record = match serde_json::from_slice(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                rep.refuse(format_args!("a record that is not one was skipped: {e}"));
+                return Ok(none);
+            }
+        };
+        let res = self.windows.resolution_ns();
+        if record.v != forward::RECORD_VERSION || record.res != res {
+            rep.refuse(format_args!(
+                "a record of format {} at {} ns per tick was skipped (this instance: {}, {res} ns)",
+                record.v,
+                record.res,
+                forward::RECORD_VERSION
+            ));
+            return Ok(none);
+        }
+        // Only key-less rules care where the stream starts, and they are
+        // all in partition 0; elsewhere an absence window must not start.
+        if record.r == 0 {
+            self.windows.observe(record.lo);
+        }
+        let started = now.unwrap_or_else(Instant::now);
+        let marks = self
+            .windows
+            .marks
+            .get_or_insert_with(|| forward::Marks::new(started));
+        // Occurrences at or below this offset were applied already (sent
+        // again after a crash of the instance that forwarded them).
+        let applied = marks.applied(&record.t, record.p);
+        let mut last = applied;
+        let mut duplicates = 0u64;
+        for (name, tick, key, value, offsets) in record.e {
+            let Some(&i) = rep.by_name.get(&name) else {
+                rep.refuse(format_args!(
+                    "a match of rule `{name}`, which this instance does not forward, was skipped"
+                ));
+                continue;
+            };
+            let key: crate::window::Key = key.into();
+            for d in offsets {
+                let offset = record.b.saturating_add(d);
+                last = Some(last.map_or(offset, |l| l.max(offset)));
+                if applied.is_some_and(|a| offset <= a) {
+                    duplicates += 1;
+                    continue;
+                }
+                self.windows
+                    .add_keyed(i, tick, key.clone(), value.as_deref());
+            }
+        }
+        for (name, time_ns, offset, audit_id, steps, plain) in record.s {
+            let Some(&i) = rep.by_name.get(&name) else {
+                rep.refuse(format_args!(
+                    "a step of rule `{name}`, which this instance does not forward, was skipped"
+                ));
+                continue;
+            };
+            last = Some(last.map_or(offset, |l| l.max(offset)));
+            if applied.is_some_and(|a| offset <= a) {
+                duplicates += 1;
+                continue;
+            }
+            let steps = steps
+                .into_iter()
+                .map(|(step, key, values)| crate::stateful::sequence::StepHit {
+                    step,
+                    key: key.into(),
+                    values,
+                })
+                .collect();
+            let hit = crate::stateful::sequence::SeqHit {
+                audit_id,
+                steps,
+                plain,
+            };
+            self.windows
+                .stateful
+                .push(i, time_ns, crate::stateful::Hit::Sequence(hit));
+        }
+        if let Some(marks) = &mut self.windows.marks {
+            marks.update(&record.t, record.p, record.n, record.hi, now);
+            marks.duplicates += duplicates;
+            if let Some(last) = last {
+                marks.set_applied(&record.t, record.p, last);
+            }
+        }
+        Ok(forward::Progress {
+            watermark_ns: self.advance_stage(now, sink)?,
+            duplicates,
+        })
+    }
+
+    /// A stage stream's watermark with the wall clock at `now`: input
+    /// partitions idle are left out, a quiet stream moves on.
+    pub fn stage_idle(
+        &mut self,
+        now: Instant,
+        sink: &mut dyn AlertSink,
+    ) -> io::Result<Option<i64>> {
+        self.advance_stage(Some(now), Some(sink))
+    }
+
+    /// A stage stream's warm-up replay ended at `now`.
+    pub fn stage_warmed(&mut self, now: Instant) {
+        if let Some(m) = &mut self.windows.marks {
+            m.restart_clock(now);
+        }
+    }
+
+    fn advance_stage(
+        &mut self,
+        now: Option<Instant>,
+        sink: Option<&mut dyn AlertSink>,
+    ) -> io::Result<Option<i64>> {
+        let (Some(rep), Some(marks)) = (&self.repartition, &self.windows.marks) else {
+            return Ok(None);
+        };
+        let res = self.windows.resolution_ns();
+        let Some(mark) = marks.watermark(now, rep.idle, res) else {
+            return Ok(None);
+        };
+        let watermark = mark - self.windows.lateness_ticks();
+        let transitions = self.windows.advance_until(watermark);
+        let outcomes = self.windows.stateful.release(watermark);
+        if let Some(m) = &mut self.windows.marks {
+            m.watermark = Some(m.watermark.map_or(watermark, |w| w.max(watermark)));
+        }
+        if let Some(sink) = sink {
+            self.emit_windowed(transitions, sink)?;
+            self.emit_stateful(outcomes, sink)?;
+        }
+        self.publish(None);
+        Ok(Some(watermark.saturating_mul(res)))
     }
 
     /// Reports to a metrics registry; `labels` are the fields that label
@@ -386,6 +634,10 @@ impl<'r> Engine<'r> {
                 self.windows.observe(tick);
                 for &c in rules.candidates(&ev, &mut cx) {
                     let i = c.rule;
+                    // Forwarded rules are rebuilt in their stage partitions.
+                    if self.repartition.as_ref().is_some_and(|r| r.forwarded[i]) {
+                        continue;
+                    }
                     if rules.rules[i].stateful.is_some() {
                         stateful::push(rules, c, &ev, &mut cx, &mut self.windows.stateful, |_| {});
                     } else if rules.rules[i].aggregate.is_some() && rules.matches(i, &ev, &mut cx) {
@@ -573,6 +825,9 @@ impl<'r> Engine<'r> {
         } else if windowed {
             self.windows.observe(tick);
         }
+        if let Some(r) = &mut self.repartition {
+            r.outbox.saw(tick);
+        }
         let mut alerted = false;
         for &c in rules.candidates(ev, &mut cx) {
             let i = c.rule;
@@ -581,6 +836,20 @@ impl<'r> Engine<'r> {
                 // Sequence and first-seen rules see every event, whatever
                 // `--rule-matching` says. The hit waits in the stream's
                 // state (or is captured, in a worker).
+                let forwarded = matches!(rule.stateful, Some(StatefulRule::Sequence(_)))
+                    && self.repartition.as_ref().is_some_and(|r| r.forwarded[i]);
+                if forwarded {
+                    // Kept by the stage partition its key goes to.
+                    if let Some(Hit::Sequence(h)) = stateful::hit(rules, c, ev, &mut cx) {
+                        if let Some(m) = &mut self.metrics {
+                            m.matched.push(i);
+                        }
+                        if let Some(r) = self.repartition.as_mut() {
+                            r.outbox.hits.push((i, ev.time_ns, h));
+                        }
+                    }
+                    continue;
+                }
                 let matched = match self.capture.as_mut().and_then(|c| c.last_mut()) {
                     Some(captured) => stateful::hit(rules, c, ev, &mut cx)
                         .map(|hit| captured.stateful.push((i, hit)))
@@ -614,6 +883,17 @@ impl<'r> Engine<'r> {
                 if rules.matches(i, ev, &mut cx) {
                     if let Some(m) = &mut self.metrics {
                         m.matched.push(i);
+                    }
+                    if let Some(r) = self.repartition.as_mut().filter(|r| r.forwarded[i]) {
+                        if let Some((key, value)) = self.windows.key_of(rules, i, ev, &mut cx) {
+                            r.outbox.entries.push(forward::Entry {
+                                rule: i,
+                                tick,
+                                key,
+                                value,
+                            });
+                        }
+                        continue;
                     }
                     match self.capture.as_mut().and_then(|c| c.last_mut()) {
                         Some(c) => {

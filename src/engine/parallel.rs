@@ -273,7 +273,7 @@ fn read_batches(
                     data.push(b'\n');
                     (false, usize::MAX)
                 }
-                Body::Message(_) => {
+                Body::Message(_) | Body::Forwarded(_) => {
                     return Err(io::Error::other("parallel evaluation reads lines only"))
                 }
             },

@@ -118,12 +118,22 @@ impl Engine<'_> {
             .stateful
             .drain_counts(&mut self.stateful_counts);
         let options = self.window_options;
+        let repartition = self
+            .repartition
+            .as_ref()
+            .map(|r| super::Repartition::new(&rules, r.partition_key.clone(), r.idle));
         let mut let_go = vec![self.windows.carry(&plan.kept, &rules, options)];
-        let_go.extend(
-            parked
-                .into_iter()
-                .map(|w| w.carry(&plan.kept, &rules, options)),
-        );
+        if let Some(r) = &repartition {
+            let role = self.windows.role();
+            self.windows.restrict(role, &r.forwarded);
+        }
+        for w in parked {
+            let_go.push(w.carry(&plan.kept, &rules, options));
+            if let Some(r) = &repartition {
+                let role = w.role();
+                w.restrict(role, &r.forwarded);
+            }
+        }
         let mut report = plan.report;
         report.streams = let_go.len();
         let before = self.stats.total_alerts();
@@ -145,6 +155,9 @@ impl Engine<'_> {
         }
         self.rules = Rules::Shared(rules);
         self.matching = matching;
+        if repartition.is_some() {
+            self.repartition = repartition;
+        }
         self.publish(None);
         Ok(report)
     }

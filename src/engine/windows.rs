@@ -45,6 +45,22 @@ pub struct Windows {
     pub stateful: Stateful,
     /// The counters of windows a reload let go, so totals never go back.
     retired: WindowStats,
+    /// Which windowed rules these windows hold (see [`Role`]).
+    role: Role,
+    /// A stage stream's input partitions and their progress.
+    pub marks: Option<super::forward::Marks>,
+}
+
+/// Which windowed rules a stream's windows hold when some are forwarded
+/// to the repartition topic ([`super::forward`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every rule: no repartitioning.
+    All,
+    /// An input partition: the rules not forwarded.
+    Input,
+    /// A partition of the repartition topic: only the rules forwarded.
+    Stage,
 }
 
 impl Windows {
@@ -67,7 +83,41 @@ impl Windows {
             no_key: Key::from(Vec::new()),
             stateful: Stateful::new(rules, options.limits.max_keys, resolution_ns),
             retired: WindowStats::default(),
+            role: Role::All,
+            marks: None,
         }
+    }
+
+    /// Keeps only the windows of `role` (`forwarded` indexed like the
+    /// rules); called again after a reload, with the new rules' list.
+    pub fn restrict(&mut self, role: Role, forwarded: &[bool]) {
+        self.role = role;
+        for (i, w) in self.windows.iter_mut().enumerate() {
+            let fwd = forwarded.get(i).copied().unwrap_or(false);
+            let keep = match role {
+                Role::All => true,
+                Role::Input => !fwd,
+                Role::Stage => fwd,
+            };
+            if !keep {
+                *w = None;
+            }
+        }
+    }
+
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Evaluates every tick up to `watermark` (a stage stream's, from its
+    /// input partitions' marks).
+    pub fn advance_until(&mut self, watermark: i64) -> Vec<(usize, Transition)> {
+        self.advance_to(watermark, None)
+    }
+
+    /// The lateness allowed, in ticks.
+    pub fn lateness_ticks(&self) -> i64 {
+        self.lateness
     }
 
     /// Whether any rule is windowed, sequence or first-seen.

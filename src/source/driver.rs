@@ -20,7 +20,7 @@ use super::position::InputPosition;
 use super::{documents, Ack, Body, Next, Source, StreamId};
 use crate::engine::windows::snapshot::Snapshot;
 use crate::engine::windows::Windows;
-use crate::engine::{parallel, Engine};
+use crate::engine::{forward, parallel, Engine};
 use crate::reload::{Pending, Reloads};
 use crate::sink::AlertSink;
 
@@ -80,6 +80,9 @@ struct StreamState {
     /// The stream's windows while another stream's are in the engine.
     parked: Windows,
     last_event: Instant,
+    /// A partition of the repartition topic: its watermark comes from its
+    /// input partitions' marks.
+    stage: bool,
 }
 
 /// Runs a source through an engine into a sink.
@@ -180,17 +183,25 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             match next {
                 Next::Batch(batch) => {
                     let stream = batch.stream;
-                    self.enter(stream);
+                    let stage = matches!(batch.body, Body::Forwarded(_));
+                    let (position, body) = (batch.ack, batch.body);
+                    self.enter(stream, stage);
                     let before = self.engine.stats.events;
-                    let result = self.process(batch.body);
+                    let result = self.process(body);
                     let events = self.engine.stats.events - before;
                     if events > 0 {
                         if let Some(s) = self.streams.get_mut(&stream) {
                             s.last_event = self.clock.now();
                         }
                     }
-                    result?;
-                    if let Some(position) = batch.ack {
+                    let progress = result?;
+                    if let Some(outbox) = self.engine.take_outbox() {
+                        source.forward(stream, outbox, self.engine.rules())?;
+                    }
+                    if let Some(progress) = progress {
+                        source.progress(stream, progress);
+                    }
+                    if let Some(position) = position {
                         self.acks.push(Ack {
                             stream,
                             position,
@@ -199,7 +210,10 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                     }
                 }
                 Next::Idle => {}
-                Next::Reset(stream) => self.reset(source, stream)?,
+                Next::Reset(stream) => {
+                    let stage = source.stage(stream);
+                    self.reset(source, stream, stage)?
+                }
                 Next::Closed(stream) => self.close_stream(stream),
                 Next::End => {
                     if !keeping {
@@ -226,7 +240,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 }
                 if live && now.duration_since(last_check) >= self.timing.idle_check {
                     last_check = now;
-                    self.follow_wall_clock(now)?;
+                    self.follow_wall_clock(now, source)?;
                 }
                 if self.checkpoint.as_mut().is_some_and(|c| c.due(now)) {
                     self.save(source)?;
@@ -315,7 +329,9 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         Ok(())
     }
 
-    fn process(&mut self, body: Body) -> io::Result<()> {
+    /// Runs a batch through the engine; a stage stream's record returns
+    /// what it did.
+    fn process(&mut self, body: Body) -> io::Result<Option<forward::Progress>> {
         let (engine, sink) = (&mut *self.engine, &mut *self.sink);
         match body {
             Body::Line(line) => engine.process_line(line, sink),
@@ -325,11 +341,17 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             Body::Message(message) => documents::for_each(message, self.max_document, |doc| {
                 engine.process_line(doc, sink)
             }),
+            Body::Forwarded(record) => {
+                return engine
+                    .apply_record(record, Some(self.clock.now()), Some(sink))
+                    .map(Some)
+            }
         }
+        .map(|()| None)
     }
 
     /// Puts `stream`'s windows into the engine (a new stream starts empty).
-    fn enter(&mut self, stream: StreamId) {
+    fn enter(&mut self, stream: StreamId, stage: bool) {
         if self.current == Some(stream) {
             return;
         }
@@ -341,15 +363,17 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let now = self.clock.now();
         // The first stream takes the windows the engine holds (restored
         // ones, after a restart); a later one starts empty.
-        let first = self.current.is_none() && self.streams.is_empty();
+        // A stage stream's windows hold other rules: it never takes them.
+        let first = self.current.is_none() && self.streams.is_empty() && !stage;
         if !self.streams.contains_key(&stream) {
             self.several |= !self.streams.is_empty();
-            let parked = self.engine.new_windows();
+            let parked = self.engine.new_windows_for(stage);
             self.streams.insert(
                 stream,
                 StreamState {
                     parked,
                     last_event: now,
+                    stage,
                 },
             );
         }
@@ -364,9 +388,9 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
     /// Starts `stream` afresh and rebuilds its windows from what the source
     /// can replay; alerts that the replay finds still firing are re-sent to
     /// the outputs that keep alert state.
-    fn reset(&mut self, source: &mut dyn Source, stream: StreamId) -> io::Result<()> {
-        self.enter(stream);
-        let mut fresh = self.engine.new_windows();
+    fn reset(&mut self, source: &mut dyn Source, stream: StreamId, stage: bool) -> io::Result<()> {
+        self.enter(stream, stage);
+        let mut fresh = self.engine.new_windows_for(stage);
         self.engine.swap_windows(&mut fresh);
         if !self.engine.windowed() {
             return Ok(());
@@ -374,8 +398,15 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let horizon = self.engine.horizon_ns();
         let engine = &mut *self.engine;
         source.replay(stream, horizon, &mut |doc| {
-            engine.warm_up(doc);
+            if stage {
+                let _ = engine.apply_record(doc, None, None);
+            } else {
+                engine.warm_up(doc);
+            }
         })?;
+        if stage {
+            self.engine.stage_warmed(self.clock.now());
+        }
         let n = self.engine.refresh_firing(self.sink)?;
         if n > 0 {
             tracing::info!(
@@ -405,7 +436,8 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             return self.engine.finish(self.sink);
         }
         for id in ids {
-            self.enter(id);
+            let stage = self.streams.get(&id).is_some_and(|s| s.stage);
+            self.enter(id, stage);
             self.engine.finish(self.sink)?;
         }
         Ok(())
@@ -413,18 +445,37 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
 
     /// Streams quiet for a while move on with the wall clock, so alerts
     /// resolve and absence rules fire when nothing arrives.
-    fn follow_wall_clock(&mut self, now: Instant) -> io::Result<()> {
-        if self.engine.windowed() {
+    fn follow_wall_clock(&mut self, now: Instant, source: &mut dyn Source) -> io::Result<()> {
+        if self.engine.windowed() || self.engine.forwarding() {
             let mut quiet: Vec<(StreamId, Duration)> = self
                 .streams
                 .iter()
+                .filter(|(_, s)| !s.stage)
                 .map(|(id, s)| (*id, now.duration_since(s.last_event)))
                 .filter(|(_, q)| *q >= self.timing.idle)
                 .collect();
             quiet.sort();
             for (id, q) in quiet {
-                self.enter(id);
+                self.enter(id, false);
                 self.engine.idle(q.as_nanos() as u64, self.sink)?;
+            }
+            // A stage stream's input partitions may have gone idle.
+            let mut stages: Vec<StreamId> = self
+                .streams
+                .iter()
+                .filter(|(_, s)| s.stage)
+                .map(|(id, _)| *id)
+                .collect();
+            stages.sort();
+            for id in stages {
+                self.enter(id, true);
+                if let Some(ns) = self.engine.stage_idle(now, self.sink)? {
+                    let progress = forward::Progress {
+                        watermark_ns: Some(ns),
+                        duplicates: 0,
+                    };
+                    source.progress(id, progress);
+                }
             }
         }
         if self.several {

@@ -55,6 +55,10 @@ pub enum Body<'a> {
     /// line ([`documents::for_each`]); documents over the size limit are
     /// skipped and counted.
     Message(&'a [u8]),
+    /// A record of the repartition topic ([`crate::engine::forward::Record`]):
+    /// matches forwarded by the instances reading the input, for a stage
+    /// stream.
+    Forwarded(&'a [u8]),
 }
 
 /// One batch of documents.
@@ -129,6 +133,29 @@ pub trait Source {
 
     /// For the summary and logs.
     fn describe(&self) -> String;
+
+    /// Whether `stream` is a stage stream (a partition of the repartition
+    /// topic), whose windows hold the forwarded rules.
+    fn stage(&self, _stream: StreamId) -> bool {
+        false
+    }
+
+    /// What the engine found to forward in the last batch of `stream`
+    /// (an input partition). Called before that batch is acknowledged: a
+    /// source that forwards makes the records durable before it lets the
+    /// acknowledgement count.
+    fn forward(
+        &mut self,
+        _stream: StreamId,
+        _outbox: crate::engine::forward::Outbox,
+        _rules: &crate::rules::RuleSet,
+    ) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// What a stage stream's last record or idle check did (its watermark,
+    /// duplicates skipped), for the metrics.
+    fn progress(&mut self, _stream: StreamId, _progress: crate::engine::forward::Progress) {}
 
     /// After the last batch: make the last acknowledgements durable
     /// (Kafka's final commit) and let go of the input.

@@ -23,6 +23,7 @@ mod policy;
 mod props;
 mod rbac;
 mod reload;
+mod repartition;
 mod report;
 mod rules;
 mod sequences;

@@ -2,9 +2,12 @@
 //! assigned partition.
 //!
 //! Windowed state is kept per partition (the driver keeps each stream's
-//! windows), so keys are partition-local, and a topic must be keyed by the
-//! field the windowed rules group by (the user, for the shipped rules) for
-//! every event of a key to meet in one window.
+//! windows). A windowed rule whose `by` fields include the field the topic
+//! is keyed by (`--kafka-partition-key`) is counted in the input
+//! partition's windows; every other one is repartitioned
+//! ([`repartition`]): its matches are forwarded to the group's
+//! repartition topic, partitioned by the rule's key, which the same group
+//! consumes as *stage* streams (their batches are [`Body::Forwarded`]).
 //!
 //! Delivery is at-least-once. The driver acknowledges a message once its
 //! alerts are out and the outputs flushed, and only acknowledged offsets
@@ -15,6 +18,7 @@
 //! before the resume position, without alerts.
 
 pub mod produce;
+pub mod repartition;
 pub mod warmup;
 
 use std::collections::{BTreeMap, HashMap};
@@ -47,6 +51,14 @@ pub struct Settings {
     pub max_document_bytes: usize,
     /// How long a warm-up waits for the broker before giving up.
     pub warmup_timeout: Duration,
+    /// The field the input topics are keyed by, if known: windowed rules
+    /// grouped by it are not repartitioned.
+    pub partition_key: Option<String>,
+    /// Partitions of the repartition topic when Saker creates it.
+    pub repartition_partitions: i32,
+    /// How long an input partition may stand still before a stage
+    /// partition's watermark leaves it out.
+    pub idle_timeout: Duration,
 }
 
 /// Options that would break at-least-once delivery if a user set them.
@@ -105,6 +117,23 @@ pub struct Counters {
     pub commit_failures: AtomicU64,
     pub rebalances: AtomicU64,
     pub errors: AtomicU64,
+    /// Matches forwarded to the repartition topic (before merging).
+    pub forwarded: AtomicU64,
+    /// Records sent to the repartition topic, their bytes, those the
+    /// broker acknowledged and those it did not.
+    pub forward_messages: AtomicU64,
+    pub forward_bytes: AtomicU64,
+    pub forward_acked: AtomicU64,
+    pub forward_failures: AtomicU64,
+    /// Records consumed from the repartition topic.
+    pub repartition_messages: AtomicU64,
+    /// Forwarded occurrences a stage partition had applied already (sent
+    /// again after a crash), skipped.
+    pub repartition_duplicates: AtomicU64,
+    /// Repartition lag per assigned repartition partition.
+    repartition_lag: Mutex<BTreeMap<i32, i64>>,
+    /// Watermark (ns) of each stage partition held here.
+    watermarks: Mutex<BTreeMap<i32, i64>>,
     /// Consumer lag (high watermark − committed offset) per assigned
     /// partition, from librdkafka's statistics.
     lag: Mutex<BTreeMap<(String, i32), i64>>,
@@ -130,6 +159,18 @@ impl Counters {
 
     fn lag(&self) -> MutexGuard<'_, BTreeMap<(String, i32), i64>> {
         self.lag.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn repartition_lag(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
+        self.repartition_lag
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn watermarks(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
+        self.watermarks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -191,6 +232,41 @@ impl MetricSource for Counters {
                 "Consumer errors reported by librdkafka.",
                 &self.errors,
             ),
+            (
+                "saker_kafka_forwarded_matches_total",
+                "Matches of repartitioned windowed rules forwarded to the repartition topic.",
+                &self.forwarded,
+            ),
+            (
+                "saker_kafka_forwarded_records_total",
+                "Records sent to the repartition topic.",
+                &self.forward_messages,
+            ),
+            (
+                "saker_kafka_forwarded_bytes_total",
+                "Bytes of the records sent to the repartition topic.",
+                &self.forward_bytes,
+            ),
+            (
+                "saker_kafka_forwarded_acknowledged_total",
+                "Records the broker acknowledged on the repartition topic.",
+                &self.forward_acked,
+            ),
+            (
+                "saker_kafka_forward_failures_total",
+                "Records the broker did not take on the repartition topic.",
+                &self.forward_failures,
+            ),
+            (
+                "saker_kafka_repartition_records_total",
+                "Records consumed from the repartition topic.",
+                &self.repartition_messages,
+            ),
+            (
+                "saker_kafka_repartition_duplicates_total",
+                "Forwarded matches sent again after a crash and skipped (already applied).",
+                &self.repartition_duplicates,
+            ),
         ] {
             head(o, name, "counter", help);
             let _ = writeln!(o, "{name} {}", v.load(Relaxed));
@@ -206,6 +282,28 @@ impl MetricSource for Counters {
                 o,
                 "saker_kafka_consumer_lag{{topic=\"{}\",partition=\"{p}\"}} {lag}",
                 escape(topic)
+            );
+        }
+        head(
+            o,
+            "saker_kafka_repartition_lag",
+            "gauge",
+            "Records behind the high watermark, per assigned partition of the repartition topic.",
+        );
+        for (p, lag) in self.repartition_lag().iter() {
+            let _ = writeln!(o, "saker_kafka_repartition_lag{{partition=\"{p}\"}} {lag}");
+        }
+        head(
+            o,
+            "saker_kafka_repartition_watermark_seconds",
+            "gauge",
+            "Event-time watermark of each partition of the repartition topic held here (the lowest over the input partitions feeding it, minus the lateness).",
+        );
+        for (p, ns) in self.watermarks().iter() {
+            let _ = writeln!(
+                o,
+                "saker_kafka_repartition_watermark_seconds{{partition=\"{p}\"}} {:.3}",
+                *ns as f64 / 1e9
             );
         }
     }
@@ -240,7 +338,11 @@ impl Positions {
 struct Context {
     positions: Arc<Mutex<Positions>>,
     counters: Arc<Counters>,
+    forwarder: Option<Arc<repartition::Forwarder>>,
 }
+
+/// How long a commit waits for the broker to acknowledge forwarded records.
+const SETTLE: Duration = Duration::from_secs(10);
 
 fn lock(p: &Mutex<Positions>) -> MutexGuard<'_, Positions> {
     p.lock().unwrap_or_else(PoisonError::into_inner)
@@ -249,14 +351,22 @@ fn lock(p: &Mutex<Positions>) -> MutexGuard<'_, Positions> {
 impl ClientContext for Context {
     fn stats(&self, statistics: Statistics) {
         let mut lag = self.counters.lag();
+        let mut stage_lag = self.counters.repartition_lag();
         lag.clear();
+        stage_lag.clear();
+        let stage = self.forwarder.as_ref().map(|f| f.topic());
         for (name, topic) in &statistics.topics {
             for (&p, part) in &topic.partitions {
                 // Assigned partitions whose high watermark is known; before
                 // the first commit, lag counts from the log start.
                 if p >= 0 && part.desired && part.hi_offset >= 0 {
                     let from = part.committed_offset.max(part.lo_offset).max(0);
-                    lag.insert((name.clone(), p), (part.hi_offset - from).max(0));
+                    let n = (part.hi_offset - from).max(0);
+                    if Some(name.as_str()) == stage {
+                        stage_lag.insert(p, n);
+                    } else {
+                        lag.insert((name.clone(), p), n);
+                    }
                 }
             }
         }
@@ -276,9 +386,15 @@ impl ConsumerContext for Context {
                 // Hand over exactly what was processed: the driver flushes
                 // and acknowledges every message before it polls again, so
                 // the acknowledged offsets are all there is.
+                let settled = match &self.forwarder {
+                    None => Ok(true),
+                    Some(f) => f.settle(SETTLE),
+                };
                 let mut d = lock(&self.positions);
                 let positions = d.list(Some(tpl));
-                if positions.count() > 0 {
+                if !matches!(settled, Ok(true)) {
+                    tracing::warn!("kafka: forwarded records not acknowledged; revoked partitions not committed ({settled:?})");
+                } else if positions.count() > 0 {
                     match consumer.commit(&positions, CommitMode::Sync) {
                         Ok(()) => self.counters.commits.fetch_add(1, Relaxed),
                         Err(e) => {
@@ -334,26 +450,64 @@ pub struct KafkaSource {
     /// A message held back while its partition's stream is reset.
     held: Option<(StreamId, i64)>,
     last_commit: Instant,
+    /// Repartitioning: the producer, and the partition count of each input
+    /// topic.
+    forwarder: Option<Arc<repartition::Forwarder>>,
+    input_partitions: HashMap<String, i32>,
+    last_forward: Instant,
+    /// The offset of the last batch handed out (what `forward` is about).
+    in_hand: i64,
 }
 
 impl KafkaSource {
     /// Joins the group and subscribes. `stop` (set on SIGTERM, SIGINT) ends
     /// the stream after the message in hand.
+    /// With `forwarding` (the engine forwards some windowed rules), the
+    /// group's repartition topic is created if needed and consumed too.
     pub fn open(
         settings: &Settings,
         counters: Arc<Counters>,
         stop: Arc<AtomicBool>,
+        forwarding: bool,
     ) -> io::Result<Self> {
         let config = settings.consumer_config();
         let positions = Arc::new(Mutex::new(Positions::default()));
+        let forwarder = if forwarding {
+            let f = repartition::Forwarder::open(
+                &settings.brokers,
+                &settings.options,
+                &repartition::topic_name(&settings.group),
+                settings.repartition_partitions,
+                counters.clone(),
+            )
+            .map_err(io::Error::other)?;
+            Some(Arc::new(f))
+        } else {
+            None
+        };
         let context = Context {
             positions: positions.clone(),
             counters: counters.clone(),
+            forwarder: forwarder.clone(),
         };
         let consumer: BaseConsumer<Context> = config
             .create_with_context(context)
             .map_err(|e| io::Error::other(format!("cannot create the Kafka consumer: {e}")))?;
-        let topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        let mut input_partitions = HashMap::new();
+        if forwarding {
+            for t in &settings.topics {
+                input_partitions.insert(t.clone(), input_partition_count(&consumer, t)?);
+            }
+        }
+        let mut topics: Vec<&str> = settings.topics.iter().map(String::as_str).collect();
+        if let Some(f) = &forwarder {
+            topics.push(f.topic());
+            tracing::info!(
+                topic = f.topic(),
+                partitions = f.partitions(),
+                "kafka: repartitioning windowed rules through the repartition topic"
+            );
+        }
         consumer
             .subscribe(&topics)
             .map_err(|e| io::Error::other(format!("cannot subscribe to {topics:?}: {e}")))?;
@@ -375,7 +529,15 @@ impl KafkaSource {
             payload: Vec::new(),
             held: None,
             last_commit: Instant::now(),
+            forwarder,
+            input_partitions,
+            last_forward: Instant::now(),
+            in_hand: 0,
         })
+    }
+
+    fn is_stage(&self, topic: &str) -> bool {
+        self.forwarder.as_ref().is_some_and(|f| f.topic() == topic)
     }
 
     fn stream_id(&mut self, topic: &str, p: i32) -> StreamId {
@@ -388,25 +550,44 @@ impl KafkaSource {
         id
     }
 
-    fn batch(&self, stream: StreamId, offset: i64) -> Next<'_> {
+    fn batch(&mut self, stream: StreamId, offset: i64) -> Next<'_> {
+        self.in_hand = offset;
+        let stage = self
+            .streams
+            .get(stream.0 as usize)
+            .is_some_and(|(t, _)| self.is_stage(t));
         Next::Batch(Batch {
             stream,
-            body: Body::Message(&self.payload),
+            body: if stage {
+                Body::Forwarded(&self.payload)
+            } else {
+                Body::Message(&self.payload)
+            },
             ack: Some(offset),
         })
     }
 
-    /// Commits every acknowledged position.
-    fn commit(&self) {
+    /// Commits every acknowledged position, once what was forwarded is
+    /// acknowledged by the broker.
+    fn commit(&self) -> io::Result<()> {
+        if !lock(&self.positions).dirty {
+            return Ok(());
+        }
+        if let Some(f) = &self.forwarder {
+            if !f.settle(SETTLE).map_err(io::Error::other)? {
+                tracing::warn!("kafka: forwarded records not yet acknowledged; commit postponed");
+                return Ok(());
+            }
+        }
         let mut d = lock(&self.positions);
         if !d.dirty {
-            return;
+            return Ok(());
         }
         let positions = d.list(None);
         d.dirty = false;
         drop(d);
         if positions.count() == 0 {
-            return;
+            return Ok(());
         }
         // Synchronous: one round trip per interval, and its outcome is known.
         match self.consumer.commit(&positions, CommitMode::Sync) {
@@ -419,7 +600,22 @@ impl KafkaSource {
                 lock(&self.positions).dirty = true;
             }
         }
+        Ok(())
     }
+}
+
+/// The partition count of an input topic (what a stage partition's
+/// watermark waits for).
+fn input_partition_count(consumer: &BaseConsumer<Context>, topic: &str) -> io::Result<i32> {
+    let md = consumer
+        .fetch_metadata(Some(topic), Duration::from_secs(30))
+        .map_err(|e| io::Error::other(format!("cannot read the metadata of {topic}: {e}")))?;
+    md.topics()
+        .iter()
+        .find(|t| t.name() == topic)
+        .map(|t| t.partitions().len() as i32)
+        .filter(|n| *n > 0)
+        .ok_or_else(|| io::Error::other(format!("topic {topic} has no partitions")))
 }
 
 impl Source for KafkaSource {
@@ -429,6 +625,9 @@ impl Source for KafkaSource {
         }
         let revoked = lock(&self.positions).revoked.pop();
         if let Some((topic, p)) = revoked {
+            if self.is_stage(&topic) {
+                self.counters.watermarks().remove(&p);
+            }
             if let Some(id) = self.ids.remove(&(topic, p)) {
                 return Ok(Next::Closed(id));
             }
@@ -439,11 +638,25 @@ impl Source for KafkaSource {
         }
         if self.last_commit.elapsed() >= self.settings.commit_interval {
             self.last_commit = Instant::now();
-            self.commit();
+            self.commit()?;
+        }
+        if let Some(f) = &self.forwarder {
+            if f.failed() {
+                return Err(io::Error::other(
+                    "a forwarded record was not delivered; exiting without committing, so that a restart forwards it again",
+                ));
+            }
+            if self.last_forward.elapsed() >= repartition::FORWARD_EVERY {
+                self.last_forward = Instant::now();
+                f.flush(false).map_err(io::Error::other)?;
+            }
         }
         // Nothing in hand: let alerts out before waiting for more.
         let mut polled = self.consumer.poll(Duration::ZERO);
         if polled.is_none() {
+            if let Some(f) = &self.forwarder {
+                f.flush(false).map_err(io::Error::other)?;
+            }
             before_wait()?;
             polled = self.consumer.poll(POLL);
         }
@@ -456,8 +669,16 @@ impl Source for KafkaSource {
             }
             Some(Ok(m)) => {
                 let payload = m.payload().unwrap_or(&[]);
-                self.counters.messages.fetch_add(1, Relaxed);
-                self.counters.bytes.fetch_add(payload.len() as u64, Relaxed);
+                if self
+                    .forwarder
+                    .as_ref()
+                    .is_some_and(|f| f.topic() == m.topic())
+                {
+                    self.counters.repartition_messages.fetch_add(1, Relaxed);
+                } else {
+                    self.counters.messages.fetch_add(1, Relaxed);
+                    self.counters.bytes.fetch_add(payload.len() as u64, Relaxed);
+                }
                 self.payload.clear();
                 self.payload.extend_from_slice(payload);
                 (m.topic().to_string(), m.partition(), m.offset())
@@ -494,7 +715,7 @@ impl Source for KafkaSource {
         let Some((topic, p)) = self.streams.get(ack.stream.0 as usize) else {
             return Ok(());
         };
-        if ack.events == 0 {
+        if ack.events == 0 && !self.is_stage(topic) {
             let n = self.counters.messages_skipped.fetch_add(1, Relaxed) + 1;
             if n <= LOGGED_SKIPS {
                 tracing::warn!(
@@ -532,6 +753,38 @@ impl Source for KafkaSource {
         Ok(())
     }
 
+    fn stage(&self, stream: StreamId) -> bool {
+        self.streams
+            .get(stream.0 as usize)
+            .is_some_and(|(t, _)| self.is_stage(t))
+    }
+
+    fn forward(
+        &mut self,
+        stream: StreamId,
+        outbox: crate::engine::forward::Outbox,
+        rules: &crate::rules::RuleSet,
+    ) -> io::Result<()> {
+        let (Some(f), Some((topic, p))) = (&self.forwarder, self.streams.get(stream.0 as usize))
+        else {
+            return Ok(());
+        };
+        let n = self.input_partitions.get(topic).copied().unwrap_or(1);
+        f.add(topic, *p, n, self.in_hand, outbox, rules);
+        Ok(())
+    }
+
+    fn progress(&mut self, stream: StreamId, progress: crate::engine::forward::Progress) {
+        self.counters
+            .repartition_duplicates
+            .fetch_add(progress.duplicates, Relaxed);
+        if let (Some((_, p)), Some(ns)) =
+            (self.streams.get(stream.0 as usize), progress.watermark_ns)
+        {
+            self.counters.watermarks().insert(*p, ns);
+        }
+    }
+
     fn live(&self) -> bool {
         true
     }
@@ -546,8 +799,10 @@ impl Source for KafkaSource {
 
     /// Commits what was acknowledged and leaves the group.
     fn close(&mut self) -> io::Result<()> {
-        self.commit();
-        Ok(())
+        if let Some(f) = &self.forwarder {
+            f.flush(true).map_err(io::Error::other)?;
+        }
+        self.commit()
     }
 }
 
@@ -556,7 +811,9 @@ impl KafkaSource {
     fn warm_up(&self, topic: &str, p: i32, resume: i64, horizon: i64, doc: &mut dyn FnMut(&[u8])) {
         let (settings, counters) = (&self.settings, &self.counters);
         let started = Instant::now();
+        let stage = self.is_stage(topic);
         let reader = match warmup::Reader::new(&self.config, topic, p, settings.warmup_timeout) {
+            Ok(r) if stage => r.with_times(crate::engine::forward::Record::time_range),
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(topic, partition = p, "kafka: {e}; windows start empty");
@@ -565,6 +822,9 @@ impl KafkaSource {
             }
         };
         let result = reader.warm_up(resume, horizon, |payload| {
+            if stage {
+                return doc(payload);
+            }
             let _ = documents::for_each(payload, settings.max_document_bytes, |line| {
                 if let crate::source::lines::Line::Text(text) = line {
                     doc(text);

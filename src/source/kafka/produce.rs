@@ -166,7 +166,11 @@ pub fn produce(settings: &Settings, input: impl Read) -> Result<Produced, String
     Ok(out)
 }
 
-fn create_topic(config: &ClientConfig, topic: &str, partitions: i32) -> Result<(), String> {
+pub(crate) fn create_topic(
+    config: &ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> Result<(), String> {
     let admin: AdminClient<DefaultClientContext> = config
         .create()
         .map_err(|e| format!("cannot create the Kafka admin client: {e}"))?;

@@ -38,6 +38,9 @@ pub struct Reader {
     topic: String,
     partition: i32,
     timeout: Duration,
+    /// The event-time range of a message: its audit events', or a
+    /// repartition record's.
+    times: fn(&[u8]) -> Option<(i64, i64)>,
 }
 
 impl Reader {
@@ -70,7 +73,15 @@ impl Reader {
             topic: topic.to_string(),
             partition,
             timeout,
+            times: documents::time_range,
         })
+    }
+
+    /// Reads messages whose event times `times` tells (a repartition
+    /// topic's records).
+    pub fn with_times(mut self, times: fn(&[u8]) -> Option<(i64, i64)>) -> Self {
+        self.times = times;
+        self
     }
 
     fn watermarks(&self) -> Result<(i64, i64), String> {
@@ -116,7 +127,7 @@ impl Reader {
     fn times_at(&self, offset: i64) -> Result<Option<(i64, i64)>, String> {
         let mut range = None;
         self.read_from(offset, |_, p| {
-            range = documents::time_range(p);
+            range = (self.times)(p);
             false
         })?;
         Ok(range)

@@ -1,0 +1,390 @@
+//! Windowed rules on a topic that is not keyed by what they group by: the
+//! instances of a group repartition their matches through
+//! `<group>-saker-repartition` on a real broker (tansu, as in kafka.rs),
+//! and give the alerts a file replay of the same events gives.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
+use rdkafka::ClientConfig;
+
+use super::kafka::{rule_counts, tmp_dir, unique, wait_watermarks, Broker, Instance};
+use super::net::*;
+use super::*;
+
+/// Rules grouped by the user, by the user and the namespace, by nothing,
+/// an absence rule, and a per-event rule.
+const RULES: &str = r#"
+- rule: Exec
+  desc: an exec into a pod
+  condition: ka.target.subresource = exec
+  output: "exec by %ka.user.name into %ka.target.name"
+  priority: NOTICE
+  source: k8s_audit
+- rule: Denied Burst
+  desc: per user
+  condition: ka.response.code = 403
+  aggregate: count >= 20 over 1m by ka.user.name
+  output: "%ka.user.name denied %agg.value times (%agg.state)"
+  priority: WARNING
+  source: k8s_audit
+- rule: Secrets Probed
+  desc: distinct values per user
+  condition: ka.response.code = 403 and ka.target.resource = secrets
+  aggregate: distinct(ka.target.name) >= 15 over 2m by ka.user.name
+  output: "%ka.user.name probed %agg.value secrets (%agg.state)"
+  priority: WARNING
+  source: k8s_audit
+- rule: Namespace Deletions
+  desc: per user and namespace
+  condition: ka.verb = delete
+  aggregate: count >= 8 over 2m by ka.user.name, ka.target.namespace
+  output: "%ka.user.name deleted %agg.value in %ka.target.namespace (%agg.state)"
+  priority: CRITICAL
+  source: k8s_audit
+- rule: Cluster Denials
+  desc: key-less
+  condition: ka.response.code = 403
+  aggregate: count >= 40 over 1m
+  output: "%agg.value denials in the cluster (%agg.state)"
+  priority: WARNING
+  source: k8s_audit
+- rule: Pod Exec By Another
+  desc: a sequence joined on namespace and pod
+  sequence:
+    within: 2m
+    steps:
+      - name: created
+        condition: ka.verb = create and ka.target.resource = pods and ka.target.name startswith app
+        by: [ka.target.namespace, ka.target.name]
+      - name: exec
+        condition: ka.target.subresource = exec and ka.target.name startswith app
+        by: [ka.target.namespace, ka.target.name]
+  output: "%exec.ka.user.name ran a command in %exec.ka.target.name, created by %created.ka.user.name"
+  priority: WARNING
+  source: k8s_audit
+- rule: Stream Silent
+  desc: absence
+  condition: ka.auditid exists
+  aggregate: count < 1 over 2m
+  output: "silent for %agg.window (%agg.state)"
+  priority: CRITICAL
+  source: k8s_audit
+"#;
+
+/// 2024-10-29T12:00:00Z in seconds.
+const T0: i64 = 1_730_203_200;
+
+/// `verb` by `user` at second `s` of `resource` (`pods/exec` names a
+/// subresource) `ns/name`, answered `code`.
+fn event(user: &str, verb: &str, resource: &str, target: &str, code: u32, s: u32) -> String {
+    let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
+    let (ns, name) = target.split_once('/').expect("ns/name");
+    let time = format!(
+        "2024-10-29T{:02}:{:02}:{:02}.000100Z",
+        12 + s / 3600,
+        s / 60 % 60,
+        s % 60
+    );
+    let sub_json = if sub.is_empty() {
+        String::new()
+    } else {
+        format!(r#","subresource":"{sub}""#)
+    };
+    format!(
+        r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","level":"Metadata","auditID":"{user}-{s}-{verb}","stage":"ResponseComplete","requestURI":"/api/v1/namespaces/{ns}/{resource}/{name}","verb":"{verb}","user":{{"username":"{user}","groups":["system:authenticated"]}},"sourceIPs":["10.0.0.9"],"objectRef":{{"resource":"{resource}","namespace":"{ns}","name":"{name}","apiVersion":"v1"{sub_json}}},"responseStatus":{{"metadata":{{}},"code":{code}}},"requestReceivedTimestamp":"{time}","stageTimestamp":"{time}"}}"#
+    )
+}
+
+/// `seconds` of traffic from 12 users, one event each per second: users
+/// 0-3 probe secrets in bursts (denied), user 4 deletes pods in one
+/// namespace at a time (Namespace Deletions fires), user 5 as many but
+/// alternating between two namespaces (it must not fire: too few in
+/// each), user 6 creates a pod every 100 s that user 7 runs a command in
+/// 30 s later (the sequence), an exec now and then, reads otherwise.
+fn traffic(seconds: u32) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in 0..seconds {
+        for u in 0..12u32 {
+            let user = format!("user{u}");
+            let phase = (s + 1000 - u * 11) % 200;
+            let line = if u < 4 && phase < 25 {
+                event(
+                    &user,
+                    "get",
+                    "secrets",
+                    &format!("shop/s{}", s % 40),
+                    403,
+                    s,
+                )
+            } else if u == 6 && s % 100 == 10 {
+                event(
+                    &user,
+                    "create",
+                    "pods",
+                    &format!("shop/app{}", s / 100),
+                    201,
+                    s,
+                )
+            } else if u == 7 && s % 100 == 40 {
+                let pod = format!("shop/app{}", s / 100);
+                event(&user, "create", "pods/exec", &pod, 101, s)
+            } else if u == 4 && s % 150 < 12 {
+                let ns = format!("ns{}", s / 150 % 3);
+                event(&user, "delete", "pods", &format!("{ns}/p{s}"), 200, s)
+            } else if u == 5 && s % 150 < 12 {
+                let ns = format!("ns{}", s % 2);
+                event(&user, "delete", "pods", &format!("{ns}/p{s}"), 200, s)
+            } else if s % 37 == u {
+                event(&user, "create", "pods/exec", &format!("shop/w{s}"), 101, s)
+            } else {
+                event(&user, "get", "configmaps", &format!("shop/c{s}"), 200, s)
+            };
+            out.push(line);
+        }
+    }
+    out
+}
+
+/// Sends `lines` to `topic` by hand, in runs of `run` messages per
+/// partition, round-robin over `partitions` (1: one message at a time;
+/// longer runs are what a sticky partitioner does to unkeyed messages).
+/// `partition_of` may move a message elsewhere.
+fn send(
+    broker: &Broker,
+    topic: &str,
+    lines: &[String],
+    partitions: usize,
+    run: usize,
+    partition_of: impl Fn(usize, usize) -> usize,
+) {
+    let producer: BaseProducer = ClientConfig::new()
+        .set("bootstrap.servers", &broker.addr)
+        .set("linger.ms", "20")
+        .create()
+        .unwrap();
+    for (i, line) in lines.iter().enumerate() {
+        let p = partition_of(i, (i / run) % partitions);
+        let ms = serde_json::from_str::<serde_json::Value>(line).unwrap()["stageTimestamp"]
+            .as_str()
+            .map(|t| {
+                let s: i64 = t[11..13].parse::<i64>().unwrap() * 3600
+                    + t[14..16].parse::<i64>().unwrap() * 60
+                    + t[17..19].parse::<i64>().unwrap();
+                (T0 - 12 * 3600 + s) * 1000
+            })
+            .unwrap();
+        let mut record = BaseRecord::<(), str>::to(topic)
+            .payload(line.as_str())
+            .partition(p as i32)
+            .timestamp(ms);
+        loop {
+            match producer.send(record) {
+                Ok(()) => break,
+                Err((_, r)) => {
+                    record = r;
+                    producer.poll(Duration::from_millis(20));
+                }
+            }
+        }
+    }
+    producer.flush(Duration::from_secs(30)).unwrap();
+}
+
+/// The alerts of `saker run` over the events in a file, with the rules.
+fn file_replay(rules: &std::path::Path, lines: &[String]) -> Vec<String> {
+    let dir = tmp_dir();
+    let input = dir.join("replay.jsonl");
+    std::fs::write(&input, lines.join("\n") + "\n").unwrap();
+    let out = saker()
+        .args(["run", "--rules"])
+        .arg(rules)
+        .arg("--input")
+        .arg(&input)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn rules_file() -> std::path::PathBuf {
+    let path = tmp_dir().join("repartition_rules.yaml");
+    std::fs::write(&path, RULES).unwrap();
+    path
+}
+
+/// Event time of an alert line, in seconds.
+fn alert_time(line: &str) -> i64 {
+    let v: serde_json::Value = serde_json::from_str(line).unwrap();
+    let t = v["time"].as_str().unwrap();
+    let s: i64 = t[11..13].parse::<i64>().unwrap() * 3600
+        + t[14..16].parse::<i64>().unwrap() * 60
+        + t[17..19].parse::<i64>().unwrap();
+    T0 - 12 * 3600 + s
+}
+
+/// The alerts before `cutoff` (seconds): a live stream has evaluated its
+/// ticks up to its watermark, a file to its end.
+fn before(lines: &[String], cutoff: i64) -> BTreeSet<String> {
+    lines
+        .iter()
+        .filter(|l| alert_time(l) < cutoff)
+        .cloned()
+        .collect()
+}
+
+#[test]
+fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
+    let broker = Broker::start();
+    broker.produce("rr", 4, &[]);
+    let rules = rules_file();
+    let rules_arg = rules.to_str().unwrap();
+    let flags = ["--rules", rules_arg, "--kafka-idle-timeout", "10s"];
+    let mut a = Instance::start_with(&broker, "rr", "rr", "rr-a", &flags);
+    let mut b = Instance::start_with(&broker, "rr", "rr", "rr-b", &flags);
+    wait_until(Duration::from_secs(60), || {
+        (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the pair did not split the partitions: {}", a.stderr()));
+    let seconds = 900;
+    let data = traffic(seconds);
+    // Runs of 1500 messages (125 s): each partition is quiet for longer than
+    // the absence rule's 2 minutes, again and again.
+    send(&broker, "rr", &data, 4, 1500, |_, p| p);
+    super::kafka::wait_caught_up(&[&a, &b], 4, data.len() as f64);
+    let end = T0 + i64::from(seconds) - 1;
+    wait_watermarks(&[&a, &b], 8, (end - 5) as f64);
+    let forwarded = [&a, &b].map(|i| i.metric("saker_kafka_forwarded_matches_total"));
+    let records = [&a, &b].map(|i| i.metric("saker_kafka_forwarded_records_total"));
+    let bytes = [&a, &b].map(|i| i.metric("saker_kafka_forwarded_bytes_total"));
+    for i in [&mut a, &mut b] {
+        assert!(i.signal("-TERM").success(), "{}", i.stderr());
+    }
+    let mut live = a.alert_lines();
+    live.extend(b.alert_lines());
+    let replay = file_replay(&rules, &data);
+    let counts = rule_counts(&unique(&replay));
+    eprintln!(
+        "file replay: {counts:?}; live: {} alerts; forwarded {forwarded:?} matches in {records:?} records, {bytes:?} bytes",
+        live.len()
+    );
+    for rule in [
+        "Denied Burst",
+        "Secrets Probed",
+        "Namespace Deletions",
+        "Cluster Denials",
+    ] {
+        assert!(
+            counts
+                .get(&format!("{rule} (firing)"))
+                .copied()
+                .unwrap_or(0)
+                >= 1,
+            "{rule} fires in the replay: {counts:?}"
+        );
+    }
+    assert!(
+        counts.get("Exec (event)").copied().unwrap_or(0) >= 100,
+        "{counts:?}"
+    );
+    assert_eq!(
+        counts.get("Pod Exec By Another (event)").copied(),
+        Some(9),
+        "every pod created and exec'd by another completes: {counts:?}"
+    );
+    // Only user 4 deletes enough in one namespace.
+    let deletions: Vec<&String> = replay
+        .iter()
+        .filter(|l| l.contains("\"Namespace Deletions\""))
+        .collect();
+    assert!(
+        deletions.iter().all(|l| l.contains("user4 deleted")),
+        "{deletions:?}"
+    );
+    assert!(
+        !counts.keys().any(|k| k.starts_with("Stream Silent")),
+        "the stream is never silent: {counts:?}"
+    );
+    assert!(
+        forwarded.iter().all(|&n| n > 0.0),
+        "both forwarded: {forwarded:?}"
+    );
+    // Everything the replay found before the live watermark, exactly.
+    let cutoff = end - 5;
+    let (want, got) = (before(&replay, cutoff), before(&live, cutoff));
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(&want).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "live differs from the replay ({} against {}):\nmissing {missing:#?}\nextra {extra:#?}",
+        got.len(),
+        want.len()
+    );
+    assert!(
+        !live.iter().any(|l| l.contains("\"Stream Silent\"")),
+        "no silence while events flow"
+    );
+    let windowed = got.iter().filter(|l| l.contains("\"aggregate\"")).count();
+    assert!(windowed >= 10, "{windowed} windowed alerts compared");
+}
+
+#[test]
+fn an_idle_partition_neither_stalls_the_others_nor_fakes_silence() {
+    let broker = Broker::start();
+    broker.produce("idle", 4, &[]);
+    let seconds = 600;
+    let data = traffic(seconds);
+    // Round-robin, but partition 3 gets the first minute only: then it
+    // stays silent for nine minutes, far longer than the absence window.
+    let first_minute = 12 * 60;
+    send(&broker, "idle", &data, 4, 1, |i, p| {
+        if i >= first_minute && p == 3 {
+            i % 3
+        } else {
+            p
+        }
+    });
+    let rules = rules_file();
+    let flags = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--kafka-idle-timeout",
+        "5s",
+    ];
+    let mut inst = Instance::start_with(&broker, "idle", "idle", "idle", &flags);
+    super::kafka::wait_caught_up(&[&inst], 4, data.len() as f64);
+    // The watermark gets to the end although partition 3 stands at 12:00:59.
+    let end = T0 + i64::from(seconds) - 1;
+    wait_watermarks(&[&inst], 8, (end - 5) as f64);
+    let late = inst.metric("saker_late_events_total");
+    assert!(inst.signal("-TERM").success(), "{}", inst.stderr());
+    let live = inst.alert_lines();
+    let replay = file_replay(&rules, &data);
+    let cutoff = end - 5;
+    let (want, got) = (before(&replay, cutoff), before(&live, cutoff));
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(&want).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "live differs from the replay:\nmissing {missing:#?}\nextra {extra:#?}"
+    );
+    assert!(
+        !live.iter().any(|l| l.contains("\"Stream Silent\"")),
+        "a silent partition is not a silent stream"
+    );
+    assert!(
+        got.iter()
+            .any(|l| alert_time(l) > T0 + 500 && l.contains("\"aggregate\"")),
+        "windowed alerts near the end came out"
+    );
+    assert_eq!(late, 0.0, "nothing arrived late");
+}
