@@ -15,7 +15,7 @@ use crate::stateful::first_seen::{New, Rendered, SeenHit};
 use crate::stateful::sequence::{Completed, SeqHit, StepHit};
 use crate::stateful::{Hit, Key, Outcome, Read, Stateful};
 
-use super::windows::format_number;
+use super::windows::{format_number, render_key};
 
 fn text<'a>(
     rules: &RuleSet,
@@ -93,13 +93,7 @@ pub fn push<'a>(
             // The key is rendered into reused strings and looked up as it
             // is: it is copied only for an event that waits.
             let mut buf = state.take_key_buffer(f.by.len());
-            for (slot, (_, op)) in buf.iter_mut().zip(&f.by) {
-                slot.clear();
-                match rules.program.value(*op, ev, cx) {
-                    Some(v) => slot.push_str(&v.render()),
-                    None => slot.push_str("<NA>"),
-                }
-            }
+            render_key(rules, &f.by, ev, cx, &mut buf);
             if let Read::Waits { render } = state.read_first_seen(i, &buf, ev.time_ns) {
                 let rendered = render.then(|| rendered(rules, i, f, ev, cx));
                 let key = Key::from(buf.as_slice());
@@ -181,10 +175,9 @@ fn sequence_hit<'a>(
 }
 
 fn first_seen_key<'a>(rules: &RuleSet, f: &FirstSeen, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> Key {
-    f.by.iter()
-        .map(|(_, op)| text(rules, *op, ev, cx).unwrap_or_else(|| "<NA>".to_string()))
-        .collect::<Vec<_>>()
-        .into()
+    let mut parts = vec![String::new(); f.by.len()];
+    render_key(rules, &f.by, ev, cx, &mut parts);
+    parts.into()
 }
 
 fn render_first_seen<'a>(

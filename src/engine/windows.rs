@@ -9,7 +9,7 @@ use std::borrow::Cow;
 
 use crate::event::Event;
 use crate::fields::extract::Val;
-use crate::rules::predicate::EvalCtx;
+use crate::rules::predicate::{EvalCtx, OperandId};
 use crate::rules::{AggField, Aggregate, CompiledRule, OutputPart, RuleSet};
 use crate::sink::{AggregateInfo, Alert};
 use crate::stateful::{Outcome, Stateful};
@@ -165,14 +165,9 @@ impl Windows {
         let key: Key = if agg.by.is_empty() {
             self.no_key.clone()
         } else {
-            agg.by
-                .iter()
-                .map(|(_, op)| match rules.program.value(*op, ev, cx) {
-                    Some(v) => v.render().into_owned(),
-                    None => "<NA>".to_string(),
-                })
-                .collect::<Vec<_>>()
-                .into()
+            let mut parts = vec![String::new(); agg.by.len()];
+            render_key(rules, &agg.by, ev, cx, &mut parts);
+            parts.into()
         };
         let value = agg
             .distinct
@@ -426,5 +421,24 @@ pub fn format_number(v: f64) -> String {
     } else {
         let s = format!("{v:.3}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
+    }
+}
+
+/// Renders the values of a rule's `by` fields into `out` (one string per
+/// field, reused: each is cleared first), `<NA>` for a missing value: the
+/// key of a windowed or first-seen rule.
+pub fn render_key<'a>(
+    rules: &RuleSet,
+    by: &[(String, OperandId)],
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+    out: &mut [String],
+) {
+    for (slot, (_, op)) in out.iter_mut().zip(by) {
+        slot.clear();
+        match rules.program.value(*op, ev, cx) {
+            Some(v) => slot.push_str(&v.render()),
+            None => slot.push_str("<NA>"),
+        }
     }
 }
