@@ -653,6 +653,17 @@ mod tests {
         start: Instant,
     }
 
+    impl<'c> Recorder<'c> {
+        /// Logs into `log`, with times since now on `clock`.
+        fn new(log: &Log, clock: &'c FakeClock) -> Self {
+            Recorder {
+                log: log.clone(),
+                clock,
+                start: clock.now(),
+            }
+        }
+    }
+
     impl AlertSink for Recorder<'_> {
         fn emit(&mut self, a: &Alert) -> io::Result<()> {
             let state = match &a.aggregate {
@@ -682,11 +693,7 @@ mod tests {
         let clock = FakeClock::default();
         let log: Log = Rc::default();
         let mut engine = Engine::new(&set, RuleMatching::First);
-        let mut sink = Recorder {
-            log: log.clone(),
-            clock: &clock,
-            start: clock.now(),
-        };
+        let mut sink = Recorder::new(&log, &clock);
         let mut source = Script::new(&clock, &log, live, steps);
         source.history = history;
         Driver::new(&mut engine, &mut sink, &clock)
@@ -702,11 +709,7 @@ mod tests {
         let clock = FakeClock::default();
         let log: Log = Rc::default();
         let mut engine = Engine::new(&set, RuleMatching::First);
-        let mut sink = Recorder {
-            log: log.clone(),
-            clock: &clock,
-            start: clock.now(),
-        };
+        let mut sink = Recorder::new(&log, &clock);
         // Ten denials of mallory in stream 0 and of eve in stream 1; then a
         // rule is added; ten more of each. Forbidden Burst counts twenty
         // in both streams across the reload (each fires and resolves at
@@ -795,11 +798,7 @@ mod tests {
         let clock = FakeClock::default();
         let log: Log = Rc::default();
         let mut engine = Engine::new(&set, RuleMatching::First);
-        let mut sink = Recorder {
-            log: log.clone(),
-            clock: &clock,
-            start: clock.now(),
-        };
+        let mut sink = Recorder::new(&log, &clock);
         let mut source = Script::new(&clock, &log, false, burst("mallory"));
         let mut keeper = Keeper {
             log: log.clone(),
