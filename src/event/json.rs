@@ -153,10 +153,14 @@ fn scan_object<'a, T>(v: &'a str, mut f: impl FnMut(&'a str, &'a str) -> Option<
 /// Whether a raw (quoted, possibly escaped) key equals `key`.
 pub fn key_is(raw_key: &str, key: &str) -> bool {
     let inner = &raw_key[1..raw_key.len() - 1];
-    if inner.contains('\\') {
-        serde_json::from_str::<String>(raw_key).is_ok_and(|k| k == key)
-    } else {
-        inner == key
+    // An escape makes the raw text longer than what it stands for: a key of
+    // another length can only match through escapes.
+    match inner.len().cmp(&key.len()) {
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => inner == key && !inner.contains('\\'),
+        std::cmp::Ordering::Greater => {
+            inner.contains('\\') && serde_json::from_str::<String>(raw_key).is_ok_and(|k| k == key)
+        }
     }
 }
 

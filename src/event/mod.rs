@@ -5,6 +5,7 @@
 
 pub mod envelope;
 pub mod json;
+pub mod scan;
 pub mod time;
 pub mod unescape;
 
@@ -12,6 +13,8 @@ use std::cell::RefCell;
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
+
+use scan::Tape;
 
 /// The top-level keys of an `audit.k8s.io` `Event` (v1 and v1beta1), each the
 /// raw JSON text of its value, borrowed from the input (a `null` value is
@@ -146,6 +149,43 @@ impl<'a> Top<'a> {
         *slot = Some(value);
     }
 
+    /// The field of a top-level key decoded as raw text, with one bit per
+    /// field to notice a key given twice.
+    fn slot(&mut self, name: &str) -> Option<(u32, &mut Option<&'a str>)> {
+        let (bit, slot) = match name {
+            "kind" => (0, &mut self.kind),
+            "auditID" => (1, &mut self.audit_id),
+            "stage" => (2, &mut self.stage),
+            "requestURI" => (3, &mut self.request_uri),
+            "verb" => (4, &mut self.verb),
+            "user" => (5, &mut self.user),
+            "impersonatedUser" => (6, &mut self.impersonated_user),
+            "sourceIPs" => (7, &mut self.source_ips),
+            "userAgent" => (8, &mut self.user_agent),
+            "objectRef" => (9, &mut self.object_ref),
+            "responseStatus" => (10, &mut self.response_status),
+            "requestObject" => (11, &mut self.request_object),
+            "responseObject" => (12, &mut self.response_object),
+            "requestReceivedTimestamp" => (13, &mut self.request_received_timestamp),
+            "stageTimestamp" => (14, &mut self.stage_timestamp),
+            "timestamp" => (15, &mut self.timestamp),
+            "annotations" => (16, &mut self.annotations),
+            "items" => (17, &mut self.items),
+            "messageType" => (18, &mut self.message_type),
+            "records" => (19, &mut self.records),
+            "Records" => (20, &mut self.kinesis_records),
+            "awslogs" => (21, &mut self.awslogs),
+            "message" => (22, &mut self.message),
+            "properties" => (23, &mut self.properties),
+            "insertId" => (24, &mut self.insert_id),
+            "operation" => (25, &mut self.operation),
+            "labels" => (26, &mut self.labels),
+            "resource" => (27, &mut self.resource),
+            _ => return None,
+        };
+        Some((1 << bit, slot))
+    }
+
     /// The raw JSON text of a top-level key.
     pub fn key(&self, name: &str) -> Option<&'a str> {
         match name {
@@ -203,17 +243,11 @@ pub struct Event<'a> {
     /// The cluster's name, when the envelope the event came in names it
     /// (`ka.cluster`).
     pub cluster: Option<&'a str>,
-    /// Objects of this event already scanned: their entries, so that each
-    /// object is scanned once however many of its fields rules read.
-    objects: RefCell<Vec<Object<'a>>>,
-}
-
-#[derive(Debug)]
-struct Object<'a> {
-    /// Address and length of the object's text.
-    id: (usize, usize),
-    /// Raw (quoted) keys and raw values.
-    entries: Vec<(&'a str, &'a str)>,
+    /// Where every value of `base` is (the structural scan).
+    tape: &'a Tape,
+    /// The text `tape` indexes: the event itself, or the document that holds
+    /// it (an `EventList`, an array).
+    base: &'a str,
 }
 
 impl<'a> Event<'a> {
@@ -231,31 +265,68 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// `json::get`, with each object's entries scanned once per event.
-    pub fn get(&self, parent: &'a str, key: &str) -> Option<&'a str> {
-        let id = (parent.as_ptr() as usize, parent.len());
-        let mut objects = self.objects.borrow_mut();
-        let pos = match objects.iter().rposition(|o| o.id == id) {
-            Some(p) => p,
-            None => {
-                let entries = json::raw_entries(parent)?;
-                objects.push(Object { id, entries });
-                objects.len() - 1
-            }
-        };
-        objects[pos]
-            .entries
-            .iter()
-            .find(|(k, _)| json::key_is(k, key))
-            .map(|(_, v)| *v)
+    /// The tape node of a value of this event: `v` must be a slice of
+    /// `base` that starts and ends where a value does.
+    fn node(&self, v: &str) -> Option<usize> {
+        let offset = (v.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
+        let i = self.tape.at(offset)?;
+        (self.tape.nodes()[i].end as usize == offset + v.len()).then_some(i)
     }
 
-    /// `json::path` through [`Event::get`].
+    fn text_of(&self, n: &scan::Node) -> &'a str {
+        &self.base[n.start as usize..n.end as usize]
+    }
+
+    /// The value of `key` in object `parent` (the first one, if repeated),
+    /// found on the tape without scanning text; `json::get` for text that is
+    /// not part of this event.
+    pub fn get(&self, parent: &'a str, key: &str) -> Option<&'a str> {
+        let Some(i) = self.node(parent) else {
+            return json::get(parent, key);
+        };
+        if json::kind(parent) != json::Kind::Object {
+            return None;
+        }
+        self.tape
+            .children(i)
+            .find(|(_, n)| json::key_is(&self.base[n.key as usize..n.key_end as usize], key))
+            .map(|(_, n)| self.text_of(n))
+    }
+
+    /// Walks a path of object keys through [`Event::get`].
     pub fn path(&self, mut v: &'a str, keys: &[&str]) -> Option<&'a str> {
         for k in keys {
             v = self.get(v, k)?;
         }
         Some(v)
+    }
+
+    /// The elements of array `v`, from the tape; `json::elements` for text
+    /// that is not part of this event.
+    pub fn elements(&self, v: &'a str) -> Option<Vec<&'a str>> {
+        let Some(i) = self.node(v) else {
+            return json::elements(v);
+        };
+        if json::kind(v) != json::Kind::Array {
+            return None;
+        }
+        Some(
+            self.tape
+                .children(i)
+                .map(|(_, n)| self.text_of(n))
+                .collect(),
+        )
+    }
+
+    /// Element `idx` of array `v`.
+    pub fn index(&self, v: &'a str, idx: usize) -> Option<&'a str> {
+        let Some(i) = self.node(v) else {
+            return json::index(v, idx);
+        };
+        if json::kind(v) != json::Kind::Array {
+            return None;
+        }
+        self.tape.children(i).nth(idx).map(|(_, n)| self.text_of(n))
     }
 }
 
@@ -371,17 +442,133 @@ pub(crate) fn decode_bytes<'d>(
     let text = text.trim();
     match text.as_bytes().first() {
         Some(b'{') if envelope::by_first_key(text, layer, on_event, on_skip) => {}
-        Some(b'{') => match serde_json::from_str::<Top<'d>>(text) {
-            Ok(top) => match top.items {
-                Some(items) if is_event_list(&top) => decode_array(items, layer, on_event, on_skip),
-                _ => decode_object(text, top, layer, on_event, on_skip),
-            },
-            Err(e) if e.is_data() => on_skip(Skip::NotAuditEvent),
+        Some(b'{' | b'[') => with_tape(|tape| match tape.scan(text) {
+            Ok(()) => decode_scanned(text, tape, layer, on_event, on_skip),
             Err(_) => on_skip(Skip::InvalidJson),
-        },
-        Some(b'[') => decode_array(text, layer, on_event, on_skip),
+        }),
         Some(_) => on_skip(Skip::NotJson),
         None => on_skip(Skip::Blank),
+    }
+}
+
+thread_local! {
+    /// Tapes to reuse, one per document being decoded (a document inside an
+    /// envelope takes its own).
+    static TAPES: RefCell<Vec<Tape>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with a tape from this thread's pool.
+fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
+    let mut tape = TAPES.with(|t| t.borrow_mut().pop()).unwrap_or_default();
+    let out = f(&mut tape);
+    tape.trim();
+    TAPES.with(|t| t.borrow_mut().push(tape));
+    out
+}
+
+/// A document the structural scan accepted: an event, an `EventList`, an
+/// array of events, or an envelope.
+fn decode_scanned<'d>(
+    text: &'d str,
+    tape: &'d Tape,
+    layer: Layer<'d>,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    if json::kind(text) == json::Kind::Array {
+        return decode_elements(text, tape, 0, layer, on_event, on_skip);
+    }
+    match read_top(text, tape, 0) {
+        Read::Top(top, Some(items)) if is_event_list(&top) => {
+            decode_elements(text, tape, items, layer, on_event, on_skip)
+        }
+        Read::Top(top, _) => decode_node(text, top, tape, text, layer, on_event, on_skip),
+        Read::Duplicate => on_skip(Skip::NotAuditEvent),
+        Read::Payload => decode_serde(text, layer, on_event, on_skip),
+    }
+}
+
+/// The elements of array node `arr`, each an event or an envelope.
+fn decode_elements<'d>(
+    text: &'d str,
+    tape: &'d Tape,
+    arr: usize,
+    layer: Layer<'d>,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    let node = tape.nodes()[arr];
+    if text.as_bytes()[node.start as usize] != b'[' {
+        return on_skip(Skip::NotAuditEvent);
+    }
+    for (i, n) in tape.children(arr) {
+        let raw = &text[n.start as usize..n.end as usize];
+        if json::kind(raw) != json::Kind::Object {
+            on_skip(Skip::NotAuditEvent);
+            continue;
+        }
+        match read_top(text, tape, i) {
+            Read::Top(top, _) => decode_node(raw, top, tape, text, layer, on_event, on_skip),
+            Read::Duplicate => on_skip(Skip::NotAuditEvent),
+            Read::Payload => decode_serde(raw, layer, on_event, on_skip),
+        }
+    }
+}
+
+/// What the root object of a scanned document holds.
+// `Top` is large but lives on the stack for one event; boxing it would cost
+// an allocation per event.
+#[allow(clippy::large_enum_variant)]
+enum Read<'d> {
+    /// Its top-level keys, and the tape node of `items`.
+    Top(Top<'d>, Option<usize>),
+    /// A key of `Top` twice: not an audit event (as serde_json's decoding
+    /// of `Top` refuses it).
+    Duplicate,
+    /// A `LogEntry`'s `protoPayload`, decoded with serde (GKE).
+    Payload,
+}
+
+/// The top-level keys of object node `i`, from the tape.
+fn read_top<'d>(text: &'d str, tape: &Tape, i: usize) -> Read<'d> {
+    let mut top = Top::default();
+    let mut seen = 0u32;
+    let mut items = None;
+    for (child, n) in tape.children(i) {
+        let raw_key = &text[n.key as usize..n.key_end as usize];
+        let inner = &raw_key[1..raw_key.len() - 1];
+        let key = if inner.contains('\\') {
+            json::string(raw_key).unwrap_or_default()
+        } else {
+            std::borrow::Cow::Borrowed(inner)
+        };
+        if key == "protoPayload" {
+            return Read::Payload;
+        }
+        let Some((bit, slot)) = top.slot(&key) else {
+            continue;
+        };
+        if seen & bit != 0 {
+            return Read::Duplicate;
+        }
+        seen |= bit;
+        let value = &text[n.start as usize..n.end as usize];
+        if value != "null" {
+            *slot = Some(value);
+            if key == "items" {
+                items = Some(child);
+            }
+        }
+    }
+    Read::Top(top, items)
+}
+
+/// An object decoded by serde_json into `Top` (one with a `protoPayload`).
+fn decode_serde<'d>(raw: &'d str, layer: Layer<'d>, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
+    match serde_json::from_str::<Top<'d>>(raw) {
+        Ok(top) if top.is_envelope() => envelope::open(raw, &top, layer, on_event, on_skip),
+        Ok(top) => decode_top(raw, top, layer.cluster, on_event, on_skip),
+        Err(_) => on_skip(Skip::NotAuditEvent),
     }
 }
 
@@ -392,26 +579,12 @@ fn is_event_list(top: &Top) -> bool {
     }
 }
 
-fn decode_array<'d>(text: &'d str, layer: Layer<'d>, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
-    match serde_json::from_str::<Vec<&'d RawValue>>(text) {
-        Ok(items) => {
-            for item in items {
-                let raw = item.get();
-                match serde_json::from_str::<Top<'d>>(raw) {
-                    Ok(top) => decode_object(raw, top, layer, on_event, on_skip),
-                    Err(_) => on_skip(Skip::NotAuditEvent),
-                }
-            }
-        }
-        Err(e) if e.is_data() => on_skip(Skip::NotAuditEvent),
-        Err(_) => on_skip(Skip::InvalidJson),
-    }
-}
-
-/// One JSON object: an event, or an envelope to open.
-fn decode_object<'d>(
+/// One scanned object: an event, or an envelope to open.
+fn decode_node<'d>(
     raw: &'d str,
     top: Top<'d>,
+    tape: &'d Tape,
+    base: &'d str,
     layer: Layer<'d>,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
@@ -419,14 +592,31 @@ fn decode_object<'d>(
     if top.is_envelope() {
         envelope::open(raw, &top, layer, on_event, on_skip)
     } else {
-        decode_top(raw, top, layer.cluster, on_event, on_skip)
+        decode_event(raw, top, layer.cluster, tape, base, on_event, on_skip)
     }
 }
 
+/// An event whose text was written rather than scanned (GKE's conversion):
+/// scanned here, then decoded.
 pub(crate) fn decode_top<'d>(
     raw: &'d str,
     top: Top<'d>,
     cluster: Option<&'d str>,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    with_tape(|tape| match tape.scan(raw) {
+        Ok(()) => decode_event(raw, top, cluster, tape, raw, on_event, on_skip),
+        Err(_) => on_skip(Skip::InvalidJson),
+    })
+}
+
+fn decode_event<'d>(
+    raw: &'d str,
+    top: Top<'d>,
+    cluster: Option<&'d str>,
+    tape: &'d Tape,
+    base: &'d str,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) {
@@ -452,7 +642,8 @@ pub(crate) fn decode_top<'d>(
             top,
             time_ns,
             cluster,
-            objects: RefCell::new(Vec::new()),
+            tape,
+            base,
         }),
         None => on_skip(Skip::NoTimestamp),
     }

@@ -41,18 +41,18 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         Source::ListPath(keys) => {
             let v = at_path(ev, keys)?;
             Some(Val::List(
-                json::elements(v)?.into_iter().map(json::text).collect(),
+                ev.elements(v)?.into_iter().map(json::text).collect(),
             ))
         }
         Source::Subjects(kind, name) => subjects(ev, kind, name),
         Source::RoleRules(key) => {
             let rules = select(
-                json::elements(ev.key("requestObject").and_then(|o| ev.get(o, "rules"))?)?,
+                ev.elements(ev.key("requestObject").and_then(|o| ev.get(o, "rules"))?)?,
                 idx,
             )?;
             let mut out = Vec::new();
             for rule in rules {
-                if let Some(items) = json::get(rule, key).and_then(json::elements) {
+                if let Some(items) = ev.get(rule, key).and_then(|v| ev.elements(v)) {
                     out.extend(
                         items
                             .into_iter()
@@ -70,8 +70,8 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         }
         Source::TargetPodName => {
             let obj = ev.key("objectRef")?;
-            let resource = json::get(obj, "resource").and_then(json::string)?;
-            let sub = json::get(obj, "subresource").and_then(json::string);
+            let resource = ev.get(obj, "resource").and_then(json::string)?;
+            let sub = ev.get(obj, "subresource").and_then(json::string);
             if resource != "pods" || sub.is_some_and(|s| !s.is_empty()) {
                 return None;
             }
@@ -84,7 +84,8 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         Source::AnyContainerPrivileged => {
             let cs = containers(ev, ContainerList::Containers, None)?;
             let any = cs.iter().any(|c| {
-                json::path(c, &["securityContext", "privileged"]).is_some_and(|v| v == "true")
+                ev.path(c, &["securityContext", "privileged"])
+                    .is_some_and(|v| v == "true")
             });
             Some(Val::Str(Cow::Borrowed(if any { "true" } else { "false" })))
         }
@@ -118,7 +119,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
             Some(Val::List(out))
         }
         Source::SourceIps => {
-            let ips = select(json::elements(ev.key("sourceIPs")?)?, idx)?;
+            let ips = select(ev.elements(ev.key("sourceIPs")?)?, idx)?;
             Some(Val::List(ips.into_iter().map(json::text).collect()))
         }
         Source::Container(list, sub) => container_values(ev, list, sub, idx),
@@ -156,7 +157,7 @@ fn pointer<'a>(ev: &Event<'a>, segments: &[String]) -> Option<&'a str> {
     for seg in rest {
         v = match json::kind(v) {
             Kind::Object => ev.get(v, seg)?,
-            Kind::Array => json::index(v, seg.parse().ok()?)?,
+            Kind::Array => ev.index(v, seg.parse().ok()?)?,
             _ => return None,
         };
     }
@@ -175,7 +176,7 @@ fn select<T>(mut items: Vec<T>, idx: Option<usize>) -> Option<Vec<T>> {
 
 fn spec_array<'a>(ev: &Event<'a>, key: &str, idx: Option<usize>) -> Option<Vec<&'a str>> {
     let arr = ev.path(ev.key("requestObject")?, &["spec", key])?;
-    select(json::elements(arr)?, idx)
+    select(ev.elements(arr)?, idx)
 }
 
 fn containers<'a>(ev: &Event<'a>, list: ContainerList, idx: Option<usize>) -> Option<Vec<&'a str>> {
@@ -187,7 +188,7 @@ fn volume_values<'a>(ev: &Event<'a>, idx: Option<usize>, keys: &[&str]) -> Optio
     Some(Val::List(
         volumes
             .into_iter()
-            .filter_map(|v| json::path(v, keys))
+            .filter_map(|v| ev.path(v, keys))
             .map(json::text)
             .collect(),
     ))
@@ -195,7 +196,7 @@ fn volume_values<'a>(ev: &Event<'a>, idx: Option<usize>, keys: &[&str]) -> Optio
 
 fn first_image<'a>(ev: &Event<'a>) -> Option<Cow<'a, str>> {
     let c = containers(ev, ContainerList::Containers, Some(0))?;
-    json::get(c[0], "image").map(json::text)
+    ev.get(c[0], "image").map(json::text)
 }
 
 /// The image without tag or digest, cut as the k8saudit plugin cuts it: at
@@ -216,15 +217,15 @@ fn subjects<'a>(ev: &Event<'a>, kind: Option<&str>, name: SubjectName) -> Option
         // are no subjects; the raw subjects field is not available.
         return kind.map(|_| Val::List(Vec::new()));
     };
-    let items = json::elements(subjects)?;
+    let items = ev.elements(subjects)?;
     let mut out = Vec::new();
     for s in items {
         if let Some(kind) = kind {
-            if json::get(s, "kind").and_then(json::string).as_deref() != Some(kind) {
+            if ev.get(s, "kind").and_then(json::string).as_deref() != Some(kind) {
                 continue;
             }
         }
-        let field = |k| json::get(s, k).map(json::text).unwrap_or_default();
+        let field = |k| ev.get(s, k).map(json::text).unwrap_or_default();
         out.push(match name {
             SubjectName::Json => json::text(s),
             SubjectName::Name => field("name"),
@@ -243,7 +244,7 @@ fn container_values<'a>(
     idx: Option<usize>,
 ) -> Option<Val<'a>> {
     let cs = containers(ev, list, idx)?;
-    let sc = |c: &'a str, key: &str| json::path(c, &["securityContext", key]).map(json::text);
+    let sc = |c: &'a str, key: &str| ev.path(c, &["securityContext", key]).map(json::text);
     let pod_default = |key: &str| {
         ev.key("requestObject")
             .and_then(|o| ev.path(o, &["spec", "securityContext", key]))
@@ -253,10 +254,10 @@ fn container_values<'a>(
     let mut out: Vec<Cow<'a, str>> = Vec::with_capacity(cs.len());
     for c in cs {
         match sub {
-            ContainerSub::Name => out.extend(json::get(c, "name").map(json::text)),
-            ContainerSub::Image => out.extend(json::get(c, "image").map(json::text)),
+            ContainerSub::Name => out.extend(ev.get(c, "name").map(json::text)),
+            ContainerSub::Image => out.extend(ev.get(c, "image").map(json::text)),
             ContainerSub::ImageRepository => {
-                out.extend(json::get(c, "image").map(json::text).map(repository))
+                out.extend(ev.get(c, "image").map(json::text).map(repository))
             }
             ContainerSub::Command | ContainerSub::Args => {
                 let key = if sub == ContainerSub::Command {
@@ -264,7 +265,7 @@ fn container_values<'a>(
                 } else {
                     "args"
                 };
-                if let Some(parts) = json::get(c, key).and_then(json::elements) {
+                if let Some(parts) = ev.get(c, key).and_then(|v| ev.elements(v)) {
                     let words: Vec<Cow<str>> = parts.into_iter().map(json::text).collect();
                     out.push(Cow::Owned(words.join(" ")));
                 }
@@ -282,19 +283,22 @@ fn container_values<'a>(
                 out.push(sc(c, "runAsGroup").unwrap_or_else(|| pod_default("runAsGroup")))
             }
             ContainerSub::AddCapabilities => {
-                if let Some(caps) = json::path(c, &["securityContext", "capabilities", "add"])
-                    .and_then(json::elements)
+                if let Some(caps) = ev
+                    .path(c, &["securityContext", "capabilities", "add"])
+                    .and_then(|v| ev.elements(v))
                 {
                     out.extend(caps.into_iter().map(json::text));
                 }
             }
             ContainerSub::HostPort => {
-                for port in json::get(c, "ports")
-                    .and_then(json::elements)
+                for port in ev
+                    .get(c, "ports")
+                    .and_then(|v| ev.elements(v))
                     .unwrap_or_default()
                 {
-                    let p =
-                        json::get(port, "hostPort").or_else(|| json::get(port, "containerPort"));
+                    let p = ev
+                        .get(port, "hostPort")
+                        .or_else(|| ev.get(port, "containerPort"));
                     out.extend(p.map(json::text));
                 }
             }

@@ -1,0 +1,202 @@
+//! The scan against serde_json (which documents are JSON) and against the
+//! lazy scanner of `json` (where each value is).
+
+use proptest::prelude::*;
+use serde::de::IgnoredAny;
+
+use super::{Invalid, Tape};
+use crate::event::json;
+
+fn accepts(text: &str) -> bool {
+    Tape::default().scan(text).is_ok()
+}
+
+fn serde_accepts(text: &str) -> bool {
+    serde_json::from_str::<IgnoredAny>(text).is_ok()
+}
+
+/// Every node's text against the lazy scanner: the entries of each object
+/// and the elements of each array, span for span.
+fn check_spans(text: &str) {
+    let mut tape = Tape::default();
+    tape.scan(text).unwrap();
+    let nodes = tape.nodes();
+    assert_eq!(nodes[0].end as usize, text.trim_end().len());
+    for (i, n) in nodes.iter().enumerate() {
+        let v = &text[n.start as usize..n.end as usize];
+        assert!(serde_accepts(v), "node {i}: {v:?}");
+        let children: Vec<(&str, &str)> = tape
+            .children(i)
+            .map(|(_, c)| {
+                (
+                    &text[c.key as usize..c.key_end as usize],
+                    &text[c.start as usize..c.end as usize],
+                )
+            })
+            .collect();
+        match json::kind(v) {
+            json::Kind::Object => assert_eq!(children, json::raw_entries(v).unwrap()),
+            json::Kind::Array => {
+                let elements: Vec<(&str, &str)> = json::elements(v)
+                    .unwrap()
+                    .into_iter()
+                    .map(|e| ("", e))
+                    .collect();
+                assert_eq!(children, elements);
+            }
+            _ => assert!(children.is_empty()),
+        }
+        assert_eq!(tape.at(n.start as usize), Some(i));
+    }
+}
+
+#[test]
+fn documents() {
+    for text in [
+        r#"{"a": {"b": [1, "x\u0026y", {"c": true}]}, "d": "e", "k\"q": 2, "f": -1.5e3}"#,
+        r#"  [ 1 , [2,3] , {} , [] , "" , null , false , 0 , -0.0e+1 ]  "#,
+        r#"{"a":{"b":{"c":{}}},"e":[[[]]]}"#,
+        r#""just a string""#,
+        "12",
+        "\"a long string with no escapes in it at all, over sixteen bytes\"",
+        "\"ünïcödé and \\\" and \\\\ and \\/ \\b\\f\\n\\r\\t \\uD83D\\ude00\"",
+        "{\"x\":\"\\ud800\"}",
+    ] {
+        assert!(accepts(text), "{text}");
+        assert!(serde_accepts(text), "{text}");
+        check_spans(text);
+    }
+}
+
+#[test]
+fn refusals() {
+    for text in [
+        "",
+        " ",
+        "{",
+        "}",
+        "[",
+        "]",
+        "{\"a\"",
+        "{\"a\":",
+        "{\"a\":1,}",
+        "[1,]",
+        "[,1]",
+        "{\"a\" 1}",
+        "{a:1}",
+        "{\"a\":1 \"b\":2}",
+        "[1 2]",
+        "01",
+        "1.",
+        ".5",
+        "1e",
+        "1e+",
+        "-",
+        "+1",
+        "tru",
+        "nul",
+        "falsey",
+        "[true false]",
+        "\"\\x\"",
+        "\"\\u12g4\"",
+        "\"\\u12\"",
+        "\"tab\there\"",
+        "\"nl\nhere\"",
+        "\"unterminated",
+        "{\"a\":1}}",
+        "[1]]",
+        "{\"a\":1} x",
+        "[}",
+        "{]",
+        "{\"a\":[1}",
+        "{1:2}",
+        "\"\\\"",
+        "\u{0}",
+        "[\"a\u{1f}b\"]",
+    ] {
+        assert!(!accepts(text), "{text:?} accepted");
+        assert!(!serde_accepts(text), "{text:?} accepted by serde_json");
+    }
+}
+
+#[test]
+fn deep_nesting_needs_no_thread_stack() {
+    let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+    assert!(accepts(&deep));
+    let unbalanced = format!("{}{}", "[".repeat(200_000), "]".repeat(199_999));
+    assert!(!accepts(&unbalanced));
+}
+
+#[test]
+fn refusal_says_where() {
+    assert_eq!(Tape::default().scan("[1"), Err(Invalid::At(2)));
+    assert_eq!(Tape::default().scan("{\"a\":tru}"), Err(Invalid::At(5)));
+}
+
+#[test]
+fn every_position_in_a_block() {
+    // The quote, the escape or the control character at each offset around
+    // the sixteen-byte blocks, from every starting offset.
+    for pad in 0..3 {
+        for n in 0..40 {
+            let body = "a".repeat(n);
+            let lead = " ".repeat(pad);
+            assert!(accepts(&format!("{lead}\"{body}\"")));
+            assert!(accepts(&format!("{lead}\"{body}\\n{body}\"")));
+            assert!(!accepts(&format!("{lead}\"{body}\u{1}{body}\"")));
+            assert!(!accepts(&format!("{lead}\"{body}")));
+            check_spans(&format!("{lead}[\"{body}\",\"{body}\\\"\"]"));
+        }
+    }
+}
+
+/// JSON-like text: fragments of tokens, so that near misses are common.
+fn jsonish() -> impl Strategy<Value = String> {
+    let token = prop::sample::select(vec![
+        "{",
+        "}",
+        "[",
+        "]",
+        ",",
+        ":",
+        " ",
+        "\"a\"",
+        "\"b\\\"\"",
+        "\"\\u00e9\"",
+        "\"\\q\"",
+        "\"",
+        "1",
+        "-2.5e3",
+        "0",
+        "01",
+        "1.",
+        "true",
+        "false",
+        "null",
+        "nul",
+        "\\",
+        "\t",
+        "\n",
+        "\"x\ty\"",
+        "\"long string over sixteen bytes\"",
+        "é",
+    ]);
+    prop::collection::vec(token, 0..24).prop_map(|t| t.concat())
+}
+
+proptest! {
+    #[test]
+    fn same_verdict_as_serde_json(text in jsonish()) {
+        prop_assert_eq!(accepts(&text), serde_accepts(&text), "{:?}", text);
+        if accepts(&text) {
+            check_spans(&text);
+        }
+    }
+
+    #[test]
+    fn any_bytes_are_a_verdict_not_a_panic(bytes in prop::collection::vec(any::<u8>(), 0..200)) {
+        if let Ok(text) = std::str::from_utf8(&bytes) {
+            prop_assert_eq!(accepts(text), serde_accepts(text));
+        }
+    }
+}
