@@ -142,14 +142,25 @@ fn sequence_hit<'a>(
         if !candidate.step(n) || !rules.program.eval(step.node, ev, cx) {
             continue;
         }
-        let mut key = Vec::with_capacity(step.by.len());
-        for (_, op) in &step.by {
-            // A missing key value: the event takes no part in this step.
-            let Some(v) = text(rules, *op, ev, cx) else {
-                continue 'steps;
-            };
-            key.push(v);
-        }
+        // A missing key value: the event takes no part in this step.
+        let key: Key = match step.by.as_slice() {
+            // One field (the usual key) goes straight into the shared key,
+            // with no vector in between.
+            [(_, op)] => match text(rules, *op, ev, cx) {
+                Some(v) => Key::from([v]),
+                None => continue 'steps,
+            },
+            by => {
+                let mut key = Vec::with_capacity(by.len());
+                for (_, op) in by {
+                    let Some(v) = text(rules, *op, ev, cx) else {
+                        continue 'steps;
+                    };
+                    key.push(v);
+                }
+                Key::from(key)
+            }
+        };
         let values = step
             .values
             .iter()
@@ -157,7 +168,7 @@ fn sequence_hit<'a>(
             .collect();
         steps.push(StepHit {
             step: n,
-            key: Key::from(key),
+            key,
             values,
         });
     }

@@ -150,37 +150,38 @@ impl<'a> Top<'a> {
     }
 
     /// The field of a top-level key decoded as raw text, with one bit per
-    /// field to notice a key given twice.
+    /// field to notice a key given twice. Dispatched on the key's length
+    /// first: each key of an event is looked up here.
     fn slot(&mut self, name: &str) -> Option<(u32, &mut Option<&'a str>)> {
-        let (bit, slot) = match name {
-            "kind" => (0, &mut self.kind),
-            "auditID" => (1, &mut self.audit_id),
-            "stage" => (2, &mut self.stage),
-            "requestURI" => (3, &mut self.request_uri),
-            "verb" => (4, &mut self.verb),
-            "user" => (5, &mut self.user),
-            "impersonatedUser" => (6, &mut self.impersonated_user),
-            "sourceIPs" => (7, &mut self.source_ips),
-            "userAgent" => (8, &mut self.user_agent),
-            "objectRef" => (9, &mut self.object_ref),
-            "responseStatus" => (10, &mut self.response_status),
-            "requestObject" => (11, &mut self.request_object),
-            "responseObject" => (12, &mut self.response_object),
-            "requestReceivedTimestamp" => (13, &mut self.request_received_timestamp),
-            "stageTimestamp" => (14, &mut self.stage_timestamp),
-            "timestamp" => (15, &mut self.timestamp),
-            "annotations" => (16, &mut self.annotations),
-            "items" => (17, &mut self.items),
-            "messageType" => (18, &mut self.message_type),
-            "records" => (19, &mut self.records),
-            "Records" => (20, &mut self.kinesis_records),
-            "awslogs" => (21, &mut self.awslogs),
-            "message" => (22, &mut self.message),
-            "properties" => (23, &mut self.properties),
-            "insertId" => (24, &mut self.insert_id),
-            "operation" => (25, &mut self.operation),
-            "labels" => (26, &mut self.labels),
-            "resource" => (27, &mut self.resource),
+        let (bit, slot) = match (name.len(), name) {
+            (4, "kind") => (0, &mut self.kind),
+            (4, "verb") => (4, &mut self.verb),
+            (4, "user") => (5, &mut self.user),
+            (5, "stage") => (2, &mut self.stage),
+            (5, "items") => (17, &mut self.items),
+            (6, "labels") => (26, &mut self.labels),
+            (7, "auditID") => (1, &mut self.audit_id),
+            (7, "records") => (19, &mut self.records),
+            (7, "Records") => (20, &mut self.kinesis_records),
+            (7, "awslogs") => (21, &mut self.awslogs),
+            (7, "message") => (22, &mut self.message),
+            (8, "insertId") => (24, &mut self.insert_id),
+            (8, "resource") => (27, &mut self.resource),
+            (9, "sourceIPs") => (7, &mut self.source_ips),
+            (9, "userAgent") => (8, &mut self.user_agent),
+            (9, "objectRef") => (9, &mut self.object_ref),
+            (9, "timestamp") => (15, &mut self.timestamp),
+            (9, "operation") => (25, &mut self.operation),
+            (10, "requestURI") => (3, &mut self.request_uri),
+            (10, "properties") => (23, &mut self.properties),
+            (11, "messageType") => (18, &mut self.message_type),
+            (11, "annotations") => (16, &mut self.annotations),
+            (13, "requestObject") => (11, &mut self.request_object),
+            (14, "responseStatus") => (10, &mut self.response_status),
+            (14, "responseObject") => (12, &mut self.response_object),
+            (14, "stageTimestamp") => (14, &mut self.stage_timestamp),
+            (16, "impersonatedUser") => (6, &mut self.impersonated_user),
+            (24, "requestReceivedTimestamp") => (13, &mut self.request_received_timestamp),
             _ => return None,
         };
         Some((1 << bit, slot))
@@ -675,6 +676,74 @@ mod tests {
         assert_eq!(decode(legacy).0, vec![2_000_000_000]);
         let received_only = r#"{"auditID":"x","requestReceivedTimestamp":"1970-01-01T00:00:03Z"}"#;
         assert_eq!(decode(received_only).0, vec![3_000_000_000]);
+    }
+
+    /// Every raw key of `Top`, as serde decodes it.
+    const RAW_KEYS: &[&str] = &[
+        "kind",
+        "auditID",
+        "stage",
+        "requestURI",
+        "verb",
+        "user",
+        "impersonatedUser",
+        "sourceIPs",
+        "userAgent",
+        "objectRef",
+        "responseStatus",
+        "requestObject",
+        "responseObject",
+        "requestReceivedTimestamp",
+        "stageTimestamp",
+        "timestamp",
+        "annotations",
+        "items",
+        "messageType",
+        "records",
+        "Records",
+        "awslogs",
+        "message",
+        "properties",
+        "insertId",
+        "operation",
+        "labels",
+        "resource",
+    ];
+
+    #[test]
+    fn the_tape_reads_top_as_serde_does() {
+        let doc = |keys: &[&str]| {
+            let entries: Vec<String> = keys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| format!("\"{k}\":\"v{i}\""))
+                .collect();
+            format!(
+                "{{{},\"apiVersion\":\"audit.k8s.io/v1\"}}",
+                entries.join(",")
+            )
+        };
+        let text = doc(RAW_KEYS);
+        let mut tape = Tape::default();
+        tape.scan(&text).unwrap();
+        let Read::Top(top, _) = read_top(&text, &tape, 0) else {
+            panic!("every key has its own bit: no duplicate");
+        };
+        let serde: Top = serde_json::from_str(&text).unwrap();
+        assert_eq!(format!("{top:?}"), format!("{serde:?}"));
+        for k in RAW_KEYS {
+            let twice = doc(&[k, k]);
+            tape.scan(&twice).unwrap();
+            assert!(matches!(read_top(&twice, &tape, 0), Read::Duplicate), "{k}");
+            assert!(serde_json::from_str::<Top>(&twice).is_err(), "{k}");
+        }
+        // An escaped key is the key it stands for.
+        let escaped = r#"{"ver\u0062":"get","auditID":"a"}"#;
+        tape.scan(escaped).unwrap();
+        let Read::Top(top, _) = read_top(escaped, &tape, 0) else {
+            panic!("not a duplicate");
+        };
+        assert_eq!(top.verb, Some("\"get\""));
     }
 
     #[test]
