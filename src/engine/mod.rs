@@ -310,6 +310,9 @@ impl<'r> Engine<'r> {
         if record.r == 0 {
             self.windows.observe(record.lo);
         }
+        // First-seen rules learn from the stream's first event: the
+        // earliest any input partition reported.
+        self.windows.stateful.observe_earliest(record.lo);
         let started = now.unwrap_or_else(Instant::now);
         let marks = self
             .windows
@@ -367,6 +370,35 @@ impl<'r> Engine<'r> {
             self.windows
                 .stateful
                 .push(i, time_ns, crate::stateful::Hit::Sequence(hit));
+        }
+        for (name, time_ns, key, rendered, offsets) in record.f {
+            let Some(&i) = rep.by_name.get(&name) else {
+                rep.refuse(format_args!(
+                    "a first-seen match of rule `{name}`, which this instance does not forward, was skipped"
+                ));
+                continue;
+            };
+            // Applied once: the earliest occurrence not applied yet, or none.
+            let fresh = offsets
+                .iter()
+                .map(|d| record.b.saturating_add(*d))
+                .filter(|&o| applied.is_none_or(|a| o > a))
+                .count();
+            if let Some(top) = offsets.iter().max() {
+                let top = record.b.saturating_add(*top);
+                last = Some(last.map_or(top, |l| l.max(top)));
+            }
+            duplicates += (offsets.len() - fresh) as u64;
+            if fresh == 0 {
+                continue;
+            }
+            let hit = crate::stateful::first_seen::SeenHit {
+                key: key.into(),
+                rendered: rendered.map(forward::Seen::unwire),
+            };
+            self.windows
+                .stateful
+                .push(i, time_ns, crate::stateful::Hit::FirstSeen(hit));
         }
         if let Some(marks) = &mut self.windows.marks {
             marks.update(&record.t, record.p, record.n, record.hi, now);
@@ -836,16 +868,41 @@ impl<'r> Engine<'r> {
                 // Sequence and first-seen rules see every event, whatever
                 // `--rule-matching` says. The hit waits in the stream's
                 // state (or is captured, in a worker).
-                let forwarded = matches!(rule.stateful, Some(StatefulRule::Sequence(_)))
-                    && self.repartition.as_ref().is_some_and(|r| r.forwarded[i]);
-                if forwarded {
+                if let Some(r) = self.repartition.as_mut().filter(|r| r.forwarded[i]) {
                     // Kept by the stage partition its key goes to.
-                    if let Some(Hit::Sequence(h)) = stateful::hit(rules, c, ev, &mut cx) {
+                    let matched = match rule.stateful {
+                        Some(StatefulRule::Sequence(_)) => {
+                            match stateful::hit(rules, c, ev, &mut cx) {
+                                Some(Hit::Sequence(h)) => {
+                                    r.outbox.hits.push((i, ev.time_ns, h));
+                                    true
+                                }
+                                _ => false,
+                            }
+                        }
+                        _ => {
+                            let sightings = &mut self.windows.sightings;
+                            let covered = |key: &[String], window| {
+                                sightings.covered(i, key, tick, ev.time_ns, window)
+                            };
+                            match stateful::forwarded_seen(rules, i, ev, &mut cx, covered) {
+                                Some(h) => {
+                                    r.outbox.seen.push(forward::Seen {
+                                        rule: i,
+                                        tick,
+                                        time_ns: ev.time_ns,
+                                        key: h.key,
+                                        rendered: h.rendered,
+                                    });
+                                    true
+                                }
+                                None => false,
+                            }
+                        }
+                    };
+                    if matched {
                         if let Some(m) = &mut self.metrics {
                             m.matched.push(i);
-                        }
-                        if let Some(r) = self.repartition.as_mut() {
-                            r.outbox.hits.push((i, ev.time_ns, h));
                         }
                     }
                     continue;

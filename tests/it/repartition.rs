@@ -14,7 +14,8 @@ use super::net::*;
 use super::*;
 
 /// Rules grouped by the user, by the user and the namespace, by nothing,
-/// an absence rule, and a per-event rule.
+/// an absence rule, a sequence, first-seen rules by user and by namespace,
+/// and a per-event rule.
 const RULES: &str = r#"
 - rule: Exec
   desc: an exec into a pod
@@ -63,6 +64,20 @@ const RULES: &str = r#"
         by: [ka.target.namespace, ka.target.name]
   output: "%exec.ka.user.name ran a command in %exec.ka.target.name, created by %created.ka.user.name"
   priority: WARNING
+  source: k8s_audit
+- rule: First Exec By User
+  desc: first-seen per user
+  condition: ka.target.subresource = exec
+  aggregate: first_seen over 30s by ka.user.name
+  output: "%ka.user.name ran a first command in %ka.target.name (%agg.window)"
+  priority: NOTICE
+  source: k8s_audit
+- rule: First Deletion In Namespace
+  desc: first-seen per namespace (several users delete in one second)
+  condition: ka.verb = delete
+  aggregate: first_seen over 1m by ka.target.namespace
+  output: "first deletion in %ka.target.namespace for %agg.window"
+  priority: NOTICE
   source: k8s_audit
 - rule: Stream Silent
   desc: absence
@@ -301,6 +316,18 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
         Some(9),
         "every pod created and exec'd by another completes: {counts:?}"
     );
+    // Every user's commands are 37 s apart (a 30 s window): each is new
+    // after the learning period. Deletions come in bursts 150 s apart.
+    for (rule, at_least) in [
+        ("First Exec By User", 200),
+        ("First Deletion In Namespace", 10),
+    ] {
+        let n = counts.get(&format!("{rule} (new)")).copied().unwrap_or(0);
+        assert!(
+            n >= at_least,
+            "{rule} fires {n} times in the replay: {counts:?}"
+        );
+    }
     // Only user 4 deletes enough in one namespace.
     let deletions: Vec<&String> = replay
         .iter()
@@ -335,6 +362,8 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     );
     let windowed = got.iter().filter(|l| l.contains("\"aggregate\"")).count();
     assert!(windowed >= 10, "{windowed} windowed alerts compared");
+    let first_seen = got.iter().filter(|l| l.contains("\"First ")).count();
+    assert!(first_seen >= 200, "{first_seen} first-seen alerts compared");
 }
 
 #[test]
