@@ -423,11 +423,24 @@ impl<'r> Engine<'r> {
         self.advance_stage(Some(now), Some(sink))
     }
 
-    /// A stage stream's warm-up replay ended at `now`.
-    pub fn stage_warmed(&mut self, now: Instant) {
-        if let Some(m) = &mut self.windows.marks {
-            m.restart_clock(now);
-        }
+    /// A stage stream's warm-up replay ended at `now`. `resumed` is the
+    /// watermark (ns) its alerts had been emitted up to when the position
+    /// the replay ended at was committed: what the replay rebuilt up to
+    /// there is evaluated without alerts, and the watermark never goes
+    /// below it (an input partition silent through the whole replay is not
+    /// in the replayed marks, yet it held the watermark or was idle then).
+    pub fn stage_warmed(&mut self, now: Instant, resumed: Option<i64>) {
+        let res = self.windows.resolution_ns();
+        let marks = self
+            .windows
+            .marks
+            .get_or_insert_with(|| forward::Marks::new(now));
+        marks.restart_clock(now);
+        let Some(ns) = resumed else { return };
+        let watermark = ns.div_euclid(res);
+        marks.watermark = Some(marks.watermark.map_or(watermark, |w| w.max(watermark)));
+        let _ = self.windows.advance_until(watermark);
+        let _ = self.windows.stateful.release(watermark);
     }
 
     fn advance_stage(
@@ -440,20 +453,24 @@ impl<'r> Engine<'r> {
         };
         let res = self.windows.resolution_ns();
         let Some(mark) = marks.watermark(now, rep.idle, res) else {
-            return Ok(None);
+            // Still waiting for an input partition: the watermark stands
+            // where it was (after a restart, where it was committed).
+            return Ok(marks.watermark.map(|w| w.saturating_mul(res)));
         };
         let watermark = mark - self.windows.lateness_ticks();
         let transitions = self.windows.advance_until(watermark);
         let outcomes = self.windows.stateful.release(watermark);
+        let mut reached = watermark;
         if let Some(m) = &mut self.windows.marks {
-            m.watermark = Some(m.watermark.map_or(watermark, |w| w.max(watermark)));
+            reached = m.watermark.map_or(watermark, |w| w.max(watermark));
+            m.watermark = Some(reached);
         }
         if let Some(sink) = sink {
             self.emit_windowed(transitions, sink)?;
             self.emit_stateful(outcomes, sink)?;
         }
         self.publish(None);
-        Ok(Some(watermark.saturating_mul(res)))
+        Ok(Some(reached.saturating_mul(res)))
     }
 
     /// Reports to a metrics registry; `labels` are the fields that label

@@ -154,8 +154,16 @@ pub trait Source {
     }
 
     /// What a stage stream's last record or idle check did (its watermark,
-    /// duplicates skipped), for the metrics.
+    /// duplicates skipped): for the metrics, and kept with its committed
+    /// position.
     fn progress(&mut self, _stream: StreamId, _progress: crate::engine::forward::Progress) {}
+
+    /// The watermark (ns) a stage stream had reached when its position
+    /// that [`Source::replay`] resumed from was committed: its alerts up to
+    /// there are out.
+    fn resumed_watermark(&mut self, _stream: StreamId) -> Option<i64> {
+        None
+    }
 
     /// After the last batch: make the last acknowledgements durable
     /// (Kafka's final commit) and let go of the input.

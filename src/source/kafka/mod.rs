@@ -314,10 +314,17 @@ impl MetricSource for Counters {
 #[derive(Default)]
 struct Positions {
     next: HashMap<String, HashMap<i32, i64>>,
+    /// The watermark (ns) of each stage partition when its position was
+    /// acknowledged (its alerts up to there out), committed with it as the
+    /// offset's metadata ([`WATERMARK_METADATA`]).
+    watermarks: HashMap<(String, i32), i64>,
     /// Whether anything was acknowledged since the last commit.
     dirty: bool,
     /// Partitions revoked since the source last looked.
     revoked: Vec<(String, i32)>,
+    /// Stage partitions assigned since the source last looked: rebuilt at
+    /// once, not when their next record arrives (none may, for a while).
+    assigned: Vec<(String, i32)>,
 }
 
 impl Positions {
@@ -328,6 +335,10 @@ impl Positions {
                 let wanted = only.is_none_or(|l| l.find_partition(topic, p).is_some());
                 if wanted {
                     let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+                    let w = self.watermarks.get(&(topic.clone(), p));
+                    if let (Some(w), Some(mut e)) = (w, tpl.find_partition(topic, p)) {
+                        e.set_metadata(format!("{WATERMARK_METADATA}{w}"));
+                    }
                 }
             }
         }
@@ -335,14 +346,38 @@ impl Positions {
     }
 }
 
+/// How a stage partition's committed offset carries its watermark.
+const WATERMARK_METADATA: &str = "saker-watermark-ns=";
+
+/// The watermark in a committed offset's metadata, if Saker put one there.
+fn parse_watermark(metadata: &str) -> Option<i64> {
+    metadata.strip_prefix(WATERMARK_METADATA)?.parse().ok()
+}
+
 struct Context {
+    /// Set on SIGTERM, SIGINT.
+    stop: Arc<AtomicBool>,
+    /// Asynchronous commits whose outcome has not been reported yet.
+    pending_commits: AtomicU64,
     positions: Arc<Mutex<Positions>>,
     counters: Arc<Counters>,
     forwarder: Option<Arc<repartition::Forwarder>>,
 }
 
-/// How long a commit waits for the broker to acknowledge forwarded records.
-const SETTLE: Duration = Duration::from_secs(10);
+/// How long a commit waits for the broker to acknowledge forwarded records
+/// (then it is postponed to the next interval).
+const SETTLE: Duration = Duration::from_secs(5);
+/// At a stop (SIGTERM, SIGINT), how long the last commit waits for the
+/// forwarded records' acknowledgements, and then for the commit's own
+/// outcome: with the broker gone, a stop is bounded (see [`LEAVE_WITHIN`]).
+const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
+const CONFIRM_ON_STOP: Duration = Duration::from_secs(2);
+/// How long leaving the group (librdkafka's consumer close, with the
+/// revoke's commit) may take at exit. With the broker gone it would wait
+/// for the group coordinator for up to the session timeout (45 s by
+/// default); the group drops a member that left this way after its
+/// session timeout.
+pub const LEAVE_WITHIN: Duration = Duration::from_secs(4);
 
 fn lock(p: &Mutex<Positions>) -> MutexGuard<'_, Positions> {
     p.lock().unwrap_or_else(PoisonError::into_inner)
@@ -379,6 +414,32 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    /// The outcome of an asynchronous commit (the periodic and the last
+    /// ones): a failed one is made again at the next interval.
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        // A synchronous commit's (a revoke's) is counted where it is made.
+        let outstanding = self
+            .pending_commits
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if outstanding.is_err() {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.counters.commits.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!("kafka: commit failed: {e}");
+                self.counters.commit_failures.fetch_add(1, Relaxed);
+                lock(&self.positions).dirty = true;
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.counters.rebalances.fetch_add(1, Relaxed);
         match rebalance {
@@ -386,9 +447,14 @@ impl ConsumerContext for Context {
                 // Hand over exactly what was processed: the driver flushes
                 // and acknowledges every message before it polls again, so
                 // the acknowledged offsets are all there is.
+                let settle = if self.stop.load(Relaxed) {
+                    SETTLE_ON_STOP
+                } else {
+                    SETTLE
+                };
                 let settled = match &self.forwarder {
                     None => Ok(true),
-                    Some(f) => f.settle(SETTLE),
+                    Some(f) => f.settle(settle),
                 };
                 let mut d = lock(&self.positions);
                 let positions = d.list(Some(tpl));
@@ -407,11 +473,18 @@ impl ConsumerContext for Context {
                     if let Some(parts) = d.next.get_mut(e.topic()) {
                         parts.remove(&e.partition());
                     }
+                    d.watermarks.remove(&(e.topic().to_string(), e.partition()));
                     d.revoked.push((e.topic().to_string(), e.partition()));
                 }
                 tracing::info!(partitions = %describe(tpl), "kafka: partitions revoked");
             }
             Rebalance::Assign(tpl) => {
+                if let Some(stage) = self.forwarder.as_ref().map(|f| f.topic()) {
+                    let mut d = lock(&self.positions);
+                    for e in tpl.elements_for_topic(stage) {
+                        d.assigned.push((e.topic().to_string(), e.partition()));
+                    }
+                }
                 tracing::info!(partitions = %describe(tpl), "kafka: partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!("kafka: rebalance error: {e}"),
@@ -457,6 +530,11 @@ pub struct KafkaSource {
     last_forward: Instant,
     /// The offset of the last batch handed out (what `forward` is about).
     in_hand: i64,
+    /// Stage streams warmed up, and the watermark committed with the
+    /// position they resumed from.
+    resumed: HashMap<StreamId, i64>,
+    /// A stage partition rebuilt on assignment, from its committed offset.
+    warming: Option<(StreamId, i64)>,
 }
 
 impl KafkaSource {
@@ -486,6 +564,8 @@ impl KafkaSource {
             None
         };
         let context = Context {
+            stop: stop.clone(),
+            pending_commits: AtomicU64::new(0),
             positions: positions.clone(),
             counters: counters.clone(),
             forwarder: forwarder.clone(),
@@ -505,7 +585,7 @@ impl KafkaSource {
             tracing::info!(
                 topic = f.topic(),
                 partitions = f.partitions(),
-                "kafka: repartitioning windowed rules through the repartition topic"
+                "kafka: repartitioning stateful rules through the repartition topic"
             );
         }
         consumer
@@ -533,6 +613,8 @@ impl KafkaSource {
             input_partitions,
             last_forward: Instant::now(),
             in_hand: 0,
+            resumed: HashMap::new(),
+            warming: None,
         })
     }
 
@@ -568,39 +650,58 @@ impl KafkaSource {
     }
 
     /// Commits every acknowledged position, once what was forwarded is
-    /// acknowledged by the broker.
-    fn commit(&self) -> io::Result<()> {
+    /// acknowledged by the broker (waiting up to `settle` for that).
+    /// Returns whether nothing is left to commit.
+    fn commit(&self, settle: Duration) -> io::Result<bool> {
         if !lock(&self.positions).dirty {
-            return Ok(());
+            return Ok(true);
         }
         if let Some(f) = &self.forwarder {
-            if !f.settle(SETTLE).map_err(io::Error::other)? {
+            if !f.settle(settle).map_err(io::Error::other)? {
                 tracing::warn!("kafka: forwarded records not yet acknowledged; commit postponed");
-                return Ok(());
+                return Ok(false);
             }
         }
         let mut d = lock(&self.positions);
         if !d.dirty {
-            return Ok(());
+            return Ok(true);
         }
         let positions = d.list(None);
         d.dirty = false;
         drop(d);
         if positions.count() == 0 {
-            return Ok(());
+            return Ok(true);
         }
-        // Synchronous: one round trip per interval, and its outcome is known.
-        match self.consumer.commit(&positions, CommitMode::Sync) {
-            Ok(()) => {
-                self.counters.commits.fetch_add(1, Relaxed);
-            }
+        // Asynchronous: a synchronous commit waits for the coordinator for
+        // as long as it takes (forever, with the broker gone); the outcome
+        // comes to `Context::commit_callback` on a later poll.
+        let pending = &self.consumer.context().pending_commits;
+        pending.fetch_add(1, Relaxed);
+        match self.consumer.commit(&positions, CommitMode::Async) {
+            Ok(()) => Ok(true),
             Err(e) => {
+                pending.fetch_sub(1, Relaxed);
                 tracing::warn!("kafka: commit failed: {e}");
                 self.counters.commit_failures.fetch_add(1, Relaxed);
                 lock(&self.positions).dirty = true;
+                Ok(false)
             }
         }
-        Ok(())
+    }
+
+    /// Waits up to `limit` for the outcome of the commits made; whether
+    /// they all succeeded.
+    fn confirm_commits(&self, limit: Duration) -> bool {
+        let started = Instant::now();
+        let context = self.consumer.context();
+        let failures = self.counters.commit_failures.load(Relaxed);
+        while context.pending_commits.load(Relaxed) > 0 && started.elapsed() < limit {
+            // Serves the commit callback; a message polled here is not
+            // processed, so its offset is not committed either.
+            let _ = self.consumer.poll(Duration::from_millis(50));
+        }
+        context.pending_commits.load(Relaxed) == 0
+            && self.counters.commit_failures.load(Relaxed) == failures
     }
 }
 
@@ -632,13 +733,19 @@ impl Source for KafkaSource {
                 return Ok(Next::Closed(id));
             }
         }
+        let assigned = lock(&self.positions).assigned.pop();
+        if let Some((topic, p)) = assigned {
+            if let Some(stream) = self.warm_on_assignment(topic, p) {
+                return Ok(Next::Reset(stream));
+            }
+        }
         if self.stop.load(Relaxed) {
             tracing::info!("kafka: stopping: committing and leaving the group");
             return Ok(Next::Stop);
         }
         if self.last_commit.elapsed() >= self.settings.commit_interval {
             self.last_commit = Instant::now();
-            self.commit()?;
+            self.commit(SETTLE)?;
         }
         if let Some(f) = &self.forwarder {
             if f.failed() {
@@ -726,11 +833,21 @@ impl Source for KafkaSource {
                 );
             }
         }
+        // The outputs were flushed before this acknowledgement: the
+        // alerts up to the stage's last reported watermark are out.
+        let watermark = if self.is_stage(topic) {
+            self.counters.watermarks().get(p).copied()
+        } else {
+            None
+        };
         let mut d = lock(&self.positions);
         // A partition revoked meanwhile is no longer ours to commit.
         if let Some(next) = d.next.get_mut(topic).and_then(|t| t.get_mut(p)) {
             *next = ack.position + 1;
             d.dirty = true;
+            if let Some(w) = watermark {
+                d.watermarks.insert((topic.clone(), *p), w);
+            }
         }
         Ok(())
     }
@@ -744,13 +861,27 @@ impl Source for KafkaSource {
         let Some((topic, p)) = self.streams.get(stream.0 as usize).cloned() else {
             return Ok(());
         };
-        let Some((_, resume)) = self.held.filter(|(s, _)| *s == stream) else {
+        let held = self.held.filter(|(s, _)| *s == stream);
+        let Some((_, resume)) = held.or_else(|| self.warming.take().filter(|(s, _)| *s == stream))
+        else {
             return Ok(());
         };
         if resume > 0 {
-            self.warm_up(&topic, p, resume, horizon_ns, doc);
+            let committed = if self.is_stage(&topic) {
+                self.committed_watermark(&topic, p)
+            } else {
+                None
+            };
+            if let Some(w) = committed {
+                self.resumed.insert(stream, w);
+            }
+            self.warm_up(&topic, p, resume, horizon_ns, committed, doc);
         }
         Ok(())
+    }
+
+    fn resumed_watermark(&mut self, stream: StreamId) -> Option<i64> {
+        self.resumed.remove(&stream)
     }
 
     fn stage(&self, stream: StreamId) -> bool {
@@ -801,14 +932,98 @@ impl Source for KafkaSource {
     fn close(&mut self) -> io::Result<()> {
         if let Some(f) = &self.forwarder {
             f.flush(true).map_err(io::Error::other)?;
+            // The outputs are flushed: every stage partition's alerts are
+            // out up to its last watermark, the wall clock's moves included.
+            let latest: Vec<(i32, i64)> = self
+                .counters
+                .watermarks()
+                .iter()
+                .map(|(p, w)| (*p, *w))
+                .collect();
+            let mut d = lock(&self.positions);
+            for (p, w) in latest {
+                let key = (f.topic().to_string(), p);
+                let held = d.next.get(&key.0).is_some_and(|t| t.contains_key(&p));
+                if held && d.watermarks.get(&key) != Some(&w) {
+                    d.watermarks.insert(key, w);
+                    d.dirty = true;
+                }
+            }
         }
-        self.commit()
+        if !self.commit(SETTLE_ON_STOP)? || !self.confirm_commits(CONFIRM_ON_STOP) {
+            tracing::warn!(
+                "kafka: broker unreachable: the last positions are not committed; a restart re-reads from the last commit"
+            );
+        }
+        Ok(())
     }
 }
 
 impl KafkaSource {
-    /// Replays the messages of a partition before `resume` into `doc`.
-    fn warm_up(&self, topic: &str, p: i32, resume: i64, horizon: i64, doc: &mut dyn FnMut(&[u8])) {
+    /// The committed offset of a partition, and the watermark committed
+    /// with it (a stage partition's), if any.
+    fn committed(&self, topic: &str, p: i32) -> Option<(i64, Option<i64>)> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, p);
+        let committed = match self
+            .consumer
+            .committed_offsets(tpl, self.settings.warmup_timeout)
+        {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    "kafka: cannot read the committed offset: {e}"
+                );
+                return None;
+            }
+        };
+        let e = committed.find_partition(topic, p)?;
+        let Offset::Offset(offset) = e.offset() else {
+            return None;
+        };
+        let w = parse_watermark(e.metadata());
+        tracing::debug!(topic, partition = p, offset, watermark_ns = ?w, "kafka: committed position");
+        Some((offset, w))
+    }
+
+    fn committed_watermark(&self, topic: &str, p: i32) -> Option<i64> {
+        self.committed(topic, p)?.1
+    }
+
+    /// A stage partition just assigned, with a committed offset: its stream
+    /// is reset (its windows rebuilt) now. Its windows may hold alerts that
+    /// only the wall clock brings out (resolves, the absence rule when the
+    /// stream is silent), and no record may come to trigger a rebuild.
+    fn warm_on_assignment(&mut self, topic: String, p: i32) -> Option<StreamId> {
+        if self.ids.contains_key(&(topic.clone(), p)) {
+            return None; // a record of it came first and reset it
+        }
+        let (resume, _) = self.committed(&topic, p).filter(|(o, _)| *o > 0)?;
+        let stream = self.stream_id(&topic, p);
+        lock(&self.positions)
+            .next
+            .entry(topic)
+            .or_default()
+            .insert(p, resume);
+        self.warming = Some((stream, resume));
+        Some(stream)
+    }
+
+    /// Replays the messages of a partition before `resume` into `doc`,
+    /// from one horizon before the event time reached there, or before
+    /// `watermark` (ns) if that is earlier: a stage partition's windows
+    /// hold what its watermark had not passed yet.
+    fn warm_up(
+        &self,
+        topic: &str,
+        p: i32,
+        resume: i64,
+        horizon: i64,
+        watermark: Option<i64>,
+        doc: &mut dyn FnMut(&[u8]),
+    ) {
         let (settings, counters) = (&self.settings, &self.counters);
         let started = Instant::now();
         let stage = self.is_stage(topic);
@@ -821,7 +1036,7 @@ impl KafkaSource {
                 return;
             }
         };
-        let result = reader.warm_up(resume, horizon, |payload| {
+        let result = reader.warm_up(resume, horizon, watermark, |payload| {
             if stage {
                 return doc(payload);
             }

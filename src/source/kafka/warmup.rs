@@ -150,11 +150,13 @@ impl Reader {
     }
 
     /// Finds where to start and replays every message before `resume`
-    /// through `replay`.
+    /// through `replay`: one horizon before the event time reached at
+    /// `resume`, or before `until` (ns) if that is earlier.
     pub fn warm_up(
         &self,
         resume: i64,
         horizon_ns: i64,
+        until: Option<i64>,
         mut replay: impl FnMut(&[u8]),
     ) -> Result<Replay, String> {
         let mut out = Replay {
@@ -178,7 +180,7 @@ impl Reader {
         let start = match latest {
             None => low.max(resume - 64),
             Some(latest) => {
-                let target = latest - horizon_ns;
+                let target = until.map_or(latest, |u| u.min(latest)) - horizon_ns;
                 let mut start = self
                     .offset_for_time(target)
                     .unwrap_or(low)
