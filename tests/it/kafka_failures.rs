@@ -197,6 +197,9 @@ fn a_crash_while_a_silent_partition_holds_the_watermark_loses_nothing_and_repeat
     wait_watermarks(&[&second], 8, (end - 5) as f64);
     let late = second.metric("saker_late_events_total");
     let warmups = second.metric("saker_kafka_warmups_total");
+    for l in second.stderr().lines().filter(|l| l.contains("rebuilt")) {
+        eprintln!("{l}");
+    }
     assert!(second.signal("-TERM").success(), "{}", second.stderr());
     let killed = first.alert_lines();
     let mut all = killed.clone();
