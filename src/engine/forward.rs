@@ -34,7 +34,7 @@ use crate::stateful::first_seen::Rendered;
 use crate::stateful::sequence::SeqHit;
 use crate::window::Key;
 
-/// Which windowed rules a consuming instance forwards: those whose `by`
+/// Which stateful rules a consuming instance forwards: those whose `by`
 /// fields do not include `partition_key` (all of them when no key is
 /// declared; key-less rules always). Indexed like `rules.rules`.
 /// Sequence rules too, unless every step's `by` includes the key, and
