@@ -404,6 +404,9 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 engine.warm_up(doc);
             }
         })?;
+        if source.replay_cut() {
+            return Ok(());
+        }
         if stage {
             // Its alerts up to the committed watermark are out: the rebuilt
             // windows start there, whatever the replayed marks say.

@@ -118,6 +118,13 @@ pub trait Source {
         Ok(())
     }
 
+    /// Whether a stop (SIGTERM, SIGINT) cut the last replay short: the
+    /// stream's windows are partial, so the driver neither uses them nor
+    /// re-sends their alerts, and the source stops at its next call.
+    fn replay_cut(&self) -> bool {
+        false
+    }
+
     /// Whether the source is live (stdin, `--follow`, Kafka): when it goes
     /// quiet, event time follows the wall clock. A file is not.
     fn live(&self) -> bool;

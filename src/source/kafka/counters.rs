@@ -18,8 +18,9 @@ pub struct Counters {
     pub warmups: AtomicU64,
     pub warmup_messages: AtomicU64,
     pub warmups_incomplete: AtomicU64,
-    /// Messages received again at an offset already processed by this
-    /// process (after a rebalance gave the partition back).
+    /// Messages received again at an offset this process had already
+    /// processed while it kept the partition (the consumer's fetch position
+    /// went back); they are skipped, not processed again.
     pub redelivered: AtomicU64,
     pub commits: AtomicU64,
     pub commit_failures: AtomicU64,

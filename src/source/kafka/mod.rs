@@ -333,6 +333,10 @@ pub struct KafkaSource {
     resumed: HashMap<StreamId, i64>,
     /// A stage partition rebuilt on assignment, from its committed offset.
     warming: Option<(StreamId, i64)>,
+    /// A stop cut the last warm-up short (see [`Source::replay_cut`]).
+    cut: bool,
+    /// The partition whose already processed messages are being skipped.
+    skipping: Option<(String, i32)>,
 }
 
 impl KafkaSource {
@@ -413,6 +417,8 @@ impl KafkaSource {
             in_hand: 0,
             resumed: HashMap::new(),
             warming: None,
+            cut: false,
+            skipping: None,
         })
     }
 
@@ -520,7 +526,10 @@ fn input_partition_count(consumer: &BaseConsumer<Context>, topic: &str) -> io::R
 impl Source for KafkaSource {
     fn next(&mut self, before_wait: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>> {
         if let Some((stream, offset)) = self.held.take() {
-            return Ok(self.batch(stream, offset));
+            if !self.cut {
+                return Ok(self.batch(stream, offset));
+            }
+            // Its windows are partial: the message waits for the next owner.
         }
         let revoked = lock(&self.positions).revoked.pop();
         if let Some((topic, p)) = revoked {
@@ -531,15 +540,22 @@ impl Source for KafkaSource {
                 return Ok(Next::Closed(id));
             }
         }
+        // Looked at before any warm-up: each may wait on the broker, and a
+        // rebalance can bring many partitions at once.
+        if self.stop.load(Relaxed) {
+            let not_rebuilt = std::mem::take(&mut lock(&self.positions).assigned);
+            tracing::info!(
+                not_rebuilt = not_rebuilt.len(),
+                cut_short = self.cut,
+                "kafka: stopping: committing and leaving the group (repartition partitions assigned but not rebuilt, and a warm-up a stop cut short, keep their committed positions)"
+            );
+            return Ok(Next::Stop);
+        }
         let assigned = lock(&self.positions).assigned.pop();
         if let Some((topic, p)) = assigned {
             if let Some(stream) = self.warm_on_assignment(topic, p) {
                 return Ok(Next::Reset(stream));
             }
-        }
-        if self.stop.load(Relaxed) {
-            tracing::info!("kafka: stopping: committing and leaving the group");
-            return Ok(Next::Stop);
         }
         if self.last_commit.elapsed() >= self.settings.commit_interval {
             self.last_commit = Instant::now();
@@ -598,12 +614,34 @@ impl Source for KafkaSource {
             .get(&topic)
             .and_then(|t| t.get(&p))
             .copied();
-        if expected != Some(offset) {
-            if let Some(n) = expected.filter(|&n| offset < n) {
-                self.counters
-                    .redelivered
-                    .fetch_add((n - offset) as u64, Relaxed);
+        if let Some(n) = expected.filter(|&n| offset < n) {
+            // The partition stayed ours (a revoke forgets its position) and
+            // every message before `n` is processed and acknowledged here or
+            // before the position it was assigned at: the consumer's fetch
+            // position went back (librdkafka, seen on tansu, restarts a
+            // partition's fetch from its committed offset now and then).
+            // Processing it again would only repeat its alerts.
+            self.counters.redelivered.fetch_add(1, Relaxed);
+            if self.skipping.as_ref() != Some(&(topic.clone(), p)) {
+                tracing::info!(
+                    topic,
+                    partition = p,
+                    offset,
+                    processed_up_to = n,
+                    "kafka: messages already processed delivered again; skipped"
+                );
+                self.skipping = Some((topic, p));
             }
+            return Ok(Next::Idle);
+        }
+        if self
+            .skipping
+            .as_ref()
+            .is_some_and(|(t, q)| *t == topic && *q == p)
+        {
+            self.skipping = None;
+        }
+        if expected != Some(offset) {
             // Until the message is acknowledged, a resume starts here.
             lock(&self.positions)
                 .next
@@ -677,9 +715,28 @@ impl Source for KafkaSource {
                     .watermarks
                     .insert((topic.clone(), p), w);
             }
-            self.warm_up(&topic, p, resume, horizon_ns, committed, doc);
+            if self.warm_up(&topic, p, resume, horizon_ns, committed, doc) {
+                // Nothing of it is committed: its windows are partial, and
+                // what its next owner resumes from is what was committed.
+                self.cut = true;
+                self.resumed.remove(&stream);
+                let mut d = lock(&self.positions);
+                if let Some(parts) = d.next.get_mut(&topic) {
+                    parts.remove(&p);
+                }
+                d.watermarks.remove(&(topic.clone(), p));
+                tracing::info!(
+                    topic,
+                    partition = p,
+                    "kafka: stopping: warm-up replay cut short; the partition's committed position stands"
+                );
+            }
         }
         Ok(())
+    }
+
+    fn replay_cut(&self) -> bool {
+        self.cut
     }
 
     fn resumed_watermark(&mut self, stream: StreamId) -> Option<i64> {
@@ -767,11 +824,11 @@ impl KafkaSource {
     fn committed(&self, topic: &str, p: i32) -> Option<(i64, Option<i64>)> {
         let mut tpl = TopicPartitionList::new();
         tpl.add_partition(topic, p);
-        let committed = match self
-            .consumer
-            .committed_offsets(tpl, self.settings.warmup_timeout)
-        {
+        let committed = match warmup::bounded(self.settings.warmup_timeout, &self.stop, |t| {
+            self.consumer.committed_offsets(tpl.clone(), t)
+        }) {
             Ok(c) => c,
+            Err(_) if self.stop.load(Relaxed) => return None, // stopping
             Err(e) => {
                 tracing::warn!(
                     topic,
@@ -816,7 +873,8 @@ impl KafkaSource {
     /// Replays the messages of a partition before `resume` into `doc`,
     /// from one horizon before the event time reached there, or before
     /// `watermark` (ns) if that is earlier: a stage partition's windows
-    /// hold what its watermark had not passed yet.
+    /// hold what its watermark had not passed yet. Returns whether a stop
+    /// cut it short.
     fn warm_up(
         &self,
         topic: &str,
@@ -825,17 +883,18 @@ impl KafkaSource {
         horizon: i64,
         watermark: Option<i64>,
         doc: &mut dyn FnMut(&[u8]),
-    ) {
+    ) -> bool {
         let (settings, counters) = (&self.settings, &self.counters);
         let started = Instant::now();
         let stage = self.is_stage(topic);
-        let reader = match warmup::Reader::new(&self.config, topic, p, settings.warmup_timeout) {
+        let timeout = settings.warmup_timeout;
+        let reader = match warmup::Reader::new(&self.config, topic, p, timeout, self.stop.clone()) {
             Ok(r) if stage => r.with_times(crate::engine::forward::Record::time_range),
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(topic, partition = p, "kafka: {e}; windows start empty");
                 counters.warmups_incomplete.fetch_add(1, Relaxed);
-                return;
+                return self.stop.load(Relaxed);
             }
         };
         let result = reader.warm_up(resume, horizon, watermark, |payload| {
@@ -849,6 +908,9 @@ impl KafkaSource {
                 Ok::<(), ()>(())
             });
         });
+        if reader.stopped() && !result.as_ref().is_ok_and(|r| r.complete) {
+            return true;
+        }
         match result {
             Ok(r) if r.probes == 0 => {} // nothing before the resume offset
             Ok(r) => {
@@ -879,5 +941,6 @@ impl KafkaSource {
                 );
             }
         }
+        false
     }
 }
