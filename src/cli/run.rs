@@ -185,10 +185,9 @@ pub struct KafkaArgs {
     /// Bootstrap brokers, host:port[,host:port...].
     #[arg(long, value_name = "HOSTS")]
     pub kafka_brokers: Option<String>,
-    /// Topic to consume; repeat for several. Keyed any way: windowed and
-    /// sequence rules not grouped by --kafka-partition-key are repartitioned
-    /// through the group's topic GROUP-saker-repartition. First-seen state
-    /// is kept per partition: a key is new within its partition.
+    /// Topic to consume; repeat for several. Keyed any way: windowed,
+    /// sequence and first-seen rules not grouped by --kafka-partition-key
+    /// are repartitioned through the group's topic GROUP-saker-repartition.
     #[arg(long, value_name = "TOPIC")]
     pub kafka_topic: Vec<String>,
     /// Consumer group. Instances in one group share the partitions; offsets
@@ -208,8 +207,8 @@ pub struct KafkaArgs {
     #[arg(long, default_value = "30s", value_parser = durations::std_nonzero, value_name = "DURATION")]
     pub kafka_warmup_timeout: Duration,
     /// The field the topic's messages are keyed by, if any (e.g.
-    /// ka.user.name). Windowed rules grouped by it (and sequences whose
-    /// every step is) are evaluated in the partition that reads them; the
+    /// ka.user.name). Windowed and first-seen rules grouped by it (and
+    /// sequences whose every step is) are evaluated in the partition that reads them; the
     /// others are repartitioned through the group's topic
     /// GROUP-saker-repartition.
     #[arg(long, value_name = "FIELD", value_parser = partition_key)]

@@ -4,8 +4,9 @@
 use std::io::{self, IsTerminal};
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
+use std::sync::mpsc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use saker::engine::Engine;
 use saker::sink::alertmanager::AlertmanagerSink;
@@ -16,7 +17,7 @@ use saker::sink::{AlertSink, Fanout};
 use saker::source::clock::SystemClock;
 use saker::source::driver::Driver;
 use saker::source::http::HttpSource;
-use saker::source::kafka::{Counters, KafkaSource};
+use saker::source::kafka::{Counters, KafkaSource, LEAVE_WITHIN};
 use saker::source::{stream, Source};
 
 use super::progress::ProgressBar;
@@ -162,7 +163,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
             if !forwarded.is_empty() {
                 tracing::info!(
                     rules = ?forwarded,
-                    "kafka: windowed rules not grouped by --kafka-partition-key are repartitioned"
+                    "kafka: stateful rules not grouped by --kafka-partition-key are repartitioned"
                 );
             }
             match KafkaSource::open(k, counters.clone(), stop, !forwarded.is_empty()) {
@@ -207,6 +208,10 @@ pub fn run(settings: RunSettings) -> ExitCode {
     };
     drop(driver);
     progress.finish();
+    let (described, bytes) = (source.describe(), source.bytes());
+    if matches!(settings.input, InputSettings::Kafka(_)) {
+        leave_within(source, LEAVE_WITHIN);
+    }
     match result {
         Ok(_) => {}
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => return ExitCode::SUCCESS,
@@ -246,10 +251,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
     }
     if settings.summary {
         let seconds = start.elapsed().as_secs_f64();
-        eprint!(
-            "{}",
-            engine.summary(&source.describe(), source.bytes(), seconds)
-        );
+        eprint!("{}", engine.summary(&described, bytes, seconds));
         match settings.input {
             InputSettings::Kafka(_) => eprintln!("saker: kafka: {}", counters.describe()),
             InputSettings::Http(_) => {
@@ -264,4 +266,23 @@ pub fn run(settings: RunSettings) -> ExitCode {
         }
     }
     ExitCode::SUCCESS
+}
+
+/// Lets go of a Kafka source (leaving the group), waiting at most `limit`:
+/// with the broker gone, librdkafka's consumer close waits for the group
+/// coordinator for up to the session timeout.
+fn leave_within(source: Box<dyn Source + Send>, limit: Duration) {
+    let (tx, rx) = mpsc::channel();
+    let leaving = std::thread::Builder::new()
+        .name("kafka-leave".into())
+        .spawn(move || {
+            drop(source);
+            let _ = tx.send(());
+        });
+    if leaving.is_ok() && rx.recv_timeout(limit).is_err() {
+        tracing::warn!(
+            "kafka: broker unreachable: leaving the group did not finish within {}s; exiting without it (the group drops this member after its session timeout)",
+            limit.as_secs()
+        );
+    }
 }

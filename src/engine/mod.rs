@@ -310,6 +310,9 @@ impl<'r> Engine<'r> {
         if record.r == 0 {
             self.windows.observe(record.lo);
         }
+        // First-seen rules learn from the stream's first event: the
+        // earliest any input partition reported.
+        self.windows.stateful.observe_earliest(record.lo);
         let started = now.unwrap_or_else(Instant::now);
         let marks = self
             .windows
@@ -368,6 +371,35 @@ impl<'r> Engine<'r> {
                 .stateful
                 .push(i, time_ns, crate::stateful::Hit::Sequence(hit));
         }
+        for (name, time_ns, key, rendered, offsets) in record.f {
+            let Some(&i) = rep.by_name.get(&name) else {
+                rep.refuse(format_args!(
+                    "a first-seen match of rule `{name}`, which this instance does not forward, was skipped"
+                ));
+                continue;
+            };
+            // Applied once: the earliest occurrence not applied yet, or none.
+            let fresh = offsets
+                .iter()
+                .map(|d| record.b.saturating_add(*d))
+                .filter(|&o| applied.is_none_or(|a| o > a))
+                .count();
+            if let Some(top) = offsets.iter().max() {
+                let top = record.b.saturating_add(*top);
+                last = Some(last.map_or(top, |l| l.max(top)));
+            }
+            duplicates += (offsets.len() - fresh) as u64;
+            if fresh == 0 {
+                continue;
+            }
+            let hit = crate::stateful::first_seen::SeenHit {
+                key: key.into(),
+                rendered: rendered.map(forward::Seen::unwire),
+            };
+            self.windows
+                .stateful
+                .push(i, time_ns, crate::stateful::Hit::FirstSeen(hit));
+        }
         if let Some(marks) = &mut self.windows.marks {
             marks.update(&record.t, record.p, record.n, record.hi, now);
             marks.duplicates += duplicates;
@@ -391,11 +423,24 @@ impl<'r> Engine<'r> {
         self.advance_stage(Some(now), Some(sink))
     }
 
-    /// A stage stream's warm-up replay ended at `now`.
-    pub fn stage_warmed(&mut self, now: Instant) {
-        if let Some(m) = &mut self.windows.marks {
-            m.restart_clock(now);
-        }
+    /// A stage stream's warm-up replay ended at `now`. `resumed` is the
+    /// watermark (ns) its alerts had been emitted up to when the position
+    /// the replay ended at was committed: what the replay rebuilt up to
+    /// there is evaluated without alerts, and the watermark never goes
+    /// below it (an input partition silent through the whole replay is not
+    /// in the replayed marks, yet it held the watermark or was idle then).
+    pub fn stage_warmed(&mut self, now: Instant, resumed: Option<i64>) {
+        let res = self.windows.resolution_ns();
+        let marks = self
+            .windows
+            .marks
+            .get_or_insert_with(|| forward::Marks::new(now));
+        marks.restart_clock(now);
+        let Some(ns) = resumed else { return };
+        let watermark = ns.div_euclid(res);
+        marks.watermark = Some(marks.watermark.map_or(watermark, |w| w.max(watermark)));
+        let _ = self.windows.advance_until(watermark);
+        let _ = self.windows.stateful.release(watermark);
     }
 
     fn advance_stage(
@@ -408,20 +453,24 @@ impl<'r> Engine<'r> {
         };
         let res = self.windows.resolution_ns();
         let Some(mark) = marks.watermark(now, rep.idle, res) else {
-            return Ok(None);
+            // Still waiting for an input partition: the watermark stands
+            // where it was (after a restart, where it was committed).
+            return Ok(marks.watermark.map(|w| w.saturating_mul(res)));
         };
         let watermark = mark - self.windows.lateness_ticks();
         let transitions = self.windows.advance_until(watermark);
         let outcomes = self.windows.stateful.release(watermark);
+        let mut reached = watermark;
         if let Some(m) = &mut self.windows.marks {
-            m.watermark = Some(m.watermark.map_or(watermark, |w| w.max(watermark)));
+            reached = m.watermark.map_or(watermark, |w| w.max(watermark));
+            m.watermark = Some(reached);
         }
         if let Some(sink) = sink {
             self.emit_windowed(transitions, sink)?;
             self.emit_stateful(outcomes, sink)?;
         }
         self.publish(None);
-        Ok(Some(watermark.saturating_mul(res)))
+        Ok(Some(reached.saturating_mul(res)))
     }
 
     /// Reports to a metrics registry; `labels` are the fields that label
@@ -836,16 +885,41 @@ impl<'r> Engine<'r> {
                 // Sequence and first-seen rules see every event, whatever
                 // `--rule-matching` says. The hit waits in the stream's
                 // state (or is captured, in a worker).
-                let forwarded = matches!(rule.stateful, Some(StatefulRule::Sequence(_)))
-                    && self.repartition.as_ref().is_some_and(|r| r.forwarded[i]);
-                if forwarded {
+                if let Some(r) = self.repartition.as_mut().filter(|r| r.forwarded[i]) {
                     // Kept by the stage partition its key goes to.
-                    if let Some(Hit::Sequence(h)) = stateful::hit(rules, c, ev, &mut cx) {
+                    let matched = match rule.stateful {
+                        Some(StatefulRule::Sequence(_)) => {
+                            match stateful::hit(rules, c, ev, &mut cx) {
+                                Some(Hit::Sequence(h)) => {
+                                    r.outbox.hits.push((i, ev.time_ns, h));
+                                    true
+                                }
+                                _ => false,
+                            }
+                        }
+                        _ => {
+                            let sightings = &mut self.windows.sightings;
+                            let covered = |key: &[String], window| {
+                                sightings.covered(i, key, tick, ev.time_ns, window)
+                            };
+                            match stateful::forwarded_seen(rules, i, ev, &mut cx, covered) {
+                                Some(h) => {
+                                    r.outbox.seen.push(forward::Seen {
+                                        rule: i,
+                                        tick,
+                                        time_ns: ev.time_ns,
+                                        key: h.key,
+                                        rendered: h.rendered,
+                                    });
+                                    true
+                                }
+                                None => false,
+                            }
+                        }
+                    };
+                    if matched {
                         if let Some(m) = &mut self.metrics {
                             m.matched.push(i);
-                        }
-                        if let Some(r) = self.repartition.as_mut() {
-                            r.outbox.hits.push((i, ev.time_ns, h));
                         }
                     }
                     continue;

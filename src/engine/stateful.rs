@@ -108,6 +108,28 @@ pub fn push<'a>(
     }
 }
 
+/// What an event of a forwarded first-seen rule contributes, if it
+/// matches: its key, and its alert unless `covered` says (given the key)
+/// that the key cannot be new.
+pub fn forwarded_seen<'a>(
+    rules: &RuleSet,
+    i: usize,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+    covered: impl FnOnce(&[String], i64) -> bool,
+) -> Option<SeenHit> {
+    let rule = &rules.rules[i];
+    let Some(StatefulRule::FirstSeen(f)) = rule.stateful.as_ref() else {
+        return None;
+    };
+    if !rule.enabled || !rules.program.eval(rule.root, ev, cx) {
+        return None;
+    }
+    let key = first_seen_key(rules, f, ev, cx);
+    let rendered = (!covered(&key, f.window)).then(|| rendered(rules, i, f, ev, cx));
+    Some(SeenHit { key, rendered })
+}
+
 /// A first-seen rule's alert for this event, should its key be new.
 fn rendered<'a>(
     rules: &RuleSet,

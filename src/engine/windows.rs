@@ -49,6 +49,8 @@ pub struct Windows {
     role: Role,
     /// A stage stream's input partitions and their progress.
     pub marks: Option<super::forward::Marks>,
+    /// An input partition's sightings of forwarded first-seen keys.
+    pub sightings: super::forward::Sightings,
 }
 
 /// Which windowed rules a stream's windows hold when some are forwarded
@@ -85,6 +87,7 @@ impl Windows {
             retired: WindowStats::default(),
             role: Role::All,
             marks: None,
+            sightings: super::forward::Sightings::new(options.limits.max_keys),
         }
     }
 

@@ -404,8 +404,21 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 engine.warm_up(doc);
             }
         })?;
+        if source.replay_cut() {
+            return Ok(());
+        }
         if stage {
-            self.engine.stage_warmed(self.clock.now());
+            // Its alerts up to the committed watermark are out: the rebuilt
+            // windows start there, whatever the replayed marks say.
+            let resumed = source.resumed_watermark(stream);
+            self.engine.stage_warmed(self.clock.now(), resumed);
+            if resumed.is_some() {
+                let progress = forward::Progress {
+                    watermark_ns: resumed,
+                    duplicates: 0,
+                };
+                source.progress(stream, progress);
+            }
         }
         let n = self.engine.refresh_firing(self.sink)?;
         if n > 0 {

@@ -118,6 +118,13 @@ pub trait Source {
         Ok(())
     }
 
+    /// Whether a stop (SIGTERM, SIGINT) cut the last replay short: the
+    /// stream's windows are partial, so the driver neither uses them nor
+    /// re-sends their alerts, and the source stops at its next call.
+    fn replay_cut(&self) -> bool {
+        false
+    }
+
     /// Whether the source is live (stdin, `--follow`, Kafka): when it goes
     /// quiet, event time follows the wall clock. A file is not.
     fn live(&self) -> bool;
@@ -154,8 +161,16 @@ pub trait Source {
     }
 
     /// What a stage stream's last record or idle check did (its watermark,
-    /// duplicates skipped), for the metrics.
+    /// duplicates skipped): for the metrics, and kept with its committed
+    /// position.
     fn progress(&mut self, _stream: StreamId, _progress: crate::engine::forward::Progress) {}
+
+    /// The watermark (ns) a stage stream had reached when its position
+    /// that [`Source::replay`] resumed from was committed: its alerts up to
+    /// there are out.
+    fn resumed_watermark(&mut self, _stream: StreamId) -> Option<i64> {
+        None
+    }
 
     /// After the last batch: make the last acknowledgements durable
     /// (Kafka's final commit) and let go of the input.

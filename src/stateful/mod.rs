@@ -181,6 +181,18 @@ impl Stateful {
         }
     }
 
+    /// A stateful partition of the repartition topic heard that one of its
+    /// input partitions started at `tick`: the stream starts at the
+    /// earliest of them (the learning period of first-seen rules).
+    pub fn observe_earliest(&mut self, tick: i64) {
+        self.unstarted = false;
+        for r in self.rules.iter_mut().flatten() {
+            if let RuleState::FirstSeen(f) = r {
+                f.first_tick = Some(f.first_tick.map_or(tick, |t| t.min(tick)));
+            }
+        }
+    }
+
     /// What an event of first-seen rule `rule` with `key` at `time_ns`,
     /// read by the thread that applies it, does to the state, found with
     /// one lookup of the key. A key seen within the window by the events

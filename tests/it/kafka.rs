@@ -32,7 +32,7 @@ fn tansu_bin() -> PathBuf {
 
 /// A tansu broker on a free loopback port, killed when dropped.
 pub(super) struct Broker {
-    _child: Killed,
+    child: Option<Killed>,
     pub(super) addr: String,
 }
 
@@ -62,9 +62,14 @@ impl Broker {
         })
         .expect("tansu did not start listening");
         Broker {
-            _child: child,
+            child: Some(child),
             addr,
         }
+    }
+
+    /// Kills the broker (SIGKILL): its clients find nobody at the address.
+    pub(super) fn kill(&mut self) {
+        self.child.take();
     }
 
     /// `saker produce`s `lines` to `topic`, created with `partitions`

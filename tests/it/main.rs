@@ -12,6 +12,7 @@ mod http_input;
 mod http_output;
 mod http_push;
 mod kafka;
+mod kafka_failures;
 mod live;
 mod managed;
 mod managed_props;

@@ -14,8 +14,9 @@ use super::net::*;
 use super::*;
 
 /// Rules grouped by the user, by the user and the namespace, by nothing,
-/// an absence rule, and a per-event rule.
-const RULES: &str = r#"
+/// an absence rule, a sequence, first-seen rules by user and by namespace,
+/// and a per-event rule.
+pub(super) const RULES: &str = r#"
 - rule: Exec
   desc: an exec into a pod
   condition: ka.target.subresource = exec
@@ -64,6 +65,20 @@ const RULES: &str = r#"
   output: "%exec.ka.user.name ran a command in %exec.ka.target.name, created by %created.ka.user.name"
   priority: WARNING
   source: k8s_audit
+- rule: First Exec By User
+  desc: first-seen per user
+  condition: ka.target.subresource = exec
+  aggregate: first_seen over 30s by ka.user.name
+  output: "%ka.user.name ran a first command in %ka.target.name (%agg.window)"
+  priority: NOTICE
+  source: k8s_audit
+- rule: First Deletion In Namespace
+  desc: first-seen per namespace (several users delete in one second)
+  condition: ka.verb = delete
+  aggregate: first_seen over 1m by ka.target.namespace
+  output: "first deletion in %ka.target.namespace for %agg.window"
+  priority: NOTICE
+  source: k8s_audit
 - rule: Stream Silent
   desc: absence
   condition: ka.auditid exists
@@ -74,11 +89,18 @@ const RULES: &str = r#"
 "#;
 
 /// 2024-10-29T12:00:00Z in seconds.
-const T0: i64 = 1_730_203_200;
+pub(super) const T0: i64 = 1_730_203_200;
 
 /// `verb` by `user` at second `s` of `resource` (`pods/exec` names a
 /// subresource) `ns/name`, answered `code`.
-fn event(user: &str, verb: &str, resource: &str, target: &str, code: u32, s: u32) -> String {
+pub(super) fn event(
+    user: &str,
+    verb: &str,
+    resource: &str,
+    target: &str,
+    code: u32,
+    s: u32,
+) -> String {
     let (resource, sub) = resource.split_once('/').unwrap_or((resource, ""));
     let (ns, name) = target.split_once('/').expect("ns/name");
     let time = format!(
@@ -103,7 +125,7 @@ fn event(user: &str, verb: &str, resource: &str, target: &str, code: u32, s: u32
 /// alternating between two namespaces (it must not fire: too few in
 /// each), user 6 creates a pod every 100 s that user 7 runs a command in
 /// 30 s later (the sequence), an exec now and then, reads otherwise.
-fn traffic(seconds: u32) -> Vec<String> {
+pub(super) fn traffic(seconds: u32) -> Vec<String> {
     let mut out = Vec::new();
     for s in 0..seconds {
         for u in 0..12u32 {
@@ -151,8 +173,8 @@ fn traffic(seconds: u32) -> Vec<String> {
 /// partition, round-robin over `partitions` (1: one message at a time;
 /// longer runs are what a sticky partitioner does to unkeyed messages).
 /// `partition_of` may move a message elsewhere.
-fn send(
-    broker: &Broker,
+pub(super) fn send(
+    addr: &str,
     topic: &str,
     lines: &[String],
     partitions: usize,
@@ -160,7 +182,7 @@ fn send(
     partition_of: impl Fn(usize, usize) -> usize,
 ) {
     let producer: BaseProducer = ClientConfig::new()
-        .set("bootstrap.servers", &broker.addr)
+        .set("bootstrap.servers", addr)
         .set("linger.ms", "20")
         .create()
         .unwrap();
@@ -193,7 +215,7 @@ fn send(
 }
 
 /// The alerts of `saker run` over the events in a file, with the rules.
-fn file_replay(rules: &std::path::Path, lines: &[String]) -> Vec<String> {
+pub(super) fn file_replay(rules: &std::path::Path, lines: &[String]) -> Vec<String> {
     let dir = tmp_dir();
     let input = dir.join("replay.jsonl");
     std::fs::write(&input, lines.join("\n") + "\n").unwrap();
@@ -216,14 +238,14 @@ fn file_replay(rules: &std::path::Path, lines: &[String]) -> Vec<String> {
         .collect()
 }
 
-fn rules_file() -> std::path::PathBuf {
+pub(super) fn rules_file() -> std::path::PathBuf {
     let path = tmp_dir().join("repartition_rules.yaml");
     std::fs::write(&path, RULES).unwrap();
     path
 }
 
 /// Event time of an alert line, in seconds.
-fn alert_time(line: &str) -> i64 {
+pub(super) fn alert_time(line: &str) -> i64 {
     let v: serde_json::Value = serde_json::from_str(line).unwrap();
     let t = v["time"].as_str().unwrap();
     let s: i64 = t[11..13].parse::<i64>().unwrap() * 3600
@@ -234,7 +256,7 @@ fn alert_time(line: &str) -> i64 {
 
 /// The alerts before `cutoff` (seconds): a live stream has evaluated its
 /// ticks up to its watermark, a file to its end.
-fn before(lines: &[String], cutoff: i64) -> BTreeSet<String> {
+pub(super) fn before(lines: &[String], cutoff: i64) -> BTreeSet<String> {
     lines
         .iter()
         .filter(|l| alert_time(l) < cutoff)
@@ -259,7 +281,7 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     let data = traffic(seconds);
     // Runs of 1500 messages (125 s): each partition is quiet for longer than
     // the absence rule's 2 minutes, again and again.
-    send(&broker, "rr", &data, 4, 1500, |_, p| p);
+    send(&broker.addr, "rr", &data, 4, 1500, |_, p| p);
     super::kafka::wait_caught_up(&[&a, &b], 4, data.len() as f64);
     let end = T0 + i64::from(seconds) - 1;
     wait_watermarks(&[&a, &b], 8, (end - 5) as f64);
@@ -301,6 +323,18 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
         Some(9),
         "every pod created and exec'd by another completes: {counts:?}"
     );
+    // Every user's commands are 37 s apart (a 30 s window): each is new
+    // after the learning period. Deletions come in bursts 150 s apart.
+    for (rule, at_least) in [
+        ("First Exec By User", 200),
+        ("First Deletion In Namespace", 10),
+    ] {
+        let n = counts.get(&format!("{rule} (new)")).copied().unwrap_or(0);
+        assert!(
+            n >= at_least,
+            "{rule} fires {n} times in the replay: {counts:?}"
+        );
+    }
     // Only user 4 deletes enough in one namespace.
     let deletions: Vec<&String> = replay
         .iter()
@@ -335,6 +369,8 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     );
     let windowed = got.iter().filter(|l| l.contains("\"aggregate\"")).count();
     assert!(windowed >= 10, "{windowed} windowed alerts compared");
+    let first_seen = got.iter().filter(|l| l.contains("\"First ")).count();
+    assert!(first_seen >= 200, "{first_seen} first-seen alerts compared");
 }
 
 #[test]
@@ -346,7 +382,7 @@ fn an_idle_partition_neither_stalls_the_others_nor_fakes_silence() {
     // Round-robin, but partition 3 gets the first minute only: then it
     // stays silent for nine minutes, far longer than the absence window.
     let first_minute = 12 * 60;
-    send(&broker, "idle", &data, 4, 1, |i, p| {
+    send(&broker.addr, "idle", &data, 4, 1, |i, p| {
         if i >= first_minute && p == 3 {
             i % 3
         } else {
@@ -387,4 +423,114 @@ fn an_idle_partition_neither_stalls_the_others_nor_fakes_silence() {
         "windowed alerts near the end came out"
     );
     assert_eq!(late, 0.0, "nothing arrived late");
+}
+
+/// Rules grouped by the user (windowed and first-seen) and one grouped by
+/// the namespace: on a topic keyed by the user, only the last travels.
+const KEYED_RULES: &str = r#"
+- rule: Denied Burst
+  desc: per user
+  condition: ka.response.code = 403
+  aggregate: count >= 20 over 1m by ka.user.name
+  output: "%ka.user.name denied %agg.value times (%agg.state)"
+  priority: WARNING
+  source: k8s_audit
+- rule: First Exec By User
+  desc: first-seen per user
+  condition: ka.target.subresource = exec
+  aggregate: first_seen over 30s by ka.user.name
+  output: "%ka.user.name ran a first command in %ka.target.name (%agg.window)"
+  priority: NOTICE
+  source: k8s_audit
+- rule: Busy Deletions
+  desc: per namespace, whoever deletes
+  condition: ka.verb = delete
+  aggregate: count >= 15 over 1m by ka.target.namespace
+  output: "%agg.value deletions in %ka.target.namespace (%agg.state)"
+  priority: WARNING
+  source: k8s_audit
+"#;
+
+#[test]
+fn with_the_partition_key_declared_only_rules_grouped_otherwise_travel() {
+    let broker = Broker::start();
+    broker.produce("keyed", 4, &[]);
+    let rules = tmp_dir().join("keyed_rules.yaml");
+    std::fs::write(&rules, KEYED_RULES).unwrap();
+    let flags = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--kafka-partition-key",
+        "ka.user.name",
+    ];
+    let mut a = Instance::start_with(&broker, "keyed", "keyed", "keyed-a", &flags);
+    let mut b = Instance::start_with(&broker, "keyed", "keyed", "keyed-b", &flags);
+    wait_until(Duration::from_secs(60), || {
+        (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the pair did not split the partitions: {}", a.stderr()));
+    let seconds = 600;
+    let data = traffic(seconds);
+    // `saker produce` keys every message by the user.
+    broker.produce("keyed", 4, &data);
+    super::kafka::wait_caught_up(&[&a, &b], 4, data.len() as f64);
+    let end = T0 + i64::from(seconds) - 1;
+    wait_watermarks(&[&a, &b], 8, (end - 5) as f64);
+    let forwarded: f64 = [&a, &b]
+        .iter()
+        .map(|i| i.metric("saker_kafka_forwarded_matches_total"))
+        .sum();
+    let records: f64 = [&a, &b]
+        .iter()
+        .map(|i| i.metric("saker_kafka_forwarded_records_total"))
+        .sum();
+    for i in [&mut a, &mut b] {
+        assert!(i.signal("-TERM").success(), "{}", i.stderr());
+    }
+    let err = a.stderr();
+    let announced = err
+        .lines()
+        .find(|l| l.contains("not grouped by --kafka-partition-key are repartitioned"))
+        .unwrap_or_else(|| panic!("no repartitioning announced: {err}"));
+    assert!(
+        announced.contains("Busy Deletions")
+            && !announced.contains("Denied Burst")
+            && !announced.contains("First Exec"),
+        "only the rule by namespace travels: {announced}"
+    );
+    // Every forwarded match is a deletion: none of the per-user rules'
+    // (denials and commands far outnumber deletions).
+    let deletions = data
+        .iter()
+        .filter(|l| l.contains(r#""verb":"delete""#))
+        .count();
+    assert_eq!(forwarded, deletions as f64, "{records} records");
+    let mut live = a.alert_lines();
+    live.extend(b.alert_lines());
+    let replay = file_replay(&rules, &data);
+    let counts = rule_counts(&unique(&replay));
+    eprintln!(
+        "file replay: {counts:?}; live {} alerts; {forwarded} matches forwarded in {records} records",
+        live.len()
+    );
+    for rule in [
+        "Denied Burst (firing)",
+        "Busy Deletions (firing)",
+        "First Exec By User (new)",
+    ] {
+        assert!(
+            counts.get(rule).copied().unwrap_or(0) >= 3,
+            "{rule}: {counts:?}"
+        );
+    }
+    let cutoff = end - 5;
+    let (want, got) = (before(&replay, cutoff), before(&live, cutoff));
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(&want).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "live differs from the replay ({} against {}):\nmissing {missing:#?}\nextra {extra:#?}",
+        got.len(),
+        want.len()
+    );
 }

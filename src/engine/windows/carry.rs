@@ -72,6 +72,9 @@ impl Windows {
             .stateful
             .carry(&stateful_kept, new, options.limits.max_keys);
         self.windows = windows;
+        // Sightings are kept by rule index, which a reload may change: an
+        // empty set only costs renderings.
+        self.sightings = super::super::forward::Sightings::new(options.limits.max_keys);
         if !same_clock {
             // Only when one of the sets has no windowed or stateful rule:
             // nothing was kept, and ticks of another size start over.

@@ -2,7 +2,7 @@
 //! assigned partition.
 //!
 //! Windowed state is kept per partition (the driver keeps each stream's
-//! windows). A windowed rule whose `by` fields include the field the topic
+//! windows). A windowed or first-seen rule whose `by` fields include the field the topic
 //! is keyed by (`--kafka-partition-key`) is counted in the input
 //! partition's windows; every other one is repartitioned
 //! ([`repartition`]): its matches are forwarded to the group's
@@ -12,17 +12,22 @@
 //! Delivery is at-least-once. The driver acknowledges a message once its
 //! alerts are out and the outputs flushed, and only acknowledged offsets
 //! are committed: every `commit_interval`, when partitions are revoked, and
-//! at shutdown. When a partition arrives (at start, after a restart, after
-//! a rebalance) the source asks the driver to reset its stream, and its
-//! windows are rebuilt by a warm-up replay ([`warmup`]) of the messages
-//! before the resume position, without alerts.
+//! at shutdown (periodic commits are asynchronous; a stop with the broker
+//! gone is bounded). When a partition arrives (at start, after a restart,
+//! after a rebalance) the source asks the driver to reset its stream, and
+//! its windows are rebuilt by a warm-up replay ([`warmup`]) of the messages
+//! before the resume position, without alerts. A stage partition is reset
+//! on assignment, and its committed offset carries its watermark, which the
+//! rebuilt windows start from.
 
+mod counters;
 pub mod produce;
 pub mod repartition;
 pub mod warmup;
 
-use std::collections::{BTreeMap, HashMap};
-use std::fmt::Write as _;
+pub use counters::Counters;
+
+use std::collections::HashMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -35,7 +40,6 @@ use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
 use super::{documents, Ack, Batch, Body, Next, Source, StreamId};
-use crate::sink::metrics::{escape, head, MetricSource};
 
 /// Settings of the Kafka source.
 #[derive(Debug, Clone)]
@@ -51,7 +55,7 @@ pub struct Settings {
     pub max_document_bytes: usize,
     /// How long a warm-up waits for the broker before giving up.
     pub warmup_timeout: Duration,
-    /// The field the input topics are keyed by, if known: windowed rules
+    /// The field the input topics are keyed by, if known: stateful rules
     /// grouped by it are not repartitioned.
     pub partition_key: Option<String>,
     /// Partitions of the repartition topic when Saker creates it.
@@ -100,224 +104,22 @@ pub fn parse_option(s: &str) -> Result<(String, String), String> {
     }
 }
 
-/// Counters of the consumer, shared with the metrics endpoint.
-#[derive(Debug, Default)]
-pub struct Counters {
-    pub messages: AtomicU64,
-    pub bytes: AtomicU64,
-    /// Messages that held no audit event.
-    pub messages_skipped: AtomicU64,
-    pub warmups: AtomicU64,
-    pub warmup_messages: AtomicU64,
-    pub warmups_incomplete: AtomicU64,
-    /// Messages received again at an offset already processed by this
-    /// process (after a rebalance gave the partition back).
-    pub redelivered: AtomicU64,
-    pub commits: AtomicU64,
-    pub commit_failures: AtomicU64,
-    pub rebalances: AtomicU64,
-    pub errors: AtomicU64,
-    /// Matches forwarded to the repartition topic (before merging).
-    pub forwarded: AtomicU64,
-    /// Records sent to the repartition topic, their bytes, those the
-    /// broker acknowledged and those it did not.
-    pub forward_messages: AtomicU64,
-    pub forward_bytes: AtomicU64,
-    pub forward_acked: AtomicU64,
-    pub forward_failures: AtomicU64,
-    /// Records consumed from the repartition topic.
-    pub repartition_messages: AtomicU64,
-    /// Forwarded occurrences a stage partition had applied already (sent
-    /// again after a crash), skipped.
-    pub repartition_duplicates: AtomicU64,
-    /// Repartition lag per assigned repartition partition.
-    repartition_lag: Mutex<BTreeMap<i32, i64>>,
-    /// Watermark (ns) of each stage partition held here.
-    watermarks: Mutex<BTreeMap<i32, i64>>,
-    /// Consumer lag (high watermark − committed offset) per assigned
-    /// partition, from librdkafka's statistics.
-    lag: Mutex<BTreeMap<(String, i32), i64>>,
-}
-
-impl Counters {
-    /// A one-line summary.
-    pub fn describe(&self) -> String {
-        format!(
-            "{} messages ({} without events), {} warm-ups replaying {} messages ({} incomplete), {} commits ({} failed), {} rebalance events, {} redelivered, {} errors",
-            self.messages.load(Relaxed),
-            self.messages_skipped.load(Relaxed),
-            self.warmups.load(Relaxed),
-            self.warmup_messages.load(Relaxed),
-            self.warmups_incomplete.load(Relaxed),
-            self.commits.load(Relaxed),
-            self.commit_failures.load(Relaxed),
-            self.rebalances.load(Relaxed),
-            self.redelivered.load(Relaxed),
-            self.errors.load(Relaxed),
-        )
-    }
-
-    fn lag(&self) -> MutexGuard<'_, BTreeMap<(String, i32), i64>> {
-        self.lag.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn repartition_lag(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
-        self.repartition_lag
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn watermarks(&self) -> MutexGuard<'_, BTreeMap<i32, i64>> {
-        self.watermarks
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-}
-
-impl MetricSource for Counters {
-    fn render(&self, o: &mut String) {
-        for (name, help, v) in [
-            (
-                "saker_kafka_messages_total",
-                "Kafka messages consumed.",
-                &self.messages,
-            ),
-            (
-                "saker_kafka_bytes_total",
-                "Bytes of Kafka messages consumed.",
-                &self.bytes,
-            ),
-            (
-                "saker_kafka_messages_skipped_total",
-                "Kafka messages that held no audit event (skipped, their offsets committed).",
-                &self.messages_skipped,
-            ),
-            (
-                "saker_kafka_warmups_total",
-                "Partitions whose windows were rebuilt by a warm-up replay.",
-                &self.warmups,
-            ),
-            (
-                "saker_kafka_warmup_messages_total",
-                "Messages re-read by warm-up replays (no alerts emitted).",
-                &self.warmup_messages,
-            ),
-            (
-                "saker_kafka_warmups_incomplete_total",
-                "Warm-up replays that timed out before the resume offset.",
-                &self.warmups_incomplete,
-            ),
-            (
-                "saker_kafka_redelivered_messages_total",
-                "Messages received again after this process had processed them.",
-                &self.redelivered,
-            ),
-            (
-                "saker_kafka_commits_total",
-                "Offset commits that succeeded.",
-                &self.commits,
-            ),
-            (
-                "saker_kafka_commit_failures_total",
-                "Offset commits that failed.",
-                &self.commit_failures,
-            ),
-            (
-                "saker_kafka_rebalances_total",
-                "Partition assignments and revocations.",
-                &self.rebalances,
-            ),
-            (
-                "saker_kafka_errors_total",
-                "Consumer errors reported by librdkafka.",
-                &self.errors,
-            ),
-            (
-                "saker_kafka_forwarded_matches_total",
-                "Matches of repartitioned windowed rules forwarded to the repartition topic.",
-                &self.forwarded,
-            ),
-            (
-                "saker_kafka_forwarded_records_total",
-                "Records sent to the repartition topic.",
-                &self.forward_messages,
-            ),
-            (
-                "saker_kafka_forwarded_bytes_total",
-                "Bytes of the records sent to the repartition topic.",
-                &self.forward_bytes,
-            ),
-            (
-                "saker_kafka_forwarded_acknowledged_total",
-                "Records the broker acknowledged on the repartition topic.",
-                &self.forward_acked,
-            ),
-            (
-                "saker_kafka_forward_failures_total",
-                "Records the broker did not take on the repartition topic.",
-                &self.forward_failures,
-            ),
-            (
-                "saker_kafka_repartition_records_total",
-                "Records consumed from the repartition topic.",
-                &self.repartition_messages,
-            ),
-            (
-                "saker_kafka_repartition_duplicates_total",
-                "Forwarded matches sent again after a crash and skipped (already applied).",
-                &self.repartition_duplicates,
-            ),
-        ] {
-            head(o, name, "counter", help);
-            let _ = writeln!(o, "{name} {}", v.load(Relaxed));
-        }
-        head(
-            o,
-            "saker_kafka_consumer_lag",
-            "gauge",
-            "Messages behind the high watermark, per assigned partition (from the committed offset).",
-        );
-        for ((topic, p), lag) in self.lag().iter() {
-            let _ = writeln!(
-                o,
-                "saker_kafka_consumer_lag{{topic=\"{}\",partition=\"{p}\"}} {lag}",
-                escape(topic)
-            );
-        }
-        head(
-            o,
-            "saker_kafka_repartition_lag",
-            "gauge",
-            "Records behind the high watermark, per assigned partition of the repartition topic.",
-        );
-        for (p, lag) in self.repartition_lag().iter() {
-            let _ = writeln!(o, "saker_kafka_repartition_lag{{partition=\"{p}\"}} {lag}");
-        }
-        head(
-            o,
-            "saker_kafka_repartition_watermark_seconds",
-            "gauge",
-            "Event-time watermark of each partition of the repartition topic held here (the lowest over the input partitions feeding it, minus the lateness).",
-        );
-        for (p, ns) in self.watermarks().iter() {
-            let _ = writeln!(
-                o,
-                "saker_kafka_repartition_watermark_seconds{{partition=\"{p}\"}} {:.3}",
-                *ns as f64 / 1e9
-            );
-        }
-    }
-}
-
 /// The offsets to commit, shared with the rebalance callback: one past the
 /// last acknowledged message per partition.
 #[derive(Default)]
 struct Positions {
     next: HashMap<String, HashMap<i32, i64>>,
+    /// The watermark (ns) of each stage partition when its position was
+    /// acknowledged (its alerts up to there out), committed with it as the
+    /// offset's metadata ([`WATERMARK_METADATA`]).
+    watermarks: HashMap<(String, i32), i64>,
     /// Whether anything was acknowledged since the last commit.
     dirty: bool,
     /// Partitions revoked since the source last looked.
     revoked: Vec<(String, i32)>,
+    /// Stage partitions assigned since the source last looked: rebuilt at
+    /// once, not when their next record arrives (none may, for a while).
+    assigned: Vec<(String, i32)>,
 }
 
 impl Positions {
@@ -328,6 +130,10 @@ impl Positions {
                 let wanted = only.is_none_or(|l| l.find_partition(topic, p).is_some());
                 if wanted {
                     let _ = tpl.add_partition_offset(topic, p, Offset::Offset(o));
+                    let w = self.watermarks.get(&(topic.clone(), p));
+                    if let (Some(w), Some(mut e)) = (w, tpl.find_partition(topic, p)) {
+                        e.set_metadata(format!("{WATERMARK_METADATA}{w}"));
+                    }
                 }
             }
         }
@@ -335,14 +141,38 @@ impl Positions {
     }
 }
 
+/// How a stage partition's committed offset carries its watermark.
+const WATERMARK_METADATA: &str = "saker-watermark-ns=";
+
+/// The watermark in a committed offset's metadata, if Saker put one there.
+fn parse_watermark(metadata: &str) -> Option<i64> {
+    metadata.strip_prefix(WATERMARK_METADATA)?.parse().ok()
+}
+
 struct Context {
+    /// Set on SIGTERM, SIGINT.
+    stop: Arc<AtomicBool>,
+    /// Asynchronous commits whose outcome has not been reported yet.
+    pending_commits: AtomicU64,
     positions: Arc<Mutex<Positions>>,
     counters: Arc<Counters>,
     forwarder: Option<Arc<repartition::Forwarder>>,
 }
 
-/// How long a commit waits for the broker to acknowledge forwarded records.
-const SETTLE: Duration = Duration::from_secs(10);
+/// How long a commit waits for the broker to acknowledge forwarded records
+/// (then it is postponed to the next interval).
+const SETTLE: Duration = Duration::from_secs(5);
+/// At a stop (SIGTERM, SIGINT), how long the last commit waits for the
+/// forwarded records' acknowledgements, and then for the commit's own
+/// outcome: with the broker gone, a stop is bounded (see [`LEAVE_WITHIN`]).
+const SETTLE_ON_STOP: Duration = Duration::from_secs(2);
+const CONFIRM_ON_STOP: Duration = Duration::from_secs(2);
+/// How long leaving the group (librdkafka's consumer close, with the
+/// revoke's commit) may take at exit. With the broker gone it would wait
+/// for the group coordinator for up to the session timeout (45 s by
+/// default); the group drops a member that left this way after its
+/// session timeout.
+pub const LEAVE_WITHIN: Duration = Duration::from_secs(4);
 
 fn lock(p: &Mutex<Positions>) -> MutexGuard<'_, Positions> {
     p.lock().unwrap_or_else(PoisonError::into_inner)
@@ -379,6 +209,32 @@ impl ClientContext for Context {
 }
 
 impl ConsumerContext for Context {
+    /// The outcome of an asynchronous commit (the periodic and the last
+    /// ones): a failed one is made again at the next interval.
+    fn commit_callback(
+        &self,
+        result: rdkafka::error::KafkaResult<()>,
+        _offsets: &TopicPartitionList,
+    ) {
+        // A synchronous commit's (a revoke's) is counted where it is made.
+        let outstanding = self
+            .pending_commits
+            .fetch_update(Relaxed, Relaxed, |n| n.checked_sub(1));
+        if outstanding.is_err() {
+            return;
+        }
+        match result {
+            Ok(()) => {
+                self.counters.commits.fetch_add(1, Relaxed);
+            }
+            Err(e) => {
+                tracing::warn!("kafka: commit failed: {e}");
+                self.counters.commit_failures.fetch_add(1, Relaxed);
+                lock(&self.positions).dirty = true;
+            }
+        }
+    }
+
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.counters.rebalances.fetch_add(1, Relaxed);
         match rebalance {
@@ -386,9 +242,14 @@ impl ConsumerContext for Context {
                 // Hand over exactly what was processed: the driver flushes
                 // and acknowledges every message before it polls again, so
                 // the acknowledged offsets are all there is.
+                let settle = if self.stop.load(Relaxed) {
+                    SETTLE_ON_STOP
+                } else {
+                    SETTLE
+                };
                 let settled = match &self.forwarder {
                     None => Ok(true),
-                    Some(f) => f.settle(SETTLE),
+                    Some(f) => f.settle(settle),
                 };
                 let mut d = lock(&self.positions);
                 let positions = d.list(Some(tpl));
@@ -407,11 +268,21 @@ impl ConsumerContext for Context {
                     if let Some(parts) = d.next.get_mut(e.topic()) {
                         parts.remove(&e.partition());
                     }
+                    d.watermarks.remove(&(e.topic().to_string(), e.partition()));
+                    // Not ours any more: not to be rebuilt (nor committed).
+                    d.assigned
+                        .retain(|(t, q)| !(t == e.topic() && *q == e.partition()));
                     d.revoked.push((e.topic().to_string(), e.partition()));
                 }
                 tracing::info!(partitions = %describe(tpl), "kafka: partitions revoked");
             }
             Rebalance::Assign(tpl) => {
+                if let Some(stage) = self.forwarder.as_ref().map(|f| f.topic()) {
+                    let mut d = lock(&self.positions);
+                    for e in tpl.elements_for_topic(stage) {
+                        d.assigned.push((e.topic().to_string(), e.partition()));
+                    }
+                }
                 tracing::info!(partitions = %describe(tpl), "kafka: partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!("kafka: rebalance error: {e}"),
@@ -457,12 +328,21 @@ pub struct KafkaSource {
     last_forward: Instant,
     /// The offset of the last batch handed out (what `forward` is about).
     in_hand: i64,
+    /// Stage streams warmed up, and the watermark committed with the
+    /// position they resumed from.
+    resumed: HashMap<StreamId, i64>,
+    /// A stage partition rebuilt on assignment, from its committed offset.
+    warming: Option<(StreamId, i64)>,
+    /// A stop cut the last warm-up short (see [`Source::replay_cut`]).
+    cut: bool,
+    /// The partition whose already processed messages are being skipped.
+    skipping: Option<(String, i32)>,
 }
 
 impl KafkaSource {
     /// Joins the group and subscribes. `stop` (set on SIGTERM, SIGINT) ends
     /// the stream after the message in hand.
-    /// With `forwarding` (the engine forwards some windowed rules), the
+    /// With `forwarding` (the engine forwards some stateful rules), the
     /// group's repartition topic is created if needed and consumed too.
     pub fn open(
         settings: &Settings,
@@ -486,6 +366,8 @@ impl KafkaSource {
             None
         };
         let context = Context {
+            stop: stop.clone(),
+            pending_commits: AtomicU64::new(0),
             positions: positions.clone(),
             counters: counters.clone(),
             forwarder: forwarder.clone(),
@@ -505,7 +387,7 @@ impl KafkaSource {
             tracing::info!(
                 topic = f.topic(),
                 partitions = f.partitions(),
-                "kafka: repartitioning windowed rules through the repartition topic"
+                "kafka: repartitioning stateful rules through the repartition topic"
             );
         }
         consumer
@@ -533,6 +415,10 @@ impl KafkaSource {
             input_partitions,
             last_forward: Instant::now(),
             in_hand: 0,
+            resumed: HashMap::new(),
+            warming: None,
+            cut: false,
+            skipping: None,
         })
     }
 
@@ -568,39 +454,58 @@ impl KafkaSource {
     }
 
     /// Commits every acknowledged position, once what was forwarded is
-    /// acknowledged by the broker.
-    fn commit(&self) -> io::Result<()> {
+    /// acknowledged by the broker (waiting up to `settle` for that).
+    /// Returns whether nothing is left to commit.
+    fn commit(&self, settle: Duration) -> io::Result<bool> {
         if !lock(&self.positions).dirty {
-            return Ok(());
+            return Ok(true);
         }
         if let Some(f) = &self.forwarder {
-            if !f.settle(SETTLE).map_err(io::Error::other)? {
+            if !f.settle(settle).map_err(io::Error::other)? {
                 tracing::warn!("kafka: forwarded records not yet acknowledged; commit postponed");
-                return Ok(());
+                return Ok(false);
             }
         }
         let mut d = lock(&self.positions);
         if !d.dirty {
-            return Ok(());
+            return Ok(true);
         }
         let positions = d.list(None);
         d.dirty = false;
         drop(d);
         if positions.count() == 0 {
-            return Ok(());
+            return Ok(true);
         }
-        // Synchronous: one round trip per interval, and its outcome is known.
-        match self.consumer.commit(&positions, CommitMode::Sync) {
-            Ok(()) => {
-                self.counters.commits.fetch_add(1, Relaxed);
-            }
+        // Asynchronous: a synchronous commit waits for the coordinator for
+        // as long as it takes (forever, with the broker gone); the outcome
+        // comes to `Context::commit_callback` on a later poll.
+        let pending = &self.consumer.context().pending_commits;
+        pending.fetch_add(1, Relaxed);
+        match self.consumer.commit(&positions, CommitMode::Async) {
+            Ok(()) => Ok(true),
             Err(e) => {
+                pending.fetch_sub(1, Relaxed);
                 tracing::warn!("kafka: commit failed: {e}");
                 self.counters.commit_failures.fetch_add(1, Relaxed);
                 lock(&self.positions).dirty = true;
+                Ok(false)
             }
         }
-        Ok(())
+    }
+
+    /// Waits up to `limit` for the outcome of the commits made; whether
+    /// they all succeeded.
+    fn confirm_commits(&self, limit: Duration) -> bool {
+        let started = Instant::now();
+        let context = self.consumer.context();
+        let failures = self.counters.commit_failures.load(Relaxed);
+        while context.pending_commits.load(Relaxed) > 0 && started.elapsed() < limit {
+            // Serves the commit callback; a message polled here is not
+            // processed, so its offset is not committed either.
+            let _ = self.consumer.poll(Duration::from_millis(50));
+        }
+        context.pending_commits.load(Relaxed) == 0
+            && self.counters.commit_failures.load(Relaxed) == failures
     }
 }
 
@@ -621,7 +526,10 @@ fn input_partition_count(consumer: &BaseConsumer<Context>, topic: &str) -> io::R
 impl Source for KafkaSource {
     fn next(&mut self, before_wait: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>> {
         if let Some((stream, offset)) = self.held.take() {
-            return Ok(self.batch(stream, offset));
+            if !self.cut {
+                return Ok(self.batch(stream, offset));
+            }
+            // Its windows are partial: the message waits for the next owner.
         }
         let revoked = lock(&self.positions).revoked.pop();
         if let Some((topic, p)) = revoked {
@@ -632,13 +540,26 @@ impl Source for KafkaSource {
                 return Ok(Next::Closed(id));
             }
         }
+        // Looked at before any warm-up: each may wait on the broker, and a
+        // rebalance can bring many partitions at once.
         if self.stop.load(Relaxed) {
-            tracing::info!("kafka: stopping: committing and leaving the group");
+            let not_rebuilt = std::mem::take(&mut lock(&self.positions).assigned);
+            tracing::info!(
+                not_rebuilt = not_rebuilt.len(),
+                cut_short = self.cut,
+                "kafka: stopping: committing and leaving the group (repartition partitions assigned but not rebuilt, and a warm-up a stop cut short, keep their committed positions)"
+            );
             return Ok(Next::Stop);
+        }
+        let assigned = lock(&self.positions).assigned.pop();
+        if let Some((topic, p)) = assigned {
+            if let Some(stream) = self.warm_on_assignment(topic, p) {
+                return Ok(Next::Reset(stream));
+            }
         }
         if self.last_commit.elapsed() >= self.settings.commit_interval {
             self.last_commit = Instant::now();
-            self.commit()?;
+            self.commit(SETTLE)?;
         }
         if let Some(f) = &self.forwarder {
             if f.failed() {
@@ -693,12 +614,34 @@ impl Source for KafkaSource {
             .get(&topic)
             .and_then(|t| t.get(&p))
             .copied();
-        if expected != Some(offset) {
-            if let Some(n) = expected.filter(|&n| offset < n) {
-                self.counters
-                    .redelivered
-                    .fetch_add((n - offset) as u64, Relaxed);
+        if let Some(n) = expected.filter(|&n| offset < n) {
+            // The partition stayed ours (a revoke forgets its position) and
+            // every message before `n` is processed and acknowledged here or
+            // before the position it was assigned at: the consumer's fetch
+            // position went back (librdkafka, seen on tansu, restarts a
+            // partition's fetch from its committed offset now and then).
+            // Processing it again would only repeat its alerts.
+            self.counters.redelivered.fetch_add(1, Relaxed);
+            if self.skipping.as_ref() != Some(&(topic.clone(), p)) {
+                tracing::info!(
+                    topic,
+                    partition = p,
+                    offset,
+                    processed_up_to = n,
+                    "kafka: messages already processed delivered again; skipped"
+                );
+                self.skipping = Some((topic, p));
             }
+            return Ok(Next::Idle);
+        }
+        if self
+            .skipping
+            .as_ref()
+            .is_some_and(|(t, q)| *t == topic && *q == p)
+        {
+            self.skipping = None;
+        }
+        if expected != Some(offset) {
             // Until the message is acknowledged, a resume starts here.
             lock(&self.positions)
                 .next
@@ -726,11 +669,21 @@ impl Source for KafkaSource {
                 );
             }
         }
+        // The outputs were flushed before this acknowledgement: the
+        // alerts up to the stage's last reported watermark are out.
+        let watermark = if self.is_stage(topic) {
+            self.counters.watermarks().get(p).copied()
+        } else {
+            None
+        };
         let mut d = lock(&self.positions);
         // A partition revoked meanwhile is no longer ours to commit.
         if let Some(next) = d.next.get_mut(topic).and_then(|t| t.get_mut(p)) {
             *next = ack.position + 1;
             d.dirty = true;
+            if let Some(w) = watermark {
+                d.watermarks.insert((topic.clone(), *p), w);
+            }
         }
         Ok(())
     }
@@ -744,13 +697,50 @@ impl Source for KafkaSource {
         let Some((topic, p)) = self.streams.get(stream.0 as usize).cloned() else {
             return Ok(());
         };
-        let Some((_, resume)) = self.held.filter(|(s, _)| *s == stream) else {
+        let held = self.held.filter(|(s, _)| *s == stream);
+        let Some((_, resume)) = held.or_else(|| self.warming.take().filter(|(s, _)| *s == stream))
+        else {
             return Ok(());
         };
         if resume > 0 {
-            self.warm_up(&topic, p, resume, horizon_ns, doc);
+            let committed = if self.is_stage(&topic) {
+                self.committed_watermark(&topic, p)
+            } else {
+                None
+            };
+            if let Some(w) = committed {
+                self.resumed.insert(stream, w);
+                // Committed again with the offset until a record moves it.
+                lock(&self.positions)
+                    .watermarks
+                    .insert((topic.clone(), p), w);
+            }
+            if self.warm_up(&topic, p, resume, horizon_ns, committed, doc) {
+                // Nothing of it is committed: its windows are partial, and
+                // what its next owner resumes from is what was committed.
+                self.cut = true;
+                self.resumed.remove(&stream);
+                let mut d = lock(&self.positions);
+                if let Some(parts) = d.next.get_mut(&topic) {
+                    parts.remove(&p);
+                }
+                d.watermarks.remove(&(topic.clone(), p));
+                tracing::info!(
+                    topic,
+                    partition = p,
+                    "kafka: stopping: warm-up replay cut short; the partition's committed position stands"
+                );
+            }
         }
         Ok(())
+    }
+
+    fn replay_cut(&self) -> bool {
+        self.cut
+    }
+
+    fn resumed_watermark(&mut self, stream: StreamId) -> Option<i64> {
+        self.resumed.remove(&stream)
     }
 
     fn stage(&self, stream: StreamId) -> bool {
@@ -801,27 +791,113 @@ impl Source for KafkaSource {
     fn close(&mut self) -> io::Result<()> {
         if let Some(f) = &self.forwarder {
             f.flush(true).map_err(io::Error::other)?;
+            // The outputs are flushed: every stage partition's alerts are
+            // out up to its last watermark, the wall clock's moves included.
+            let latest: Vec<(i32, i64)> = self
+                .counters
+                .watermarks()
+                .iter()
+                .map(|(p, w)| (*p, *w))
+                .collect();
+            let mut d = lock(&self.positions);
+            for (p, w) in latest {
+                let key = (f.topic().to_string(), p);
+                let held = d.next.get(&key.0).is_some_and(|t| t.contains_key(&p));
+                if held && d.watermarks.get(&key) != Some(&w) {
+                    d.watermarks.insert(key, w);
+                    d.dirty = true;
+                }
+            }
         }
-        self.commit()
+        if !self.commit(SETTLE_ON_STOP)? || !self.confirm_commits(CONFIRM_ON_STOP) {
+            tracing::warn!(
+                "kafka: broker unreachable: the last positions are not committed; a restart re-reads from the last commit"
+            );
+        }
+        Ok(())
     }
 }
 
 impl KafkaSource {
-    /// Replays the messages of a partition before `resume` into `doc`.
-    fn warm_up(&self, topic: &str, p: i32, resume: i64, horizon: i64, doc: &mut dyn FnMut(&[u8])) {
+    /// The committed offset of a partition, and the watermark committed
+    /// with it (a stage partition's), if any.
+    fn committed(&self, topic: &str, p: i32) -> Option<(i64, Option<i64>)> {
+        let mut tpl = TopicPartitionList::new();
+        tpl.add_partition(topic, p);
+        let committed = match warmup::bounded(self.settings.warmup_timeout, &self.stop, |t| {
+            self.consumer.committed_offsets(tpl.clone(), t)
+        }) {
+            Ok(c) => c,
+            Err(_) if self.stop.load(Relaxed) => return None, // stopping
+            Err(e) => {
+                tracing::warn!(
+                    topic,
+                    partition = p,
+                    "kafka: cannot read the committed offset: {e}"
+                );
+                return None;
+            }
+        };
+        let e = committed.find_partition(topic, p)?;
+        let Offset::Offset(offset) = e.offset() else {
+            return None;
+        };
+        let w = parse_watermark(e.metadata());
+        tracing::debug!(topic, partition = p, offset, watermark_ns = ?w, "kafka: committed position");
+        Some((offset, w))
+    }
+
+    fn committed_watermark(&self, topic: &str, p: i32) -> Option<i64> {
+        self.committed(topic, p)?.1
+    }
+
+    /// A stage partition just assigned, with a committed offset: its stream
+    /// is reset (its windows rebuilt) now. Its windows may hold alerts that
+    /// only the wall clock brings out (resolves, the absence rule when the
+    /// stream is silent), and no record may come to trigger a rebuild.
+    fn warm_on_assignment(&mut self, topic: String, p: i32) -> Option<StreamId> {
+        if self.ids.contains_key(&(topic.clone(), p)) {
+            return None; // a record of it came first and reset it
+        }
+        let (resume, _) = self.committed(&topic, p).filter(|(o, _)| *o > 0)?;
+        let stream = self.stream_id(&topic, p);
+        lock(&self.positions)
+            .next
+            .entry(topic)
+            .or_default()
+            .insert(p, resume);
+        self.warming = Some((stream, resume));
+        Some(stream)
+    }
+
+    /// Replays the messages of a partition before `resume` into `doc`,
+    /// from one horizon before the event time reached there, or before
+    /// `watermark` (ns) if that is earlier: a stage partition's windows
+    /// hold what its watermark had not passed yet. Returns whether a stop
+    /// cut it short.
+    fn warm_up(
+        &self,
+        topic: &str,
+        p: i32,
+        resume: i64,
+        horizon: i64,
+        watermark: Option<i64>,
+        doc: &mut dyn FnMut(&[u8]),
+    ) -> bool {
         let (settings, counters) = (&self.settings, &self.counters);
         let started = Instant::now();
         let stage = self.is_stage(topic);
-        let reader = match warmup::Reader::new(&self.config, topic, p, settings.warmup_timeout) {
+        let timeout = settings.warmup_timeout;
+        let reader = match warmup::Reader::new(&self.config, topic, p, timeout, self.stop.clone()) {
             Ok(r) if stage => r.with_times(crate::engine::forward::Record::time_range),
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(topic, partition = p, "kafka: {e}; windows start empty");
                 counters.warmups_incomplete.fetch_add(1, Relaxed);
-                return;
+                return self.stop.load(Relaxed);
             }
         };
-        let result = reader.warm_up(resume, horizon, |payload| {
+        let result = reader.warm_up(resume, horizon, watermark, |payload| {
             if stage {
                 return doc(payload);
             }
@@ -832,6 +908,9 @@ impl KafkaSource {
                 Ok::<(), ()>(())
             });
         });
+        if reader.stopped() && !result.as_ref().is_ok_and(|r| r.complete) {
+            return true;
+        }
         match result {
             Ok(r) if r.probes == 0 => {} // nothing before the resume offset
             Ok(r) => {
@@ -862,5 +941,6 @@ impl KafkaSource {
                 );
             }
         }
+        false
     }
 }

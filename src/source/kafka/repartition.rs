@@ -1,12 +1,14 @@
-//! The sending half of repartitioning: the matches of forwarded windowed
-//! rules ([`crate::engine::forward`]) go to the repartition topic
+//! The sending half of repartitioning: the matches of forwarded windowed,
+//! sequence and first-seen rules ([`crate::engine::forward`]) go to the repartition topic
 //! (`<group>-saker-repartition`), to the partition their key hashes to
 //! (SHA-256 of the key values; key-less rules to partition 0), in JSON
 //! [`Record`]s, one per (input partition, repartition partition) and flush.
 //!
 //! Matches are merged while they wait (same rule, tick, key and value: one
 //! entry with a count), so a rule that matches every event (the absence
-//! rule) costs one entry per tick, not one per event. Every record carries
+//! rule) costs one entry per tick, not one per event; a first-seen rule's
+//! matches of one tick and key merge too, keeping the earliest event's
+//! alert. Every record carries
 //! its input partition's mark (the highest tick it has reached); a stage
 //! partition that got no match from an input partition still hears of its
 //! progress, at most every [`MARK_EVERY`].
@@ -28,8 +30,9 @@ use rdkafka::{ClientConfig, ClientContext};
 use ring::digest::{digest, SHA256};
 
 use super::Counters;
-use crate::engine::forward::{Outbox, Record, SeqMatch, SeqStep, RECORD_VERSION};
+use crate::engine::forward::{Outbox, Record, Seen, SeqMatch, SeqStep, RECORD_VERSION};
 use crate::rules::RuleSet;
+use crate::stateful::first_seen::Rendered;
 use crate::window::Key;
 
 /// How often buffered matches are sent while input flows.
@@ -92,6 +95,10 @@ impl ProducerContext for Deliveries {
 type EntryKey = (String, i64, Key, Option<String>);
 /// The input offsets of a merged match's occurrences.
 type Offsets = Vec<i64>;
+/// First-seen matches merge by rule, tick and key; the earliest event
+/// (time, then input order) gives the time and the alert.
+type SeenKey = (String, i64, Key);
+type SeenFirst = (i64, Option<Rendered>, Offsets);
 
 /// What one input partition has waiting for the stage partitions.
 struct Waiting {
@@ -103,6 +110,7 @@ struct Waiting {
     /// record, the mark last sent and when.
     entries: Vec<BTreeMap<EntryKey, Offsets>>,
     seqs: Vec<Vec<SeqMatch>>,
+    seen: Vec<BTreeMap<SeenKey, SeenFirst>>,
     lo: Vec<Option<i64>>,
     sent_hi: Vec<Option<i64>>,
     sent_at: Vec<Option<Instant>>,
@@ -116,6 +124,7 @@ impl Waiting {
             hi: None,
             entries: vec![BTreeMap::new(); partitions],
             seqs: vec![Vec::new(); partitions],
+            seen: vec![BTreeMap::new(); partitions],
             lo: vec![None; partitions],
             sent_hi: vec![None; partitions],
             sent_at: vec![None; partitions],
@@ -267,6 +276,25 @@ impl Forwarder {
                 self.counters.forwarded.fetch_add(1, Relaxed);
             }
         }
+        for Seen {
+            rule,
+            tick,
+            time_ns,
+            key,
+            rendered,
+        } in outbox.seen
+        {
+            let r = partition_of(&key, self.partitions) as usize;
+            let name = rules.rules[rule].name.clone();
+            let first = w.seen[r]
+                .entry((name, tick, key))
+                .or_insert_with(|| (time_ns, rendered.clone(), Vec::new()));
+            if time_ns < first.0 {
+                (first.0, first.1) = (time_ns, rendered);
+            }
+            first.2.push(offset);
+            self.counters.forwarded.fetch_add(1, Relaxed);
+        }
     }
 
     /// Sends what waits: every stage partition's matches, and marks that
@@ -281,13 +309,16 @@ impl Forwarder {
                 let moved = w.sent_hi[r].is_none_or(|s| hi > s);
                 let due =
                     marks || w.sent_at[r].is_none_or(|at| now.duration_since(at) >= MARK_EVERY);
-                if w.entries[r].is_empty() && w.seqs[r].is_empty() && !(moved && due) {
+                let empty = w.entries[r].is_empty() && w.seqs[r].is_empty() && w.seen[r].is_empty();
+                if empty && !(moved && due) {
                     continue;
                 }
                 let entries = std::mem::take(&mut w.entries[r]);
                 let seqs = std::mem::take(&mut w.seqs[r]);
+                let seen = std::mem::take(&mut w.seen[r]);
                 let base = entries
                     .values()
+                    .chain(seen.values().map(|(_, _, o)| o))
                     .filter_map(|o| o.first().copied())
                     .min()
                     .unwrap_or(0);
@@ -309,6 +340,14 @@ impl Forwarder {
                         })
                         .collect(),
                     s: seqs,
+                    f: seen
+                        .into_iter()
+                        .map(|((rule, _, key), (time_ns, rendered, offsets))| {
+                            let rel = offsets.iter().map(|o| o - base).collect();
+                            let rendered = rendered.as_ref().map(Seen::wire);
+                            (rule, time_ns, key.to_vec(), rendered, rel)
+                        })
+                        .collect(),
                 };
                 let payload = serde_json::to_vec(&record)
                     .map_err(|e| format!("cannot encode a repartition record: {e}"))?;

@@ -11,10 +11,18 @@
 //! themselves and moved back, doubling the step, until it is early enough,
 //! so a broker whose timestamps mean something else only costs a longer
 //! replay, never a shorter one.
+//!
+//! A stop (SIGTERM, SIGINT) cuts a warm-up short: every wait on the broker
+//! is made in slices ([`bounded`]) and the stop flag is looked at between
+//! them, so a stop in the middle of a storm of assignments is not held up
+//! by a slow broker.
 
+use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::message::Message;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -32,6 +40,38 @@ pub struct Replay {
     pub complete: bool,
 }
 
+/// The first wait of a broker request made in slices; each next one is
+/// twice as long, up to [`LONGEST_SLICE`] (a slow broker still gets long
+/// enough to answer).
+const FIRST_SLICE: Duration = Duration::from_millis(250);
+/// The longest slice: how long a stop may wait for a request in flight.
+const LONGEST_SLICE: Duration = Duration::from_secs(2);
+
+/// Makes `request` (given how long it may wait) until it answers otherwise
+/// than by timing out or `timeout` has passed; the waits are slices of
+/// `timeout`, and none is made once `stop` is set (then the error is
+/// [`KafkaError::Canceled`]).
+pub fn bounded<T>(
+    timeout: Duration,
+    stop: &AtomicBool,
+    mut request: impl FnMut(Duration) -> KafkaResult<T>,
+) -> KafkaResult<T> {
+    let started = Instant::now();
+    let mut slice = FIRST_SLICE;
+    loop {
+        if stop.load(Relaxed) {
+            return Err(KafkaError::Canceled);
+        }
+        let left = timeout.saturating_sub(started.elapsed());
+        let result = request(left.min(slice));
+        let timed_out = matches!(&result, Err(e) if e.rdkafka_error_code() == Some(RDKafkaErrorCode::OperationTimedOut));
+        if !timed_out || started.elapsed() >= timeout {
+            return result;
+        }
+        slice = (slice * 2).min(LONGEST_SLICE);
+    }
+}
+
 /// A consumer outside the group that reads one partition at any offset.
 pub struct Reader {
     consumer: BaseConsumer,
@@ -41,16 +81,20 @@ pub struct Reader {
     /// The event-time range of a message: its audit events', or a
     /// repartition record's.
     times: fn(&[u8]) -> Option<(i64, i64)>,
+    /// Set on SIGTERM, SIGINT: the warm-up gives up at once.
+    stop: Arc<AtomicBool>,
 }
 
 impl Reader {
     /// `config` is the group consumer's configuration; group settings are
     /// replaced so that this reader never joins the group or commits.
+    /// `stop` set cuts the warm-up short ([`Reader::stopped`]).
     pub fn new(
         config: &ClientConfig,
         topic: &str,
         partition: i32,
         timeout: Duration,
+        stop: Arc<AtomicBool>,
     ) -> Result<Self, String> {
         // librdkafka wants a group id even for assign(); this one is never
         // joined (no subscribe) and never committed to.
@@ -74,7 +118,13 @@ impl Reader {
             partition,
             timeout,
             times: documents::time_range,
+            stop,
         })
+    }
+
+    /// Whether a stop cut (or will cut) the warm-up short.
+    pub fn stopped(&self) -> bool {
+        self.stop.load(Relaxed)
     }
 
     /// Reads messages whose event times `times` tells (a repartition
@@ -85,9 +135,11 @@ impl Reader {
     }
 
     fn watermarks(&self) -> Result<(i64, i64), String> {
-        self.consumer
-            .fetch_watermarks(&self.topic, self.partition, self.timeout)
-            .map_err(|e| format!("cannot read the partition's offsets: {e}"))
+        bounded(self.timeout, &self.stop, |t| {
+            self.consumer
+                .fetch_watermarks(&self.topic, self.partition, t)
+        })
+        .map_err(|e| format!("cannot read the partition's offsets: {e}"))
     }
 
     fn seek(&self, offset: i64) -> Result<(), String> {
@@ -98,11 +150,15 @@ impl Reader {
     }
 
     /// Calls `f` with each message from `from` on, until `f` returns false
-    /// or no message arrives within the timeout (then returns false).
+    /// or no message arrives within the timeout, or a stop comes (then
+    /// returns false).
     fn read_from(&self, from: i64, mut f: impl FnMut(i64, &[u8]) -> bool) -> Result<bool, String> {
         self.seek(from)?;
         let mut waited = Instant::now();
         loop {
+            if self.stopped() {
+                return Ok(false);
+            }
             match self.consumer.poll(Duration::from_millis(100)) {
                 Some(Ok(m)) => {
                     waited = Instant::now();
@@ -125,6 +181,9 @@ impl Reader {
 
     /// The event-time range of the first message at or after `offset`.
     fn times_at(&self, offset: i64) -> Result<Option<(i64, i64)>, String> {
+        if self.stopped() {
+            return Err("stopping".to_string());
+        }
         let mut range = None;
         self.read_from(offset, |_, p| {
             range = (self.times)(p);
@@ -142,7 +201,10 @@ impl Reader {
             Offset::Offset(time_ns.div_euclid(1_000_000)),
         )
         .ok()?;
-        let found = self.consumer.offsets_for_times(tpl, self.timeout).ok()?;
+        let found = bounded(self.timeout, &self.stop, |t| {
+            self.consumer.offsets_for_times(tpl.clone(), t)
+        })
+        .ok()?;
         match found.find_partition(&self.topic, self.partition)?.offset() {
             Offset::Offset(o) => Some(o),
             _ => None,
@@ -150,11 +212,13 @@ impl Reader {
     }
 
     /// Finds where to start and replays every message before `resume`
-    /// through `replay`.
+    /// through `replay`: one horizon before the event time reached at
+    /// `resume`, or before `until` (ns) if that is earlier.
     pub fn warm_up(
         &self,
         resume: i64,
         horizon_ns: i64,
+        until: Option<i64>,
         mut replay: impl FnMut(&[u8]),
     ) -> Result<Replay, String> {
         let mut out = Replay {
@@ -178,7 +242,7 @@ impl Reader {
         let start = match latest {
             None => low.max(resume - 64),
             Some(latest) => {
-                let target = latest - horizon_ns;
+                let target = until.map_or(latest, |u| u.min(latest)) - horizon_ns;
                 let mut start = self
                     .offset_for_time(target)
                     .unwrap_or(low)
@@ -208,5 +272,79 @@ impl Reader {
             offset + 1 < resume
         })?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timed_out<T>() -> KafkaResult<T> {
+        Err(KafkaError::OffsetFetch(RDKafkaErrorCode::OperationTimedOut))
+    }
+
+    #[test]
+    fn a_request_that_times_out_is_made_again_in_growing_slices_until_the_timeout() {
+        let mut waits = Vec::new();
+        let r: KafkaResult<()> = bounded(Duration::from_millis(30), &AtomicBool::new(false), |t| {
+            waits.push(t);
+            std::thread::sleep(t.min(Duration::from_millis(5)));
+            timed_out()
+        });
+        assert!(r.is_err());
+        assert!(waits.len() > 1, "{waits:?}");
+        assert!(
+            waits.iter().all(|w| *w <= Duration::from_millis(30)),
+            "{waits:?}"
+        );
+    }
+
+    #[test]
+    fn slices_double_up_to_the_longest() {
+        let mut waits = Vec::new();
+        let mut left = 6;
+        let r = bounded(Duration::from_secs(3600), &AtomicBool::new(false), |t| {
+            waits.push(t);
+            left -= 1;
+            if left == 0 {
+                Ok(7)
+            } else {
+                timed_out()
+            }
+        });
+        assert_eq!(r.unwrap(), 7);
+        let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [250, 500, 1000, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn another_error_is_returned_at_once() {
+        let mut calls = 0;
+        let r: KafkaResult<()> = bounded(Duration::from_secs(60), &AtomicBool::new(false), |_| {
+            calls += 1;
+            Err(KafkaError::OffsetFetch(RDKafkaErrorCode::UnknownPartition))
+        });
+        assert!(r.is_err());
+        assert_eq!(calls, 1);
+    }
+
+    #[test]
+    fn no_request_is_made_once_stopped_nor_after_a_stop_comes() {
+        let stop = AtomicBool::new(true);
+        let mut calls = 0;
+        let r: KafkaResult<()> = bounded(Duration::from_secs(60), &stop, |_| {
+            calls += 1;
+            timed_out()
+        });
+        assert!(matches!(r, Err(KafkaError::Canceled)));
+        assert_eq!(calls, 0);
+        let stop = AtomicBool::new(false);
+        let r: KafkaResult<()> = bounded(Duration::from_secs(60), &stop, |_| {
+            calls += 1;
+            stop.store(true, Relaxed);
+            timed_out()
+        });
+        assert!(matches!(r, Err(KafkaError::Canceled)));
+        assert_eq!(calls, 1);
     }
 }
