@@ -153,6 +153,30 @@ const FAST_GROUP: [&str; 6] = [
 ];
 
 impl Instance {
+    /// Two members of `group` on a 4-partition `topic`, `<group>-a` and
+    /// `<group>-b`, returned once each owns two partitions.
+    pub(super) fn start_pair(
+        broker: &Broker,
+        topic: &str,
+        group: &str,
+        extra: &[&str],
+    ) -> (Instance, Instance) {
+        let a = Instance::start_with(broker, topic, group, &format!("{group}-a"), extra);
+        let b = Instance::start_with(broker, topic, group, &format!("{group}-b"), extra);
+        wait_until(Duration::from_secs(60), || {
+            (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "the pair did not split the partitions: {:?} {:?}\n{}",
+                a.lags(),
+                b.lags(),
+                a.stderr()
+            )
+        });
+        (a, b)
+    }
+
     pub(super) fn start(broker: &Broker, topic: &str, group: &str, name: &str) -> Instance {
         Instance::start_with(broker, topic, group, name, &[])
     }
@@ -400,19 +424,7 @@ fn one_instance_and_two_in_a_group_give_the_same_alerts() {
     broker.produce("audit", 4, &[]);
     // The pair shares the partitions before any data arrives; the solo
     // instance, in its own group, reads them all.
-    let mut a = Instance::start(&broker, "audit", "pair", "pair-a");
-    let mut b = Instance::start(&broker, "audit", "pair", "pair-b");
-    wait_until(Duration::from_secs(60), || {
-        (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
-    })
-    .unwrap_or_else(|| {
-        panic!(
-            "the pair did not split the partitions: {:?} {:?}\n{}",
-            a.lags(),
-            b.lags(),
-            a.stderr()
-        )
-    });
+    let (mut a, mut b) = Instance::start_pair(&broker, "audit", "pair", &[]);
     let mut one = Instance::start(&broker, "audit", "solo", "solo");
     let data = traffic(0, 600);
     broker.produce("audit", 4, &data);

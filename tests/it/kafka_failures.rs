@@ -13,7 +13,9 @@ use super::kafka::{
     rule_counts, unique, wait_caught_up, wait_watermarks, watermarks, Broker, Instance,
 };
 use super::net::*;
-use super::repartition::{alert_time, before, file_replay, rules_file, send, traffic, T0};
+use super::repartition::{
+    alert_time, assert_as_replayed, file_replay, rules_file, send, traffic, T0,
+};
 
 /// The sum of the high watermarks of `topic`'s partitions.
 fn high_watermarks(broker: &Broker, topic: &str, partitions: i32) -> i64 {
@@ -51,12 +53,7 @@ fn a_member_killed_on_a_round_robin_topic_and_restarted_loses_no_alert() {
         "--kafka-idle-timeout",
         "60s",
     ];
-    let mut a = Instance::start_with(&broker, "crash", "crash", "crash-a", &flags);
-    let mut b = Instance::start_with(&broker, "crash", "crash", "crash-b", &flags);
-    wait_until(Duration::from_secs(60), || {
-        (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
-    })
-    .unwrap_or_else(|| panic!("the pair did not split the partitions: {}", a.stderr()));
+    let (mut a, mut b) = Instance::start_pair(&broker, "crash", "crash", &flags);
     let seconds = 900;
     let data = traffic(seconds);
     // One message at a time round-robin, in chunks of 100 s of traffic
@@ -101,15 +98,7 @@ fn a_member_killed_on_a_round_robin_topic_and_restarted_loses_no_alert() {
     all.extend(survivors.iter().cloned());
     let replay = file_replay(&rules, &data);
     let cutoff = end - 5;
-    let (want, got) = (before(&replay, cutoff), before(&all, cutoff));
-    let missing: Vec<_> = want.difference(&got).take(3).collect();
-    let extra: Vec<_> = got.difference(&want).take(3).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "the killed run differs from the replay ({} against {}):\nmissing {missing:#?}\nextra {extra:#?}",
-        got.len(),
-        want.len()
-    );
+    assert_as_replayed("the killed run", &replay, &all, cutoff);
     // Duplicates come from the crash only: a line repeats at most once,
     // once from the killed instance and once from those that took over.
     let (in_killed, in_survivors) = (occurrences(&killed), occurrences(&survivors));
@@ -206,21 +195,13 @@ fn a_crash_while_a_silent_partition_holds_the_watermark_loses_nothing_and_repeat
     all.extend(second.alert_lines());
     let replay = file_replay(&rules, &data);
     let cutoff = end - 5;
-    let (want, got) = (before(&replay, cutoff), before(&all, cutoff));
-    let missing: Vec<_> = want.difference(&got).take(3).collect();
-    let extra: Vec<_> = got.difference(&want).take(3).collect();
     eprintln!(
         "killed after {} alerts, {} after the restart ({warmups} warm-ups); replay {:?}",
         killed.len(),
         all.len() - killed.len(),
         rule_counts(&unique(&replay))
     );
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "the restart differs from the replay ({} against {}):\nmissing {missing:#?}\nextra {extra:#?}",
-        got.len(),
-        want.len()
-    );
+    assert_as_replayed("the restart", &replay, &all, cutoff);
     assert!(
         warmups >= 8.0,
         "the stateful partitions were rebuilt: {warmups}"

@@ -10,7 +10,6 @@ use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
 use rdkafka::ClientConfig;
 
 use super::kafka::{rule_counts, tmp_dir, unique, wait_watermarks, Broker, Instance};
-use super::net::*;
 use super::*;
 
 /// Rules grouped by the user, by the user and the namespace, by nothing,
@@ -264,6 +263,26 @@ pub(super) fn before(lines: &[String], cutoff: i64) -> BTreeSet<String> {
         .collect()
 }
 
+/// Asserts that `live` holds exactly the file replay's alerts before
+/// `cutoff` (`what` names the run in the message); returns them.
+pub(super) fn assert_as_replayed(
+    what: &str,
+    replay: &[String],
+    live: &[String],
+    cutoff: i64,
+) -> BTreeSet<String> {
+    let (want, got) = (before(replay, cutoff), before(live, cutoff));
+    let missing: Vec<_> = want.difference(&got).take(3).collect();
+    let extra: Vec<_> = got.difference(&want).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{what} differs from the replay ({} against {}):\nmissing {missing:#?}\nextra {extra:#?}",
+        got.len(),
+        want.len()
+    );
+    got
+}
+
 #[test]
 fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     let broker = Broker::start();
@@ -271,12 +290,7 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     let rules = rules_file();
     let rules_arg = rules.to_str().unwrap();
     let flags = ["--rules", rules_arg, "--kafka-idle-timeout", "10s"];
-    let mut a = Instance::start_with(&broker, "rr", "rr", "rr-a", &flags);
-    let mut b = Instance::start_with(&broker, "rr", "rr", "rr-b", &flags);
-    wait_until(Duration::from_secs(60), || {
-        (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
-    })
-    .unwrap_or_else(|| panic!("the pair did not split the partitions: {}", a.stderr()));
+    let (mut a, mut b) = Instance::start_pair(&broker, "rr", "rr", &flags);
     let seconds = 900;
     let data = traffic(seconds);
     // Runs of 1500 messages (125 s): each partition is quiet for longer than
@@ -354,15 +368,7 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     );
     // Everything the replay found before the live watermark, exactly.
     let cutoff = end - 5;
-    let (want, got) = (before(&replay, cutoff), before(&live, cutoff));
-    let missing: Vec<_> = want.difference(&got).take(3).collect();
-    let extra: Vec<_> = got.difference(&want).take(3).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "live differs from the replay ({} against {}):\nmissing {missing:#?}\nextra {extra:#?}",
-        got.len(),
-        want.len()
-    );
+    let got = assert_as_replayed("live", &replay, &live, cutoff);
     assert!(
         !live.iter().any(|l| l.contains("\"Stream Silent\"")),
         "no silence while events flow"
@@ -406,13 +412,7 @@ fn an_idle_partition_neither_stalls_the_others_nor_fakes_silence() {
     let live = inst.alert_lines();
     let replay = file_replay(&rules, &data);
     let cutoff = end - 5;
-    let (want, got) = (before(&replay, cutoff), before(&live, cutoff));
-    let missing: Vec<_> = want.difference(&got).take(3).collect();
-    let extra: Vec<_> = got.difference(&want).take(3).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "live differs from the replay:\nmissing {missing:#?}\nextra {extra:#?}"
-    );
+    let got = assert_as_replayed("live", &replay, &live, cutoff);
     assert!(
         !live.iter().any(|l| l.contains("\"Stream Silent\"")),
         "a silent partition is not a silent stream"
@@ -463,12 +463,7 @@ fn with_the_partition_key_declared_only_rules_grouped_otherwise_travel() {
         "--kafka-partition-key",
         "ka.user.name",
     ];
-    let mut a = Instance::start_with(&broker, "keyed", "keyed", "keyed-a", &flags);
-    let mut b = Instance::start_with(&broker, "keyed", "keyed", "keyed-b", &flags);
-    wait_until(Duration::from_secs(60), || {
-        (a.lags().len() == 2 && b.lags().len() == 2).then_some(())
-    })
-    .unwrap_or_else(|| panic!("the pair did not split the partitions: {}", a.stderr()));
+    let (mut a, mut b) = Instance::start_pair(&broker, "keyed", "keyed", &flags);
     let seconds = 600;
     let data = traffic(seconds);
     // `saker produce` keys every message by the user.
@@ -524,13 +519,5 @@ fn with_the_partition_key_declared_only_rules_grouped_otherwise_travel() {
         );
     }
     let cutoff = end - 5;
-    let (want, got) = (before(&replay, cutoff), before(&live, cutoff));
-    let missing: Vec<_> = want.difference(&got).take(3).collect();
-    let extra: Vec<_> = got.difference(&want).take(3).collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "live differs from the replay ({} against {}):\nmissing {missing:#?}\nextra {extra:#?}",
-        got.len(),
-        want.len()
-    );
+    assert_as_replayed("live", &replay, &live, cutoff);
 }
