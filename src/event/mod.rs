@@ -126,62 +126,46 @@ impl<'a> Top<'a> {
     /// Sets a captured top-level key to the raw JSON text of its value (for
     /// an event written rather than decoded); other keys are not kept.
     pub(crate) fn set(&mut self, name: &str, value: &'a str) {
-        let slot = match name {
-            "kind" => &mut self.kind,
-            "auditID" => &mut self.audit_id,
-            "stage" => &mut self.stage,
-            "requestURI" => &mut self.request_uri,
-            "verb" => &mut self.verb,
-            "user" => &mut self.user,
-            "impersonatedUser" => &mut self.impersonated_user,
-            "sourceIPs" => &mut self.source_ips,
-            "userAgent" => &mut self.user_agent,
-            "objectRef" => &mut self.object_ref,
-            "responseStatus" => &mut self.response_status,
-            "requestObject" => &mut self.request_object,
-            "responseObject" => &mut self.response_object,
-            "requestReceivedTimestamp" => &mut self.request_received_timestamp,
-            "stageTimestamp" => &mut self.stage_timestamp,
-            "timestamp" => &mut self.timestamp,
-            "annotations" => &mut self.annotations,
-            _ => return,
-        };
-        *slot = Some(value);
+        if !Top::captures(name) {
+            return;
+        }
+        if let Some((_, slot)) = self.slot(name) {
+            *slot = Some(value);
+        }
     }
 
     /// The field of a top-level key decoded as raw text, with one bit per
-    /// field to notice a key given twice. Dispatched on the key's length
-    /// first: each key of an event is looked up here.
+    /// field to notice a key given twice.
     fn slot(&mut self, name: &str) -> Option<(u32, &mut Option<&'a str>)> {
-        let (bit, slot) = match (name.len(), name) {
-            (4, "kind") => (0, &mut self.kind),
-            (4, "verb") => (4, &mut self.verb),
-            (4, "user") => (5, &mut self.user),
-            (5, "stage") => (2, &mut self.stage),
-            (5, "items") => (17, &mut self.items),
-            (6, "labels") => (26, &mut self.labels),
-            (7, "auditID") => (1, &mut self.audit_id),
-            (7, "records") => (19, &mut self.records),
-            (7, "Records") => (20, &mut self.kinesis_records),
-            (7, "awslogs") => (21, &mut self.awslogs),
-            (7, "message") => (22, &mut self.message),
-            (8, "insertId") => (24, &mut self.insert_id),
-            (8, "resource") => (27, &mut self.resource),
-            (9, "sourceIPs") => (7, &mut self.source_ips),
-            (9, "userAgent") => (8, &mut self.user_agent),
-            (9, "objectRef") => (9, &mut self.object_ref),
-            (9, "timestamp") => (15, &mut self.timestamp),
-            (9, "operation") => (25, &mut self.operation),
-            (10, "requestURI") => (3, &mut self.request_uri),
-            (10, "properties") => (23, &mut self.properties),
-            (11, "messageType") => (18, &mut self.message_type),
-            (11, "annotations") => (16, &mut self.annotations),
-            (13, "requestObject") => (11, &mut self.request_object),
-            (14, "responseStatus") => (10, &mut self.response_status),
-            (14, "responseObject") => (12, &mut self.response_object),
-            (14, "stageTimestamp") => (14, &mut self.stage_timestamp),
-            (16, "impersonatedUser") => (6, &mut self.impersonated_user),
-            (24, "requestReceivedTimestamp") => (13, &mut self.request_received_timestamp),
+        let (bit, slot) = match name {
+            "kind" => (0, &mut self.kind),
+            "verb" => (4, &mut self.verb),
+            "user" => (5, &mut self.user),
+            "stage" => (2, &mut self.stage),
+            "items" => (17, &mut self.items),
+            "labels" => (26, &mut self.labels),
+            "auditID" => (1, &mut self.audit_id),
+            "records" => (19, &mut self.records),
+            "Records" => (20, &mut self.kinesis_records),
+            "awslogs" => (21, &mut self.awslogs),
+            "message" => (22, &mut self.message),
+            "insertId" => (24, &mut self.insert_id),
+            "resource" => (27, &mut self.resource),
+            "sourceIPs" => (7, &mut self.source_ips),
+            "userAgent" => (8, &mut self.user_agent),
+            "objectRef" => (9, &mut self.object_ref),
+            "timestamp" => (15, &mut self.timestamp),
+            "operation" => (25, &mut self.operation),
+            "requestURI" => (3, &mut self.request_uri),
+            "properties" => (23, &mut self.properties),
+            "messageType" => (18, &mut self.message_type),
+            "annotations" => (16, &mut self.annotations),
+            "requestObject" => (11, &mut self.request_object),
+            "responseStatus" => (10, &mut self.response_status),
+            "responseObject" => (12, &mut self.response_object),
+            "stageTimestamp" => (14, &mut self.stage_timestamp),
+            "impersonatedUser" => (6, &mut self.impersonated_user),
+            "requestReceivedTimestamp" => (13, &mut self.request_received_timestamp),
             _ => return None,
         };
         Some((1 << bit, slot))
