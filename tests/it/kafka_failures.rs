@@ -14,7 +14,8 @@ use super::kafka::{
 };
 use super::net::*;
 use super::repartition::{
-    alert_time, assert_as_replayed, file_replay, rules_file, send, traffic, T0,
+    alert_time, assert_as_replayed, file_replay, rules_file, send, silent_after_a_minute, traffic,
+    T0,
 };
 
 /// The sum of the high watermarks of `topic`'s partitions.
@@ -147,13 +148,7 @@ fn a_crash_while_a_silent_partition_holds_the_watermark_loses_nothing_and_repeat
     let seconds = 600;
     let data = traffic(seconds);
     // Round-robin, but partition 3 gets the first minute only.
-    send(&broker.addr, "silent", &data, 4, 1, |i, p| {
-        if i >= 12 * 60 && p == 3 {
-            i % 3
-        } else {
-            p
-        }
-    });
+    send(&broker.addr, "silent", &data, 4, 1, silent_after_a_minute);
     let rules = rules_file();
     let flags = [
         "--rules",

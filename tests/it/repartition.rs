@@ -168,6 +168,16 @@ pub(super) fn traffic(seconds: u32) -> Vec<String> {
     out
 }
 
+/// A partition for `send`: round-robin, except that partition 3 gets only
+/// the first minute of `traffic` (12 events a second), then nothing.
+pub(super) fn silent_after_a_minute(i: usize, p: usize) -> usize {
+    if i >= 12 * 60 && p == 3 {
+        i % 3
+    } else {
+        p
+    }
+}
+
 /// Sends `lines` to `topic` by hand, in runs of `run` messages per
 /// partition, round-robin over `partitions` (1: one message at a time;
 /// longer runs are what a sticky partitioner does to unkeyed messages).
@@ -387,14 +397,7 @@ fn an_idle_partition_neither_stalls_the_others_nor_fakes_silence() {
     let data = traffic(seconds);
     // Round-robin, but partition 3 gets the first minute only: then it
     // stays silent for nine minutes, far longer than the absence window.
-    let first_minute = 12 * 60;
-    send(&broker.addr, "idle", &data, 4, 1, |i, p| {
-        if i >= first_minute && p == 3 {
-            i % 3
-        } else {
-            p
-        }
-    });
+    send(&broker.addr, "idle", &data, 4, 1, silent_after_a_minute);
     let rules = rules_file();
     let flags = [
         "--rules",
