@@ -59,39 +59,38 @@ def now_rfc3339():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
-def exec_event(n):
-    ev = dict(EXEC)
-    name = f"lat-{n}"
-    ev["auditID"] = f"00000000-0000-4000-8000-{n:012d}"
-    ev["requestURI"] = f"/api/v1/namespaces/shop/pods/{name}/exec?command=sh&container=app"
-    ev["objectRef"] = {
-        "resource": "pods",
-        "namespace": "shop",
-        "name": name,
-        "apiVersion": "v1",
-        "subresource": "exec",
-    }
+def event(template, audit_id, uri, object_ref):
+    """A copy of `template` with its own ID, target and the time now."""
+    ev = dict(template)
+    ev["auditID"] = audit_id
+    ev["requestURI"] = uri
+    ev["objectRef"] = object_ref
     t = now_rfc3339()
     ev["requestReceivedTimestamp"] = t
     ev["stageTimestamp"] = t
     return json.dumps(ev, separators=(",", ":"))
+
+
+def exec_event(n):
+    name = f"lat-{n}"
+    return event(
+        EXEC,
+        f"00000000-0000-4000-8000-{n:012d}",
+        f"/api/v1/namespaces/shop/pods/{name}/exec?command=sh&container=app",
+        {"resource": "pods", "namespace": "shop", "name": name, "apiVersion": "v1",
+         "subresource": "exec"},
+    )
 
 
 def background_event(n):
-    ev = dict(BACKGROUND)
-    ev["auditID"] = f"10000000-0000-4000-8000-{n:012d}"
-    ev["requestURI"] = f"/apis/apps/v1/namespaces/shop/replicasets/web-{n % 50}"
-    ev["objectRef"] = {
-        "resource": "replicasets",
-        "namespace": "shop",
-        "name": f"web-{n % 50}",
-        "apiGroup": "apps",
-        "apiVersion": "v1",
-    }
-    t = now_rfc3339()
-    ev["requestReceivedTimestamp"] = t
-    ev["stageTimestamp"] = t
-    return json.dumps(ev, separators=(",", ":"))
+    name = f"web-{n % 50}"
+    return event(
+        BACKGROUND,
+        f"10000000-0000-4000-8000-{n:012d}",
+        f"/apis/apps/v1/namespaces/shop/replicasets/{name}",
+        {"resource": "replicasets", "namespace": "shop", "name": name, "apiGroup": "apps",
+         "apiVersion": "v1"},
+    )
 
 
 def percentile(sorted_values, q):
