@@ -20,13 +20,28 @@ pub fn spawn_saker(args: &[&str]) -> (Killed, std::process::ChildStdin) {
     (Killed(child), stdin)
 }
 
-/// A port nothing listens on right now.
+/// A port nothing listens on right now, and that no other test of this run
+/// is given.
+///
+/// Taken below Linux's ephemeral range (32768 and up), where the kernel
+/// picks the local ports of outgoing connections and of `bind(0)`: a port
+/// found free there could be taken by a Kafka client's connection before
+/// the server meant for it binds it ("Address already in use" seen in CI).
+/// Each call moves on from the last; the start depends on the process id,
+/// so two test processes rarely walk the same ports.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU32, Ordering::Relaxed};
+    const FIRST: u32 = 20_000;
+    const SPAN: u32 = 12_000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(u32::MAX, std::process::id() % 64 * 150, Relaxed, Relaxed);
+    for _ in 0..SPAN {
+        let port = (FIRST + NEXT.fetch_add(1, Relaxed) % SPAN) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port in {FIRST}..{}", FIRST + SPAN)
 }
 
 /// A child process killed (and reaped) when dropped.
