@@ -12,11 +12,24 @@
 //! so a broker whose timestamps mean something else only costs a longer
 //! replay, never a shorter one.
 //!
+//! The reader is assigned its partition once and moved with seeks: an
+//! assign that replaces a started assignment stops the fetcher
+//! asynchronously, and a second change before that stop is done (the next
+//! probe's assign, or the reader's close) makes the bundled librdkafka abort
+//! (see `CHANGE_SPACING` in `mod.rs`). A probe waits [`PROBE_WAIT`] at most:
+//! a probe that gets nothing moves the start earlier, which only makes the
+//! replay longer. (tansu 0.6, the broker of the tests, answers a fetch that
+//! starts inside a record batch with the batches after it, or with nothing
+//! when that batch is the last; a probe there used to wait the whole
+//! warm-up timeout.) A message a probe gets at or after the resume offset
+//! is not used.
+//!
 //! A stop (SIGTERM, SIGINT) cuts a warm-up short: every wait on the broker
 //! is made in slices ([`bounded`]) and the stop flag is looked at between
 //! them, so a stop in the middle of a storm of assignments is not held up
 //! by a slow broker.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -46,6 +59,10 @@ pub struct Replay {
 const FIRST_SLICE: Duration = Duration::from_millis(250);
 /// The longest slice: how long a stop may wait for a request in flight.
 const LONGEST_SLICE: Duration = Duration::from_secs(2);
+/// How long a probe waits for its message (at most the warm-up timeout).
+const PROBE_WAIT: Duration = Duration::from_secs(2);
+/// The messages before the resume offset searched for the event time reached.
+const LATEST_WITHIN: i64 = 64;
 
 /// Makes `request` (given how long it may wait) until it answers otherwise
 /// than by timing out or `timeout` has passed; the waits are slices of
@@ -83,6 +100,8 @@ pub struct Reader {
     times: fn(&[u8]) -> Option<(i64, i64)>,
     /// Set on SIGTERM, SIGINT: the warm-up gives up at once.
     stop: Arc<AtomicBool>,
+    /// Whether the partition is assigned (then it is moved by seeks).
+    assigned: Cell<bool>,
 }
 
 impl Reader {
@@ -119,6 +138,7 @@ impl Reader {
             timeout,
             times: documents::time_range,
             stop,
+            assigned: Cell::new(false),
         })
     }
 
@@ -142,17 +162,47 @@ impl Reader {
         .map_err(|e| format!("cannot read the partition's offsets: {e}"))
     }
 
+    /// Moves the reader to `offset`: the first time by assigning the
+    /// partition, then by seeking (see the module's header). A seek made
+    /// before the fetcher has started is made again.
     fn seek(&self, offset: i64) -> Result<(), String> {
-        let mut tpl = TopicPartitionList::new();
-        tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))
-            .map_err(|e| e.to_string())?;
-        self.consumer.assign(&tpl).map_err(|e| e.to_string())
+        if !self.assigned.get() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))
+                .map_err(|e| e.to_string())?;
+            self.consumer.assign(&tpl).map_err(|e| e.to_string())?;
+            self.assigned.set(true);
+            return Ok(());
+        }
+        let started = Instant::now();
+        loop {
+            let left = self.timeout.saturating_sub(started.elapsed());
+            let result = self.consumer.seek(
+                &self.topic,
+                self.partition,
+                Offset::Offset(offset),
+                left.min(LONGEST_SLICE),
+            );
+            let not_started = matches!(&result, Err(e) if matches!(
+                e.rdkafka_error_code(),
+                Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
+            ));
+            if !not_started || left.is_zero() || self.stopped() {
+                return result.map_err(|e| format!("cannot seek the warm-up reader: {e}"));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
     }
 
     /// Calls `f` with each message from `from` on, until `f` returns false
-    /// or no message arrives within the timeout, or a stop comes (then
-    /// returns false).
-    fn read_from(&self, from: i64, mut f: impl FnMut(i64, &[u8]) -> bool) -> Result<bool, String> {
+    /// or no message arrives within `wait`, or a stop comes (then returns
+    /// false).
+    fn read_from(
+        &self,
+        from: i64,
+        wait: Duration,
+        mut f: impl FnMut(i64, &[u8]) -> bool,
+    ) -> Result<bool, String> {
         self.seek(from)?;
         let mut waited = Instant::now();
         loop {
@@ -173,20 +223,23 @@ impl Reader {
                     }
                 }
                 Some(Err(e)) => tracing::debug!("warm-up reader: {e}"),
-                None if waited.elapsed() >= self.timeout => return Ok(false),
+                None if waited.elapsed() >= wait => return Ok(false),
                 None => {}
             }
         }
     }
 
-    /// The event-time range of the first message at or after `offset`.
-    fn times_at(&self, offset: i64) -> Result<Option<(i64, i64)>, String> {
+    /// The event-time range of the first message at or after `offset`, if
+    /// it is before `resume`.
+    fn times_at(&self, offset: i64, resume: i64) -> Result<Option<(i64, i64)>, String> {
         if self.stopped() {
             return Err("stopping".to_string());
         }
         let mut range = None;
-        self.read_from(offset, |_, p| {
-            range = (self.times)(p);
+        self.read_from(offset, PROBE_WAIT.min(self.timeout), |o, p| {
+            if o < resume {
+                range = (self.times)(p);
+            }
             false
         })?;
         Ok(range)
@@ -231,16 +284,23 @@ impl Reader {
             return Ok(out);
         }
         // The event time reached at the resume position: the newest event of
-        // the last messages processed (skipping messages without events).
+        // a message just before it, probed 1, 2, 4 ... messages back (a
+        // message without events, or no answer, moves the probe back; an
+        // earlier time only lengthens the replay).
         let mut latest = None;
-        let mut at = resume - 1;
-        while latest.is_none() && at >= low && resume - at <= 64 {
+        let floor = low.max(resume - LATEST_WITHIN);
+        let mut back = 1;
+        while latest.is_none() {
+            let at = (resume - back).max(floor);
             out.probes += 1;
-            latest = self.times_at(at)?.map(|(_, hi)| hi);
-            at -= 1;
+            latest = self.times_at(at, resume)?.map(|(_, hi)| hi);
+            if at == floor {
+                break;
+            }
+            back *= 2;
         }
         let start = match latest {
-            None => low.max(resume - 64),
+            None => floor,
             Some(latest) => {
                 let target = until.map_or(latest, |u| u.min(latest)) - horizon_ns;
                 let mut start = self
@@ -252,7 +312,7 @@ impl Reader {
                 // before the target.
                 while start > low {
                     out.probes += 1;
-                    match self.times_at(start)? {
+                    match self.times_at(start, resume)? {
                         Some((earliest, _)) if earliest <= target => break,
                         _ => {}
                     }
@@ -263,7 +323,7 @@ impl Reader {
             }
         };
         out.from = start;
-        out.complete = self.read_from(start, |offset, p| {
+        out.complete = self.read_from(start, self.timeout, |offset, p| {
             if offset >= resume {
                 return false;
             }
