@@ -157,7 +157,21 @@ struct Context {
     positions: Arc<Mutex<Positions>>,
     counters: Arc<Counters>,
     forwarder: Option<Arc<repartition::Forwarder>>,
+    /// When the last assignment change (an assign or a revoke) was made.
+    changed: Mutex<Option<Instant>>,
 }
+
+/// How long after an assignment change the next one is made, and the group
+/// left. The bundled librdkafka (2.12) stops a removed partition's fetcher
+/// asynchronously and, until that is done, still counts the fetcher as
+/// started: a change that removes the partition again before then (an
+/// assign that replaces an assignment, then the unassign of a stop, all
+/// within milliseconds under load) asks for a second stop, and its reply
+/// fails an assertion (`rktp->rktp_started`, rdkafka_assignment.c), which
+/// aborts the process. Seen in CI on SIGTERM right after a rebalance;
+/// librdkafka issue 5573, fixed after the release rdkafka 0.39 bundles.
+/// A stop takes the fetcher milliseconds; a second is far more than that.
+const CHANGE_SPACING: Duration = Duration::from_secs(1);
 
 /// How long a commit waits for the broker to acknowledge forwarded records
 /// (then it is postponed to the next interval).
@@ -237,6 +251,7 @@ impl ConsumerContext for Context {
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
         self.counters.rebalances.fetch_add(1, Relaxed);
+        self.space_from_last_change();
         match rebalance {
             Rebalance::Revoke(tpl) => {
                 // Hand over exactly what was processed: the driver flushes
@@ -286,6 +301,22 @@ impl ConsumerContext for Context {
                 tracing::info!(partitions = %describe(tpl), "kafka: partitions assigned");
             }
             Rebalance::Error(e) => tracing::warn!("kafka: rebalance error: {e}"),
+        }
+    }
+
+    /// librdkafka has made the change (assign or unassign) by now.
+    fn post_rebalance(&self, _consumer: &BaseConsumer<Self>, _rebalance: &Rebalance<'_>) {
+        *self.changed.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+    }
+}
+
+impl Context {
+    /// Waits until [`CHANGE_SPACING`] has passed since the last assignment
+    /// change, if one was made.
+    fn space_from_last_change(&self) {
+        let last = *self.changed.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(left) = last.and_then(|t| CHANGE_SPACING.checked_sub(t.elapsed())) {
+            std::thread::sleep(left);
         }
     }
 }
@@ -368,6 +399,7 @@ impl KafkaSource {
         let context = Context {
             stop: stop.clone(),
             pending_commits: AtomicU64::new(0),
+            changed: Mutex::new(None),
             positions: positions.clone(),
             counters: counters.clone(),
             forwarder: forwarder.clone(),
@@ -814,6 +846,8 @@ impl Source for KafkaSource {
                 "kafka: broker unreachable: the last positions are not committed; a restart re-reads from the last commit"
             );
         }
+        // Leaving the group unassigns everything (see CHANGE_SPACING).
+        self.consumer.context().space_from_last_change();
         Ok(())
     }
 }
