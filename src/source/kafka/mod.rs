@@ -80,6 +80,9 @@ impl Settings {
             .set("enable.partition.eof", "false")
             .set_log_level(RDKafkaLogLevel::Warning);
         for (k, v) in &self.options {
+            if repartition::producer_option(k) {
+                continue; // the repartition producer's
+            }
             if OWNED_OPTIONS.contains(&k.as_str()) {
                 tracing::warn!(
                     "-X {k}={v} ignored: Saker commits offsets itself, after alerts are out"
@@ -976,5 +979,31 @@ impl KafkaSource {
             }
         }
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_options_are_kept_from_the_consumer() {
+        let settings = Settings {
+            brokers: "127.0.0.1:9092".into(),
+            topics: vec!["audit".into()],
+            group: "g".into(),
+            options: [("batch.num.messages", "1"), ("fetch.wait.max.ms", "10")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .to_vec(),
+            commit_interval: Duration::from_secs(1),
+            max_document_bytes: 1 << 20,
+            warmup_timeout: Duration::from_secs(30),
+            partition_key: None,
+            repartition_partitions: 8,
+            idle_timeout: Duration::from_secs(60),
+        };
+        let c = settings.consumer_config();
+        assert_eq!(c.get("fetch.wait.max.ms"), Some("10"));
+        assert_eq!(c.get("batch.num.messages"), None);
     }
 }

@@ -141,9 +141,41 @@ pub struct Forwarder {
     counters: Arc<Counters>,
 }
 
-/// Librdkafka properties passed from `-X` to the producer: how to reach
-/// and authenticate to the brokers, not the consumer's own settings.
+/// Librdkafka properties passed from `-X` to the repartition producer: how
+/// to reach and authenticate to the brokers, and the producer's own
+/// properties ([`producer_option`]); not the consumer's settings.
 fn shared_option(key: &str) -> bool {
+    producer_option(key) || connection_option(key)
+}
+
+/// librdkafka's producer-only properties that shape what is sent (batching,
+/// compression, acknowledgements). Given with `-X`, they apply to the
+/// repartition producer and are kept from the consumers, which would only
+/// log that they ignore them.
+pub fn producer_option(key: &str) -> bool {
+    [
+        "linger.ms",
+        "queue.buffering.max.ms",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "batch.num.messages",
+        "batch.size",
+        "compression.type",
+        "compression.codec",
+        "compression.level",
+        "acks",
+        "request.required.acks",
+        "request.timeout.ms",
+        "message.timeout.ms",
+        "delivery.timeout.ms",
+        "retries",
+        "message.send.max.retries",
+        "sticky.partitioning.linger.ms",
+    ]
+    .contains(&key)
+}
+
+fn connection_option(key: &str) -> bool {
     [
         "security.",
         "ssl.",
@@ -432,6 +464,30 @@ fn partition_count(producer: &BaseProducer<Deliveries>, topic: &str) -> Result<i
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_producer_gets_connection_and_producer_options_only() {
+        for k in [
+            "ssl.ca.location",
+            "sasl.mechanism",
+            "security.protocol",
+            "batch.num.messages",
+            "linger.ms",
+            "compression.type",
+        ] {
+            assert!(shared_option(k), "{k}");
+        }
+        for k in [
+            "group.id",
+            "session.timeout.ms",
+            "fetch.wait.max.ms",
+            "auto.offset.reset",
+            "enable.idempotence",
+        ] {
+            assert!(!shared_option(k), "{k}");
+        }
+        assert!(producer_option("batch.num.messages") && !producer_option("ssl.ca.location"));
+    }
 
     #[test]
     fn keys_spread_over_partitions_and_key_less_rules_use_the_first() {
