@@ -3,7 +3,7 @@
 //! `<group>-saker-repartition` on a real broker (tansu, as in kafka.rs),
 //! and give the alerts a file replay of the same events gives.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use rdkafka::producer::{BaseProducer, BaseRecord, Producer};
@@ -273,6 +273,19 @@ pub(super) fn before(lines: &[String], cutoff: i64) -> BTreeSet<String> {
         .collect()
 }
 
+/// What `instances` wrote, what a file replay of `data` with `rules` writes,
+/// and the replay's count of alerts per rule.
+fn live_and_replay(
+    instances: &[&Instance],
+    rules: &std::path::Path,
+    data: &[String],
+) -> (Vec<String>, Vec<String>, BTreeMap<String, usize>) {
+    let live = instances.iter().flat_map(|i| i.alert_lines()).collect();
+    let replay = file_replay(rules, data);
+    let counts = rule_counts(&unique(&replay));
+    (live, replay, counts)
+}
+
 /// Asserts that `live` holds exactly the file replay's alerts before
 /// `cutoff` (`what` names the run in the message); returns them.
 pub(super) fn assert_as_replayed(
@@ -315,10 +328,7 @@ fn two_instances_on_a_round_robin_topic_give_the_alerts_of_a_file_replay() {
     for i in [&mut a, &mut b] {
         assert!(i.signal("-TERM").success(), "{}", i.stderr());
     }
-    let mut live = a.alert_lines();
-    live.extend(b.alert_lines());
-    let replay = file_replay(&rules, &data);
-    let counts = rule_counts(&unique(&replay));
+    let (live, replay, counts) = live_and_replay(&[&a, &b], &rules, &data);
     eprintln!(
         "file replay: {counts:?}; live: {} alerts; forwarded {forwarded:?} matches in {records:?} records, {bytes:?} bytes",
         live.len()
@@ -503,10 +513,7 @@ fn with_the_partition_key_declared_only_rules_grouped_otherwise_travel() {
         .filter(|l| l.contains(r#""verb":"delete""#))
         .count();
     assert_eq!(forwarded, deletions as f64, "{records} records");
-    let mut live = a.alert_lines();
-    live.extend(b.alert_lines());
-    let replay = file_replay(&rules, &data);
-    let counts = rule_counts(&unique(&replay));
+    let (live, replay, counts) = live_and_replay(&[&a, &b], &rules, &data);
     eprintln!(
         "file replay: {counts:?}; live {} alerts; {forwarded} matches forwarded in {records} records",
         live.len()
