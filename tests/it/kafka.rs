@@ -78,6 +78,12 @@ impl Broker {
         produce(&self.addr, topic, partitions, lines);
     }
 
+    /// As [`Broker::produce`], in librdkafka's usual batches of many records
+    /// (see [`ONE_RECORD_BATCHES`]).
+    pub(super) fn produce_in_batches(&self, topic: &str, partitions: i32, lines: &[String]) {
+        produce_with(&self.addr, topic, partitions, lines, &[]);
+    }
+
     /// The sum of `group`'s committed offsets over `topic`'s partitions:
     /// the number of messages it has finished (offsets start at 0).
     pub(super) fn committed(&self, group: &str, topic: &str, partitions: i32) -> i64 {
@@ -105,20 +111,25 @@ impl Broker {
 }
 
 fn produce(addr: &str, topic: &str, partitions: i32, lines: &[String]) {
+    produce_with(addr, topic, partitions, lines, &ONE_RECORD_BATCHES);
+}
+
+fn produce_with(addr: &str, topic: &str, partitions: i32, lines: &[String], extra: &[&str]) {
     let mut data = lines.join("\n");
     data.push('\n');
+    let count = partitions.to_string();
+    let mut args = vec![
+        "produce",
+        "--kafka-brokers",
+        addr,
+        "--kafka-topic",
+        topic,
+        "--partitions",
+        &count,
+    ];
+    args.extend(extra);
     let out = run_with_stdin(
-        &[
-            "produce",
-            "--kafka-brokers",
-            addr,
-            "--kafka-topic",
-            topic,
-            "--partitions",
-            &partitions.to_string(),
-            ONE_RECORD_BATCHES[0],
-            ONE_RECORD_BATCHES[1],
-        ],
+        &args,
         if lines.is_empty() {
             b""
         } else {

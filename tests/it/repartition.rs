@@ -464,6 +464,52 @@ const KEYED_RULES: &str = r#"
   source: k8s_audit
 "#;
 
+/// The other Kafka tests write one record per batch (see
+/// `ONE_RECORD_BATCHES`); producers usually write many. A stop and a restart
+/// between two runs of such batches rebuild the per-user windows kept in the
+/// input partitions (the warm-up's probes land inside a batch, where tansu
+/// answers with the later batches) and give the file replay's alerts.
+#[test]
+fn a_restart_on_a_topic_of_many_record_batches_rebuilds_its_windows() {
+    let broker = Broker::start();
+    broker.produce("batched", 4, &[]);
+    let rules = tmp_dir().join("batched_rules.yaml");
+    std::fs::write(&rules, KEYED_RULES).unwrap();
+    let flags = [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--kafka-partition-key",
+        "ka.user.name",
+    ];
+    let seconds = 600;
+    let data = traffic(seconds);
+    let (first, second) = data.split_at(data.len() / 2);
+    broker.produce_in_batches("batched", 4, first);
+    let mut a = Instance::start_with(&broker, "batched", "batched", "batched-1", &flags);
+    super::kafka::wait_caught_up(&[&a], 4, first.len() as f64);
+    assert!(a.signal("-TERM").success(), "{}", a.stderr());
+    broker.produce_in_batches("batched", 4, second);
+    let mut b = Instance::start_with(&broker, "batched", "batched", "batched-2", &flags);
+    super::kafka::wait_caught_up(&[&b], 4, second.len() as f64);
+    let end = T0 + i64::from(seconds) - 1;
+    wait_watermarks(&[&b], 8, (end - 5) as f64);
+    let replayed = b.metric("saker_kafka_warmup_messages_total");
+    let incomplete = b.metric("saker_kafka_warmups_incomplete_total");
+    assert!(b.signal("-TERM").success(), "{}", b.stderr());
+    let (live, replay, counts) = live_and_replay(&[&a, &b], &rules, &data);
+    eprintln!(
+        "file replay: {counts:?}; live {} alerts; the restart replayed {replayed} messages",
+        live.len()
+    );
+    assert!(replayed > 0.0, "the restart rebuilt the windows");
+    assert_eq!(incomplete, 0.0, "no warm-up gave up");
+    assert!(
+        counts.get("Denied Burst (firing)").copied().unwrap_or(0) >= 3,
+        "{counts:?}"
+    );
+    assert_as_replayed("a stop and a restart", &replay, &live, end - 5);
+}
+
 #[test]
 fn with_the_partition_key_declared_only_rules_grouped_otherwise_travel() {
     let broker = Broker::start();

@@ -22,7 +22,8 @@
 //! starts inside a record batch with the batches after it, or with nothing
 //! when that batch is the last; a probe there used to wait the whole
 //! warm-up timeout.) A message a probe gets at or after the resume offset
-//! is not used.
+//! is not used; when no probe gets a message before it, the replay starts
+//! at the partition's first offset, which every broker serves.
 //!
 //! A stop (SIGTERM, SIGINT) cuts a warm-up short: every wait on the broker
 //! is made in slices ([`bounded`]) and the stop flag is looked at between
@@ -51,6 +52,17 @@ pub struct Replay {
     pub probes: u32,
     /// Whether the replay reached the resume offset.
     pub complete: bool,
+}
+
+/// What a probe found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probe {
+    /// No message before the resume offset came back.
+    Nothing,
+    /// A message without events.
+    NoEvents,
+    /// A message's event-time range.
+    Times(i64, i64),
 }
 
 /// The first wait of a broker request made in slices; each next one is
@@ -229,20 +241,20 @@ impl Reader {
         }
     }
 
-    /// The event-time range of the first message at or after `offset`, if
-    /// it is before `resume`.
-    fn times_at(&self, offset: i64, resume: i64) -> Result<Option<(i64, i64)>, String> {
+    /// What the first message at or after `offset` says, if it is before
+    /// `resume`.
+    fn times_at(&self, offset: i64, resume: i64) -> Result<Probe, String> {
         if self.stopped() {
             return Err("stopping".to_string());
         }
-        let mut range = None;
+        let mut probe = Probe::Nothing;
         self.read_from(offset, PROBE_WAIT.min(self.timeout), |o, p| {
             if o < resume {
-                range = (self.times)(p);
+                probe = (self.times)(p).map_or(Probe::NoEvents, |(lo, hi)| Probe::Times(lo, hi));
             }
             false
         })?;
-        Ok(range)
+        Ok(probe)
     }
 
     /// The broker's guess of the first offset at or after `time_ns`.
@@ -288,19 +300,29 @@ impl Reader {
         // message without events, or no answer, moves the probe back; an
         // earlier time only lengthens the replay).
         let mut latest = None;
+        let mut answered = false;
         let floor = low.max(resume - LATEST_WITHIN);
         let mut back = 1;
         while latest.is_none() {
             let at = (resume - back).max(floor);
             out.probes += 1;
-            latest = self.times_at(at, resume)?.map(|(_, hi)| hi);
+            match self.times_at(at, resume)? {
+                Probe::Times(_, hi) => latest = Some(hi),
+                Probe::NoEvents => answered = true,
+                Probe::Nothing => {}
+            }
             if at == floor {
                 break;
             }
             back *= 2;
         }
         let start = match latest {
-            None => floor,
+            // Messages without events: nothing earlier matters.
+            None if answered => floor,
+            // No probe got an answer (a broker that does not serve those
+            // offsets, such as tansu inside a record batch): the whole
+            // partition, from its first offset, which is always served.
+            None => low,
             Some(latest) => {
                 let target = until.map_or(latest, |u| u.min(latest)) - horizon_ns;
                 let mut start = self
@@ -313,7 +335,7 @@ impl Reader {
                 while start > low {
                     out.probes += 1;
                     match self.times_at(start, resume)? {
-                        Some((earliest, _)) if earliest <= target => break,
+                        Probe::Times(earliest, _) if earliest <= target => break,
                         _ => {}
                     }
                     start = (start - step).max(low);
