@@ -464,6 +464,25 @@ const KEYED_RULES: &str = r#"
   source: k8s_audit
 "#;
 
+/// A broker with an empty 4-partition `topic`, and [`KEYED_RULES`] in a file.
+fn keyed_broker(topic: &str) -> (Broker, std::path::PathBuf) {
+    let broker = Broker::start();
+    broker.produce(topic, 4, &[]);
+    let rules = tmp_dir().join(format!("{topic}_rules.yaml"));
+    std::fs::write(&rules, KEYED_RULES).unwrap();
+    (broker, rules)
+}
+
+/// An instance's flags for `rules` on a topic keyed by the user.
+fn keyed_flags(rules: &std::path::Path) -> [&str; 4] {
+    [
+        "--rules",
+        rules.to_str().unwrap(),
+        "--kafka-partition-key",
+        "ka.user.name",
+    ]
+}
+
 /// The other Kafka tests write one record per batch (see
 /// `ONE_RECORD_BATCHES`); producers usually write many. A stop and a restart
 /// between two runs of such batches rebuild the per-user windows kept in the
@@ -471,16 +490,8 @@ const KEYED_RULES: &str = r#"
 /// answers with the later batches) and give the file replay's alerts.
 #[test]
 fn a_restart_on_a_topic_of_many_record_batches_rebuilds_its_windows() {
-    let broker = Broker::start();
-    broker.produce("batched", 4, &[]);
-    let rules = tmp_dir().join("batched_rules.yaml");
-    std::fs::write(&rules, KEYED_RULES).unwrap();
-    let flags = [
-        "--rules",
-        rules.to_str().unwrap(),
-        "--kafka-partition-key",
-        "ka.user.name",
-    ];
+    let (broker, rules) = keyed_broker("batched");
+    let flags = keyed_flags(&rules);
     let seconds = 600;
     let data = traffic(seconds);
     let (first, second) = data.split_at(data.len() / 2);
@@ -512,16 +523,8 @@ fn a_restart_on_a_topic_of_many_record_batches_rebuilds_its_windows() {
 
 #[test]
 fn with_the_partition_key_declared_only_rules_grouped_otherwise_travel() {
-    let broker = Broker::start();
-    broker.produce("keyed", 4, &[]);
-    let rules = tmp_dir().join("keyed_rules.yaml");
-    std::fs::write(&rules, KEYED_RULES).unwrap();
-    let flags = [
-        "--rules",
-        rules.to_str().unwrap(),
-        "--kafka-partition-key",
-        "ka.user.name",
-    ];
+    let (broker, rules) = keyed_broker("keyed");
+    let flags = keyed_flags(&rules);
     let (mut a, mut b) = Instance::start_pair(&broker, "keyed", "keyed", &flags);
     let seconds = 600;
     let data = traffic(seconds);
