@@ -149,9 +149,10 @@ fn shared_option(key: &str) -> bool {
 }
 
 /// librdkafka's producer-only properties that shape what is sent (batching,
-/// compression, acknowledgements). Given with `-X`, they apply to the
-/// repartition producer and are kept from the consumers, which would only
-/// log that they ignore them.
+/// compression, timeouts). Given with `-X`, they apply to the repartition
+/// producer and are kept from the consumers, which would only log that they
+/// ignore them. Not `acks` nor `retries`: the producer is idempotent, which
+/// needs `acks=all` and retries (librdkafka refuses other values).
 pub fn producer_option(key: &str) -> bool {
     [
         "linger.ms",
@@ -163,13 +164,9 @@ pub fn producer_option(key: &str) -> bool {
         "compression.type",
         "compression.codec",
         "compression.level",
-        "acks",
-        "request.required.acks",
         "request.timeout.ms",
         "message.timeout.ms",
         "delivery.timeout.ms",
-        "retries",
-        "message.send.max.retries",
         "sticky.partitioning.linger.ms",
     ]
     .contains(&key)

@@ -16,14 +16,17 @@
 //! assign that replaces a started assignment stops the fetcher
 //! asynchronously, and a second change before that stop is done (the next
 //! probe's assign, or the reader's close) makes the bundled librdkafka abort
-//! (see `CHANGE_SPACING` in `mod.rs`). A probe waits [`PROBE_WAIT`] at most:
-//! a probe that gets nothing moves the start earlier, which only makes the
-//! replay longer. (tansu 0.6, the broker of the tests, answers a fetch that
-//! starts inside a record batch with the batches after it, or with nothing
-//! when that batch is the last; a probe there used to wait the whole
-//! warm-up timeout.) A message a probe gets at or after the resume offset
-//! is not used; when no probe gets a message before it, the replay starts
-//! at the partition's first offset, which every broker serves.
+//! (see `CHANGE_SPACING` in `mod.rs`). A read for the search waits
+//! [`PROBE_WAIT`] at most for its first message. tansu 0.6, the broker of
+//! the tests, answers a fetch that starts inside a record batch with the
+//! batches after it, or with nothing when that batch is the last: a probe
+//! there used to wait the whole warm-up timeout. The event time reached is
+//! the newest of the last 64 messages before the resume offset, read in one
+//! pass; when none of them comes back with events, the replay starts at
+//! the partition's first offset, which every broker serves. A start is
+//! accepted only when the message read there is the one at that offset and
+//! its events are all early enough; anything else moves it earlier, which
+//! only makes the replay longer.
 //!
 //! A stop (SIGTERM, SIGINT) cuts a warm-up short: every wait on the broker
 //! is made in slices ([`bounded`]) and the stop flag is looked at between
@@ -52,17 +55,6 @@ pub struct Replay {
     pub probes: u32,
     /// Whether the replay reached the resume offset.
     pub complete: bool,
-}
-
-/// What a probe found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Probe {
-    /// No message before the resume offset came back.
-    Nothing,
-    /// A message without events.
-    NoEvents,
-    /// A message's event-time range.
-    Times(i64, i64),
 }
 
 /// The first wait of a broker request made in slices; each next one is
@@ -100,6 +92,18 @@ pub fn bounded<T>(
         slice = (slice * 2).min(LONGEST_SLICE);
     }
 }
+
+/// Whether a seek failed only because the fetcher has not started yet (or
+/// is still stopping): then it is made again.
+fn retry_seek(result: &KafkaResult<()>) -> bool {
+    matches!(result, Err(e) if matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
+    ))
+}
+
+/// A message's offset and its event-time range, if it has events.
+type First = (i64, Option<(i64, i64)>);
 
 /// A consumer outside the group that reads one partition at any offset.
 pub struct Reader {
@@ -189,17 +193,20 @@ impl Reader {
         let started = Instant::now();
         loop {
             let left = self.timeout.saturating_sub(started.elapsed());
-            let result = self.consumer.seek(
-                &self.topic,
-                self.partition,
-                Offset::Offset(offset),
-                left.min(LONGEST_SLICE),
-            );
-            let not_started = matches!(&result, Err(e) if matches!(
-                e.rdkafka_error_code(),
-                Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
-            ));
-            if !not_started || left.is_zero() || self.stopped() {
+            let mut tpl = TopicPartitionList::new();
+            tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))
+                .map_err(|e| e.to_string())?;
+            // The seek's own outcome is the partition's error in the list.
+            let result = self
+                .consumer
+                .seek_partitions(tpl, left.min(LONGEST_SLICE).max(Duration::from_millis(1)))
+                .and_then(
+                    |tpl| match tpl.find_partition(&self.topic, self.partition) {
+                        Some(e) => e.error(),
+                        None => Ok(()),
+                    },
+                );
+            if !retry_seek(&result) || left.is_zero() || self.stopped() {
                 return result.map_err(|e| format!("cannot seek the warm-up reader: {e}"));
             }
             std::thread::sleep(Duration::from_millis(10));
@@ -241,20 +248,39 @@ impl Reader {
         }
     }
 
-    /// What the first message at or after `offset` says, if it is before
-    /// `resume`.
-    fn times_at(&self, offset: i64, resume: i64) -> Result<Probe, String> {
+    /// The first message at or after `offset`, if it is before `resume`: its
+    /// offset and its event-time range (none without events).
+    fn first_at(&self, offset: i64, resume: i64) -> Result<Option<First>, String> {
         if self.stopped() {
             return Err("stopping".to_string());
         }
-        let mut probe = Probe::Nothing;
+        let mut first = None;
         self.read_from(offset, PROBE_WAIT.min(self.timeout), |o, p| {
             if o < resume {
-                probe = (self.times)(p).map_or(Probe::NoEvents, |(lo, hi)| Probe::Times(lo, hi));
+                first = Some((o, (self.times)(p)));
             }
             false
         })?;
-        Ok(probe)
+        Ok(first)
+    }
+
+    /// The newest event time of the messages from `from` to `resume`, read in
+    /// one pass; `None` when none came back with events.
+    fn latest_before(&self, from: i64, resume: i64) -> Result<Option<i64>, String> {
+        if self.stopped() {
+            return Err("stopping".to_string());
+        }
+        let mut latest: Option<i64> = None;
+        self.read_from(from, PROBE_WAIT.min(self.timeout), |o, p| {
+            if o >= resume {
+                return false;
+            }
+            if let Some((_, hi)) = (self.times)(p) {
+                latest = Some(latest.map_or(hi, |l| l.max(hi)));
+            }
+            o + 1 < resume
+        })?;
+        Ok(latest)
     }
 
     /// The broker's guess of the first offset at or after `time_ns`.
@@ -296,32 +322,13 @@ impl Reader {
             return Ok(out);
         }
         // The event time reached at the resume position: the newest event of
-        // a message just before it, probed 1, 2, 4 ... messages back (a
-        // message without events, or no answer, moves the probe back; an
-        // earlier time only lengthens the replay).
-        let mut latest = None;
-        let mut answered = false;
+        // the last messages before it, read in one pass. None of them with
+        // events, or none served (tansu inside a record batch): the whole
+        // partition is replayed, from its first offset, which every broker
+        // serves.
+        out.probes += 1;
         let floor = low.max(resume - LATEST_WITHIN);
-        let mut back = 1;
-        while latest.is_none() {
-            let at = (resume - back).max(floor);
-            out.probes += 1;
-            match self.times_at(at, resume)? {
-                Probe::Times(_, hi) => latest = Some(hi),
-                Probe::NoEvents => answered = true,
-                Probe::Nothing => {}
-            }
-            if at == floor {
-                break;
-            }
-            back *= 2;
-        }
-        let start = match latest {
-            // Messages without events: nothing earlier matters.
-            None if answered => floor,
-            // No probe got an answer (a broker that does not serve those
-            // offsets, such as tansu inside a record batch): the whole
-            // partition, from its first offset, which is always served.
+        let start = match self.latest_before(floor, resume)? {
             None => low,
             Some(latest) => {
                 let target = until.map_or(latest, |u| u.min(latest)) - horizon_ns;
@@ -330,12 +337,13 @@ impl Reader {
                     .unwrap_or(low)
                     .clamp(low, resume - 1);
                 let mut step = 1;
-                // Early enough when the first message's events are all at or
+                // Early enough when the message at `start` itself (not a
+                // later one a broker sent instead) has all its events at or
                 // before the target.
                 while start > low {
                     out.probes += 1;
-                    match self.times_at(start, resume)? {
-                        Probe::Times(earliest, _) if earliest <= target => break,
+                    match self.first_at(start, resume)? {
+                        Some((o, Some((earliest, _)))) if o == start && earliest <= target => break,
                         _ => {}
                     }
                     start = (start - step).max(low);
@@ -397,6 +405,20 @@ mod tests {
         assert_eq!(r.unwrap(), 7);
         let ms: Vec<u128> = waits.iter().map(Duration::as_millis).collect();
         assert_eq!(ms, [250, 500, 1000, 2000, 2000, 2000]);
+    }
+
+    #[test]
+    fn a_seek_is_made_again_only_while_the_fetcher_is_not_started() {
+        let err = |c| Err(KafkaError::OffsetFetch(c));
+        assert!(retry_seek(&err(RDKafkaErrorCode::State)));
+        assert!(retry_seek(&err(RDKafkaErrorCode::PreviousInProgress)));
+        assert!(!retry_seek(&err(RDKafkaErrorCode::UnknownPartition)));
+        assert!(!retry_seek(&Ok(())));
+        // What BaseConsumer::seek returns for every failure carries no code:
+        // the partition's own error in seek_partitions' list does.
+        assert!(!retry_seek(&Err(KafkaError::Seek(
+            "Local: Erroneous state".into()
+        ))));
     }
 
     #[test]
