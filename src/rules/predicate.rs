@@ -120,12 +120,41 @@ pub struct EvalCtx<'a> {
     memo: Vec<Option<bool>>,
 }
 
+/// The buffers of the last [`EvalCtx`] dropped on this thread, emptied, so
+/// that the next event's does not allocate them again.
+type Spare = (Vec<Option<Option<Val<'static>>>>, Vec<Option<bool>>);
+
+thread_local! {
+    static SPARE: std::cell::RefCell<Option<Spare>> = const { std::cell::RefCell::new(None) };
+}
+
+/// `v` emptied, as a vector of another lifetime: the values borrowed from
+/// one event are gone, the allocation is kept (collecting a vector's own
+/// iterator into a vector of a type of the same size reuses its memory).
+fn emptied<'b, 'c>(mut v: Vec<Option<Option<Val<'b>>>>) -> Vec<Option<Option<Val<'c>>>> {
+    v.clear();
+    v.into_iter().map(|_| None).collect()
+}
+
 impl<'a> EvalCtx<'a> {
     pub fn new(program: &Program) -> Self {
-        EvalCtx {
-            values: vec![None; program.operands.len()],
-            memo: vec![None; program.memo_slots],
-        }
+        let (values, mut memo) = SPARE
+            .with(|s| s.borrow_mut().take())
+            .map(|(v, m)| (emptied(v), m))
+            .unwrap_or_default();
+        let mut values: Vec<Option<Option<Val<'a>>>> = values;
+        values.resize(program.operands.len(), None);
+        memo.clear();
+        memo.resize(program.memo_slots, None);
+        EvalCtx { values, memo }
+    }
+}
+
+impl Drop for EvalCtx<'_> {
+    fn drop(&mut self) {
+        let values = emptied(std::mem::take(&mut self.values));
+        let memo = std::mem::take(&mut self.memo);
+        SPARE.with(|s| *s.borrow_mut() = Some((values, memo)));
     }
 }
 
