@@ -83,6 +83,12 @@ impl Settings {
             if repartition::producer_option(k) {
                 continue; // the repartition producer's
             }
+            if repartition::IDEMPOTENCE_OWNED.contains(&k.as_str()) {
+                tracing::warn!(
+                    "-X {k}={v} ignored: the repartition producer is idempotent (acks=all, with retries), and the consumers do not produce"
+                );
+                continue;
+            }
             if OWNED_OPTIONS.contains(&k.as_str()) {
                 tracing::warn!(
                     "-X {k}={v} ignored: Saker commits offsets itself, after alerts are out"
@@ -992,9 +998,13 @@ mod tests {
             brokers: "127.0.0.1:9092".into(),
             topics: vec!["audit".into()],
             group: "g".into(),
-            options: [("batch.num.messages", "1"), ("fetch.wait.max.ms", "10")]
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .to_vec(),
+            options: [
+                ("batch.num.messages", "1"),
+                ("fetch.wait.max.ms", "10"),
+                ("acks", "1"),
+            ]
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .to_vec(),
             commit_interval: Duration::from_secs(1),
             max_document_bytes: 1 << 20,
             warmup_timeout: Duration::from_secs(30),
@@ -1005,5 +1015,6 @@ mod tests {
         let c = settings.consumer_config();
         assert_eq!(c.get("fetch.wait.max.ms"), Some("10"));
         assert_eq!(c.get("batch.num.messages"), None);
+        assert_eq!(c.get("acks"), None);
     }
 }

@@ -151,8 +151,7 @@ fn shared_option(key: &str) -> bool {
 /// librdkafka's producer-only properties that shape what is sent (batching,
 /// compression, timeouts). Given with `-X`, they apply to the repartition
 /// producer and are kept from the consumers, which would only log that they
-/// ignore them. Not `acks` nor `retries`: the producer is idempotent, which
-/// needs `acks=all` and retries (librdkafka refuses other values).
+/// ignore them. Not `acks` nor `retries` ([`IDEMPOTENCE_OWNED`]).
 pub fn producer_option(key: &str) -> bool {
     [
         "linger.ms",
@@ -171,6 +170,16 @@ pub fn producer_option(key: &str) -> bool {
     ]
     .contains(&key)
 }
+
+/// Producer properties the repartition producer's idempotence fixes
+/// (librdkafka refuses it with other values): not passed to it, and not to
+/// the consumers either, which would ignore them.
+pub const IDEMPOTENCE_OWNED: [&str; 4] = [
+    "acks",
+    "request.required.acks",
+    "retries",
+    "message.send.max.retries",
+];
 
 fn connection_option(key: &str) -> bool {
     [

@@ -5,7 +5,7 @@
 //!
 //! The replay starts at the first message whose events are all at least
 //! one horizon (longest window and `for`, plus lateness) older than the
-//! last message already processed. The broker's time index gives a first
+//! newest event of the last messages already processed. The broker's time index gives a first
 //! guess (exact when producers stamp messages with the event time, as
 //! `saker produce` does); the guess is then checked against the events
 //! themselves and moved back, doubling the step, until it is early enough,
@@ -16,8 +16,8 @@
 //! assign that replaces a started assignment stops the fetcher
 //! asynchronously, and a second change before that stop is done (the next
 //! probe's assign, or the reader's close) makes the bundled librdkafka abort
-//! (see `CHANGE_SPACING` in `mod.rs`). A read for the search waits
-//! [`PROBE_WAIT`] at most for its first message. tansu 0.6, the broker of
+//! (see `CHANGE_SPACING` in `mod.rs`). A read for the search gives up after
+//! [`PROBE_WAIT`] without a message. tansu 0.6, the broker of
 //! the tests, answers a fetch that starts inside a record batch with the
 //! batches after it, or with nothing when that batch is the last: a probe
 //! there used to wait the whole warm-up timeout. The event time reached is
@@ -94,12 +94,18 @@ pub fn bounded<T>(
 }
 
 /// Whether a seek failed only because the fetcher has not started yet (or
-/// is still stopping): then it is made again.
+/// is still stopping), or timed out: then it is made again, while the
+/// warm-up timeout lasts.
 fn retry_seek(result: &KafkaResult<()>) -> bool {
-    matches!(result, Err(e) if matches!(
-        e.rdkafka_error_code(),
-        Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
-    ))
+    match result {
+        // The call's own failure (`seek_partitions`) carries only a name.
+        Err(KafkaError::Seek(name)) => name.contains("TIMED_OUT"),
+        Err(e) => matches!(
+            e.rdkafka_error_code(),
+            Some(RDKafkaErrorCode::State | RDKafkaErrorCode::PreviousInProgress)
+        ),
+        Ok(()) => false,
+    }
 }
 
 /// A message's offset and its event-time range, if it has events.
@@ -343,7 +349,7 @@ impl Reader {
                 while start > low {
                     out.probes += 1;
                     match self.first_at(start, resume)? {
-                        Some((o, Some((earliest, _)))) if o == start && earliest <= target => break,
+                        Some((o, Some((_, newest)))) if o == start && newest <= target => break,
                         _ => {}
                     }
                     start = (start - step).max(low);
@@ -414,11 +420,9 @@ mod tests {
         assert!(retry_seek(&err(RDKafkaErrorCode::PreviousInProgress)));
         assert!(!retry_seek(&err(RDKafkaErrorCode::UnknownPartition)));
         assert!(!retry_seek(&Ok(())));
-        // What BaseConsumer::seek returns for every failure carries no code:
-        // the partition's own error in seek_partitions' list does.
-        assert!(!retry_seek(&Err(KafkaError::Seek(
-            "Local: Erroneous state".into()
-        ))));
+        // seek_partitions' own failure carries librdkafka's name of it.
+        assert!(retry_seek(&Err(KafkaError::Seek("_TIMED_OUT".into()))));
+        assert!(!retry_seek(&Err(KafkaError::Seek("_INVALID_ARG".into()))));
     }
 
     #[test]
