@@ -88,6 +88,14 @@ pub fn head(o: &mut String, name: &str, kind: &str, help: &str) {
     let _ = writeln!(o, "# HELP {name} {help}\n# TYPE {name} {kind}");
 }
 
+/// Writes counters without labels: (name, help, value) each.
+pub fn counters(o: &mut String, rows: &[(&str, &str, &std::sync::atomic::AtomicU64)]) {
+    for (name, help, v) in rows {
+        head(o, name, "counter", help);
+        let _ = writeln!(o, "{name} {}", v.load(std::sync::atomic::Ordering::Relaxed));
+    }
+}
+
 /// Which alert a rule produced.
 #[derive(Debug, Clone, Copy)]
 pub enum AlertKind {

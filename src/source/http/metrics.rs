@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::sink::metrics::{escape, head, MetricSource};
+use crate::sink::metrics::{counters, escape, head, MetricSource};
 
 /// Sender addresses counted apart.
 pub const MAX_SENDERS: usize = 256;
@@ -86,21 +86,21 @@ impl MetricSource for Counters {
                 escape(path)
             );
         }
-        for (name, help, v) in [
-            (
-                "saker_http_received_bytes_total",
-                "Bytes of request bodies read.",
-                &self.bytes,
-            ),
-            (
-                "saker_http_events_total",
-                "Audit events in requests answered 200.",
-                &self.events,
-            ),
-        ] {
-            head(o, name, "counter", help);
-            let _ = writeln!(o, "{name} {}", v.load(Relaxed));
-        }
+        counters(
+            o,
+            &[
+                (
+                    "saker_http_received_bytes_total",
+                    "Bytes of request bodies read.",
+                    &self.bytes,
+                ),
+                (
+                    "saker_http_events_total",
+                    "Audit events in requests answered 200.",
+                    &self.events,
+                ),
+            ],
+        );
         head(
             o,
             "saker_http_queue_bytes",

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use crate::sink::metrics::{escape, head, MetricSource};
+use crate::sink::metrics::{counters, escape, head, MetricSource};
 
 /// Counters of the consumer, shared with the metrics endpoint.
 #[derive(Debug, Default)]
@@ -85,101 +85,101 @@ impl Counters {
 
 impl MetricSource for Counters {
     fn render(&self, o: &mut String) {
-        for (name, help, v) in [
-            (
-                "saker_kafka_messages_total",
-                "Kafka messages consumed.",
-                &self.messages,
-            ),
-            (
-                "saker_kafka_bytes_total",
-                "Bytes of Kafka messages consumed.",
-                &self.bytes,
-            ),
-            (
-                "saker_kafka_messages_skipped_total",
-                "Kafka messages that held no audit event (skipped, their offsets committed).",
-                &self.messages_skipped,
-            ),
-            (
-                "saker_kafka_warmups_total",
-                "Partitions whose windows were rebuilt by a warm-up replay.",
-                &self.warmups,
-            ),
-            (
-                "saker_kafka_warmup_messages_total",
-                "Messages re-read by warm-up replays (no alerts emitted).",
-                &self.warmup_messages,
-            ),
-            (
-                "saker_kafka_warmups_incomplete_total",
-                "Warm-up replays that timed out before the resume offset.",
-                &self.warmups_incomplete,
-            ),
-            (
-                "saker_kafka_redelivered_messages_total",
-                "Messages received again after this process had processed them.",
-                &self.redelivered,
-            ),
-            (
-                "saker_kafka_commits_total",
-                "Offset commits that succeeded.",
-                &self.commits,
-            ),
-            (
-                "saker_kafka_commit_failures_total",
-                "Offset commits that failed.",
-                &self.commit_failures,
-            ),
-            (
-                "saker_kafka_rebalances_total",
-                "Partition assignments and revocations.",
-                &self.rebalances,
-            ),
-            (
-                "saker_kafka_errors_total",
-                "Consumer errors reported by librdkafka.",
-                &self.errors,
-            ),
-            (
-                "saker_kafka_forwarded_matches_total",
-                "Matches of repartitioned windowed, sequence and first-seen rules forwarded to the repartition topic.",
-                &self.forwarded,
-            ),
-            (
-                "saker_kafka_forwarded_records_total",
-                "Records sent to the repartition topic.",
-                &self.forward_messages,
-            ),
-            (
-                "saker_kafka_forwarded_bytes_total",
-                "Bytes of the records sent to the repartition topic.",
-                &self.forward_bytes,
-            ),
-            (
-                "saker_kafka_forwarded_acknowledged_total",
-                "Records the broker acknowledged on the repartition topic.",
-                &self.forward_acked,
-            ),
-            (
-                "saker_kafka_forward_failures_total",
-                "Records the broker did not take on the repartition topic.",
-                &self.forward_failures,
-            ),
-            (
-                "saker_kafka_repartition_records_total",
-                "Records consumed from the repartition topic.",
-                &self.repartition_messages,
-            ),
-            (
-                "saker_kafka_repartition_duplicates_total",
-                "Forwarded matches sent again after a crash and skipped (already applied).",
-                &self.repartition_duplicates,
-            ),
-        ] {
-            head(o, name, "counter", help);
-            let _ = writeln!(o, "{name} {}", v.load(Relaxed));
-        }
+        counters(
+            o,
+            &[
+                (
+                    "saker_kafka_messages_total",
+                    "Kafka messages consumed.",
+                    &self.messages,
+                ),
+                (
+                    "saker_kafka_bytes_total",
+                    "Bytes of Kafka messages consumed.",
+                    &self.bytes,
+                ),
+                (
+                    "saker_kafka_messages_skipped_total",
+                    "Kafka messages that held no audit event (skipped, their offsets committed).",
+                    &self.messages_skipped,
+                ),
+                (
+                    "saker_kafka_warmups_total",
+                    "Partitions whose windows were rebuilt by a warm-up replay.",
+                    &self.warmups,
+                ),
+                (
+                    "saker_kafka_warmup_messages_total",
+                    "Messages re-read by warm-up replays (no alerts emitted).",
+                    &self.warmup_messages,
+                ),
+                (
+                    "saker_kafka_warmups_incomplete_total",
+                    "Warm-up replays that timed out before the resume offset.",
+                    &self.warmups_incomplete,
+                ),
+                (
+                    "saker_kafka_redelivered_messages_total",
+                    "Messages received again after this process had processed them.",
+                    &self.redelivered,
+                ),
+                (
+                    "saker_kafka_commits_total",
+                    "Offset commits that succeeded.",
+                    &self.commits,
+                ),
+                (
+                    "saker_kafka_commit_failures_total",
+                    "Offset commits that failed.",
+                    &self.commit_failures,
+                ),
+                (
+                    "saker_kafka_rebalances_total",
+                    "Partition assignments and revocations.",
+                    &self.rebalances,
+                ),
+                (
+                    "saker_kafka_errors_total",
+                    "Consumer errors reported by librdkafka.",
+                    &self.errors,
+                ),
+                (
+                    "saker_kafka_forwarded_matches_total",
+                    "Matches of repartitioned windowed, sequence and first-seen rules forwarded to the repartition topic.",
+                    &self.forwarded,
+                ),
+                (
+                    "saker_kafka_forwarded_records_total",
+                    "Records sent to the repartition topic.",
+                    &self.forward_messages,
+                ),
+                (
+                    "saker_kafka_forwarded_bytes_total",
+                    "Bytes of the records sent to the repartition topic.",
+                    &self.forward_bytes,
+                ),
+                (
+                    "saker_kafka_forwarded_acknowledged_total",
+                    "Records the broker acknowledged on the repartition topic.",
+                    &self.forward_acked,
+                ),
+                (
+                    "saker_kafka_forward_failures_total",
+                    "Records the broker did not take on the repartition topic.",
+                    &self.forward_failures,
+                ),
+                (
+                    "saker_kafka_repartition_records_total",
+                    "Records consumed from the repartition topic.",
+                    &self.repartition_messages,
+                ),
+                (
+                    "saker_kafka_repartition_duplicates_total",
+                    "Forwarded matches sent again after a crash and skipped (already applied).",
+                    &self.repartition_duplicates,
+                ),
+            ],
+        );
         head(
             o,
             "saker_kafka_consumer_lag",
