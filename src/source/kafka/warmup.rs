@@ -5,9 +5,9 @@
 //!
 //! The replay starts at the first message whose events are all at least
 //! one horizon (longest window and `for`, plus lateness) older than the
-//! newest event of the last messages already processed. The broker's time index gives a first
-//! guess (exact when producers stamp messages with the event time, as
-//! `saker produce` does); the guess is then checked against the events
+//! newest event of the last messages already processed. The broker's time
+//! index gives a first guess (exact when producers stamp messages with the
+//! event time, as `saker produce` does); the guess is then checked against the events
 //! themselves and moved back, doubling the step, until it is early enough,
 //! so a broker whose timestamps mean something else only costs a longer
 //! replay, never a shorter one.
@@ -63,7 +63,8 @@ pub struct Replay {
 const FIRST_SLICE: Duration = Duration::from_millis(250);
 /// The longest slice: how long a stop may wait for a request in flight.
 const LONGEST_SLICE: Duration = Duration::from_secs(2);
-/// How long a probe waits for its message (at most the warm-up timeout).
+/// How long a read for the search goes without a message before it gives
+/// up (at most the warm-up timeout).
 const PROBE_WAIT: Duration = Duration::from_secs(2);
 /// The messages before the resume offset searched for the event time reached.
 const LATEST_WITHIN: i64 = 64;
@@ -188,24 +189,24 @@ impl Reader {
     /// partition, then by seeking (see the module's header). A seek made
     /// before the fetcher has started is made again.
     fn seek(&self, offset: i64) -> Result<(), String> {
-        if !self.assigned.get() {
+        let at = || {
             let mut tpl = TopicPartitionList::new();
             tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))
-                .map_err(|e| e.to_string())?;
-            self.consumer.assign(&tpl).map_err(|e| e.to_string())?;
+                .map(|()| tpl)
+                .map_err(|e| e.to_string())
+        };
+        if !self.assigned.get() {
+            self.consumer.assign(&at()?).map_err(|e| e.to_string())?;
             self.assigned.set(true);
             return Ok(());
         }
         let started = Instant::now();
         loop {
             let left = self.timeout.saturating_sub(started.elapsed());
-            let mut tpl = TopicPartitionList::new();
-            tpl.add_partition_offset(&self.topic, self.partition, Offset::Offset(offset))
-                .map_err(|e| e.to_string())?;
             // The seek's own outcome is the partition's error in the list.
             let result = self
                 .consumer
-                .seek_partitions(tpl, left.min(LONGEST_SLICE).max(Duration::from_millis(1)))
+                .seek_partitions(at()?, left.min(LONGEST_SLICE).max(Duration::from_millis(1)))
                 .and_then(
                     |tpl| match tpl.find_partition(&self.topic, self.partition) {
                         Some(e) => e.error(),
