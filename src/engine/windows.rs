@@ -35,6 +35,9 @@ impl Default for WindowOptions {
 /// One window per windowed rule, and the event-time clock they share.
 pub struct Windows {
     windows: Vec<Option<Window>>,
+    /// The indexes of `windows` that hold a window, so that the per-event
+    /// passes skip the rules that are not windowed ([`Windows::reindex`]).
+    active: Vec<usize>,
     resolution_ns: i64,
     lateness: i64,
     /// The highest tick seen.
@@ -77,8 +80,9 @@ impl Windows {
             })
             .collect();
         let resolution_ns = resolution_of(rules);
-        Windows {
+        let mut w = Windows {
             windows,
+            active: Vec::new(),
             resolution_ns,
             lateness: (options.lateness_ns as i64) / resolution_ns,
             max_tick: None,
@@ -88,7 +92,16 @@ impl Windows {
             role: Role::All,
             marks: None,
             sightings: super::forward::Sightings::new(options.limits.max_keys),
-        }
+        };
+        w.reindex();
+        w
+    }
+
+    /// Lists the windows held again, after `windows` changed.
+    fn reindex(&mut self) {
+        self.active = (0..self.windows.len())
+            .filter(|&i| self.windows[i].is_some())
+            .collect();
     }
 
     /// Keeps only the windows of `role` (`forwarded` indexed like the
@@ -106,6 +119,7 @@ impl Windows {
                 *w = None;
             }
         }
+        self.reindex();
     }
 
     pub fn role(&self) -> Role {
@@ -125,7 +139,7 @@ impl Windows {
 
     /// Whether any rule is windowed, sequence or first-seen.
     pub fn any(&self) -> bool {
-        self.windows.iter().any(Option::is_some) || self.stateful.any()
+        !self.active.is_empty() || self.stateful.any()
     }
 
     pub fn tick_of(&self, time_ns: i64) -> i64 {
@@ -134,8 +148,10 @@ impl Windows {
 
     /// The stream saw an event at `tick` (matching or not).
     pub fn observe(&mut self, tick: i64) {
-        for w in self.windows.iter_mut().flatten() {
-            w.observe(tick);
+        for &i in &self.active {
+            if let Some(w) = &mut self.windows[i] {
+                w.observe(tick);
+            }
         }
         self.stateful.observe(tick);
         self.max_tick = Some(self.max_tick.map_or(tick, |m| m.max(tick)));
@@ -216,8 +232,8 @@ impl Windows {
 
     fn advance_to(&mut self, watermark: i64, cap: Option<i64>) -> Vec<(usize, Transition)> {
         let mut out = Vec::new();
-        for (i, w) in self.windows.iter_mut().enumerate() {
-            if let Some(w) = w {
+        for &i in &self.active {
+            if let Some(w) = &mut self.windows[i] {
                 out.extend(w.advance(watermark, cap).into_iter().map(|t| (i, t)));
             }
         }

@@ -72,6 +72,7 @@ impl Windows {
             .stateful
             .carry(&stateful_kept, new, options.limits.max_keys);
         self.windows = windows;
+        self.reindex();
         // Sightings are kept by rule index, which a reload may change: an
         // empty set only costs renderings.
         self.sightings = super::super::forward::Sightings::new(options.limits.max_keys);
