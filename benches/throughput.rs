@@ -38,6 +38,11 @@ use saker::source::clock::SystemClock;
 use saker::source::driver::Driver;
 use saker::source::stream::LineSource;
 
+/// The allocator the binary runs with (src/main.rs), so that the passes
+/// measure what `saker run` does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Deserialize)]
 struct BareEvent<'a> {
     #[serde(borrow)]

@@ -10,6 +10,14 @@ use std::process::ExitCode;
 
 use cli::{Command, LogFormat};
 
+/// mimalloc instead of the system allocator: with `--threads`, the main
+/// thread frees what workers allocated (captured alerts, keys, hits), and
+/// glibc's malloc serialises those frees on the workers' arena locks
+/// (BENCHMARKS.md, "Several cores"). It is also cheaper per call on one
+/// thread.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let argv: Vec<_> = std::env::args_os().collect();
     let cli = match cli::parse(&argv) {
