@@ -71,6 +71,8 @@ pub struct Engine<'r> {
     /// A worker of [`parallel`]: events are matched here, but their alerts
     /// and windowed matches are captured for the ordering thread.
     capture: Option<Vec<parallel::Captured>>,
+    /// A worker's place in its batch: the event it reads next.
+    doc: parallel::DocAt,
     /// Lines before this engine's first line (a worker's batch), for logs.
     line_base: u64,
     /// Whether [`Engine::publish`] writes the totals (lines, events, skips,
@@ -206,6 +208,7 @@ impl<'r> Engine<'r> {
             metrics: None,
             keys_elsewhere: None,
             capture: None,
+            doc: parallel::DocAt::default(),
             line_base: 0,
             publish_totals: true,
             stateful_counts: vec![Default::default(); n],
@@ -869,8 +872,10 @@ impl<'r> Engine<'r> {
             c.push(parallel::Captured {
                 tick,
                 time_ns: ev.time_ns,
+                doc: self.doc,
                 ..parallel::Captured::default()
             });
+            self.doc.index += 1;
         } else if windowed {
             self.windows.observe(tick);
         }

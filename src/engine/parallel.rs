@@ -10,21 +10,37 @@ use std::io;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 
+use crate::event::decode_document;
 use crate::fields::extract::Val;
 use crate::reload::{Pending, Reloads};
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
-use crate::source::lines::{split_lines, Line};
+use crate::source::lines::{split_lines, strip_prefixes, Line};
 use crate::source::{Body, Next, Source};
+use crate::stateful::first_seen::{Rendered, SeenHit};
+use crate::stateful::{Hit, Read};
 use crate::window::Key;
 
 use super::{Engine, Stats};
+
+/// Where a worker's event is in its batch: its line's bytes, and its place
+/// among that line's events. The ordering thread reads the event again from
+/// there when it needs what a worker left out: the alert of a first-seen
+/// key, which only the stream's state can tell is new, and which is
+/// rendered only then.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct DocAt {
+    pub start: usize,
+    pub end: usize,
+    pub index: usize,
+}
 
 /// What a worker found in one event.
 #[derive(Debug, Default)]
 pub struct Captured {
     pub tick: i64,
     pub time_ns: i64,
+    pub doc: DocAt,
     /// What it contributes to sequence and first-seen rules.
     pub stateful: Vec<(usize, crate::stateful::Hit)>,
     /// Windowed rules it matched: rule, key, `distinct()` value.
@@ -79,8 +95,9 @@ impl Stats {
 }
 
 impl Engine<'_> {
-    /// Emits what a worker captured for one event, and moves the windows on.
-    fn apply(&mut self, c: Captured, sink: &mut dyn AlertSink) -> io::Result<()> {
+    /// Emits what a worker captured for one event of the batch `data`, and
+    /// moves the windows on.
+    fn apply(&mut self, c: Captured, data: &[u8], sink: &mut dyn AlertSink) -> io::Result<()> {
         let rules: &RuleSet = &self.rules;
         for a in c.alerts {
             let rule = &rules.rules[a.rule];
@@ -106,7 +123,12 @@ impl Engine<'_> {
                 self.windows.add_keyed(i, c.tick, key, value.as_deref());
             }
             for (i, hit) in c.stateful {
-                self.windows.stateful.push(i, c.time_ns, hit);
+                match hit {
+                    Hit::FirstSeen(h) => self.apply_seen(i, c.time_ns, h, data, c.doc),
+                    hit => {
+                        self.windows.stateful.push(i, c.time_ns, hit);
+                    }
+                }
             }
             let transitions = self.windows.advance(false);
             self.emit_windowed(transitions, sink)?;
@@ -115,6 +137,40 @@ impl Engine<'_> {
         }
         Ok(())
     }
+}
+
+impl Engine<'_> {
+    /// A worker's first-seen hit, which carries the key only: looked up
+    /// here, and when the key may be new, its alert is rendered from the
+    /// event, read again from the batch.
+    fn apply_seen(&mut self, i: usize, time_ns: i64, mut h: SeenHit, data: &[u8], at: DocAt) {
+        let state = &mut self.windows.stateful;
+        if let Read::Waits { render } = state.read_first_seen(i, &h.key, time_ns) {
+            if render && h.rendered.is_none() {
+                h.rendered = seen_alert(&self.rules, i, data, at);
+            }
+            state.wait(i, time_ns, Hit::FirstSeen(h));
+        }
+    }
+}
+
+/// The alert of first-seen rule `i` for the event at `at` in `data`.
+fn seen_alert(rules: &RuleSet, i: usize, data: &[u8], at: DocAt) -> Option<Rendered> {
+    let line = data.get(at.start..at.end)?;
+    let mut n = 0;
+    let mut out = None;
+    decode_document(
+        strip_prefixes(line),
+        |ev| {
+            if n == at.index {
+                let mut cx = rules.context();
+                out = super::stateful::seen_alert(rules, i, &ev, &mut cx);
+            }
+            n += 1;
+        },
+        |_| {},
+    );
+    out
 }
 
 /// A batch of the input, numbered.
@@ -133,6 +189,8 @@ struct Done {
     seq: u64,
     stats: Stats,
     events: Vec<Captured>,
+    /// The batch, which its events' [`DocAt`]s point into.
+    data: Vec<u8>,
 }
 
 /// Evaluates `source` on `threads` workers, to its end, or until
@@ -166,7 +224,6 @@ pub fn run(
         for mut worker in workers {
             let work_rx = work_rx.clone();
             let done_tx = done_tx.clone();
-            let free_tx = free_tx.clone();
             scope.spawn(move || {
                 // A worker's sink is never written: alerts are captured.
                 let mut discard = Discard;
@@ -179,7 +236,16 @@ pub fn run(
                     if batch.too_long {
                         let _ = worker.process_line(Line::TooLong, &mut discard);
                     } else {
+                        let base = batch.data.as_ptr() as usize;
                         let _ = split_lines(&batch.data, batch.max_line, |line| {
+                            if let Line::Text(t) = &line {
+                                let start = t.as_ptr() as usize - base;
+                                worker.doc = DocAt {
+                                    start,
+                                    end: start + t.len(),
+                                    index: 0,
+                                };
+                            }
                             worker.process_line(line, &mut discard)
                         });
                     }
@@ -193,8 +259,8 @@ pub fn run(
                             },
                         ),
                         events: worker.capture.replace(Vec::new()).unwrap_or_default(),
+                        data: batch.data,
                     };
-                    let _ = free_tx.send(batch.data);
                     if done_tx.send(done).is_err() {
                         return;
                     }
@@ -202,7 +268,6 @@ pub fn run(
             });
         }
         drop(done_tx);
-        drop(free_tx);
         // Put the batches back in order.
         let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
         let mut next = 0u64;
@@ -216,11 +281,13 @@ pub fn run(
                 }
                 engine.stats.absorb(&done.stats);
                 for c in done.events {
-                    if let Err(e) = engine.apply(c, sink) {
+                    if let Err(e) = engine.apply(c, &done.data, sink) {
                         result = Err(e);
                         break;
                     }
                 }
+                // The buffer goes back to the reader once its events are in.
+                let _ = free_tx.send(done.data);
                 engine.publish(None);
             }
         }

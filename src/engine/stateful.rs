@@ -31,8 +31,9 @@ fn text<'a>(
 
 /// What the event contributes to the candidate stateful rule, if it
 /// matches (a sequence tries only the steps the candidate names), for a
-/// thread that does not apply it (a `--threads` worker): a first-seen
-/// alert is always rendered, since the state is not at hand.
+/// thread that does not apply it (a `--threads` worker): a first-seen hit
+/// carries its key only, and the applying thread, which holds the state,
+/// renders the alert ([`seen_alert`]) when the key may be new.
 pub fn hit<'a>(
     rules: &RuleSet,
     candidate: Candidate,
@@ -51,8 +52,10 @@ pub fn hit<'a>(
                 return None;
             }
             let key = first_seen_key(rules, f, ev, cx);
-            let rendered = Some(rendered(rules, i, f, ev, cx));
-            Some(Hit::FirstSeen(SeenHit { key, rendered }))
+            Some(Hit::FirstSeen(SeenHit {
+                key,
+                rendered: None,
+            }))
         }
     }
 }
@@ -128,6 +131,20 @@ pub fn forwarded_seen<'a>(
     let key = first_seen_key(rules, f, ev, cx);
     let rendered = (!covered(&key, f.window)).then(|| rendered(rules, i, f, ev, cx));
     Some(SeenHit { key, rendered })
+}
+
+/// First-seen rule `i`'s alert for this event, should its key be new;
+/// `None` if `i` is not a first-seen rule.
+pub fn seen_alert<'a>(
+    rules: &RuleSet,
+    i: usize,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+) -> Option<Rendered> {
+    match rules.rules.get(i)?.stateful.as_ref()? {
+        StatefulRule::FirstSeen(f) => Some(rendered(rules, i, f, ev, cx)),
+        StatefulRule::Sequence(_) => None,
+    }
 }
 
 /// A first-seen rule's alert for this event, should its key be new.

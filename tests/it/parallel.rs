@@ -81,3 +81,80 @@ fn threads_need_a_file() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--threads applies to --input FILE"));
 }
+
+#[test]
+fn first_seen_alerts_under_threads_are_those_of_one_thread() {
+    // A worker leaves a first-seen alert unrendered; the ordering thread,
+    // which alone knows whether the key is new, reads the event again
+    // from its batch. Lines of one event, EventLists of three and
+    // `kubectl logs --prefix` lines, over several batches, so that an
+    // event is found again by its line and its place in the line.
+    let rules = r#"
+- rule: First Get By User In Namespace
+  desc: test
+  condition: ka.verb = get
+  aggregate: first_seen over 1m by ka.user.name, ka.target.namespace
+  output: first get by %ka.user.name in %ka.target.namespace (pod %ka.target.name, %ka.auditid)
+  priority: NOTICE
+  source: k8s_audit
+"#;
+    let event = |i: usize| {
+        format!(
+            r#"{{"kind":"Event","apiVersion":"audit.k8s.io/v1","auditID":"a{i}","stage":"ResponseComplete","verb":"get","user":{{"username":"u{}"}},"objectRef":{{"resource":"pods","namespace":"n{}","name":"p{i}"}},"stageTimestamp":"2024-10-29T{:02}:{:02}:{:02}Z"}}"#,
+            i % 7,
+            (i / 40 + i % 3) % 11,
+            10 + i / 3600,
+            i / 60 % 60,
+            i % 60
+        )
+    };
+    let mut data = String::new();
+    let mut i = 0;
+    while i < 6000 {
+        match (i / 4) % 3 {
+            0 => data.push_str(&event(i)),
+            1 => {
+                let items = [event(i), event(i + 1), event(i + 2)].join(",");
+                data.push_str(&format!(
+                    r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{items}]}}"#
+                ));
+                i += 2;
+            }
+            _ => data.push_str(&format!(
+                "[pod/kube-apiserver-x/kube-apiserver] 2024-10-29T12:00:00.000000000Z {}",
+                event(i)
+            )),
+        }
+        data.push('\n');
+        i += 1;
+    }
+    let dir = std::env::temp_dir().join(format!("saker-threads-seen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (path, rules_path) = (dir.join("events.jsonl"), dir.join("rules.yaml"));
+    std::fs::write(&path, &data).unwrap();
+    std::fs::write(&rules_path, rules).unwrap();
+    let rules_arg = ["--rules", rules_path.to_str().unwrap()];
+    let one = run_file(&path, &rules_arg);
+    assert!(
+        one.status.success(),
+        "{}",
+        String::from_utf8_lossy(&one.stderr)
+    );
+    let text = String::from_utf8_lossy(&one.stdout);
+    let alerts = text.lines().count();
+    assert!(alerts > 50, "enough first-seen alerts to compare: {alerts}");
+    assert!(text.contains("(pod p"), "{text}");
+    for threads in ["2", "3"] {
+        let many = run_file(&path, &[&rules_arg[..], &["--threads", threads]].concat());
+        assert!(
+            many.status.success(),
+            "{}",
+            String::from_utf8_lossy(&many.stderr)
+        );
+        assert!(
+            one.stdout == many.stdout,
+            "--threads {threads} changed the first-seen alerts"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
