@@ -249,10 +249,26 @@ impl Program {
         ev: &Event<'a>,
         cx: &mut EvalCtx<'a>,
     ) -> Option<Val<'a>> {
-        if let Some(v) = &cx.values[id as usize] {
-            return v.clone();
+        self.cached(id, ev, cx).cloned()
+    }
+
+    /// The value(s) of an operand, borrowed from the event's cache (filled
+    /// on first use): a check reads them without copying a list.
+    fn cached<'a, 'c>(
+        &self,
+        id: OperandId,
+        ev: &Event<'a>,
+        cx: &'c mut EvalCtx<'a>,
+    ) -> Option<&'c Val<'a>> {
+        if cx.values[id as usize].is_none() {
+            let v = self.compute(id, ev, cx);
+            cx.values[id as usize] = Some(v);
         }
-        let v = match &self.operands[id as usize] {
+        cx.values[id as usize].as_ref().and_then(Option::as_ref)
+    }
+
+    fn compute<'a>(&self, id: OperandId, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> Option<Val<'a>> {
+        match &self.operands[id as usize] {
             OperandProg::Field(def, arg) => extract(ev, def, arg),
             OperandProg::Literal(s) => Some(Val::Str(Cow::Owned(s.clone()))),
             OperandProg::Transform(kind, args) => {
@@ -270,17 +286,24 @@ impl Program {
                     transform(*kind, vals)
                 }
             }
-        };
-        cx.values[id as usize] = Some(v.clone());
-        v
+        }
     }
 
     fn check<'a>(&self, c: &Check, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> bool {
         // A missing value makes every comparison false, `!=` included.
-        let Some(lhs) = self.value(c.lhs, ev, cx) else {
+        if let Test::Operand(op, rhs) = &c.test {
+            let Some(lhs) = self.value(c.lhs, ev, cx) else {
+                return false;
+            };
+            return match self.cached(*rhs, ev, cx) {
+                None => false,
+                Some(rhs) => compare_values(*op, &lhs, rhs),
+            };
+        }
+        let Some(lhs) = self.cached(c.lhs, ev, cx) else {
             return false;
         };
-        match (&c.test, &lhs) {
+        match (&c.test, lhs) {
             (Test::Exists, _) => true,
             (Test::In(set), Val::List(items)) => items.iter().all(|i| set.contains(i)),
             (Test::In(set) | Test::Intersects(set), Val::Str(s)) => set.contains(s),
@@ -302,10 +325,8 @@ impl Program {
                 let v = v.render();
                 paths.iter().any(|p| path_prefix(p, &v))
             }
-            (Test::Operand(op, rhs), lhs) => match self.value(*rhs, ev, cx) {
-                None => false,
-                Some(rhs) => compare_values(*op, lhs, &rhs),
-            },
+            // Compared above.
+            (Test::Operand(..), _) => false,
         }
     }
 }
