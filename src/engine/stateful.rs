@@ -200,10 +200,15 @@ fn sequence_hit<'a>(
                 Key::from(key)
             }
         };
+        // A value that is also the key's is not copied again.
         let values = step
             .values
             .iter()
-            .map(|op| text(rules, *op, ev, cx))
+            .zip(&step.from_key)
+            .map(|(op, k)| match k {
+                Some(_) => None,
+                None => text(rules, *op, ev, cx),
+            })
             .collect();
         steps.push(StepHit {
             step: n,
@@ -302,14 +307,22 @@ pub fn alert<'r>(
 type Parts<'r> = (i64, String, Vec<(&'r str, Option<Val<'r>>)>, StatefulInfo);
 
 fn sequence_parts(s: &Sequence, c: Completed) -> Parts<'_> {
-    fn value<'v>(p: &'v SeqPart, c: &'v Completed) -> Option<&'v str> {
+    fn value<'v>(s: &Sequence, p: &'v SeqPart, c: &'v Completed) -> Option<&'v str> {
         match p {
             SeqPart::Text(t) => Some(t),
             SeqPart::Plain(i) => c.plain.get(*i)?.as_deref(),
-            SeqPart::Step(step, i) => c.steps.get(*step)?.values.get(*i)?.as_deref(),
+            // A value the hit left out is the key's (a state saved before
+            // values were left out has it).
+            SeqPart::Step(step, i) => match c.steps.get(*step)?.values.get(*i)? {
+                Some(v) => Some(v),
+                None => {
+                    let k = (*s.steps.get(*step)?.from_key.get(*i)?)?;
+                    c.key.get(k).map(String::as_str)
+                }
+            },
         }
     }
-    let value = |p| value(p, &c);
+    let value = |p| value(s, p, &c);
     let message: String = s
         .output
         .iter()

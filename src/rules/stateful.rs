@@ -58,6 +58,10 @@ pub struct Step {
     pub by: Vec<(String, OperandId)>,
     /// Fields of this step's event that the output uses (`%STEP.FIELD`).
     pub values: Vec<OperandId>,
+    /// Per value, the place in `by` of the same operand: such a value is
+    /// the key's (every step of a sequence has the same key), so a hit
+    /// leaves it out and the alert takes it from the key.
+    pub from_key: Vec<Option<usize>>,
 }
 
 /// A piece of a sequence's output.

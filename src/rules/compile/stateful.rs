@@ -98,6 +98,7 @@ impl Compiler<'_> {
                         node: self.program.push_node(Node::And(Vec::new())),
                         by: Vec::new(),
                         values: Vec::new(),
+                        from_key: Vec::new(),
                     });
                 }
             }
@@ -148,6 +149,13 @@ impl Compiler<'_> {
         };
         if let Err(e) = self.sequence_output(def, &mut sequence) {
             errors.extend(e);
+        }
+        for step in &mut sequence.steps {
+            step.from_key = step
+                .values
+                .iter()
+                .map(|op| step.by.iter().position(|(_, b)| b == op))
+                .collect();
         }
         if errors.is_empty() {
             Ok(sequence)
@@ -252,6 +260,7 @@ impl Compiler<'_> {
             node,
             by,
             values: Vec::new(),
+            from_key: Vec::new(),
         })
     }
 
