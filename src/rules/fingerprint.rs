@@ -12,7 +12,7 @@ use std::fmt::Write;
 
 use ring::digest::{digest, SHA256};
 
-use super::predicate::{Node, OperandId, OperandProg, Program, Test, ValueSet};
+use super::predicate::{Check, Node, OperandId, OperandProg, Program, Test, ValueSet};
 use super::stateful::StatefulRule;
 use super::{CompiledRule, RuleSet};
 
@@ -118,6 +118,17 @@ fn node(p: &Program, id: u32, out: &mut String) {
             out.push(')');
         }
     }
+}
+
+/// The canonical text of a check (its operand and test), which names it
+/// for [`Program::push_shared`].
+pub fn check_text(p: &Program, c: &Check) -> String {
+    let mut out = String::from("check(");
+    operand(p, c.lhs, &mut out);
+    out.push(' ');
+    test(p, &c.test, &mut out);
+    out.push(')');
+    out
 }
 
 fn test(p: &Program, t: &Test, out: &mut String) {

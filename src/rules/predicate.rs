@@ -109,6 +109,8 @@ pub struct Program {
     /// node id; `NO_SLOT` for the others.
     memo_slot: Vec<u32>,
     memo_slots: usize,
+    /// Nodes built by [`Program::push_shared`], by their canonical text.
+    shared: HashMap<String, NodeId>,
 }
 
 const NO_SLOT: u32 = u32::MAX;
@@ -162,6 +164,29 @@ impl Program {
     pub fn push_node(&mut self, node: Node) -> NodeId {
         self.nodes.push(node);
         (self.nodes.len() - 1) as NodeId
+    }
+
+    /// A node of a condition, built once however many conditions contain
+    /// it: the same sub-condition written in several rules (a sequence's
+    /// step repeated in other rules, a test repeated) is one node. A shared
+    /// `and`, `or` or `not` is remembered within an event, so it is
+    /// evaluated once per event whichever rules reach it.
+    pub fn push_shared(&mut self, node: Node) -> NodeId {
+        let key = match &node {
+            Node::And(ids) => format!("and{ids:?}"),
+            Node::Or(ids) => format!("or{ids:?}"),
+            Node::Not(id) => format!("not{id}"),
+            Node::Check(c) => super::fingerprint::check_text(self, c),
+        };
+        if let Some(&id) = self.shared.get(&key) {
+            if !matches!(node, Node::Check(_)) {
+                self.memoize(id);
+            }
+            return id;
+        }
+        let id = self.push_node(node);
+        self.shared.insert(key, id);
+        id
     }
 
     pub fn push_operand(&mut self, op: OperandProg) -> OperandId {
@@ -575,6 +600,45 @@ fn class_match(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_sub_condition_written_in_two_rules_is_one_node() {
+        let text = r#"
+- rule: A
+  desc: d
+  condition: ka.verb = get and ka.target.resource in (pods, secrets) and ka.user.name = a and (ka.uri contains x or ka.uri contains y)
+  output: a
+  priority: INFO
+  source: k8s_audit
+- rule: B
+  desc: d
+  condition: ka.verb = get and ka.target.resource in (secrets, pods) and ka.user.name = b and (ka.uri contains x or ka.uri contains y)
+  output: b
+  priority: INFO
+  source: k8s_audit
+"#;
+        let set = crate::rules::load(&[crate::rules::RuleSource::Embedded("t.yaml", text)])
+            .rules
+            .expect("rules load");
+        let p = &set.program;
+        let items = |i: usize| match &p.nodes[set.rules[i].root as usize] {
+            Node::And(items) => items.clone(),
+            other => panic!("{other:?}"),
+        };
+        let (a, b) = (items(0), items(1));
+        // The verb and resource tests (sets in any order) are shared; the
+        // user tests differ.
+        assert_eq!(a[..2], b[..2]);
+        assert_ne!(a[2], b[2]);
+        assert_ne!(set.rules[0].root, set.rules[1].root);
+        // The `or` both contain is one node too, remembered within an event.
+        assert_eq!(a[3], b[3]);
+        assert!(matches!(p.nodes[a[3] as usize], Node::Or(_)));
+        assert_ne!(
+            p.memo_slot.get(a[3] as usize).copied().unwrap_or(NO_SLOT),
+            NO_SLOT
+        );
+    }
 
     #[test]
     fn globs() {

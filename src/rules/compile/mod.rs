@@ -262,7 +262,7 @@ impl Compiler<'_> {
                 if !errors.is_empty() {
                     return Err(errors);
                 }
-                Ok(self.program.push_node(if matches!(e, Expr::And(_)) {
+                Ok(self.program.push_shared(if matches!(e, Expr::And(_)) {
                     Node::And(ids)
                 } else {
                     Node::Or(ids)
@@ -270,7 +270,7 @@ impl Compiler<'_> {
             }
             Expr::Not(inner) => {
                 let id = self.expr(inner, ctx)?;
-                Ok(self.program.push_node(Node::Not(id)))
+                Ok(self.program.push_shared(Node::Not(id)))
             }
             Expr::Macro(name, span) => self.macro_ref(name, *span, ctx),
             Expr::Compare(c) => self.compare(c, ctx),
@@ -380,7 +380,7 @@ impl Compiler<'_> {
                 }
             },
         };
-        Ok(self.program.push_node(Node::Check(Check { lhs, test })))
+        Ok(self.program.push_shared(Node::Check(Check { lhs, test })))
     }
 
     /// `innet`'s networks, each error placed on the element (or the list
