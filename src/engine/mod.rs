@@ -931,7 +931,18 @@ impl<'r> Engine<'r> {
                 }
                 let matched = match self.capture.as_mut().and_then(|c| c.last_mut()) {
                     Some(captured) => stateful::hit(rules, c, ev, &mut cx)
-                        .map(|hit| captured.stateful.push((i, hit)))
+                        .map(|mut hit| {
+                            // Deep in a line of many events, the alert is
+                            // rendered here: reading the line again for
+                            // each of its events would cost its length
+                            // squared (see [`parallel::RENDER_IN_WORKER_FROM`]).
+                            if let Hit::FirstSeen(h) = &mut hit {
+                                if captured.doc.index >= parallel::RENDER_IN_WORKER_FROM {
+                                    h.rendered = stateful::seen_alert(rules, i, ev, &mut cx);
+                                }
+                            }
+                            captured.stateful.push((i, hit))
+                        })
                         .is_some(),
                     None => {
                         let observer = &mut self.observer;

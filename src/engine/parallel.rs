@@ -35,6 +35,12 @@ pub struct DocAt {
     pub index: usize,
 }
 
+/// From this place in a line on (an EventList, an envelope of records), a
+/// worker renders a first-seen alert itself: the ordering thread reads a
+/// line again for each alert it renders, so it does that for the first
+/// events of a line only, and a line is read again at most this many times.
+pub const RENDER_IN_WORKER_FROM: usize = 8;
+
 /// What a worker found in one event.
 #[derive(Debug, Default)]
 pub struct Captured {
@@ -140,13 +146,17 @@ impl Engine<'_> {
 }
 
 impl Engine<'_> {
-    /// A worker's first-seen hit, which carries the key only: looked up
-    /// here, and when the key may be new, its alert is rendered from the
-    /// event, read again from the batch.
+    /// A worker's first-seen hit, which carries the key only (or, deep in
+    /// a line, its alert too): looked up here, and when the key may be new
+    /// and the alert is not there, it is rendered from the event, read
+    /// again from the batch. As [`crate::stateful::Stateful::push`], an event that cannot
+    /// raise an alert keeps none.
     fn apply_seen(&mut self, i: usize, time_ns: i64, mut h: SeenHit, data: &[u8], at: DocAt) {
         let state = &mut self.windows.stateful;
         if let Read::Waits { render } = state.read_first_seen(i, &h.key, time_ns) {
-            if render && h.rendered.is_none() {
+            if !render {
+                h.rendered = None;
+            } else if h.rendered.is_none() {
                 h.rendered = seen_alert(&self.rules, i, data, at);
             }
             state.wait(i, time_ns, Hit::FirstSeen(h));

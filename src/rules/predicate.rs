@@ -317,7 +317,12 @@ impl Program {
     fn check<'a>(&self, c: &Check, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> bool {
         // A missing value makes every comparison false, `!=` included.
         if let Test::Operand(op, rhs) = &c.test {
-            let Some(lhs) = self.value(c.lhs, ev, cx) else {
+            // A list compared with another operand is false, as with
+            // constants other than `in`, `intersects` and `innet`.
+            let Some(lhs) = self
+                .value(c.lhs, ev, cx)
+                .filter(|v| !matches!(v, Val::List(_)))
+            else {
                 return false;
             };
             return match self.cached(*rhs, ev, cx) {
@@ -600,6 +605,40 @@ fn class_match(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_field_compared_with_another_field_is_false() {
+        let text = r#"
+- rule: Groups
+  desc: d
+  condition: ka.user.groups intersects val(ka.target.namespace)
+  output: g
+  priority: INFO
+  source: k8s_audit
+- rule: Name
+  desc: d
+  condition: ka.user.name = val(ka.target.namespace)
+  output: n
+  priority: INFO
+  source: k8s_audit
+"#;
+        let set = crate::rules::load(&[crate::rules::RuleSource::Embedded("t.yaml", text)])
+            .rules
+            .expect("rules load");
+        let line = br#"{"auditID":"x","stage":"ResponseComplete","verb":"get","user":{"username":"dev","groups":["dev","ops"]},"objectRef":{"resource":"pods","namespace":"dev"},"stageTimestamp":"2024-10-29T12:00:00Z"}"#;
+        let mut got = Vec::new();
+        crate::event::decode_document(
+            line,
+            |ev| {
+                let mut cx = set.context();
+                got = (0..2)
+                    .map(|i| set.program.eval(set.rules[i].root, &ev, &mut cx))
+                    .collect();
+            },
+            |_| {},
+        );
+        assert_eq!(got, [false, true]);
+    }
 
     #[test]
     fn a_sub_condition_written_in_two_rules_is_one_node() {

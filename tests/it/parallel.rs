@@ -86,9 +86,10 @@ fn threads_need_a_file() {
 fn first_seen_alerts_under_threads_are_those_of_one_thread() {
     // A worker leaves a first-seen alert unrendered; the ordering thread,
     // which alone knows whether the key is new, reads the event again
-    // from its batch. Lines of one event, EventLists of three and
-    // `kubectl logs --prefix` lines, over several batches, so that an
-    // event is found again by its line and its place in the line.
+    // from its batch. Lines of one event, EventLists of three and of
+    // twelve (deep in a line a worker renders it) and `kubectl logs
+    // --prefix` lines, over several batches, so that an event is found
+    // again by its line and its place in the line.
     let rules = r#"
 - rule: First Get By User In Namespace
   desc: test
@@ -114,11 +115,15 @@ fn first_seen_alerts_under_threads_are_those_of_one_thread() {
         match (i / 4) % 3 {
             0 => data.push_str(&event(i)),
             1 => {
-                let items = [event(i), event(i + 1), event(i + 2)].join(",");
+                // Three events, or twelve: from the eighth on, a worker
+                // renders the alert itself.
+                let n = if i % 8 == 4 { 12 } else { 3 };
+                let items: Vec<String> = (i..i + n).map(event).collect();
                 data.push_str(&format!(
-                    r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{items}]}}"#
+                    r#"{{"kind":"EventList","apiVersion":"audit.k8s.io/v1","items":[{}]}}"#,
+                    items.join(",")
                 ));
-                i += 2;
+                i += n - 1;
             }
             _ => data.push_str(&format!(
                 "[pod/kube-apiserver-x/kube-apiserver] 2024-10-29T12:00:00.000000000Z {}",
