@@ -606,25 +606,27 @@ fn class_match(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
 mod tests {
     use super::*;
 
+    /// A rule set of one rule per condition.
+    fn set_of(conditions: &[&str]) -> crate::rules::RuleSet {
+        let text: String = conditions
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                format!("- rule: R{i}\n  desc: d\n  condition: {c}\n  output: o\n  priority: INFO\n  source: k8s_audit\n")
+            })
+            .collect();
+        let text: &'static str = Box::leak(text.into_boxed_str());
+        crate::rules::load(&[crate::rules::RuleSource::Embedded("t.yaml", text)])
+            .rules
+            .expect("rules load")
+    }
+
     #[test]
     fn a_list_field_compared_with_another_field_is_false() {
-        let text = r#"
-- rule: Groups
-  desc: d
-  condition: ka.user.groups intersects val(ka.target.namespace)
-  output: g
-  priority: INFO
-  source: k8s_audit
-- rule: Name
-  desc: d
-  condition: ka.user.name = val(ka.target.namespace)
-  output: n
-  priority: INFO
-  source: k8s_audit
-"#;
-        let set = crate::rules::load(&[crate::rules::RuleSource::Embedded("t.yaml", text)])
-            .rules
-            .expect("rules load");
+        let set = set_of(&[
+            "ka.user.groups intersects val(ka.target.namespace)",
+            "ka.user.name = val(ka.target.namespace)",
+        ]);
         let line = br#"{"auditID":"x","stage":"ResponseComplete","verb":"get","user":{"username":"dev","groups":["dev","ops"]},"objectRef":{"resource":"pods","namespace":"dev"},"stageTimestamp":"2024-10-29T12:00:00Z"}"#;
         let mut got = Vec::new();
         crate::event::decode_document(
@@ -642,23 +644,10 @@ mod tests {
 
     #[test]
     fn a_sub_condition_written_in_two_rules_is_one_node() {
-        let text = r#"
-- rule: A
-  desc: d
-  condition: ka.verb = get and ka.target.resource in (pods, secrets) and ka.user.name = a and (ka.uri contains x or ka.uri contains y)
-  output: a
-  priority: INFO
-  source: k8s_audit
-- rule: B
-  desc: d
-  condition: ka.verb = get and ka.target.resource in (secrets, pods) and ka.user.name = b and (ka.uri contains x or ka.uri contains y)
-  output: b
-  priority: INFO
-  source: k8s_audit
-"#;
-        let set = crate::rules::load(&[crate::rules::RuleSource::Embedded("t.yaml", text)])
-            .rules
-            .expect("rules load");
+        let set = set_of(&[
+            "ka.verb = get and ka.target.resource in (pods, secrets) and ka.user.name = a and (ka.uri contains x or ka.uri contains y)",
+            "ka.verb = get and ka.target.resource in (secrets, pods) and ka.user.name = b and (ka.uri contains x or ka.uri contains y)",
+        ]);
         let p = &set.program;
         let items = |i: usize| match &p.nodes[set.rules[i].root as usize] {
             Node::And(items) => items.clone(),

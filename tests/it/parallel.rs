@@ -9,6 +9,23 @@ fn run_file(path: &Path, extra: &[&str]) -> Output {
     saker().args(&args).output().expect("run saker")
 }
 
+/// Runs `path` with `extra` and each `--threads` value, and demands the
+/// alerts of `one` (the same run on one thread), byte for byte.
+fn same_under_threads(one: &Output, path: &Path, extra: &[&str], threads: &[&str]) {
+    for t in threads {
+        let many = run_file(path, &[extra, &["--threads", t]].concat());
+        assert!(
+            many.status.success(),
+            "{}",
+            String::from_utf8_lossy(&many.stderr)
+        );
+        assert!(
+            one.stdout == many.stdout,
+            "--threads {t} changed the alerts"
+        );
+    }
+}
+
 #[test]
 fn threads_give_the_same_output_as_one_thread() {
     // The bundled sample, repeated with shifted times so that windowed
@@ -37,18 +54,7 @@ fn threads_give_the_same_output_as_one_thread() {
     assert!(one.status.success());
     let lines = String::from_utf8_lossy(&one.stdout).lines().count();
     assert!(lines > 1000, "enough alerts to compare: {lines}");
-    for threads in ["2", "3", "0"] {
-        let many = run_file(&path, &["--rule-matching", "all", "--threads", threads]);
-        assert!(
-            many.status.success(),
-            "{}",
-            String::from_utf8_lossy(&many.stderr)
-        );
-        assert!(
-            one.stdout == many.stdout,
-            "--threads {threads} changed the alerts"
-        );
-    }
+    same_under_threads(&one, &path, &["--rule-matching", "all"], &["2", "3", "0"]);
     // The counts agree too.
     let summary = |o: &Output| {
         String::from_utf8_lossy(&o.stderr)
@@ -149,17 +155,6 @@ fn first_seen_alerts_under_threads_are_those_of_one_thread() {
     let alerts = text.lines().count();
     assert!(alerts > 50, "enough first-seen alerts to compare: {alerts}");
     assert!(text.contains("(pod p"), "{text}");
-    for threads in ["2", "3"] {
-        let many = run_file(&path, &[&rules_arg[..], &["--threads", threads]].concat());
-        assert!(
-            many.status.success(),
-            "{}",
-            String::from_utf8_lossy(&many.stderr)
-        );
-        assert!(
-            one.stdout == many.stdout,
-            "--threads {threads} changed the first-seen alerts"
-        );
-    }
+    same_under_threads(&one, &path, &rules_arg, &["2", "3"]);
     let _ = std::fs::remove_dir_all(&dir);
 }
