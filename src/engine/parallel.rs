@@ -143,9 +143,7 @@ impl Engine<'_> {
         }
         Ok(())
     }
-}
 
-impl Engine<'_> {
     /// A worker's first-seen hit, which carries the key only (or, deep in
     /// a line, its alert too): looked up here, and when the key may be new
     /// and the alert is not there, it is rendered from the event, read
@@ -157,7 +155,7 @@ impl Engine<'_> {
             if !render {
                 h.rendered = None;
             } else if h.rendered.is_none() {
-                h.rendered = seen_alert(&self.rules, i, data, at);
+                h.rendered = alert_from_batch(&self.rules, i, data, at);
             }
             state.wait(i, time_ns, Hit::FirstSeen(h));
         }
@@ -165,7 +163,7 @@ impl Engine<'_> {
 }
 
 /// The alert of first-seen rule `i` for the event at `at` in `data`.
-fn seen_alert(rules: &RuleSet, i: usize, data: &[u8], at: DocAt) -> Option<Rendered> {
+fn alert_from_batch(rules: &RuleSet, i: usize, data: &[u8], at: DocAt) -> Option<Rendered> {
     let line = data.get(at.start..at.end)?;
     let mut n = 0;
     let mut out = None;
