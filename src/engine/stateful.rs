@@ -178,7 +178,7 @@ fn sequence_hit<'a>(
 ) -> Option<SeqHit> {
     let mut steps = Vec::new();
     'steps: for (n, step) in s.steps.iter().enumerate() {
-        if !candidate.step(n) || !rules.program.eval(step.node, ev, cx) {
+        if !candidate.step(n) || !rules.program.eval(step.matches, ev, cx) {
             continue;
         }
         // A missing key value: the event takes no part in this step.

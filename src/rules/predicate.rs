@@ -233,6 +233,32 @@ impl Program {
         }
     }
 
+    /// The terms of node `id`'s top-level `and`s (nested `and`s
+    /// flattened), or `id` itself.
+    pub fn conjuncts(&self, id: NodeId, out: &mut Vec<NodeId>) {
+        match &self.nodes[id as usize] {
+            Node::And(items) => items.iter().for_each(|&i| self.conjuncts(i, out)),
+            _ => out.push(id),
+        }
+    }
+
+    /// Whether node `id` reads some operand and only operands of `ops`.
+    pub fn reads_only(&self, id: NodeId, ops: &[OperandId]) -> bool {
+        match &self.nodes[id as usize] {
+            Node::Check(c) => {
+                ops.contains(&c.lhs)
+                    && match &c.test {
+                        Test::Operand(_, rhs) => ops.contains(rhs),
+                        _ => true,
+                    }
+            }
+            Node::Not(i) => self.reads_only(*i, ops),
+            Node::And(items) | Node::Or(items) => {
+                !items.is_empty() && items.iter().all(|&i| self.reads_only(i, ops))
+            }
+        }
+    }
+
     /// Marks a node whose result is worth remembering within one event
     /// (a macro used by several rules).
     pub fn memoize(&mut self, id: NodeId) {

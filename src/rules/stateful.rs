@@ -54,6 +54,11 @@ pub struct Step {
     pub name: String,
     /// The step's condition, with the rule's condition and exceptions.
     pub node: NodeId,
+    /// What an event is tried against: `node`, and for a step after the
+    /// first, the first step's tests of the key's fields where this step's
+    /// key reads the same field (a key that fails them never starts a
+    /// partial, so an event with that key can take no part here).
+    pub matches: NodeId,
     /// The `by` fields as written and their operands.
     pub by: Vec<(String, OperandId)>,
     /// Fields of this step's event that the output uses (`%STEP.FIELD`).

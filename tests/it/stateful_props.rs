@@ -14,11 +14,13 @@ use saker::source::stream::LineSource;
 
 const RULES: &str = r#"
 - rule: Seq3
-  desc: three steps whose first two overlap, by user, within 10s
+  desc: >
+    three steps whose first two overlap, by user, within 10s; the first
+    step's test of the key (not bob) narrows the later steps too
   sequence:
     within: 10s
     steps:
-      - {name: a, condition: "ka.verb in (create, update)", by: [ka.user.name]}
+      - {name: a, condition: "ka.verb in (create, update) and ka.user.name != bob", by: [ka.user.name]}
       - {name: b, condition: "ka.verb in (update, patch)", by: [ka.user.name]}
       - {name: c, condition: "ka.verb = delete", by: [ka.user.name]}
   output: "%c.ka.user.name"
@@ -189,24 +191,27 @@ fn model(events: &[Ev]) -> Vec<Got> {
     }
     applied.sort();
     let first_tick = events.first().map(|e| tick(e.time));
-    let sequences: [(&str, i64, &[&[&str]]); 2] = [
+    // (rule, within, verbs of each step, a user the first step refuses)
+    type SeqModel<'a> = (&'a str, i64, &'a [&'a [&'a str]], Option<&'a str>);
+    let sequences: [SeqModel; 2] = [
         (
             "Seq3",
             10 * S,
             &[&["create", "update"], &["update", "patch"], &["delete"]],
+            Some("bob"),
         ),
-        ("Pair", 2 * S, &[&["create"], &["delete"]]),
+        ("Pair", 2 * S, &[&["create"], &["delete"]], None),
     ];
     // partial[rule][step][key] = (start, audit IDs so far)
     let mut partial: Vec<Vec<Partials>> = sequences
         .iter()
-        .map(|(_, _, st)| vec![HashMap::new(); st.len() - 1])
+        .map(|(_, _, st, _)| vec![HashMap::new(); st.len() - 1])
         .collect();
     let mut out = Vec::new();
     let mut seen: Vec<(&str, i64)> = Vec::new();
     for &(t, i) in &applied {
         let e = &events[i];
-        for (r, (name, within, steps)) in sequences.iter().enumerate() {
+        for (r, (name, within, steps, refused)) in sequences.iter().enumerate() {
             let Some(user) = e.user else { continue };
             let partial = &mut partial[r];
             let n = steps.len();
@@ -215,7 +220,9 @@ fn model(events: &[Ev]) -> Vec<Got> {
                     continue;
                 }
                 if step == 0 {
-                    partial[0].insert(user, (t, vec![i]));
+                    if *refused != Some(user) {
+                        partial[0].insert(user, (t, vec![i]));
+                    }
                     continue;
                 }
                 let Some(p) = partial[step - 1].get(user).cloned() else {
