@@ -199,10 +199,14 @@ impl Compiler<'_> {
                 })
                 .map(|((_, a), _)| *a)
                 .collect();
+            // Tests the step has already (the rule's own condition and
+            // exceptions are in every step) are not evaluated twice.
+            let mut own = Vec::new();
+            self.program.conjuncts(step.node, &mut own);
             let implied: Vec<NodeId> = tests
                 .iter()
                 .copied()
-                .filter(|&t| self.program.reads_only(t, &shared))
+                .filter(|&t| !own.contains(&t) && self.program.reads_only(t, &shared))
                 .collect();
             if !implied.is_empty() {
                 let mut items = vec![step.node];
@@ -546,7 +550,7 @@ mod tests {
     }
 
     /// (the step's condition, what the step is tried against) on a delete
-    /// by `user` of `name` in `namespace`.
+    /// by `user` in `namespace`.
     fn step_results(set: &RuleSet, rule: usize, user: &str, namespace: &str) -> (bool, bool) {
         let Some(StatefulRule::Sequence(s)) = &set.rules[rule].stateful else {
             panic!("rule {rule} is a sequence");
