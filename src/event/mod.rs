@@ -18,8 +18,9 @@ use scan::Tape;
 
 /// The top-level keys of an `audit.k8s.io` `Event` (v1 and v1beta1), each the
 /// raw JSON text of its value, borrowed from the input (a `null` value is
-/// absent). Decoded by serde_json, which validates the whole document, or
-/// written by an envelope's conversion ([`envelope`]: GKE).
+/// absent). Read off the structural scan's tape (`read_top`), or written by
+/// an envelope's conversion ([`envelope`]: GKE); serde's decoding of it is
+/// the reference the tests hold the tape's reading to.
 #[derive(Debug, Default, Deserialize)]
 pub struct Top<'a> {
     #[serde(borrow, default, deserialize_with = "raw")]
@@ -80,7 +81,8 @@ pub struct Top<'a> {
     #[serde(borrow, default, deserialize_with = "raw")]
     pub awslogs: Option<&'a str>,
     /// Cloud Logging `LogEntry` (GKE).
-    #[serde(borrow, rename = "protoPayload", default)]
+    /// Read from the tape only ([`envelope::Payload::read`]).
+    #[serde(skip)]
     pub proto_payload: Option<envelope::Payload<'a>>,
     /// Pub/Sub push message (`message.data`).
     #[serde(borrow, default, deserialize_with = "raw")]
@@ -468,8 +470,7 @@ fn decode_scanned<'d>(
             decode_elements(text, tape, items, layer, on_event, on_skip)
         }
         Read::Top(top, _) => decode_node(text, top, tape, text, layer, on_event, on_skip),
-        Read::Duplicate => on_skip(Skip::NotAuditEvent),
-        Read::Payload => decode_serde(text, layer, on_event, on_skip),
+        Read::Refused => on_skip(Skip::NotAuditEvent),
     }
 }
 
@@ -494,8 +495,7 @@ fn decode_elements<'d>(
         }
         match read_top(text, tape, i) {
             Read::Top(top, _) => decode_node(raw, top, tape, text, layer, on_event, on_skip),
-            Read::Duplicate => on_skip(Skip::NotAuditEvent),
-            Read::Payload => decode_serde(raw, layer, on_event, on_skip),
+            Read::Refused => on_skip(Skip::NotAuditEvent),
         }
     }
 }
@@ -507,11 +507,10 @@ fn decode_elements<'d>(
 enum Read<'d> {
     /// Its top-level keys, and the tape node of `items`.
     Top(Top<'d>, Option<usize>),
-    /// A key of `Top` twice: not an audit event (as serde_json's decoding
-    /// of `Top` refuses it).
-    Duplicate,
-    /// A `LogEntry`'s `protoPayload`, decoded with serde (GKE).
-    Payload,
+    /// A key of `Top` twice, or a `protoPayload` that is neither an object
+    /// nor `null`: not an audit event (as serde_json's decoding of `Top`
+    /// refuses either).
+    Refused,
 }
 
 /// The top-level keys of object node `i`, from the tape.
@@ -520,21 +519,25 @@ fn read_top<'d>(text: &'d str, tape: &Tape, i: usize) -> Read<'d> {
     let mut seen = 0u32;
     let mut items = None;
     for (child, n) in tape.children(i) {
-        let raw_key = &text[n.key as usize..n.key_end as usize];
-        let inner = &raw_key[1..raw_key.len() - 1];
-        let key = if inner.contains('\\') {
-            json::string(raw_key).unwrap_or_default()
-        } else {
-            std::borrow::Cow::Borrowed(inner)
-        };
+        let key = key_of(text, n);
         if key == "protoPayload" {
-            return Read::Payload;
+            if seen & PROTO_PAYLOAD != 0 {
+                return Read::Refused;
+            }
+            seen |= PROTO_PAYLOAD;
+            if &text[n.start as usize..n.end as usize] != "null" {
+                match envelope::Payload::read(text, tape, child) {
+                    Some(payload) => top.proto_payload = Some(payload),
+                    None => return Read::Refused,
+                }
+            }
+            continue;
         }
         let Some((bit, slot)) = top.slot(&key) else {
             continue;
         };
         if seen & bit != 0 {
-            return Read::Duplicate;
+            return Read::Refused;
         }
         seen |= bit;
         let value = &text[n.start as usize..n.end as usize];
@@ -548,12 +551,17 @@ fn read_top<'d>(text: &'d str, tape: &Tape, i: usize) -> Read<'d> {
     Read::Top(top, items)
 }
 
-/// An object decoded by serde_json into `Top` (one with a `protoPayload`).
-fn decode_serde<'d>(raw: &'d str, layer: Layer<'d>, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
-    match serde_json::from_str::<Top<'d>>(raw) {
-        Ok(top) if top.is_envelope() => envelope::open(raw, &top, layer, on_event, on_skip),
-        Ok(top) => decode_top(raw, top, layer.cluster, on_event, on_skip),
-        Err(_) => on_skip(Skip::NotAuditEvent),
+/// The duplicate-key bit of `protoPayload` (beside those of [`Top::slot`]).
+const PROTO_PAYLOAD: u32 = 1 << 28;
+
+/// The key of an object entry on the tape, unescaped.
+pub(crate) fn key_of<'d>(text: &'d str, n: &scan::Node) -> std::borrow::Cow<'d, str> {
+    let raw_key = &text[n.key as usize..n.key_end as usize];
+    let inner = &raw_key[1..raw_key.len() - 1];
+    if inner.contains('\\') {
+        json::string(raw_key).unwrap_or_default()
+    } else {
+        std::borrow::Cow::Borrowed(inner)
     }
 }
 
@@ -703,7 +711,7 @@ mod tests {
         for k in &raw_keys {
             let twice = doc(&[k, k]);
             tape.scan(&twice).unwrap();
-            assert!(matches!(read_top(&twice, &tape, 0), Read::Duplicate), "{k}");
+            assert!(matches!(read_top(&twice, &tape, 0), Read::Refused), "{k}");
             assert!(serde_json::from_str::<Top>(&twice).is_err(), "{k}");
         }
         // An escaped key is the key it stands for.

@@ -298,7 +298,7 @@ fn string_end(b: &[u8], i: usize) -> Scan<usize> {
 /// `j` (or `b.len()`): sixteen bytes at a time with SSE2 where the machine
 /// has it, then eight at a time as one word (SIMD within a register), then
 /// byte by byte.
-fn special(b: &[u8], mut j: usize) -> usize {
+pub(crate) fn special(b: &[u8], mut j: usize) -> usize {
     #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
     {
         j = sse2::special(b, j);
@@ -331,6 +331,27 @@ fn special(b: &[u8], mut j: usize) -> usize {
     j
 }
 
+/// The quotes, backslashes and control characters of a block of sixteen
+/// bytes: bit `k` is set when `block[k]` is one. With SSE2 where the machine
+/// has it; the unescaping of document strings ([`super::unescape`]) reads
+/// its blocks through this too.
+pub(crate) fn block_stops(block: &[u8; 16]) -> u32 {
+    #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
+    {
+        sse2::stops(block)
+    }
+    #[cfg(not(all(target_arch = "x86_64", target_feature = "sse2")))]
+    {
+        let mut mask = 0;
+        for (k, &c) in block.iter().enumerate() {
+            if c == b'"' || c == b'\\' || c < 0x20 {
+                mask |= 1 << k;
+            }
+        }
+        mask
+    }
+}
+
 #[cfg(all(target_arch = "x86_64", target_feature = "sse2"))]
 mod sse2 {
     use safe_arch::{
@@ -338,24 +359,28 @@ mod sse2 {
         set_splat_i8_m128i,
     };
 
+    /// Bit `k` set for each quote, backslash or control character at
+    /// `block[k]`.
+    #[inline(always)]
+    pub(super) fn stops(block: &[u8; 16]) -> u32 {
+        let v = load_unaligned_m128i(block);
+        // `v < 0x20` unsigned: min(v, 0x1f) == v.
+        let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, set_splat_i8_m128i(0x1f)), v);
+        let hits = bitor_m128i(
+            bitor_m128i(
+                cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'"' as i8)),
+                cmp_eq_mask_i8_m128i(v, set_splat_i8_m128i(b'\\' as i8)),
+            ),
+            control,
+        );
+        move_mask_i8_m128i(hits) as u32
+    }
+
     /// Sixteen bytes at a time: the first quote, backslash or control
     /// character at or after `j`, or where fewer than sixteen bytes are left.
     pub(super) fn special(b: &[u8], mut j: usize) -> usize {
-        let quote = set_splat_i8_m128i(b'"' as i8);
-        let backslash = set_splat_i8_m128i(b'\\' as i8);
-        let below_space = set_splat_i8_m128i(0x1f);
         while let Some(Ok(block)) = b.get(j..j + 16).map(<&[u8; 16]>::try_from) {
-            let v = load_unaligned_m128i(block);
-            // `v < 0x20` unsigned: min(v, 0x1f) == v.
-            let control = cmp_eq_mask_i8_m128i(min_u8_m128i(v, below_space), v);
-            let hits = bitor_m128i(
-                bitor_m128i(
-                    cmp_eq_mask_i8_m128i(v, quote),
-                    cmp_eq_mask_i8_m128i(v, backslash),
-                ),
-                control,
-            );
-            let mask = move_mask_i8_m128i(hits);
+            let mask = stops(block);
             if mask != 0 {
                 return j + mask.trailing_zeros() as usize;
             }

@@ -2,31 +2,12 @@
 //! an EKS `message`): one pass that finds the string's end, checks it
 //! against JSON's rules and writes its value, unescaped, into a buffer the
 //! caller reuses. Such a string has an escape every few bytes (each quote
-//! of the document inside), so the pass reads 8 bytes at a time, finds the
-//! bytes that need work (`"`, `\`, a control character) with word
-//! arithmetic, and copies the bytes between them as whole words.
+//! of the document inside), so the pass copies sixteen bytes at a time as
+//! one block, finds the bytes that need work in it (`"`, `\`, a control
+//! character: [`super::scan::block_stops`], SSE2 where the machine has it),
+//! keeps the block up to the first of them, and goes on after it.
 
-const ONES: u64 = 0x0101_0101_0101_0101;
-const HIGH: u64 = 0x8080_8080_8080_8080;
-const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-
-/// The high bit of each byte of `x` that is zero (exactly: no carry
-/// crosses bytes).
-fn zero_bytes(x: u64) -> u64 {
-    !(((x & LOW7) + LOW7) | x) & HIGH
-}
-
-/// The high bit of each byte of `x` below 0x20.
-fn control_bytes(x: u64) -> u64 {
-    !(((x & LOW7) + 0x6060_6060_6060_6060) | x) & HIGH
-}
-
-/// The high bit of each byte of `x` that ends a run of plain string bytes.
-fn stops(x: u64) -> u64 {
-    zero_bytes(x ^ (ONES * u64::from(b'"')))
-        | zero_bytes(x ^ (ONES * u64::from(b'\\')))
-        | control_bytes(x)
-}
+use super::scan::block_stops;
 
 /// Appends the value of the JSON string that starts at `b[open]` (a quote)
 /// to `out`, and returns the index just past its closing quote. `None` if
@@ -37,84 +18,52 @@ pub fn string_into(b: &[u8], open: usize, out: &mut Vec<u8>) -> Option<usize> {
     if b.get(open) != Some(&b'"') {
         return None;
     }
-    let mut w = out.len();
     let mut r = open + 1;
-    let end = 'words: loop {
-        // Room for two words and the longest escape's bytes.
-        if w + 24 > out.len() {
-            out.resize(2 * out.len() + 64, 0);
-        }
-        let Some(word) = b.get(r..r + 8) else {
-            // The last bytes, one at a time.
-            match b.get(r) {
-                None => break None,
-                Some(b'"') => break Some(r + 1),
-                Some(b'\\') => match escape(b, r, &mut out[w..]) {
-                    Some((read, written)) => {
-                        r += read;
-                        w += written;
-                        continue;
-                    }
-                    None => break None,
-                },
-                Some(&c) if c < 0x20 => break None,
-                Some(&c) => {
-                    out[w] = c;
-                    w += 1;
+    loop {
+        // Plain bytes up to the next one that needs work: the whole block is
+        // appended, then cut back to its plain part.
+        match b.get(r..r + 16).map(<&[u8; 16]>::try_from) {
+            Some(Ok(block)) => {
+                out.extend_from_slice(block);
+                let stops = block_stops(block);
+                if stops == 0 {
+                    r += 16;
+                    continue;
+                }
+                let t = stops.trailing_zeros() as usize;
+                out.truncate(out.len() - 16 + t);
+                r += t;
+            }
+            _ => {
+                // The last bytes, one at a time.
+                let c = *b.get(r)?;
+                if c != b'"' && c != b'\\' && c >= 0x20 {
+                    out.push(c);
                     r += 1;
                     continue;
                 }
             }
-        };
-        let mut bytes = [0u8; 8];
-        bytes.copy_from_slice(word);
-        let x = u64::from_le_bytes(bytes);
-        // The word is written whole; `w` then moves past what was plain.
-        out[w..w + 8].copy_from_slice(&bytes);
-        let mut m = stops(x);
-        // Bytes of this word already read.
-        let mut k = 0;
-        loop {
-            if m == 0 {
-                w += 8 - k;
-                r += 8;
-                continue 'words;
-            }
-            let t = (m.trailing_zeros() / 8) as usize;
-            w += t - k;
-            let pos = r + t;
-            match b[pos] {
-                b'"' => break 'words Some(pos + 1),
-                b'\\' => {}
-                _ => break 'words None,
-            }
-            // Most escapes are a document's quotes and backslashes: kept
-            // here, the rest in `escape`.
-            match b.get(pos + 1) {
-                Some(&e @ (b'"' | b'\\')) => {
-                    out[w] = e;
-                    w += 1;
-                    k = t + 2;
-                }
-                _ => {
-                    let Some((read, written)) = escape(b, pos, &mut out[w..]) else {
-                        break 'words None;
-                    };
-                    w += written;
-                    k = t + read;
-                }
-            }
-            if k >= 8 {
-                r += k;
-                continue 'words;
-            }
-            // The rest of the word, after the escape.
-            m &= u64::MAX << (k * 8);
-            out[w..w + 8].copy_from_slice(&(x >> (k * 8)).to_le_bytes());
         }
-    };
-    out.truncate(w);
-    end
+        match b[r] {
+            b'"' => return Some(r + 1),
+            b'\\' => {}
+            _ => return None,
+        }
+        // Most escapes are a document's quotes and backslashes: kept here,
+        // the rest in `escape`.
+        match b.get(r + 1) {
+            Some(&e @ (b'"' | b'\\')) => {
+                out.push(e);
+                r += 2;
+            }
+            _ => {
+                let mut ch = [0u8; 4];
+                let (read, written) = escape(b, r, &mut ch)?;
+                out.extend_from_slice(&ch[..written]);
+                r += read;
+            }
+        }
+    }
 }
 
 /// Writes the character of the escape at `b[pos]` (a backslash) at the

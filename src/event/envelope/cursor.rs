@@ -15,7 +15,7 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 
-use crate::event::{json, unescape};
+use crate::event::{json, scan, unescape};
 
 pub(super) struct Cursor<'a> {
     text: &'a str,
@@ -101,16 +101,18 @@ impl<'a> Cursor<'a> {
         if self.peek()? != b'"' {
             return None;
         }
+        // Most are plain: the first quote, backslash or control character
+        // is the closing quote.
+        let stop = scan::special(self.bytes(), self.i + 1);
+        if self.bytes().get(stop) == Some(&b'"') {
+            let value = self.text.get(self.i + 1..stop)?;
+            self.i = stop + 1;
+            return Some(Cow::Borrowed(value));
+        }
         let end = json::end_of_string(self.bytes(), self.i)?;
-        let raw = self.text.get(self.i..end)?;
-        let inner = &raw[1..raw.len() - 1];
-        let value = if inner.bytes().any(|c| c == b'\\' || c < 0x20) {
-            Cow::Owned(serde_json::from_str::<String>(raw).ok()?)
-        } else {
-            Cow::Borrowed(inner)
-        };
+        let value = serde_json::from_str::<String>(self.text.get(self.i..end)?).ok()?;
         self.i = end;
-        Some(value)
+        Some(Cow::Owned(value))
     }
 
     /// Appends a string's value, unescaped, to `out`.

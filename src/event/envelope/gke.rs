@@ -22,13 +22,10 @@
 //! `resource.labels.cluster_name`.
 
 use std::borrow::Cow;
-use std::fmt;
-
-use serde::de::{self, Deserializer, MapAccess, Visitor};
-use serde_json::value::RawValue;
 
 use super::{with_buffer, Layer, OnEvent, OnSkip, Skip};
-use crate::event::{decode_top, json, Top};
+use crate::event::scan::Tape;
+use crate::event::{decode_top, json, key_of, Top};
 
 /// Verbs a `methodName` may end with: the API server's verbs, and the
 /// lower-cased HTTP methods of non-resource requests.
@@ -47,10 +44,11 @@ const VERBS: &[&str] = &[
     "options",
 ];
 
-/// Converts an entry (its top-level keys and `protoPayload` decoded, and
-/// so validated, in the decoder's one pass over the document) into the
-/// event: its JSON text is written once, and its top-level keys are where
-/// they were written, so the text is not decoded again.
+/// Converts an entry (its top-level keys and `protoPayload` read off the
+/// tape of the decoder's one validating scan of the document) into the
+/// event: its JSON text is written once, with its top-level keys noted
+/// where they were written; the text is then scanned for the rules' nested
+/// lookups.
 pub(super) fn entry(
     top: &Top,
     payload: &Payload,
@@ -82,9 +80,9 @@ pub(super) fn entry(
 }
 
 /// The keys of a `protoPayload` (an `AuditLog`) that the conversion reads,
-/// as raw JSON. Decoded in the pass that decodes the entry's [`Top`]: a
-/// `protoPayload` that is not an object makes the entry `not_audit_event`;
-/// a repeated key counts as its last value.
+/// as raw JSON. Read off the tape of the entry, in the pass that reads its
+/// [`Top`]: a `protoPayload` that is not an object makes the entry
+/// `not_audit_event`; a repeated key counts as its last value.
 #[derive(Debug, Default)]
 pub struct Payload<'a> {
     service: Option<&'a str>,
@@ -98,78 +96,31 @@ pub struct Payload<'a> {
     response: Option<&'a str>,
 }
 
-impl<'de: 'a, 'a> serde::Deserialize<'de> for Payload<'a> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Payload<'de>;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("an AuditLog object")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> Result<Payload<'de>, A::Error> {
-                let mut p = Payload::default();
-                while let Some(key) = m.next_key::<PayloadKey>()? {
-                    let slot = match key {
-                        PayloadKey::Service => &mut p.service,
-                        PayloadKey::Method => &mut p.method,
-                        PayloadKey::ResourceName => &mut p.resource_name,
-                        PayloadKey::Authentication => &mut p.authentication,
-                        PayloadKey::Authorization => &mut p.authorization,
-                        PayloadKey::Metadata => &mut p.metadata,
-                        PayloadKey::Status => &mut p.status,
-                        PayloadKey::Request => &mut p.request,
-                        PayloadKey::Response => &mut p.response,
-                        PayloadKey::Other => {
-                            m.next_value::<de::IgnoredAny>()?;
-                            continue;
-                        }
-                    };
-                    *slot = Some(m.next_value::<&'de RawValue>()?.get());
-                }
-                Ok(p)
-            }
+impl<'a> Payload<'a> {
+    /// The payload at tape node `i` of `text`; `None` if it is not an
+    /// object.
+    pub(crate) fn read(text: &'a str, tape: &Tape, i: usize) -> Option<Payload<'a>> {
+        let node = tape.nodes()[i];
+        if text.as_bytes()[node.start as usize] != b'{' {
+            return None;
         }
-        d.deserialize_map(V)
-    }
-}
-
-enum PayloadKey {
-    Service,
-    Method,
-    ResourceName,
-    Authentication,
-    Authorization,
-    Metadata,
-    Status,
-    Request,
-    Response,
-    Other,
-}
-
-impl<'de> serde::Deserialize<'de> for PayloadKey {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl Visitor<'_> for V {
-            type Value = PayloadKey;
-            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-                f.write_str("a key")
-            }
-            fn visit_str<E>(self, key: &str) -> Result<PayloadKey, E> {
-                Ok(match key {
-                    "serviceName" => PayloadKey::Service,
-                    "methodName" => PayloadKey::Method,
-                    "resourceName" => PayloadKey::ResourceName,
-                    "authenticationInfo" => PayloadKey::Authentication,
-                    "authorizationInfo" => PayloadKey::Authorization,
-                    "requestMetadata" => PayloadKey::Metadata,
-                    "status" => PayloadKey::Status,
-                    "request" => PayloadKey::Request,
-                    "response" => PayloadKey::Response,
-                    _ => PayloadKey::Other,
-                })
-            }
+        let mut p = Payload::default();
+        for (_, n) in tape.children(i) {
+            let slot = match &*key_of(text, n) {
+                "serviceName" => &mut p.service,
+                "methodName" => &mut p.method,
+                "resourceName" => &mut p.resource_name,
+                "authenticationInfo" => &mut p.authentication,
+                "authorizationInfo" => &mut p.authorization,
+                "requestMetadata" => &mut p.metadata,
+                "status" => &mut p.status,
+                "request" => &mut p.request,
+                "response" => &mut p.response,
+                _ => continue,
+            };
+            *slot = Some(&text[n.start as usize..n.end as usize]);
         }
-        d.deserialize_identifier(V)
+        Some(p)
     }
 }
 
@@ -878,5 +829,26 @@ mod tests {
         );
         assert!(is_status(r#"{"a":"\u0026","\u006bind":"Status"}"#));
         assert!(!is_status(r#"{"a":"\u0026","spec":{"kind":"Status"}}"#));
+    }
+
+    #[test]
+    fn the_payload_is_read_off_the_tape() {
+        let text = r#"{"protoPayload":{"methodName":"a","x":{"methodName":"inner"},"\u0073erviceName":"k8s.io","methodName":"b","status":null}}"#;
+        let mut tape = Tape::default();
+        tape.scan(text).unwrap();
+        let p = Payload::read(text, &tape, 1).expect("an object");
+        // The last of a repeated key; an escaped key is the key it spells;
+        // a nested object's keys are not the payload's; `null` is kept raw.
+        assert_eq!(p.method, Some(r#""b""#));
+        assert_eq!(p.service, Some(r#""k8s.io""#));
+        assert_eq!(p.status, Some("null"));
+        assert_eq!(p.request, None);
+        for not_object in [r#"{"protoPayload":"x"}"#, r#"{"protoPayload":[{}]}"#] {
+            tape.scan(not_object).unwrap();
+            assert!(
+                Payload::read(not_object, &tape, 1).is_none(),
+                "{not_object}"
+            );
+        }
     }
 }

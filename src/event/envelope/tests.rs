@@ -82,6 +82,8 @@ fn empty_and_odd_envelopes_are_not_events() {
         r#"{"messageType":"DATA_MESSAGE"}"#,
         r#"{"properties":{}}"#,
         r#"{"protoPayload":{"serviceName":"compute.googleapis.com"}}"#,
+        r#"{"protoPayload":"k8s.io"}"#,
+        r#"{"protoPayload":{"serviceName":"k8s.io"},"protoPayload":{"serviceName":"k8s.io"}}"#,
         r#"{"category":"kube-audit","properties":{"log":3}}"#,
     ] {
         assert_eq!(
@@ -114,4 +116,10 @@ fn cluster_names() {
         aks::cluster_of_resource_id("/x/connectedClusters/arc"),
         None
     );
+}
+
+#[test]
+fn a_null_payload_is_no_entry() {
+    let doc = EV.replacen('{', r#"{"protoPayload":null,"#, 1);
+    assert_eq!(decode(doc.as_bytes()).0.len(), 1);
 }
