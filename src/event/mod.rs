@@ -589,8 +589,11 @@ fn decode_node<'d>(
     }
 }
 
-/// An event whose text was written rather than scanned (GKE's conversion):
-/// scanned here, then decoded.
+/// An event whose text was written rather than scanned (GKE's conversion,
+/// from pieces of a document already validated): not scanned again. Its
+/// top-level keys are where they were written, and what a rule reads below
+/// them is found by reading that value's text ([`json`]), as for a value
+/// from outside an event.
 pub(crate) fn decode_top<'d>(
     raw: &'d str,
     top: Top<'d>,
@@ -598,10 +601,8 @@ pub(crate) fn decode_top<'d>(
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) {
-    with_tape(|tape| match tape.scan(raw) {
-        Ok(()) => decode_event(raw, top, cluster, tape, raw, on_event, on_skip),
-        Err(_) => on_skip(Skip::InvalidJson),
-    })
+    static UNSCANNED: Tape = Tape::EMPTY;
+    decode_event(raw, top, cluster, &UNSCANNED, raw, on_event, on_skip)
 }
 
 fn decode_event<'d>(

@@ -48,6 +48,13 @@ pub enum Invalid {
 }
 
 impl Tape {
+    /// A tape of no document: every lookup on it falls back to reading the
+    /// text ([`super::json`]).
+    pub const EMPTY: Tape = Tape {
+        nodes: Vec::new(),
+        stack: Vec::new(),
+    };
+
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }

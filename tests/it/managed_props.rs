@@ -39,6 +39,24 @@ fn decode_and_read(doc: &[u8]) -> Vec<String> {
     raws
 }
 
+/// Every field without an argument of each event of `doc`, as text.
+fn fields_of(doc: &[u8]) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
+    decode_document(
+        doc,
+        |ev| {
+            let values = catalog()
+                .iter()
+                .filter(|f| f.arg == ArgSpec::None)
+                .map(|def| format!("{}={:?}", def.name, extract(&ev, def, &Arg::None)))
+                .collect();
+            out.push(values);
+        },
+        |_| {},
+    );
+    out
+}
+
 /// Every envelope `payload` (a document's bytes) can arrive in.
 fn wrappings(payload: &[u8]) -> Vec<Vec<u8>> {
     let text = String::from_utf8_lossy(payload).into_owned();
@@ -119,7 +137,20 @@ proptest! {
         code in -3i64..40,
     ) {
         for doc in gke_entries(&value, &name, code) {
-            decode_and_read(&doc);
+            let raws = decode_and_read(&doc);
+            let converted = fields_of(&doc);
+            prop_assert_eq!(raws.len(), converted.len());
+            for (raw, fields) in raws.iter().zip(converted) {
+                // The converted text is not scanned again: it must be JSON,
+                // and read as a plain event it must give the same fields
+                // (but `ka.cluster`, which only the entry names).
+                prop_assert!(serde_json::from_str::<serde_json::Value>(raw).is_ok(), "{}", raw);
+                let but_cluster = |f: Vec<String>| -> Vec<String> {
+                    f.into_iter().filter(|v| !v.starts_with("ka.cluster=")).collect()
+                };
+                let plain: Vec<Vec<String>> = fields_of(raw.as_bytes()).into_iter().map(but_cluster).collect();
+                prop_assert_eq!(vec![but_cluster(fields)], plain);
+            }
         }
     }
 
