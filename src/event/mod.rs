@@ -5,6 +5,7 @@
 
 pub mod envelope;
 pub mod json;
+mod lookup;
 pub mod scan;
 pub mod time;
 pub mod unescape;
@@ -14,6 +15,7 @@ use std::cell::RefCell;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+pub(crate) use lookup::Scanned;
 use scan::Tape;
 
 /// The top-level keys of an `audit.k8s.io` `Event` (v1 and v1beta1), each the
@@ -252,68 +254,33 @@ impl<'a> Event<'a> {
         }
     }
 
-    /// The tape node of a value of this event: `v` must be a slice of
-    /// `base` that starts and ends where a value does.
-    fn node(&self, v: &str) -> Option<usize> {
-        let offset = (v.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
-        let i = self.tape.at(offset)?;
-        (self.tape.nodes()[i].end as usize == offset + v.len()).then_some(i)
-    }
-
-    fn text_of(&self, n: &scan::Node) -> &'a str {
-        &self.base[n.start as usize..n.end as usize]
-    }
-
     /// The value of `key` in object `parent` (the first one, if repeated),
-    /// found on the tape without scanning text; `json::get` for text that is
-    /// not part of this event.
+    /// found on the tape without scanning text; by reading the text for a
+    /// value that is not on it.
     pub fn get(&self, parent: &'a str, key: &str) -> Option<&'a str> {
-        let Some(i) = self.node(parent) else {
-            return json::get(parent, key);
-        };
-        if json::kind(parent) != json::Kind::Object {
-            return None;
-        }
-        self.tape
-            .children(i)
-            .find(|(_, n)| json::key_is(&self.base[n.key as usize..n.key_end as usize], key))
-            .map(|(_, n)| self.text_of(n))
+        self.doc().get(parent, key)
     }
 
     /// Walks a path of object keys through [`Event::get`].
-    pub fn path(&self, mut v: &'a str, keys: &[&str]) -> Option<&'a str> {
-        for k in keys {
-            v = self.get(v, k)?;
-        }
-        Some(v)
+    pub fn path(&self, v: &'a str, keys: &[&str]) -> Option<&'a str> {
+        self.doc().path(v, keys)
     }
 
-    /// The elements of array `v`, from the tape; `json::elements` for text
-    /// that is not part of this event.
+    /// The elements of array `v`.
     pub fn elements(&self, v: &'a str) -> Option<Vec<&'a str>> {
-        let Some(i) = self.node(v) else {
-            return json::elements(v);
-        };
-        if json::kind(v) != json::Kind::Array {
-            return None;
-        }
-        Some(
-            self.tape
-                .children(i)
-                .map(|(_, n)| self.text_of(n))
-                .collect(),
-        )
+        self.doc().elements(v)
     }
 
     /// Element `idx` of array `v`.
     pub fn index(&self, v: &'a str, idx: usize) -> Option<&'a str> {
-        let Some(i) = self.node(v) else {
-            return json::index(v, idx);
-        };
-        if json::kind(v) != json::Kind::Array {
-            return None;
+        self.doc().index(v, idx)
+    }
+
+    fn doc(&self) -> Scanned<'a> {
+        Scanned {
+            tape: self.tape,
+            base: self.base,
         }
-        self.tape.children(i).nth(idx).map(|(_, n)| self.text_of(n))
     }
 }
 
@@ -445,7 +412,7 @@ thread_local! {
 }
 
 /// Runs `f` with a tape from this thread's pool.
-fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
+pub(crate) fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
     let mut tape = TAPES.with(|t| t.borrow_mut().pop()).unwrap_or_default();
     let out = f(&mut tape);
     tape.trim();
@@ -583,26 +550,25 @@ fn decode_node<'d>(
     on_skip: &mut OnSkip,
 ) {
     if top.is_envelope() {
-        envelope::open(raw, &top, layer, on_event, on_skip)
+        let scanned = Scanned { tape, base };
+        envelope::open(raw, &top, scanned, layer, on_event, on_skip)
     } else {
         decode_event(raw, top, layer.cluster, tape, base, on_event, on_skip)
     }
 }
 
 /// An event whose text was written rather than scanned (GKE's conversion,
-/// from pieces of a document already validated): not scanned again. Its
-/// top-level keys are where they were written, and what a rule reads below
-/// them is found by reading that value's text ([`json`]), as for a value
-/// from outside an event.
+/// from pieces of a document already validated), with its top-level keys
+/// where they were written and its tape built as it was written.
 pub(crate) fn decode_top<'d>(
     raw: &'d str,
     top: Top<'d>,
     cluster: Option<&'d str>,
+    tape: &'d Tape,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) {
-    static UNSCANNED: Tape = Tape::EMPTY;
-    decode_event(raw, top, cluster, &UNSCANNED, raw, on_event, on_skip)
+    decode_event(raw, top, cluster, tape, raw, on_event, on_skip)
 }
 
 fn decode_event<'d>(

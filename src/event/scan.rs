@@ -48,13 +48,6 @@ pub enum Invalid {
 }
 
 impl Tape {
-    /// A tape of no document: every lookup on it falls back to reading the
-    /// text ([`super::json`]).
-    pub const EMPTY: Tape = Tape {
-        nodes: Vec::new(),
-        stack: Vec::new(),
-    };
-
     pub fn nodes(&self) -> &[Node] {
         &self.nodes
     }
@@ -396,6 +389,8 @@ mod sse2 {
         j
     }
 }
+
+mod splice;
 
 #[cfg(test)]
 mod tests;

@@ -25,7 +25,11 @@ use std::borrow::Cow;
 
 use super::{with_buffer, Layer, OnEvent, OnSkip, Skip};
 use crate::event::scan::Tape;
-use crate::event::{decode_top, json, key_of, Top};
+use crate::event::{decode_top, json, key_of, with_tape, Scanned, Top};
+
+mod text;
+
+use text::EventText;
 
 /// Verbs a `methodName` may end with: the API server's verbs, and the
 /// lower-cased HTTP methods of non-resource requests.
@@ -47,35 +51,44 @@ const VERBS: &[&str] = &[
 /// Converts an entry (its top-level keys and `protoPayload` read off the
 /// tape of the decoder's one validating scan of the document) into the
 /// event: its JSON text is written once, with its top-level keys noted
-/// where they were written; the text is then scanned for the rules' nested
-/// lookups.
+/// where they were written and the tape of its large values built from the
+/// entry's ([`text`]), so the text is not scanned again.
 pub(super) fn entry(
     top: &Top,
     payload: &Payload,
+    scanned: Scanned,
     layer: Layer,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) {
-    let e = Entry::read(top, payload);
+    let e = Entry::read(top, payload, scanned);
     if !e.is_kubernetes() {
         return on_skip(Skip::NotAuditEvent);
     }
     let cluster = e
         .resource
-        .and_then(|r| json::path(r, &["labels", "cluster_name"]))
+        .and_then(|r| e.doc.path(r, &["labels", "cluster_name"]))
         .and_then(json::string);
     let layer = layer.naming(cluster.as_deref());
     with_buffer(|buf| {
-        let keys = convert(&e, buf);
-        // The text is JSON written from validated pieces: valid UTF-8.
-        let Ok(text) = std::str::from_utf8(buf) else {
-            return on_skip(Skip::InvalidJson);
-        };
-        let mut event = Top::default();
-        for (key, at) in keys {
-            event.set(key, &text[at.0..at.1]);
-        }
-        decode_top(text, event, layer.cluster, on_event, on_skip)
+        with_tape(|tape| {
+            let keys = convert(&e, buf, tape, scanned);
+            // The text is JSON written from validated pieces: valid UTF-8.
+            let Ok(text) = std::str::from_utf8(buf) else {
+                return on_skip(Skip::InvalidJson);
+            };
+            #[cfg(debug_assertions)]
+            {
+                let mut scan = Tape::default();
+                scan.scan(text).expect("the converted event is JSON");
+                text::assert_same_values(tape, &scan, text);
+            }
+            let mut event = Top::default();
+            for (key, at) in keys {
+                event.set(key, &text[at.0..at.1]);
+            }
+            decode_top(text, event, layer.cluster, tape, on_event, on_skip)
+        })
     })
 }
 
@@ -126,8 +139,9 @@ impl<'a> Payload<'a> {
 
 /// The parts of a `LogEntry` and its `AuditLog` that the conversion reads,
 /// as raw JSON.
-#[derive(Default)]
 struct Entry<'a> {
+    /// The entry's tape, for lookups in its values.
+    doc: Scanned<'a>,
     insert_id: Option<&'a str>,
     /// `operation.id`, `.first` and `.last`.
     operation_id: Option<&'a str>,
@@ -154,18 +168,19 @@ struct Entry<'a> {
 }
 
 impl<'a> Entry<'a> {
-    fn read(top: &Top<'a>, p: &Payload<'a>) -> Entry<'a> {
+    fn read(top: &Top<'a>, p: &Payload<'a>, doc: Scanned<'a>) -> Entry<'a> {
         let [op_id, first, last] = top
             .operation
-            .map_or([None; 3], |o| json::pick(o, ["id", "first", "last"]));
+            .map_or([None; 3], |o| doc.pick(o, ["id", "first", "last"]));
         let [ip, ip_upper, agent] = p.metadata.map_or([None; 3], |m| {
-            json::pick(m, ["callerIp", "callerIP", "callerSuppliedUserAgent"])
+            doc.pick(m, ["callerIp", "callerIP", "callerSuppliedUserAgent"])
         });
         let [principal, groups] = p
             .authentication
-            .map_or([None; 2], |a| json::pick(a, ["principalEmail", "groups"]));
+            .map_or([None; 2], |a| doc.pick(a, ["principalEmail", "groups"]));
         let string = |v: Option<&'a str>| v.filter(|v| json::kind(v) == json::Kind::String);
         Entry {
+            doc,
             insert_id: top.insert_id,
             operation_id: op_id,
             first: first == Some("true"),
@@ -200,9 +215,10 @@ impl<'a> Entry<'a> {
 type Keys = Vec<(&'static str, (usize, usize))>;
 
 /// Writes the audit `Event` JSON text of an entry into `buf` (emptied
-/// first), and says where each top-level key's value is.
-fn convert(e: &Entry, buf: &mut Vec<u8>) -> Keys {
-    let mut out = EventText::new(std::mem::take(buf));
+/// first) and the tape of its large values into `tape`; says where each
+/// top-level key's value is.
+fn convert(e: &Entry, buf: &mut Vec<u8>, tape: &mut Tape, scanned: Scanned) -> Keys {
+    let mut out = EventText::new(std::mem::take(buf), tape, scanned);
     out.raw("kind", "\"Event\"");
     out.raw("apiVersion", "\"audit.k8s.io/v1\"");
     let id = [e.insert_id, e.operation_id]
@@ -252,7 +268,7 @@ fn convert(e: &Entry, buf: &mut Vec<u8>) -> Keys {
     }
     for (key, body) in [("requestObject", e.request), ("responseObject", e.response)] {
         if let Some(body) = body.filter(|v| json::kind(v) == json::Kind::Object) {
-            out.with(key, |b| without_type(body, b));
+            out.body(key, body);
         }
     }
     if let Some(ts) = e.timestamp.filter(|v| json::kind(v) == json::Kind::String) {
@@ -265,43 +281,6 @@ fn convert(e: &Entry, buf: &mut Vec<u8>) -> Keys {
     let (text, keys) = out.end();
     *buf = text;
     keys
-}
-
-/// The event's text being written, and where each top-level value is.
-struct EventText {
-    obj: Obj,
-    keys: Keys,
-}
-
-impl EventText {
-    fn new(mut buf: Vec<u8>) -> EventText {
-        buf.clear();
-        buf.push(b'{');
-        EventText {
-            obj: Obj(buf),
-            keys: Vec::with_capacity(16),
-        }
-    }
-
-    fn with(&mut self, key: &'static str, write: impl FnOnce(&mut Vec<u8>)) {
-        self.obj.key(key);
-        let start = self.obj.0.len();
-        write(&mut self.obj.0);
-        self.keys.push((key, (start, self.obj.0.len())));
-    }
-
-    /// `value` is JSON text taken from the (validated) entry.
-    fn raw(&mut self, key: &'static str, value: &str) {
-        self.with(key, |b| b.extend_from_slice(value.as_bytes()));
-    }
-
-    fn str(&mut self, key: &'static str, value: &str) {
-        self.with(key, |b| push_str(b, value));
-    }
-
-    fn end(self) -> (Vec<u8>, Keys) {
-        (self.obj.end(), self.keys)
-    }
 }
 
 /// A JSON object being written; values are raw JSON or strings to escape.
@@ -395,8 +374,8 @@ fn target<'e>(e: &'e Entry) -> Option<Target<'e>> {
     }
     let authorized = e
         .authorization
-        .and_then(|a| json::index(a, 0))
-        .and_then(|a| json::get(a, "resource"))
+        .and_then(|a| e.doc.index(a, 0))
+        .and_then(|a| e.doc.get(a, "resource"))
         .and_then(json::string);
     if let Some(Cow::Borrowed(r)) = authorized {
         if let Some(t) = target_of_resource_name(r) {
@@ -529,12 +508,14 @@ fn user(e: &Entry) -> Option<String> {
 /// `responseStatus`, from what the entry says (see the module's table).
 fn response_status(e: &Entry) -> Option<String> {
     let mut o = Obj::new();
-    if let Some(resp) = e.response.filter(|r| is_status(r)) {
-        if let Some(code) = json::get(resp, "code").filter(|c| c.parse::<u16>().is_ok()) {
+    if let Some(resp) = e.response.filter(|r| is_status(e.doc, r)) {
+        if let Some(code) = e.doc.get(resp, "code").filter(|c| c.parse::<u16>().is_ok()) {
             o.raw("metadata", "{}");
             for key in ["status", "message", "reason"] {
-                if let Some(v) =
-                    json::get(resp, key).filter(|v| json::kind(v) == json::Kind::String)
+                if let Some(v) = e
+                    .doc
+                    .get(resp, key)
+                    .filter(|v| json::kind(v) == json::Kind::String)
                 {
                     o.raw(key, v);
                 }
@@ -545,7 +526,7 @@ fn response_status(e: &Entry) -> Option<String> {
     }
     let grpc = e
         .status
-        .and_then(|s| json::get(s, "code"))
+        .and_then(|s| e.doc.get(s, "code"))
         .and_then(|c| c.parse::<u32>().ok())
         .filter(|&c| c != 0);
     // A status without a code is OK (proto3 leaves a zero out): 200, the
@@ -562,7 +543,7 @@ fn response_status(e: &Entry) -> Option<String> {
     o.raw("metadata", "{}");
     if let Some(msg) = e
         .status
-        .and_then(|s| json::get(s, "message"))
+        .and_then(|s| e.doc.get(s, "message"))
         .filter(|v| json::kind(v) == json::Kind::String && grpc.is_some())
     {
         o.raw("message", msg);
@@ -573,29 +554,12 @@ fn response_status(e: &Entry) -> Option<String> {
 
 /// A `meta/v1` `Status` object (what the API server answers a failed
 /// request, and some deletes, with).
-fn is_status(v: &str) -> bool {
+fn is_status(doc: Scanned, v: &str) -> bool {
     if let Some((ty, _)) = leading_type(v) {
         return ty.ends_with(".Status");
     }
-    let get = |key| {
-        may_have_key(v, key)
-            .then(|| json::get(v, key))
-            .flatten()
-            .and_then(json::string)
-    };
+    let get = |key| doc.get(v, key).and_then(json::string);
     get("kind").as_deref() == Some("Status") || get("@type").is_some_and(|t| t.ends_with(".Status"))
-}
-
-/// Whether an object may have `key` (a name of ASCII letters or `@`):
-/// false when its text holds neither `"key"` nor an escape that could
-/// spell one of those characters. Found with a vectorised search, this
-/// spares scanning a large object (a pod) for a key it does not have.
-fn may_have_key(v: &str, key: &str) -> bool {
-    let b = v.as_bytes();
-    memchr::memmem::find_iter(b, key.as_bytes())
-        .any(|i| i > 0 && b[i - 1] == b'"' && b.get(i + key.len()) == Some(&b'"'))
-        || memchr::memmem::find_iter(v.as_bytes(), b"\\u00")
-            .any(|i| matches!(v.as_bytes().get(i + 4), Some(b'4'..=b'7')))
 }
 
 /// An object whose first key is `@type` (where Cloud Logging puts it), with
@@ -626,10 +590,10 @@ fn leading_type(v: &str) -> Option<(&str, &str)> {
 /// Whether an authorization check of the request was not granted.
 fn denied(e: &Entry) -> bool {
     e.authorization
-        .and_then(json::elements)
+        .and_then(|a| e.doc.elements(a))
         .unwrap_or_default()
         .iter()
-        .any(|a| json::get(a, "granted") == Some("false"))
+        .any(|a| e.doc.get(a, "granted") == Some("false"))
 }
 
 /// The HTTP status of a `google.rpc.Code`, as `google.rpc.Code` documents
@@ -657,18 +621,31 @@ pub(super) fn http_of_grpc(code: u32) -> Option<u16> {
     })
 }
 
+/// How [`without_type`] wrote an object.
+enum Cut {
+    /// As it was: it has no `@type`.
+    Verbatim,
+    /// `{` and its text from byte `rest` on: `@type` was its first entry.
+    Leading { rest: usize },
+    /// Entry by entry.
+    Rewritten,
+}
+
 /// Writes an object (`v`, an object) without its `@type` key (the
 /// protobuf type Cloud Logging adds to `request` and `response`).
-fn without_type(v: &str, out: &mut Vec<u8>) {
-    if !may_have_key(v, "@type") {
+fn without_type(doc: Scanned, v: &str, out: &mut Vec<u8>) -> Cut {
+    if let Some((_, rest)) = leading_type(v) {
+        out.push(b'{');
+        out.extend_from_slice(rest.as_bytes());
+        return Cut::Leading {
+            rest: v.len() - rest.len(),
+        };
+    }
+    if doc.get(v, "@type").is_none() {
         out.extend_from_slice(v.as_bytes());
-        return;
+        return Cut::Verbatim;
     }
     out.push(b'{');
-    if let Some((_, rest)) = leading_type(v) {
-        out.extend_from_slice(rest.as_bytes());
-        return;
-    }
     let mut first = true;
     for (k, val) in json::raw_entries(v)
         .unwrap_or_default()
@@ -684,6 +661,7 @@ fn without_type(v: &str, out: &mut Vec<u8>) {
         out.extend_from_slice(val.as_bytes());
     }
     out.push(b'}');
+    Cut::Rewritten
 }
 
 #[cfg(test)]
@@ -783,12 +761,22 @@ mod tests {
         assert_eq!(http_of_grpc(17), None);
     }
 
+    /// Text on no tape: lookups read it.
+    fn unscanned(tape: &Tape) -> Scanned<'_> {
+        Scanned { tape, base: "" }
+    }
+
     fn without_type(v: &str) -> Option<String> {
         let mut out = Vec::new();
+        let tape = Tape::default();
         (json::kind(v) == json::Kind::Object).then(|| {
-            super::without_type(v, &mut out);
+            let _ = super::without_type(unscanned(&tape), v, &mut out);
             String::from_utf8(out).unwrap()
         })
+    }
+
+    fn is_status(v: &str) -> bool {
+        super::is_status(unscanned(&Tape::default()), v)
     }
 
     #[test]

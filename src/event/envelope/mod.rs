@@ -33,7 +33,7 @@ use std::io::Read;
 use base64::Engine as _;
 use serde_json::value::RawValue;
 
-use super::{decode_bytes, json, Layer, OnEvent, OnSkip, Skip, Top};
+use super::{decode_bytes, json, Layer, OnEvent, OnSkip, Scanned, Skip, Top};
 
 pub use gke::Payload;
 pub use push::{
@@ -177,6 +177,7 @@ fn first_key(text: &str) -> Option<&str> {
 pub(crate) fn open<'d>(
     raw: &'d str,
     top: &Top<'d>,
+    scanned: Scanned<'d>,
     layer: Layer<'d>,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
@@ -187,7 +188,7 @@ pub(crate) fn open<'d>(
     if let Some(kind) = top.message_type {
         eks::payload(raw, kind, inner, on_event, on_skip)
     } else if let Some(payload) = &top.proto_payload {
-        gke::entry(top, payload, inner, on_event, on_skip)
+        gke::entry(top, payload, scanned, inner, on_event, on_skip)
     } else if let Some(records) = top.records {
         if !aks::records(records, inner, on_event, on_skip) {
             each(records, on_skip, |record, on_skip| {
