@@ -21,8 +21,9 @@ use scan::Tape;
 /// The top-level keys of an `audit.k8s.io` `Event` (v1 and v1beta1), each the
 /// raw JSON text of its value, borrowed from the input (a `null` value is
 /// absent). Read off the structural scan's tape (`read_top`), or written by
-/// an envelope's conversion ([`envelope`]: GKE); serde's decoding of it is
-/// the reference the tests hold the tape's reading to.
+/// an envelope's conversion ([`envelope`]: GKE). serde's decoding of it is
+/// the reference the tests hold the tape's reading of the other keys to;
+/// `protoPayload` is read from the tape only.
 #[derive(Debug, Default, Deserialize)]
 pub struct Top<'a> {
     #[serde(borrow, default, deserialize_with = "raw")]
@@ -232,11 +233,9 @@ pub struct Event<'a> {
     /// The cluster's name, when the envelope the event came in names it
     /// (`ka.cluster`).
     pub cluster: Option<&'a str>,
-    /// Where every value of `base` is (the structural scan).
-    tape: &'a Tape,
-    /// The text `tape` indexes: the event itself, or the document that holds
-    /// it (an `EventList`, an array).
-    base: &'a str,
+    /// The tape of the text that holds the event: the event itself, or the
+    /// document around it (an `EventList`, an array).
+    doc: Scanned<'a>,
 }
 
 impl<'a> Event<'a> {
@@ -258,29 +257,22 @@ impl<'a> Event<'a> {
     /// found on the tape without scanning text; by reading the text for a
     /// value that is not on it.
     pub fn get(&self, parent: &'a str, key: &str) -> Option<&'a str> {
-        self.doc().get(parent, key)
+        self.doc.get(parent, key)
     }
 
     /// Walks a path of object keys through [`Event::get`].
     pub fn path(&self, v: &'a str, keys: &[&str]) -> Option<&'a str> {
-        self.doc().path(v, keys)
+        self.doc.path(v, keys)
     }
 
     /// The elements of array `v`.
     pub fn elements(&self, v: &'a str) -> Option<Vec<&'a str>> {
-        self.doc().elements(v)
+        self.doc.elements(v)
     }
 
     /// Element `idx` of array `v`.
     pub fn index(&self, v: &'a str, idx: usize) -> Option<&'a str> {
-        self.doc().index(v, idx)
-    }
-
-    fn doc(&self) -> Scanned<'a> {
-        Scanned {
-            tape: self.tape,
-            base: self.base,
-        }
+        self.doc.index(v, idx)
     }
 }
 
@@ -474,9 +466,9 @@ fn decode_elements<'d>(
 enum Read<'d> {
     /// Its top-level keys, and the tape node of `items`.
     Top(Top<'d>, Option<usize>),
-    /// A key of `Top` twice, or a `protoPayload` that is neither an object
-    /// nor `null`: not an audit event (as serde_json's decoding of `Top`
-    /// refuses either).
+    /// A key of `Top` twice (as serde_json's decoding of `Top` refuses it),
+    /// or a `protoPayload` that is neither an object nor `null`: not an
+    /// audit event.
     Refused,
 }
 
@@ -549,34 +541,20 @@ fn decode_node<'d>(
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) {
+    let doc = Scanned { tape, base };
     if top.is_envelope() {
-        let scanned = Scanned { tape, base };
-        envelope::open(raw, &top, scanned, layer, on_event, on_skip)
+        envelope::open(raw, &top, doc, layer, on_event, on_skip)
     } else {
-        decode_event(raw, top, layer.cluster, tape, base, on_event, on_skip)
+        decode_event(raw, top, layer.cluster, doc, on_event, on_skip)
     }
 }
 
-/// An event whose text was written rather than scanned (GKE's conversion,
-/// from pieces of a document already validated), with its top-level keys
-/// where they were written and its tape built as it was written.
-pub(crate) fn decode_top<'d>(
-    raw: &'d str,
-    top: Top<'d>,
-    cluster: Option<&'d str>,
-    tape: &'d Tape,
-    on_event: &mut OnEvent,
-    on_skip: &mut OnSkip,
-) {
-    decode_event(raw, top, cluster, tape, raw, on_event, on_skip)
-}
-
+/// An event, scanned or (GKE's conversion) written with its tape.
 fn decode_event<'d>(
     raw: &'d str,
     top: Top<'d>,
     cluster: Option<&'d str>,
-    tape: &'d Tape,
-    base: &'d str,
+    doc: Scanned<'d>,
     on_event: &mut OnEvent,
     on_skip: &mut OnSkip,
 ) {
@@ -602,8 +580,7 @@ fn decode_event<'d>(
             top,
             time_ns,
             cluster,
-            tape,
-            base,
+            doc,
         }),
         None => on_skip(Skip::NoTimestamp),
     }

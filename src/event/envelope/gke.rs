@@ -25,7 +25,7 @@ use std::borrow::Cow;
 
 use super::{with_buffer, Layer, OnEvent, OnSkip, Skip};
 use crate::event::scan::Tape;
-use crate::event::{decode_top, json, key_of, with_tape, Scanned, Top};
+use crate::event::{decode_event, json, key_of, with_tape, Scanned, Top};
 
 mod text;
 
@@ -87,7 +87,8 @@ pub(super) fn entry(
             for (key, at) in keys {
                 event.set(key, &text[at.0..at.1]);
             }
-            decode_top(text, event, layer.cluster, tape, on_event, on_skip)
+            let doc = Scanned { tape, base: text };
+            decode_event(text, event, layer.cluster, doc, on_event, on_skip)
         })
     })
 }

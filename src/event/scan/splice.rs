@@ -39,8 +39,8 @@ impl Tape {
 
     /// Appends `from`'s nodes `range` (whole values: a subtree, or the
     /// last siblings of a container with what is inside them), their text
-    /// and keys moved by `delta` bytes. Links that leave the range are cut:
-    /// the caller links what it appends. Returns the index of the first.
+    /// and keys moved by `delta` bytes. Links that leave the range are cut,
+    /// so the first appended value has no next sibling. Returns its index.
     pub(crate) fn push_moved(&mut self, from: &Tape, range: Range<usize>, delta: i64) -> usize {
         let first = self.nodes.len();
         let (start, end) = (range.start, range.end);

@@ -65,17 +65,23 @@ impl<'t> EventText<'t> {
     pub(super) fn raw(&mut self, key: &'static str, value: &str) {
         let (k, v) = self.entry(key, |b| b.extend_from_slice(value.as_bytes()));
         if let Some((i, offset)) = self.node_of(value) {
-            let tape = self.from.tape;
-            let first = self
-                .nodes
-                .push_moved(tape, tape.subtree(i), v.0 as i64 - offset as i64);
-            self.nodes.set_key(first, k);
+            self.copy(i, offset, k, v);
         }
+    }
+
+    /// Entry node `i` (at `offset` in the entry) and what is inside it,
+    /// written at `span` after `key`.
+    fn copy(&mut self, i: usize, offset: usize, key: Span, span: Span) {
+        let tape = self.from.tape;
+        let first = self
+            .nodes
+            .push_moved(tape, tape.subtree(i), span.0 as i64 - offset as i64);
+        self.nodes.set_key(first, key);
     }
 
     /// `value` written as a JSON string.
     pub(super) fn str(&mut self, key: &'static str, value: &str) {
-        self.entry(key, |b| super::push_str(b, value));
+        self.with(key, |b| super::push_str(b, value));
     }
 
     /// A value written by `write`.
@@ -94,12 +100,7 @@ impl<'t> EventText<'t> {
         };
         let tape = self.from.tape;
         match cut {
-            Cut::Verbatim => {
-                let first =
-                    self.nodes
-                        .push_moved(tape, tape.subtree(i), v.0 as i64 - offset as i64);
-                self.nodes.set_key(first, k);
-            }
+            Cut::Verbatim => self.copy(i, offset, k, v),
             Cut::Leading { rest } => {
                 // `{` and the entries after `@type`, which stay as they
                 // were: their nodes move by one distance.
