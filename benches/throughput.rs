@@ -146,7 +146,7 @@ fn parallel_pass(data: &[u8], set: &rules::RuleSet, threads: usize) -> (u64, u64
     let mut sink = StdoutSink::new(std::io::sink(), Format::Json);
     let mut source = LineSource::new(data, 1 << 20, false, "memory");
     Driver::new(&mut engine, &mut sink, SystemClock)
-        .run_parallel(&mut source, threads)
+        .run_threads(&mut source, threads)
         .expect("in-memory run");
     (engine.stats.events, engine.stats.total_alerts())
 }

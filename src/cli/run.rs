@@ -38,9 +38,10 @@ pub struct RunArgs {
     /// Alert format on stdout: Falco's JSON lines, or Falco's text line.
     #[arg(long, short = 'o', value_enum, default_value_t = OutputFormat::Json)]
     pub output: OutputFormat,
-    /// Worker threads for a file (not --follow): events are decoded and
-    /// matched in parallel, alerts come out in the same order as on one
-    /// thread. 0 = one per core.
+    /// Worker threads that decode and match events, for every input (a
+    /// file, stdin, --follow, Kafka, the HTTP receiver); windows,
+    /// sequences and the order of alerts are those of one thread. 0 = one
+    /// per core.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub threads: usize,
     /// Progress bar on stderr while reading a file: auto shows it when
@@ -311,16 +312,6 @@ impl RunArgs {
             0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
             n => n,
         };
-        let file = matches!(
-            &replay.input,
-            InputSettings::Lines {
-                input: Input::File(_),
-                follow: false
-            }
-        );
-        if threads > 1 && !file {
-            return Err("--threads applies to --input FILE without --follow".into());
-        }
         if self.state_dir.is_some() && matches!(replay.input, InputSettings::Kafka(_)) {
             return Err("--state-dir does not apply to --input kafka: a restarted consumer rebuilds its state by replaying its partitions".into());
         }

@@ -117,7 +117,7 @@ impl<W: Write> Printer<'_, W> {
         loop {
             let batch = {
                 let out = &mut self.out;
-                match source.next(&mut || out.flush())? {
+                match source.next(&mut || out.flush().map(|()| Vec::new()))? {
                     Next::Batch(b) => b,
                     Next::Idle | Next::Reset(_) | Next::Closed(_) => continue,
                     Next::End | Next::Stop => return self.out.flush(),

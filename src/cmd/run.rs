@@ -202,10 +202,7 @@ pub fn run(settings: RunSettings) -> ExitCode {
     if let Some(p) = &mut prepared {
         driver = driver.checkpoint(&mut p.keeper);
     }
-    let result = match settings.threads {
-        1 => driver.run(source.as_mut()),
-        n => driver.run_parallel(source.as_mut(), n),
-    };
+    let result = driver.run_threads(source.as_mut(), settings.threads);
     drop(driver);
     progress.finish();
     let (described, bytes) = (source.describe(), source.bytes());

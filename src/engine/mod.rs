@@ -516,7 +516,7 @@ impl<'r> Engine<'r> {
 
     /// Copies the counters into the metrics registry, with what the last
     /// event did.
-    fn publish(&mut self, event: Option<(&Event, Instant)>) {
+    pub(crate) fn publish(&mut self, event: Option<(&Event, Instant)>) {
         let Some(m) = &mut self.metrics else { return };
         let labels = event.map(|(ev, _)| {
             m.labels

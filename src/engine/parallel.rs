@@ -1,22 +1,23 @@
-//! Multi-core evaluation of a file (`--threads N`). A reader thread takes
-//! the source's batches of whole lines; worker threads decode the events and match
-//! the rules, capturing per-event alerts and the keys of windowed matches;
-//! this thread takes the batches back in input order and, event by event,
-//! emits the per-event alerts and feeds the windows. The output is the
-//! same, in the same order, as on one thread.
+//! Multi-core evaluation of any input (`--threads N`). The driver copies
+//! the source's batches into jobs; worker threads decode the events and
+//! match the rules, capturing per-event alerts and the keys of windowed and
+//! stateful matches; the driver takes the jobs back in input order and,
+//! event by event, emits the per-event alerts and feeds the stream's
+//! windows. The output is the same, in the same order, as on one thread.
 
 use std::collections::BTreeMap;
 use std::io;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::event::decode_document;
 use crate::fields::extract::Val;
-use crate::reload::{Pending, Reloads};
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
+use crate::source::documents;
 use crate::source::lines::{split_lines, strip_prefixes, Line};
-use crate::source::{Body, Next, Source};
+use crate::source::position::InputPosition;
+use crate::source::{Body, StreamId};
 use crate::stateful::first_seen::{Rendered, SeenHit};
 use crate::stateful::{Hit, Read};
 use crate::window::Key;
@@ -103,7 +104,7 @@ impl Stats {
 impl Engine<'_> {
     /// Emits what a worker captured for one event of the batch `data`, and
     /// moves the windows on.
-    fn apply(&mut self, c: Captured, data: &[u8], sink: &mut dyn AlertSink) -> io::Result<()> {
+    pub fn apply(&mut self, c: Captured, data: &[u8], sink: &mut dyn AlertSink) -> io::Result<()> {
         let rules: &RuleSet = &self.rules;
         for a in c.alerts {
             let rule = &rules.rules[a.rule];
@@ -181,131 +182,356 @@ fn alert_from_batch(rules: &RuleSet, i: usize, data: &[u8], at: DocAt) -> Option
     out
 }
 
-/// A batch of the input, numbered.
-struct Batch {
+/// A job grows until it holds this many bytes, or the source is about to
+/// wait, or the driver needs everything evaluated.
+const JOB_BYTES: usize = 256 * 1024;
+
+/// How the source framed a piece of a job.
+#[derive(Debug, Clone, Copy)]
+enum Framing {
+    /// Whole lines; lines over `max_line` are skipped.
+    Lines { max_line: usize },
+    /// A line over the limit, skipped while it streamed past.
+    TooLong,
+    /// A message ([`documents::for_each`]).
+    Message { max_document: usize },
+}
+
+/// One batch of the source inside a job: its bytes, its stream, and what
+/// to acknowledge once its alerts are out.
+#[derive(Debug)]
+pub struct Piece {
+    pub stream: StreamId,
+    pub ack: Option<i64>,
+    /// Where the source stood after this batch (files, for the state
+    /// directory).
+    pub position: Option<InputPosition>,
+    framing: Framing,
+    start: usize,
+    end: usize,
+    /// Filled in by the worker: the events the piece held, and how many
+    /// of the job's captured events are its.
+    pub events: u64,
+    pub captured: usize,
+}
+
+/// Batches of the source, copied out, numbered.
+struct Job {
     seq: u64,
-    /// Lines of the input before this batch.
+    /// The rule set's generation the job was read under.
+    generation: u64,
+    /// Lines of the input before the job (for line numbers in logs).
     first_line: u64,
-    /// Whole lines; or, for `TooLong`, a line over the limit that was
-    /// skipped while it streamed past.
     data: Vec<u8>,
-    too_long: bool,
-    max_line: usize,
+    pieces: Vec<Piece>,
 }
 
-struct Done {
+/// A job evaluated.
+pub struct Done {
     seq: u64,
-    stats: Stats,
-    events: Vec<Captured>,
-    /// The batch, which its events' [`DocAt`]s point into.
-    data: Vec<u8>,
+    pub stats: Stats,
+    pub pieces: Vec<Piece>,
+    /// The pieces' events, in order.
+    pub events: Vec<Captured>,
+    /// The job's bytes, which its events' [`DocAt`]s point into.
+    pub data: Vec<u8>,
 }
 
-/// Evaluates `source` on `threads` workers, to its end, or until
-/// `reloads` hands over a rule set: the reader then stops between two
-/// batches, everything read before is evaluated and emitted, and the set
-/// is returned for the caller to switch to before calling this again. The
-/// caller's `engine` holds the windows, the counters and the metrics. Only
-/// a source that is not live and has one stream and no acknowledgements (a
-/// file) can be read this way.
-pub fn run(
-    source: &mut (dyn Source + Send),
-    engine: &mut Engine,
-    threads: usize,
-    sink: &mut dyn AlertSink,
-    reloads: Option<&mut Reloads>,
-) -> io::Result<Option<Pending>> {
-    if source.live() {
-        return Err(io::Error::other("parallel evaluation needs a file"));
-    }
-    let n_rules = engine.rules.rules.len();
-    let line_base = engine.stats.lines;
-    let workers: Vec<Engine> = (0..threads).map(|_| engine.worker()).collect();
-    let (work_tx, work_rx) = mpsc::sync_channel::<Batch>(threads * 2);
-    let work_rx = Arc::new(Mutex::new(work_rx));
-    let (done_tx, done_rx) = mpsc::channel::<Done>();
-    std::thread::scope(|scope| {
-        // Buffers go back to the reader once a worker is done with them, so
-        // the input is copied into memory that is already mapped.
-        let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
-        let reader = scope.spawn(move || read_batches(source, work_tx, free_rx, reloads));
-        for mut worker in workers {
-            let work_rx = work_rx.clone();
-            let done_tx = done_tx.clone();
+/// Worker threads that decode and match the batches of any source, for
+/// [`crate::source::driver::Driver`]: it copies batches into jobs with
+/// [`Pool::add`], sends them with [`Pool::send`], takes them back in order
+/// with [`Pool::next_done`] and applies each event ([`Engine::apply`]) in
+/// its stream's windows, so that windows, sequences and the order of alerts
+/// are those of one thread.
+pub struct Pool<'r> {
+    work: Option<mpsc::SyncSender<Job>>,
+    /// A job evaluated, or what a worker's panic said.
+    done: mpsc::Receiver<Result<Done, String>>,
+    /// What workers copy their engine from when the rule set changes.
+    template: Arc<Mutex<Engine<'r>>>,
+    generation: u64,
+    building: Job,
+    /// Buffers of applied jobs, to copy the next ones into.
+    free: Vec<Vec<u8>>,
+    next_seq: u64,
+    next_apply: u64,
+    ready: BTreeMap<u64, Done>,
+    /// Jobs sent and not yet applied, at most.
+    limit: usize,
+    lines: u64,
+}
+
+impl<'r> Pool<'r> {
+    /// Starts `threads` workers in `scope`, each with its own copy of
+    /// `engine`'s rules and settings.
+    pub fn start<'scope, 'env>(
+        scope: &'scope std::thread::Scope<'scope, 'env>,
+        engine: &Engine<'r>,
+        threads: usize,
+    ) -> Pool<'r>
+    where
+        'r: 'scope,
+    {
+        let (work_tx, work_rx) = mpsc::sync_channel::<Job>(threads * 2);
+        let work_rx = Arc::new(Mutex::new(work_rx));
+        let (done_tx, done_rx) = mpsc::channel::<Result<Done, String>>();
+        let template = Arc::new(Mutex::new(engine.worker()));
+        let line_base = engine.stats.lines;
+        for _ in 0..threads {
+            let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
+            let template = template.clone();
+            let mut worker = engine.worker();
             scope.spawn(move || {
-                // A worker's sink is never written: alerts are captured.
-                let mut discard = Discard;
+                let mut generation = 0;
                 loop {
                     let next = work_rx.lock().map(|rx| rx.recv());
-                    let Ok(Ok(batch)) = next else {
+                    let Ok(Ok(mut job)) = next else {
                         return;
                     };
-                    worker.line_base = line_base + batch.first_line;
-                    if batch.too_long {
-                        let _ = worker.process_line(Line::TooLong, &mut discard);
-                    } else {
-                        let base = batch.data.as_ptr() as usize;
-                        let _ = split_lines(&batch.data, batch.max_line, |line| {
-                            if let Line::Text(t) = &line {
-                                let start = t.as_ptr() as usize - base;
-                                worker.doc = DocAt {
-                                    start,
-                                    end: start + t.len(),
-                                    index: 0,
-                                };
-                            }
-                            worker.process_line(line, &mut discard)
-                        });
+                    if job.generation != generation {
+                        generation = job.generation;
+                        worker = template
+                            .lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .worker();
                     }
-                    let done = Done {
-                        seq: batch.seq,
-                        stats: std::mem::replace(
-                            &mut worker.stats,
-                            Stats {
-                                alerts: vec![0; n_rules],
-                                ..Stats::default()
-                            },
-                        ),
-                        events: worker.capture.replace(Vec::new()).unwrap_or_default(),
-                        data: batch.data,
+                    worker.line_base = line_base + job.first_line;
+                    let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        worker.evaluate(&mut job)
+                    }));
+                    if let Err(panic) = evaluated {
+                        // The driver stops with an error instead of waiting
+                        // for this job forever.
+                        let what = panic
+                            .downcast_ref::<&str>()
+                            .map(|s| s.to_string())
+                            .or_else(|| panic.downcast_ref::<String>().cloned())
+                            .unwrap_or_default();
+                        let _ = done_tx.send(Err(what));
+                        return;
+                    }
+                    let fresh = Stats {
+                        alerts: vec![0; worker.rules.rules.len()],
+                        ..Stats::default()
                     };
-                    if done_tx.send(done).is_err() {
+                    let done = Done {
+                        seq: job.seq,
+                        stats: std::mem::replace(&mut worker.stats, fresh),
+                        pieces: job.pieces,
+                        events: worker.capture.replace(Vec::new()).unwrap_or_default(),
+                        data: job.data,
+                    };
+                    if done_tx.send(Ok(done)).is_err() {
                         return;
                     }
                 }
             });
         }
-        drop(done_tx);
-        // Put the batches back in order.
-        let mut pending: BTreeMap<u64, Done> = BTreeMap::new();
-        let mut next = 0u64;
-        let mut result = Ok(());
-        for done in done_rx {
-            pending.insert(done.seq, done);
-            while let Some(done) = pending.remove(&next) {
-                next += 1;
-                if result.is_err() {
-                    continue;
+        Pool {
+            work: Some(work_tx),
+            done: done_rx,
+            template,
+            generation: 0,
+            building: Job {
+                seq: 0,
+                generation: 0,
+                first_line: 0,
+                data: Vec::new(),
+                pieces: Vec::new(),
+            },
+            free: Vec::new(),
+            next_seq: 0,
+            next_apply: 0,
+            ready: BTreeMap::new(),
+            limit: threads * 2,
+            lines: 0,
+        }
+    }
+
+    /// Copies a batch into the job being built ([`Pool::full`] says when
+    /// to send it). A stage stream's records ([`Body::Forwarded`]) are the
+    /// driver's own: handed back.
+    pub fn add<'b>(
+        &mut self,
+        stream: StreamId,
+        body: Body<'b>,
+        ack: Option<i64>,
+        max_document: usize,
+    ) -> Result<(), Body<'b>> {
+        let data = &mut self.building.data;
+        let start = data.len();
+        let framing = match body {
+            Body::Lines { text, max_line } => {
+                data.extend_from_slice(text);
+                self.lines += memchr::memchr_iter(b'\n', text).count() as u64;
+                Framing::Lines { max_line }
+            }
+            Body::Line(Line::Text(text)) => {
+                data.extend_from_slice(text);
+                data.push(b'\n');
+                self.lines += 1;
+                Framing::Lines {
+                    max_line: usize::MAX,
                 }
-                engine.stats.absorb(&done.stats);
-                for c in done.events {
-                    if let Err(e) = engine.apply(c, &done.data, sink) {
-                        result = Err(e);
-                        break;
-                    }
+            }
+            Body::Line(Line::TooLong) => {
+                self.lines += 1;
+                Framing::TooLong
+            }
+            Body::Message(m) => {
+                data.extend_from_slice(m);
+                Framing::Message { max_document }
+            }
+            Body::Forwarded(_) => return Err(body),
+        };
+        let end = data.len();
+        self.building.pieces.push(Piece {
+            stream,
+            ack,
+            position: None,
+            framing,
+            start,
+            end,
+            events: 0,
+            captured: 0,
+        });
+        Ok(())
+    }
+
+    /// Where the source stood after the batch last added.
+    pub fn set_position(&mut self, position: Option<InputPosition>) {
+        if let Some(p) = self.building.pieces.last_mut() {
+            p.position = position;
+        }
+    }
+
+    /// Whether the job being built is big enough to send.
+    pub fn full(&self) -> bool {
+        self.building.data.len() >= JOB_BYTES
+    }
+
+    /// Sends the job being built, if it holds anything. Blocks while the
+    /// workers hold as many jobs as their queue takes.
+    pub fn send(&mut self) -> io::Result<()> {
+        if self.building.pieces.is_empty() {
+            return Ok(());
+        }
+        let mut data = self.free.pop().unwrap_or_default();
+        data.clear();
+        let job = Job {
+            seq: self.next_seq,
+            generation: self.generation,
+            first_line: self.building.first_line,
+            data: std::mem::replace(&mut self.building.data, data),
+            pieces: std::mem::take(&mut self.building.pieces),
+        };
+        self.building.first_line = self.lines;
+        self.next_seq += 1;
+        // The workers end when this sender is dropped, or when one panics.
+        match &self.work {
+            Some(work) if work.send(job).is_ok() => Ok(()),
+            _ => Err(stopped()),
+        }
+    }
+
+    /// Jobs sent and not yet taken back.
+    fn in_flight(&self) -> u64 {
+        self.next_seq - self.next_apply
+    }
+
+    /// The next job in order: waiting for it when `wait` is set or when
+    /// more jobs are out than the limit; `None` once none is out (or, not
+    /// waiting, when the next is not done yet). An error once a worker
+    /// panicked.
+    pub fn next_done(&mut self, wait: bool) -> io::Result<Option<Done>> {
+        loop {
+            if let Some(done) = self.ready.remove(&self.next_apply) {
+                self.next_apply += 1;
+                return Ok(Some(done));
+            }
+            if self.in_flight() == 0 {
+                return Ok(None);
+            }
+            let got = if wait || self.in_flight() > self.limit as u64 {
+                self.done.recv().map_err(|_| stopped())
+            } else {
+                match self.done.try_recv() {
+                    Err(mpsc::TryRecvError::Empty) => return Ok(None),
+                    got => got.map_err(|_| stopped()),
                 }
-                // The buffer goes back to the reader once its events are in.
-                let _ = free_tx.send(done.data);
-                engine.publish(None);
+            };
+            match got? {
+                Ok(done) => {
+                    self.ready.insert(done.seq, done);
+                }
+                Err(what) => {
+                    return Err(io::Error::other(format!(
+                        "a worker thread panicked: {what}"
+                    )))
+                }
             }
         }
-        let pending = reader
-            .join()
-            .map_err(|_| io::Error::other("the reader thread panicked"))??;
-        result?;
-        engine.publish(None);
-        Ok(pending)
-    })
+    }
+
+    /// Takes back the buffer of an applied job.
+    pub fn recycle(&mut self, data: Vec<u8>) {
+        self.free.push(data);
+    }
+
+    /// The engine's rule set changed (nothing is out): workers copy it
+    /// before their next job.
+    pub fn reloaded(&mut self, engine: &Engine<'r>) {
+        *self.template.lock().unwrap_or_else(PoisonError::into_inner) = engine.worker();
+        self.generation += 1;
+    }
+}
+
+fn stopped() -> io::Error {
+    io::Error::other("the worker threads stopped")
+}
+
+impl Drop for Pool<'_> {
+    fn drop(&mut self) {
+        // Workers end once their queue is closed.
+        self.work = None;
+    }
+}
+
+impl Engine<'_> {
+    /// A worker's evaluation of a job: every piece as one thread would
+    /// process it, alerts and windowed matches captured.
+    fn evaluate(&mut self, job: &mut Job) {
+        let mut discard = Discard;
+        let base = job.data.as_ptr() as usize;
+        for piece in &mut job.pieces {
+            let (events, captured) = (self.stats.events, self.captured());
+            let text = &job.data[piece.start..piece.end];
+            let mut one = |engine: &mut Self, line: Line| {
+                if let Line::Text(t) = &line {
+                    let start = t.as_ptr() as usize - base;
+                    engine.doc = DocAt {
+                        start,
+                        end: start + t.len(),
+                        index: 0,
+                    };
+                }
+                engine.process_line(line, &mut discard)
+            };
+            let _ = match piece.framing {
+                Framing::TooLong => self.process_line(Line::TooLong, &mut discard),
+                Framing::Lines { max_line } => split_lines(text, max_line, |l| one(self, l)),
+                Framing::Message { max_document } => {
+                    documents::for_each(text, max_document, |l| one(self, l))
+                }
+            };
+            piece.events = self.stats.events - events;
+            piece.captured = self.captured() - captured;
+        }
+    }
+
+    fn captured(&self) -> usize {
+        self.capture.as_ref().map_or(0, Vec::len)
+    }
 }
 
 /// A sink for workers, whose alerts are captured instead.
@@ -320,60 +546,6 @@ impl AlertSink for Discard {
     }
 }
 
-/// Copies the source's batches into numbered buffers for the workers,
-/// until the end of the source or a reload.
-fn read_batches(
-    source: &mut (dyn Source + Send),
-    tx: mpsc::SyncSender<Batch>,
-    free: mpsc::Receiver<Vec<u8>>,
-    mut reloads: Option<&mut Reloads>,
-) -> io::Result<Option<Pending>> {
-    let mut seq = 0;
-    let mut lines = 0u64;
-    loop {
-        if let Some(pending) = reloads.as_mut().and_then(|r| r.take()) {
-            return Ok(Some(pending));
-        }
-        let mut data = free.try_recv().unwrap_or_default();
-        data.clear();
-        let (too_long, max_line) = match source.next(&mut || Ok(()))? {
-            Next::Batch(b) => match b.body {
-                Body::Lines { text, max_line } => {
-                    data.extend_from_slice(text);
-                    (false, max_line)
-                }
-                Body::Line(Line::TooLong) => (true, 0),
-                Body::Line(Line::Text(text)) => {
-                    data.extend_from_slice(text);
-                    data.push(b'\n');
-                    (false, usize::MAX)
-                }
-                Body::Message(_) | Body::Forwarded(_) => {
-                    return Err(io::Error::other("parallel evaluation reads lines only"))
-                }
-            },
-            Next::End | Next::Stop => return Ok(None),
-            Next::Idle | Next::Reset(_) | Next::Closed(_) => continue,
-        };
-        let first_line = lines;
-        lines += match too_long {
-            true => 1,
-            false => memchr::memchr_iter(b'\n', &data).count() as u64,
-        };
-        let batch = Batch {
-            seq,
-            first_line,
-            data,
-            too_long,
-            max_line,
-        };
-        if tx.send(batch).is_err() {
-            return Ok(None);
-        }
-        seq += 1;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -381,6 +553,7 @@ mod tests {
     use crate::sink::stdout::{Format, StdoutSink};
     use crate::source::lines::LineReader;
     use crate::source::stream::LineSource;
+    use crate::source::{Next, Source};
 
     /// The sample, eight times over with shifted days, so batches split it.
     fn input() -> Vec<u8> {
@@ -421,11 +594,17 @@ mod tests {
                 while let Some(line) = lines.next_line(&mut || {}).unwrap() {
                     engine.process_line(line, &mut sink).unwrap();
                 }
+                engine.finish(&mut sink).unwrap();
             } else {
                 let mut source = LineSource::new(&data[..], 1 << 20, false, "test");
-                run(&mut source, &mut engine, threads, &mut sink, None).unwrap();
+                crate::source::driver::Driver::new(
+                    &mut engine,
+                    &mut sink,
+                    crate::source::clock::SystemClock,
+                )
+                .run_threads(&mut source, threads)
+                .unwrap();
             }
-            engine.finish(&mut sink).unwrap();
             (sink.into_inner(), metrics_text(&registry))
         };
         let (alerts_one, metrics_one) = run(1);
@@ -452,7 +631,7 @@ mod tests {
     }
 
     impl Source for ReloadingSource<'_> {
-        fn next(&mut self, w: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>> {
+        fn next(&mut self, w: &mut crate::source::BeforeWait) -> io::Result<Next<'_>> {
             if self.calls == self.at {
                 if let Some((tx, rules)) = self.hand.take() {
                     let status = crate::reload::status::Status::new();
@@ -502,7 +681,7 @@ mod tests {
             .reloads(&mut reloads);
             match threads {
                 1 => driver.run(&mut source).unwrap(),
-                n => driver.run_parallel(&mut source, n).unwrap(),
+                n => driver.run_threads(&mut source, n).unwrap(),
             };
             drop(driver);
             assert!(source.calls > 5, "the reload came mid-input");

@@ -507,6 +507,11 @@ fn read_top<'d>(text: &'d str, tape: &Tape, i: usize) -> Read<'d> {
             }
         }
     }
+    if seen & PROTO_PAYLOAD != 0 {
+        // A Cloud Logging entry (its `protoPayload` perhaps `null`), not
+        // an `EventList`, whatever else it holds.
+        items = None;
+    }
     Read::Top(top, items)
 }
 
@@ -612,6 +617,22 @@ mod tests {
         assert_eq!(decode(legacy).0, vec![2_000_000_000]);
         let received_only = r#"{"auditID":"x","requestReceivedTimestamp":"1970-01-01T00:00:03Z"}"#;
         assert_eq!(decode(received_only).0, vec![3_000_000_000]);
+    }
+
+    #[test]
+    fn a_log_entry_with_items_is_an_entry_not_an_event_list() {
+        let entry = |payload: &str| {
+            format!(
+                r#"{{"items":[{EV}],"protoPayload":{payload},"insertId":"i1","timestamp":"1970-01-01T00:00:04Z","resource":{{"type":"k8s_cluster","labels":{{"cluster_name":"c"}}}}}}"#
+            )
+        };
+        let audit = r#"{"@type":"type.googleapis.com/google.cloud.audit.AuditLog","serviceName":"k8s.io","methodName":"io.k8s.core.v1.pods.get","resourceName":"core/v1/namespaces/default/pods/web","authenticationInfo":{"principalEmail":"alice"}}"#;
+        assert_eq!(decode(&entry(audit)), (vec![4_000_000_000], vec![]));
+        let (events, skips) = decode(&entry("null"));
+        assert!(
+            events.is_empty() && skips.len() == 1,
+            "{events:?} {skips:?}"
+        );
     }
 
     /// Every raw key of `Top` that is not an event's: the envelopes' and

@@ -18,9 +18,10 @@ use super::clock::Clock;
 use super::lines::split_lines;
 use super::position::InputPosition;
 use super::{documents, Ack, Body, Next, Source, StreamId};
+use crate::engine::parallel::{self, Pool};
 use crate::engine::windows::snapshot::Snapshot;
 use crate::engine::windows::Windows;
-use crate::engine::{forward, parallel, Engine};
+use crate::engine::{forward, Engine};
 use crate::reload::{Pending, Reloads};
 use crate::sink::AlertSink;
 
@@ -102,6 +103,9 @@ pub struct Driver<'d, 'r, C: Clock> {
     progress: Option<Box<dyn FnMut(u64, u64) + 'd>>,
     checkpoint: Option<&'d mut dyn Checkpoint>,
     reloads: Option<&'d mut Reloads>,
+    /// With workers: where the source stood after the last batch whose
+    /// alerts were emitted.
+    applied: Option<InputPosition>,
 }
 
 impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
@@ -119,6 +123,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             progress: None,
             checkpoint: None,
             reloads: None,
+            applied: None,
         }
     }
 
@@ -155,6 +160,40 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
 
     /// Pulls `source` until it ends or is stopped, then closes it.
     pub fn run(&mut self, source: &mut dyn Source) -> io::Result<Finished> {
+        self.run_on(source, None)
+    }
+
+    /// As [`Driver::run`], with `threads` workers decoding and matching
+    /// ([`Pool`]): the same alerts, in the same order. Batches are copied
+    /// into jobs as they come; the driver takes them back in order before
+    /// anything that needs the stream's state as of its last batch (an
+    /// idle check, a reset, a reload, a snapshot, the end) and before the
+    /// source waits, so a quiet stream's alerts and acknowledgements are
+    /// not held back. Repartitioning (the engine forwards matches) runs on
+    /// one thread.
+    pub fn run_threads(&mut self, source: &mut dyn Source, threads: usize) -> io::Result<Finished> {
+        if threads <= 1 {
+            return self.run(source);
+        }
+        if self.engine.forwarding() {
+            tracing::warn!(
+                threads,
+                "--threads: repartitioning rules are evaluated on one thread"
+            );
+            return self.run(source);
+        }
+        tracing::info!(threads, "decoding and matching on worker threads");
+        std::thread::scope(|scope| {
+            let mut pool = Pool::start(scope, self.engine, threads);
+            self.run_on(source, Some(&mut pool))
+        })
+    }
+
+    fn run_on(
+        &mut self,
+        source: &mut dyn Source,
+        mut pool: Option<&mut Pool<'r>>,
+    ) -> io::Result<Finished> {
         let live = source.live();
         let now = self.clock.now();
         let (mut last_flush, mut last_check) = (now, now);
@@ -163,16 +202,21 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let finished = loop {
             self.acknowledge(source)?;
             if let Some(pending) = self.reloads.as_mut().and_then(|r| r.take()) {
+                self.drain(pool.as_deref_mut())?;
                 self.reload(pending)?;
+                if let Some(p) = pool.as_deref_mut() {
+                    p.reloaded(self.engine);
+                }
             }
-            let sink = &mut *self.sink;
             let mut flushed = false;
             // What is out once the outputs are flushed, should the source
             // flush them before it waits.
             let before = if keeping { source.position() } else { None };
             let next = source.next(&mut || {
                 flushed = true;
-                sink.flush()
+                self.drain(pool.as_deref_mut())?;
+                self.sink.flush()?;
+                Ok(std::mem::take(&mut self.acks))
             })?;
             if flushed {
                 last_flush = self.clock.now();
@@ -182,46 +226,69 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             }
             match next {
                 Next::Batch(batch) => {
-                    let stream = batch.stream;
-                    let stage = matches!(batch.body, Body::Forwarded(_));
-                    let (position, body) = (batch.ack, batch.body);
-                    self.enter(stream, stage);
-                    let before = self.engine.stats.events;
-                    let result = self.process(body);
-                    let events = self.engine.stats.events - before;
-                    if events > 0 {
-                        if let Some(s) = self.streams.get_mut(&stream) {
-                            s.last_event = self.clock.now();
+                    let (stream, position) = (batch.stream, batch.ack);
+                    let body = match pool.as_deref_mut() {
+                        Some(p) => p.add(stream, batch.body, position, self.max_document).err(),
+                        None => Some(batch.body),
+                    };
+                    match body {
+                        None => {
+                            if let Some(p) = pool.as_deref_mut() {
+                                if keeping {
+                                    p.set_position(source.position());
+                                }
+                                if p.full() {
+                                    p.send()?;
+                                }
+                                while let Some(done) = p.next_done(false)? {
+                                    self.apply(p, done, None)?;
+                                }
+                            }
                         }
-                    }
-                    let progress = result?;
-                    if let Some(outbox) = self.engine.take_outbox() {
-                        source.forward(stream, outbox, self.engine.rules())?;
-                    }
-                    if let Some(progress) = progress {
-                        source.progress(stream, progress);
-                    }
-                    if let Some(position) = position {
-                        self.acks.push(Ack {
-                            stream,
-                            position,
-                            events,
-                        });
+                        Some(body) => {
+                            // Not a worker's: what came before goes first.
+                            self.drain(pool.as_deref_mut())?;
+                            let stage = matches!(body, Body::Forwarded(_));
+                            let (events, progress) = self.batch(stream, stage, body)?;
+                            if let Some(outbox) = self.engine.take_outbox() {
+                                source.forward(stream, outbox, self.engine.rules())?;
+                            }
+                            if let Some(progress) = progress {
+                                source.progress(stream, progress);
+                            }
+                            if let Some(position) = position {
+                                self.acks.push(Ack {
+                                    stream,
+                                    position,
+                                    events,
+                                });
+                            }
+                        }
                     }
                 }
                 Next::Idle => {}
                 Next::Reset(stream) => {
+                    self.drain(pool.as_deref_mut())?;
                     let stage = source.stage(stream);
                     self.reset(source, stream, stage)?
                 }
-                Next::Closed(stream) => self.close_stream(stream),
+                Next::Closed(stream) => {
+                    // What the workers hold of it is dropped: not
+                    // acknowledged, so the stream's next owner reads it.
+                    self.drain_but(pool.as_deref_mut(), Some(stream))?;
+                    self.close_stream(stream)
+                }
                 Next::End => {
+                    self.drain(pool.as_deref_mut())?;
                     if !keeping {
                         self.finish_all()?;
                     }
                     break Finished::End;
                 }
-                Next::Stop => break Finished::Stopped,
+                Next::Stop => {
+                    self.drain(pool.as_deref_mut())?;
+                    break Finished::Stopped;
+                }
             }
             if self.engine.stats.lines >= next_progress {
                 next_progress = self.engine.stats.lines + PROGRESS_EVERY;
@@ -234,15 +301,21 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 if now.duration_since(last_flush) >= self.timing.flush_every {
                     self.sink.flush()?;
                     last_flush = now;
+                    let position = match pool {
+                        Some(_) => self.applied.clone(),
+                        None => source.position(),
+                    };
                     if let Some(c) = &mut self.checkpoint {
-                        c.flushed(source.position().as_ref(), now);
+                        c.flushed(position.as_ref(), now);
                     }
                 }
                 if live && now.duration_since(last_check) >= self.timing.idle_check {
                     last_check = now;
+                    self.drain(pool.as_deref_mut())?;
                     self.follow_wall_clock(now, source)?;
                 }
                 if self.checkpoint.as_mut().is_some_and(|c| c.due(now)) {
+                    self.drain(pool.as_deref_mut())?;
                     self.save(source)?;
                 }
             }
@@ -254,6 +327,87 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         }
         source.close()?;
         Ok(finished)
+    }
+
+    /// Runs a batch through the engine on this thread: the events it held
+    /// and, for a stage stream's record, what it did.
+    fn batch(
+        &mut self,
+        stream: StreamId,
+        stage: bool,
+        body: Body,
+    ) -> io::Result<(u64, Option<forward::Progress>)> {
+        self.enter(stream, stage);
+        let before = self.engine.stats.events;
+        let result = self.process(body);
+        let events = self.engine.stats.events - before;
+        if events > 0 {
+            if let Some(s) = self.streams.get_mut(&stream) {
+                s.last_event = self.clock.now();
+            }
+        }
+        Ok((events, result?))
+    }
+
+    /// Sends what the pool holds and applies every job it has out.
+    fn drain(&mut self, pool: Option<&mut Pool<'r>>) -> io::Result<()> {
+        self.drain_but(pool, None)
+    }
+
+    /// As [`Driver::drain`], dropping the batches of `closed`.
+    fn drain_but(
+        &mut self,
+        pool: Option<&mut Pool<'r>>,
+        closed: Option<StreamId>,
+    ) -> io::Result<()> {
+        let Some(pool) = pool else { return Ok(()) };
+        pool.send()?;
+        while let Some(done) = pool.next_done(true)? {
+            self.apply(pool, done, closed)?;
+        }
+        Ok(())
+    }
+
+    /// Emits a job the workers evaluated, piece by piece in the stream's
+    /// windows, and records the pieces' acknowledgements; the pieces of
+    /// `closed` are dropped.
+    fn apply(
+        &mut self,
+        pool: &mut Pool<'r>,
+        done: parallel::Done,
+        closed: Option<StreamId>,
+    ) -> io::Result<()> {
+        self.engine.stats.absorb(&done.stats);
+        let mut events = done.events.into_iter();
+        let now = self.clock.now();
+        for piece in done.pieces {
+            if closed == Some(piece.stream) {
+                events.by_ref().take(piece.captured).for_each(drop);
+                continue;
+            }
+            self.enter(piece.stream, false);
+            for c in events.by_ref().take(piece.captured) {
+                self.engine.apply(c, &done.data, self.sink)?;
+            }
+            if piece.events > 0 {
+                if let Some(s) = self.streams.get_mut(&piece.stream) {
+                    s.last_event = now;
+                }
+            }
+            if let Some(position) = piece.ack {
+                self.acks.push(Ack {
+                    stream: piece.stream,
+                    position,
+                    events: piece.events,
+                });
+            }
+            if piece.position.is_some() {
+                self.applied = piece.position;
+            }
+        }
+        self.engine.publish(None);
+        pool.recycle(done.data);
+        Ok(())
     }
 
     /// Flushes the outputs and saves the state as of the source's position.
@@ -270,28 +424,6 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             c.save(snapshot, position.as_ref(), now);
         }
         Ok(())
-    }
-
-    /// Pulls a file through `threads` workers ([`parallel`]): the same
-    /// alerts, in the same order, as [`Driver::run`].
-    /// A reload is applied between batches there too: the batches read
-    /// before it are evaluated and emitted first.
-    pub fn run_parallel(
-        &mut self,
-        source: &mut (dyn Source + Send),
-        threads: usize,
-    ) -> io::Result<Finished> {
-        loop {
-            let reloads = self.reloads.as_deref_mut();
-            match parallel::run(source, self.engine, threads, self.sink, reloads)? {
-                Some(pending) => self.reload(pending)?,
-                None => break,
-            }
-        }
-        self.engine.finish(self.sink)?;
-        self.sink.flush()?;
-        source.close()?;
-        Ok(Finished::End)
     }
 
     /// Switches the engine to a reloaded rule set: every stream's state is
@@ -517,7 +649,7 @@ mod tests {
     use crate::sink::Alert;
     use crate::source::clock::FakeClock;
     use crate::source::lines::Line;
-    use crate::source::Batch;
+    use crate::source::{Batch, BeforeWait};
 
     type Log = Rc<RefCell<Vec<String>>>;
 
@@ -585,10 +717,7 @@ mod tests {
     }
 
     impl Source for Script<'_> {
-        fn next(
-            &mut self,
-            before_wait: &mut dyn FnMut() -> io::Result<()>,
-        ) -> io::Result<Next<'_>> {
+        fn next(&mut self, before_wait: &mut BeforeWait) -> io::Result<Next<'_>> {
             match self.steps.pop_front().unwrap_or(Step::End) {
                 Step::Doc(stream, doc, ack, after) => {
                     self.clock.advance(after);
@@ -601,7 +730,9 @@ mod tests {
                 }
                 Step::Idle(d) => {
                     if self.live {
-                        before_wait()?;
+                        for ack in before_wait()? {
+                            self.ack(ack)?;
+                        }
                     }
                     self.clock.advance(d);
                     Ok(Next::Idle)
@@ -702,6 +833,11 @@ mod tests {
 
     /// Runs `steps`; returns the log.
     fn drive(live: bool, steps: Vec<Step>, history: Vec<String>) -> Vec<String> {
+        drive_on(1, live, steps, history)
+    }
+
+    /// Runs `steps` with `threads` workers; returns the log.
+    fn drive_on(threads: usize, live: bool, steps: Vec<Step>, history: Vec<String>) -> Vec<String> {
         let set = rules();
         let clock = FakeClock::default();
         let log: Log = Rc::default();
@@ -710,7 +846,7 @@ mod tests {
         let mut source = Script::new(&clock, &log, live, steps);
         source.history = history;
         Driver::new(&mut engine, &mut sink, &clock)
-            .run(&mut source)
+            .run_threads(&mut source, threads)
             .unwrap();
         let out = log.borrow().clone();
         out
@@ -964,5 +1100,135 @@ mod tests {
         let log = drive(false, steps, history);
         assert_eq!(log[..2], ["replay 1", "refresh Forbidden Burst"]);
         assert!(alerts(&log).is_empty(), "{log:?}");
+    }
+
+    /// Whether every acknowledgement comes after a flush of every alert
+    /// emitted before it.
+    fn acks_follow_flushes(log: &[String]) -> bool {
+        let mut unflushed = false;
+        for l in log {
+            if l.starts_with("emit") {
+                unflushed = true;
+            } else if l == "flush" {
+                unflushed = false;
+            } else if l.starts_with("ack") && unflushed {
+                return false;
+            }
+        }
+        true
+    }
+
+    #[test]
+    fn workers_give_the_alerts_and_acknowledgements_of_one_thread() {
+        let history: Vec<String> = (0..19).map(|s| denied("eve", s)).collect();
+        let reset = || {
+            let mut steps = vec![Step::Reset(1)];
+            steps.extend((19..25).map(|s| Step::Doc(1, denied("eve", s), None, Duration::ZERO)));
+            steps.push(Step::Closed(0));
+            steps.extend((0..30).map(|s| Step::Doc(0, denied("bob", s), None, Duration::ZERO)));
+            steps.push(Step::End);
+            steps
+        };
+        let quiet = || {
+            let mut steps = burst("mallory");
+            steps.extend((0..60).map(|_| Step::Idle(Duration::from_secs(1))));
+            steps
+        };
+        let acks = |log: &[String]| -> Vec<String> {
+            log.iter()
+                .filter(|l| l.starts_with("ack"))
+                .cloned()
+                .collect()
+        };
+        for live in [false, true] {
+            // Two streams, some documents not events, every batch
+            // acknowledged, the source waiting now and then.
+            let steps = || {
+                let mut s = Vec::new();
+                for n in 0..40u32 {
+                    let doc = match n % 3 {
+                        0 => exec(n),
+                        1 => denied("mallory", n),
+                        _ => "not an event".into(),
+                    };
+                    s.push(Step::Doc(
+                        u64::from(n % 2),
+                        doc,
+                        Some(i64::from(n)),
+                        Duration::ZERO,
+                    ));
+                    if n % 7 == 0 {
+                        s.push(Step::Idle(Duration::from_millis(300)));
+                    }
+                }
+                s.push(Step::End);
+                s
+            };
+            let one = drive_on(1, live, steps(), Vec::new());
+            let two = drive_on(2, live, steps(), Vec::new());
+            assert_eq!(alerts(&one), alerts(&two), "live {live}");
+            assert_eq!(acks(&one), acks(&two), "live {live}");
+            assert_eq!(acks(&two).len(), 40);
+            assert!(acks_follow_flushes(&two), "{two:?}");
+            // An acknowledgement comes after its batch's alerts.
+            let emits_before = |log: &[String], ack: &str| {
+                let at = log.iter().position(|l| l.starts_with(ack)).unwrap();
+                log[..at].iter().filter(|l| l.starts_with("emit")).count()
+            };
+            assert!(
+                emits_before(&two, "ack 39 ")
+                    >= alerts(&one).iter().filter(|a| a.contains("Exec")).count()
+            );
+
+            let one = drive_on(1, live, reset(), history.clone());
+            let two = drive_on(2, live, reset(), history.clone());
+            assert_eq!(alerts(&one), alerts(&two), "live {live}");
+            assert!(
+                alerts(&two).contains(&"emit Forbidden Burst firing"),
+                "{two:?}"
+            );
+        }
+        // On a quiet live stream, the wall clock moves the windows on at
+        // the same times.
+        let one = drive_on(1, true, quiet(), Vec::new());
+        let two = drive_on(2, true, quiet(), Vec::new());
+        let emitted = |log: &[String]| -> Vec<String> {
+            log.iter()
+                .filter(|l| l.starts_with("emit"))
+                .cloned()
+                .collect()
+        };
+        assert_eq!(emitted(&one), emitted(&two));
+        assert_eq!(emitted(&two).len(), 2, "{two:?}");
+    }
+
+    #[test]
+    fn a_closed_streams_batches_still_on_the_workers_are_dropped() {
+        let steps = || {
+            vec![
+                Step::Doc(0, exec(1), Some(1), Duration::ZERO),
+                Step::Doc(1, exec(2), Some(2), Duration::ZERO),
+                Step::Doc(1, exec(3), Some(3), Duration::ZERO),
+                Step::Closed(1),
+                Step::Doc(0, exec(4), Some(4), Duration::ZERO),
+                Step::End,
+            ]
+        };
+        let acks = |log: &[String]| -> Vec<String> {
+            log.iter()
+                .filter(|l| l.starts_with("ack"))
+                .cloned()
+                .collect()
+        };
+        // On one thread a batch is evaluated before the next is read.
+        let one = drive_on(1, true, steps(), Vec::new());
+        assert_eq!(acks(&one), ["ack 1 1", "ack 2 1", "ack 3 1", "ack 4 1"]);
+        assert_eq!(alerts(&one).len(), 4);
+        // With workers, stream 1's batches were still out when it closed:
+        // neither alerted nor acknowledged (its next owner reads them).
+        let two = drive_on(2, true, steps(), Vec::new());
+        assert_eq!(acks(&two), ["ack 1 1", "ack 4 1"], "{two:?}");
+        assert_eq!(alerts(&two).len(), 2, "{two:?}");
+        assert!(acks_follow_flushes(&two), "{two:?}");
     }
 }

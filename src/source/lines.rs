@@ -49,7 +49,9 @@ impl<R: Read> LineReader<R> {
     }
 
     /// The next line; `before_read` runs whenever the reader is about to
-    /// wait for more input (the place to flush outputs on a live stream).
+    /// wait for more input (the place to flush outputs on a live stream):
+    /// when it says so with `ErrorKind::WouldBlock`, as a live input's
+    /// [`super::live::ChannelReader`] does before it waits.
     pub fn next_line(&mut self, before_read: &mut dyn FnMut()) -> io::Result<Option<Line<'_>>> {
         loop {
             if let Some(i) = memchr::memchr(b'\n', &self.buf[self.start..self.end]) {
@@ -129,11 +131,18 @@ impl<R: Read> LineReader<R> {
             let grow = (self.buf.len() * 2).min(self.max_line + CHUNK);
             self.buf.resize(grow.max(self.buf.len() + 1), 0);
         }
-        before_read();
+        let mut warned = false;
         let n = loop {
             match self.inner.read(&mut self.buf[self.end..]) {
                 Ok(n) => break n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // A live reader has nothing yet: its next read waits. (A
+                // reader that says so twice is a non-blocking file: an
+                // error.)
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && !warned => {
+                    warned = true;
+                    before_read()
+                }
                 Err(e) => return Err(e),
             }
         };

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TryRecvError};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
@@ -23,15 +23,19 @@ use super::position::{FileRef, Tracker};
 const CHANNEL_CHUNKS: usize = 16;
 const CHUNK: usize = 64 * 1024;
 
-/// A `Read` over chunks produced by a thread. `read` waits at most
-/// `timeout` and then fails with `ErrorKind::TimedOut`, which the caller
-/// treats as "nothing arrived yet".
+/// A `Read` over chunks produced by a thread. When nothing is there, `read`
+/// first fails with `ErrorKind::WouldBlock` (the caller's moment to flush
+/// what it holds, see [`super::lines::LineReader`]); the next `read` waits
+/// at most `timeout` and then fails with `ErrorKind::TimedOut`, which the
+/// caller treats as "nothing arrived yet".
 pub struct ChannelReader {
     rx: Receiver<io::Result<Vec<u8>>>,
     chunk: Vec<u8>,
     pos: usize,
     timeout: Duration,
     done: bool,
+    /// `WouldBlock` was returned: the next read waits.
+    warned: bool,
 }
 
 impl ChannelReader {
@@ -50,6 +54,13 @@ impl ChannelReader {
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => {
+                    // Not to be taken for this reader's own "nothing yet".
+                    let e = match e.kind() {
+                        io::ErrorKind::WouldBlock => {
+                            io::Error::other(format!("{e} (the input is in non-blocking mode)"))
+                        }
+                        _ => e,
+                    };
                     let _ = tx.send(Err(e));
                     break;
                 }
@@ -61,6 +72,7 @@ impl ChannelReader {
             pos: 0,
             timeout,
             done: false,
+            warned: false,
         }
     }
 }
@@ -71,7 +83,17 @@ impl Read for ChannelReader {
             if self.done {
                 return Ok(0);
             }
-            match self.rx.recv_timeout(self.timeout) {
+            let next = match self.rx.try_recv() {
+                Err(TryRecvError::Empty) if !self.warned => {
+                    self.warned = true;
+                    return Err(io::ErrorKind::WouldBlock.into());
+                }
+                Err(TryRecvError::Empty) => self.rx.recv_timeout(self.timeout),
+                Ok(chunk) => Ok(chunk),
+                Err(TryRecvError::Disconnected) => Err(RecvTimeoutError::Disconnected),
+            };
+            self.warned = false;
+            match next {
                 Ok(Ok(chunk)) => {
                     self.chunk = chunk;
                     self.pos = 0;
@@ -339,6 +361,10 @@ mod tests {
         let (mut w, r) = std::os::unix::net::UnixStream::pair().unwrap();
         let mut reader = ChannelReader::spawn(Box::new(r), Duration::from_millis(20));
         let mut buf = [0u8; 8];
+        assert_eq!(
+            reader.read(&mut buf).unwrap_err().kind(),
+            io::ErrorKind::WouldBlock
+        );
         assert_eq!(
             reader.read(&mut buf).unwrap_err().kind(),
             io::ErrorKind::TimedOut

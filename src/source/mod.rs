@@ -92,15 +92,24 @@ pub enum Next<'a> {
     Stop,
 }
 
+/// What a source calls just before it would block: the driver finishes
+/// evaluating the batches it holds (on worker threads, with `--threads`),
+/// flushes the outputs and returns the acknowledgements that are now due,
+/// which the source applies ([`Source::ack`]) before it waits.
+pub type BeforeWait<'w> = dyn FnMut() -> io::Result<Vec<Ack>> + 'w;
+
 /// An input. `next` must return at least every few hundred milliseconds
 /// ([`Next::Idle`] when nothing came) so the driver can follow the wall
 /// clock on a quiet stream; it calls `before_wait` just before it would
-/// block, the place where the driver flushes the outputs.
+/// block.
 pub trait Source {
-    fn next(&mut self, before_wait: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>>;
+    fn next(&mut self, before_wait: &mut BeforeWait) -> io::Result<Next<'_>>;
 
     /// A batch's alerts are out and the outputs flushed. Called in batch
-    /// order, before the next call to `next`.
+    /// order, at the latest before the source waits (from within `next`,
+    /// with what `before_wait` returns). With `--threads`, batches handed
+    /// out since are still being evaluated; those of a stream the source
+    /// closes ([`Next::Closed`]) are dropped unacknowledged.
     fn ack(&mut self, _ack: Ack) -> io::Result<()> {
         Ok(())
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::lines::{Chunk, Line, LineReader};
 use super::live::ChannelReader;
 use super::position::{InputPosition, Tracker};
-use super::{Batch, Body, Input, Next, Source, StreamId};
+use super::{Batch, BeforeWait, Body, Input, Next, Source, StreamId};
 
 /// How long a live read waits before the driver looks at the wall clock.
 pub const LIVE_POLL: Duration = Duration::from_millis(250);
@@ -89,7 +89,7 @@ pub fn open(input: &Input, follow: bool, max_line: usize) -> io::Result<(Opened,
 }
 
 impl<R: Read> Source for LineSource<R> {
-    fn next(&mut self, before_wait: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>> {
+    fn next(&mut self, before_wait: &mut BeforeWait) -> io::Result<Next<'_>> {
         if self.ended {
             return Ok(Next::End);
         }
@@ -105,7 +105,8 @@ impl<R: Read> Source for LineSource<R> {
         let mut hook_err = Ok(());
         let chunk = self.lines.next_chunk(&mut || {
             if live && hook_err.is_ok() {
-                hook_err = before_wait();
+                // A line source asks for no acknowledgements.
+                hook_err = before_wait().map(drop);
             }
         });
         hook_err?;
@@ -173,7 +174,10 @@ mod tests {
             }
         }
         assert_eq!(got.concat(), "a\nb\nc");
-        assert!(matches!(src.next(&mut || Ok(())).unwrap(), Next::End));
+        assert!(matches!(
+            src.next(&mut || Ok(Vec::new())).unwrap(),
+            Next::End
+        ));
         assert_eq!(src.bytes(), 5);
     }
 }

@@ -168,12 +168,19 @@ fn print_config_round_trips() {
 #[test]
 fn print_config_checks_the_settings_first() {
     let out = saker()
-        .args(["run", "--print-config", "--threads", "4"])
+        .args([
+            "run",
+            "--print-config",
+            "--threads",
+            "4",
+            "--state-dir",
+            "/nonexistent",
+        ])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--threads applies to"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--state-dir needs --threads 1"));
 }
 
 #[test]

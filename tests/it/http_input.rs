@@ -239,11 +239,20 @@ pub fn stop(mut k: Killed) {
 
 #[test]
 fn concurrent_senders_get_every_alert_exactly_once() {
-    let dir = tmp("senders");
+    every_alert_exactly_once("senders", &[]);
+}
+
+#[test]
+fn concurrent_senders_get_every_alert_exactly_once_on_worker_threads() {
+    every_alert_exactly_once("senders-threads", &["--threads", "2"]);
+}
+
+fn every_alert_exactly_once(name: &str, extra: &[&str]) {
+    let dir = tmp(name);
     let p = pki(&dir);
     let port = free_port();
     let out = dir.join("alerts.jsonl");
-    let saker = receiver(&p, port, &out, &[]);
+    let saker = receiver(&p, port, &out, extra);
     let port = Arc::new(Mutex::new(port));
     let senders: Vec<_> = (0..4)
         .map(|s| {
@@ -466,11 +475,22 @@ fn a_full_queue_answers_429_until_it_drains() {
 
 #[test]
 fn sigkill_under_load_loses_no_answered_batch() {
-    let dir = tmp("kill");
+    no_answered_batch_lost("kill", &[]);
+}
+
+#[test]
+fn sigkill_under_load_loses_no_answered_batch_on_worker_threads() {
+    // A request is answered once the workers' alerts of all its documents
+    // are out, whichever order the workers finish in.
+    no_answered_batch_lost("kill-threads", &["--threads", "2"]);
+}
+
+fn no_answered_batch_lost(name: &str, extra: &[&str]) {
+    let dir = tmp(name);
     let p = pki(&dir);
     let port_n = free_port();
     let (out1, out2) = (dir.join("first.jsonl"), dir.join("second.jsonl"));
-    let first = receiver(&p, port_n, &out1, &[]);
+    let first = receiver(&p, port_n, &out1, extra);
     let port = Arc::new(Mutex::new(port_n));
     let answered = Arc::new(Mutex::new(Vec::<(String, Instant)>::new()));
     let senders: Vec<_> = (0..3)
@@ -504,7 +524,7 @@ fn sigkill_under_load_loses_no_answered_batch() {
     let killed_at = Instant::now();
     drop(first);
     std::thread::sleep(Duration::from_millis(500));
-    let second = receiver(&p, port_n, &out2, &[]);
+    let second = receiver(&p, port_n, &out2, extra);
     for s in senders {
         s.join().unwrap();
     }

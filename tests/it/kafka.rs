@@ -504,6 +504,154 @@ fn one_instance_and_two_in_a_group_give_the_same_alerts() {
     );
 }
 
+/// The default per-event rules and a windowed one grouped by
+/// `ka.user.name`, the partition key given with them: nothing is
+/// repartitioned, so `--threads` applies.
+fn keyed_rules() -> Vec<String> {
+    let windowed = tmp_dir().join("keyed-windowed.yaml");
+    std::fs::write(
+        &windowed,
+        r#"- rule: Forbidden Burst
+  desc: twenty 403s in a minute
+  condition: kevt and ka.response.code = 403
+  aggregate: count >= 20 over 1m by ka.user.name
+  output: "%ka.user.name was denied %agg.value times (%agg.state)"
+  priority: WARNING
+  source: k8s_audit
+"#,
+    )
+    .unwrap();
+    let events = root().join("rules").join("k8s_audit.yaml");
+    [
+        "--rules".to_string(),
+        events.to_str().unwrap().to_string(),
+        "--rules".to_string(),
+        windowed.to_str().unwrap().to_string(),
+        "--kafka-partition-key".to_string(),
+        "ka.user.name".to_string(),
+    ]
+    .to_vec()
+}
+
+#[test]
+fn worker_threads_give_the_alerts_of_one_thread() {
+    let broker = Broker::start();
+    let data = traffic(0, 600);
+    broker.produce("audit", 4, &data);
+    let flags = keyed_rules();
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let mut one = Instance::start_with(&broker, "audit", "one", "one", &flags);
+    let with_threads = [&flags[..], &["--threads", "2"]].concat();
+    let mut two = Instance::start_with(&broker, "audit", "two", "two", &with_threads);
+    wait_caught_up(&[&one], 4, data.len() as f64);
+    wait_caught_up(&[&two], 4, data.len() as f64);
+    // Each partition is warmed up once, when it is assigned: a batch still
+    // being evaluated does not make the next offset look unexpected.
+    let warmups = two.metric("saker_kafka_warmups_total");
+    for i in [&mut one, &mut two] {
+        assert!(i.signal("-TERM").success(), "{}", i.stderr());
+    }
+    assert!(
+        two.stderr()
+            .contains("decoding and matching on worker threads"),
+        "{}",
+        two.stderr()
+    );
+    assert!(!one.stderr().contains("repartitioned"), "{}", one.stderr());
+    assert!(warmups <= 4.0, "{warmups} warm-ups");
+    // Partitions interleave in any order; each alert is there once.
+    let (a, b) = (one.alert_lines(), two.alert_lines());
+    let (sa, sb) = (unique(&a), unique(&b));
+    let counts = rule_counts(&sa);
+    assert!(
+        counts
+            .get("Forbidden Burst (resolved)")
+            .copied()
+            .unwrap_or(0)
+            >= 8
+            && counts.get("Exec Into Pod (event)").copied().unwrap_or(0) >= 100,
+        "{counts:?}"
+    );
+    assert_eq!((a.len(), b.len()), (sa.len(), sb.len()), "no alert twice");
+    let missing: Vec<_> = sa.difference(&sb).take(3).collect();
+    let extra: Vec<_> = sb.difference(&sa).take(3).collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "two threads differ from one:\nmissing {missing:#?}\nextra {extra:#?}"
+    );
+}
+
+#[test]
+fn a_member_joining_mid_stream_under_threads_loses_no_alert() {
+    // A consumes on two worker threads while events arrive; B joins and
+    // takes half the partitions, which A gives up with batches of them
+    // still on its workers. Those are dropped, not acknowledged: B reads
+    // them from the offsets A committed on the revoke.
+    let broker = Broker::start();
+    let first = traffic(0, 300);
+    let second = traffic(300, 900);
+    broker.produce("audit", 4, &first);
+    let flags = keyed_rules();
+    let mut flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    flags.extend(["--threads", "2"]);
+    let mut a = Instance::start_with(&broker, "audit", "grow", "grow-a", &flags);
+    wait_caught_up(&[&a], 4, first.len() as f64);
+    let addr = broker.addr.clone();
+    let chunks: Vec<Vec<String>> = second.chunks(600).map(<[String]>::to_vec).collect();
+    let producer = std::thread::spawn(move || {
+        for chunk in chunks {
+            produce(&addr, "audit", 4, &chunk);
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    wait_until(Duration::from_secs(60), || {
+        (a.metric("saker_kafka_messages_total") >= (first.len() + 1200) as f64).then_some(())
+    })
+    .unwrap_or_else(|| panic!("no progress: {}", a.stderr()));
+    let mut b = Instance::start_with(&broker, "audit", "grow", "grow-b", &flags);
+    producer.join().unwrap();
+    let total = (first.len() + second.len()) as i64;
+    wait_until(Duration::from_secs(120), || {
+        (broker.committed("grow", "audit", 4) == total).then_some(())
+    })
+    .unwrap_or_else(|| panic!("the group did not finish:\n{}\n{}", a.stderr(), b.stderr()));
+    assert!(b.lags().len() == 2, "B took partitions: {:?}", b.lags());
+    for i in [&mut a, &mut b] {
+        assert!(i.signal("-TERM").success(), "{}", i.stderr());
+    }
+    let keyed = keyed_rules();
+    let keyed: Vec<&str> = keyed.iter().map(String::as_str).collect();
+    let mut reference = Instance::start_with(&broker, "audit", "grow-ref", "grow-ref", &keyed);
+    wait_caught_up(&[&reference], 4, total as f64);
+    assert!(reference.signal("-TERM").success());
+    // Per-event alerts: every one of the reference's, from A or B.
+    let execs = |lines: &[String]| -> Vec<String> {
+        lines
+            .iter()
+            .filter(|l| l.contains("\"Exec Into Pod\""))
+            .cloned()
+            .collect()
+    };
+    let expected = unique(&execs(&reference.alert_lines()));
+    let mut got = execs(&a.alert_lines());
+    got.extend(execs(&b.alert_lines()));
+    let got_set = unique(&got);
+    eprintln!(
+        "joined mid-stream: {} exec alerts from the pair ({} twice), reference {}",
+        got.len(),
+        got.len() - got_set.len(),
+        expected.len()
+    );
+    assert!(expected.len() >= 200, "{}", expected.len());
+    let missing: Vec<_> = expected.difference(&got_set).take(3).collect();
+    assert!(
+        missing.is_empty(),
+        "alerts lost in the rebalance: {missing:#?}"
+    );
+    let extra: Vec<_> = got_set.difference(&expected).take(3).collect();
+    assert!(extra.is_empty(), "alerts the reference lacks: {extra:#?}");
+}
+
 #[test]
 fn sigkill_mid_stream_and_restart_lose_no_alert() {
     let broker = Broker::start();

@@ -82,10 +82,48 @@ fn threads_give_the_same_output_as_one_thread() {
 }
 
 #[test]
-fn threads_need_a_file() {
-    let o = run_with_stdin(&["run", "--threads", "2"], b"");
-    assert_eq!(o.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("--threads applies to --input FILE"));
+fn stdin_under_threads_gives_the_alerts_of_a_file_on_one_thread() {
+    // A live input: its batches go to the workers as they come, and are
+    // taken back before the source waits and before each idle check.
+    let sample = std::fs::read_to_string(root().join("examples/audit-sample.jsonl")).unwrap();
+    let mut data = String::new();
+    for copy in 0..20 {
+        for line in sample.lines() {
+            data.push_str(
+                &line.replace("2024-10-29T1", &format!("2024-10-{:02}T1", 1 + copy % 28)),
+            );
+            data.push('\n');
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("saker-threads-stdin-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, &data).unwrap();
+    let one = run_file(&path, &["--rule-matching", "all"]);
+    assert!(one.status.success());
+    let many = run_with_stdin(
+        &[
+            "run",
+            "--no-summary",
+            "--rule-matching",
+            "all",
+            "--threads",
+            "2",
+        ],
+        data.as_bytes(),
+    );
+    assert!(
+        many.status.success(),
+        "{}",
+        String::from_utf8_lossy(&many.stderr)
+    );
+    let lines = String::from_utf8_lossy(&one.stdout).lines().count();
+    assert!(lines > 500, "enough alerts to compare: {lines}");
+    assert!(
+        one.stdout == many.stdout,
+        "stdin on two threads changed the alerts"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -6,9 +6,11 @@ use std::collections::HashMap;
 
 use proptest::prelude::*;
 use saker::engine::windows::WindowOptions;
-use saker::engine::{parallel, Engine, RuleMatching};
+use saker::engine::{Engine, RuleMatching};
 use saker::rules::{RuleSet, RuleSource};
 use saker::sink::stdout::{Format, StdoutSink};
+use saker::source::clock::SystemClock;
+use saker::source::driver::Driver;
 use saker::source::lines::Line;
 use saker::source::stream::LineSource;
 
@@ -163,11 +165,14 @@ fn engine_alerts(set: &RuleSet, events: &[Ev], threads: usize) -> Vec<Got> {
                 .process_line(Line::Text(l.as_bytes()), &mut sink)
                 .unwrap();
         }
+        engine.finish(&mut sink).unwrap();
     } else {
+        // The driver evaluates what is left at the end of the input.
         let mut source = LineSource::new(text.as_bytes(), 1 << 20, false, "props");
-        parallel::run(&mut source, &mut engine, threads, &mut sink, None).unwrap();
+        Driver::new(&mut engine, &mut sink, SystemClock)
+            .run_threads(&mut source, threads)
+            .unwrap();
     }
-    engine.finish(&mut sink).unwrap();
     parse(sink.into_inner())
 }
 

@@ -40,7 +40,7 @@ use std::time::Duration;
 use queue::{Budget, Outcome, Pending, Queue};
 use secrets::SecretFile;
 
-use super::{Ack, Batch, Body, Next, Source, StreamId};
+use super::{Ack, Batch, BeforeWait, Body, Next, Source, StreamId};
 
 /// How long `next` waits for a request before reporting the stream idle.
 const POLL: Duration = Duration::from_millis(250);
@@ -194,20 +194,19 @@ impl HttpSource {
     }
 
     /// The next request, waiting at most `POLL` after `before_wait`.
-    fn pop(
-        &mut self,
-        before_wait: &mut dyn FnMut() -> io::Result<()>,
-    ) -> io::Result<Option<Pending>> {
+    fn pop(&mut self, before_wait: &mut BeforeWait) -> io::Result<Option<Pending>> {
         if let Some(p) = self.shared.queue.pop(Duration::ZERO) {
             return Ok(Some(p));
         }
-        before_wait()?;
+        for ack in before_wait()? {
+            self.ack(ack)?;
+        }
         Ok(self.shared.queue.pop(POLL))
     }
 }
 
 impl Source for HttpSource {
-    fn next(&mut self, before_wait: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>> {
+    fn next(&mut self, before_wait: &mut BeforeWait) -> io::Result<Next<'_>> {
         // A request begun is handed out whole, even when asked to stop.
         if self.inflight.back().is_some_and(|r| !r.whole()) {
             return Ok(self.next_message().unwrap_or(Next::Idle));
@@ -326,7 +325,7 @@ mod tests {
 
     /// The next batch's message and position.
     fn next(s: &mut HttpSource) -> Option<(String, i64)> {
-        match s.next(&mut || Ok(())).unwrap() {
+        match s.next(&mut || Ok(Vec::new())).unwrap() {
             Next::Batch(Batch {
                 body: Body::Message(m),
                 ack: Some(at),
@@ -365,7 +364,10 @@ mod tests {
         ack(&mut s, 2, 5);
         assert_eq!(first.try_recv(), Ok(Outcome::Done { events: 7 }));
         assert_eq!(s.shared.budget.used(), 1, "its bytes given back");
-        assert!(matches!(s.next(&mut || Ok(())).unwrap(), Next::Stop));
+        assert!(matches!(
+            s.next(&mut || Ok(Vec::new())).unwrap(),
+            Next::Stop
+        ));
         s.close().unwrap();
         assert_eq!(second.try_recv(), Ok(Outcome::Unavailable));
         assert_eq!(s.shared.budget.used(), 0);

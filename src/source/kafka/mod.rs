@@ -39,7 +39,7 @@ use rdkafka::message::Message;
 use rdkafka::statistics::Statistics;
 use rdkafka::{ClientConfig, ClientContext, Offset, TopicPartitionList};
 
-use super::{documents, Ack, Batch, Body, Next, Source, StreamId};
+use super::{documents, Ack, Batch, BeforeWait, Body, Next, Source, StreamId};
 
 /// Settings of the Kafka source.
 #[derive(Debug, Clone)]
@@ -118,6 +118,10 @@ pub fn parse_option(s: &str) -> Result<(String, String), String> {
 #[derive(Default)]
 struct Positions {
     next: HashMap<String, HashMap<i32, i64>>,
+    /// One past the last message handed out per partition: the offset
+    /// expected next. Ahead of `next` while batches are evaluated on worker
+    /// threads (`--threads`).
+    handed: HashMap<String, HashMap<i32, i64>>,
     /// The watermark (ns) of each stage partition when its position was
     /// acknowledged (its alerts up to there out), committed with it as the
     /// offset's metadata ([`WATERMARK_METADATA`]).
@@ -148,6 +152,28 @@ impl Positions {
         }
         tpl
     }
+}
+
+/// A polled message as its topic, partition and offset, its payload copied
+/// into `payload` and counted (apart, for the repartition topic `stage`).
+fn take_message(
+    polled: Option<rdkafka::error::KafkaResult<rdkafka::message::BorrowedMessage<'_>>>,
+    counters: &Counters,
+    stage: Option<&str>,
+    payload: &mut Vec<u8>,
+) -> Option<rdkafka::error::KafkaResult<(String, i32, i64)>> {
+    Some(polled?.map(|m| {
+        let bytes = m.payload().unwrap_or(&[]);
+        if stage == Some(m.topic()) {
+            counters.repartition_messages.fetch_add(1, Relaxed);
+        } else {
+            counters.messages.fetch_add(1, Relaxed);
+            counters.bytes.fetch_add(bytes.len() as u64, Relaxed);
+        }
+        payload.clear();
+        payload.extend_from_slice(bytes);
+        (m.topic().to_string(), m.partition(), m.offset())
+    }))
 }
 
 /// How a stage partition's committed offset carries its watermark.
@@ -263,9 +289,11 @@ impl ConsumerContext for Context {
         self.space_from_last_change();
         match rebalance {
             Rebalance::Revoke(tpl) => {
-                // Hand over exactly what was processed: the driver flushes
-                // and acknowledges every message before it polls again, so
-                // the acknowledged offsets are all there is.
+                // Hand over exactly what was processed: the driver
+                // acknowledges every message it evaluated before the source
+                // polls again, and drops those still out on worker threads
+                // (`next` reports the revoke before anything else), which
+                // the next owner reads again from the offsets committed here.
                 let settle = if self.stop.load(Relaxed) {
                     SETTLE_ON_STOP
                 } else {
@@ -290,6 +318,9 @@ impl ConsumerContext for Context {
                 }
                 for e in tpl.elements() {
                     if let Some(parts) = d.next.get_mut(e.topic()) {
+                        parts.remove(&e.partition());
+                    }
+                    if let Some(parts) = d.handed.get_mut(e.topic()) {
                         parts.remove(&e.partition());
                     }
                     d.watermarks.remove(&(e.topic().to_string(), e.partition()));
@@ -377,6 +408,9 @@ pub struct KafkaSource {
     cut: bool,
     /// The partition whose already processed messages are being skipped.
     skipping: Option<(String, i32)>,
+    /// A message polled in the poll that revoked partitions, handed out
+    /// after their [`Next::Closed`] (its payload in `payload`).
+    stashed: Option<(String, i32, i64)>,
 }
 
 impl KafkaSource {
@@ -460,6 +494,7 @@ impl KafkaSource {
             warming: None,
             cut: false,
             skipping: None,
+            stashed: None,
         })
     }
 
@@ -479,6 +514,12 @@ impl KafkaSource {
 
     fn batch(&mut self, stream: StreamId, offset: i64) -> Next<'_> {
         self.in_hand = offset;
+        if let Some((topic, p)) = self.streams.get(stream.0 as usize) {
+            let mut d = lock(&self.positions);
+            if let Some(next) = d.handed.get_mut(topic).and_then(|t| t.get_mut(p)) {
+                *next = offset + 1;
+            }
+        }
         let stage = self
             .streams
             .get(stream.0 as usize)
@@ -565,15 +606,16 @@ fn input_partition_count(consumer: &BaseConsumer<Context>, topic: &str) -> io::R
 }
 
 impl Source for KafkaSource {
-    fn next(&mut self, before_wait: &mut dyn FnMut() -> io::Result<()>) -> io::Result<Next<'_>> {
+    fn next(&mut self, before_wait: &mut BeforeWait) -> io::Result<Next<'_>> {
         if let Some((stream, offset)) = self.held.take() {
             if !self.cut {
                 return Ok(self.batch(stream, offset));
             }
             // Its windows are partial: the message waits for the next owner.
         }
-        let revoked = lock(&self.positions).revoked.pop();
-        if let Some((topic, p)) = revoked {
+        loop {
+            let revoked = lock(&self.positions).revoked.pop();
+            let Some((topic, p)) = revoked else { break };
             if self.is_stage(&topic) {
                 self.counters.watermarks().remove(&p);
             }
@@ -613,15 +655,38 @@ impl Source for KafkaSource {
                 f.flush(false).map_err(io::Error::other)?;
             }
         }
-        // Nothing in hand: let alerts out before waiting for more.
-        let mut polled = self.consumer.poll(Duration::ZERO);
-        if polled.is_none() {
-            if let Some(f) = &self.forwarder {
-                f.flush(false).map_err(io::Error::other)?;
+        let polled = match self.stashed.take() {
+            Some(m) => Some(Ok(m)),
+            None => {
+                let stage = self.forwarder.as_deref().map(|f| f.topic());
+                let polled = self.consumer.poll(Duration::ZERO);
+                let polled = take_message(polled, &self.counters, stage, &mut self.payload);
+                if !lock(&self.positions).revoked.is_empty() {
+                    // That poll revoked partitions while batches of them may
+                    // still be out on worker threads: the driver hears of it
+                    // first, and drops them (see `pre_rebalance`).
+                    if let Some(Ok(m)) = polled {
+                        self.stashed = Some(m);
+                    }
+                    return self.next(before_wait);
+                }
+                match polled {
+                    Some(m) => Some(m),
+                    None => {
+                        // Nothing in hand: let alerts out before waiting.
+                        if let Some(f) = &self.forwarder {
+                            f.flush(false).map_err(io::Error::other)?;
+                        }
+                        for ack in before_wait()? {
+                            self.ack(ack)?;
+                        }
+                        let stage = self.forwarder.as_deref().map(|f| f.topic());
+                        let polled = self.consumer.poll(POLL);
+                        take_message(polled, &self.counters, stage, &mut self.payload)
+                    }
+                }
             }
-            before_wait()?;
-            polled = self.consumer.poll(POLL);
-        }
+        };
         let (topic, p, offset) = match polled {
             None => return Ok(Next::Idle),
             Some(Err(e)) => {
@@ -629,29 +694,14 @@ impl Source for KafkaSource {
                 tracing::warn!("kafka: {e}");
                 return Ok(Next::Idle);
             }
-            Some(Ok(m)) => {
-                let payload = m.payload().unwrap_or(&[]);
-                if self
-                    .forwarder
-                    .as_ref()
-                    .is_some_and(|f| f.topic() == m.topic())
-                {
-                    self.counters.repartition_messages.fetch_add(1, Relaxed);
-                } else {
-                    self.counters.messages.fetch_add(1, Relaxed);
-                    self.counters.bytes.fetch_add(payload.len() as u64, Relaxed);
-                }
-                self.payload.clear();
-                self.payload.extend_from_slice(payload);
-                (m.topic().to_string(), m.partition(), m.offset())
-            }
+            Some(Ok(m)) => m,
         };
         let stream = self.stream_id(&topic, p);
         // The offset expected next is the one to commit; another one means
         // the partition moved (rebalance, restart) and its windows are
         // rebuilt before this message.
         let expected = lock(&self.positions)
-            .next
+            .handed
             .get(&topic)
             .and_then(|t| t.get(&p))
             .copied();
@@ -684,11 +734,10 @@ impl Source for KafkaSource {
         }
         if expected != Some(offset) {
             // Until the message is acknowledged, a resume starts here.
-            lock(&self.positions)
-                .next
-                .entry(topic)
-                .or_default()
-                .insert(p, offset);
+            let mut d = lock(&self.positions);
+            d.next.entry(topic.clone()).or_default().insert(p, offset);
+            d.handed.entry(topic).or_default().insert(p, offset);
+            drop(d);
             self.held = Some((stream, offset));
             return Ok(Next::Reset(stream));
         }
@@ -720,7 +769,7 @@ impl Source for KafkaSource {
         let mut d = lock(&self.positions);
         // A partition revoked meanwhile is no longer ours to commit.
         if let Some(next) = d.next.get_mut(topic).and_then(|t| t.get_mut(p)) {
-            *next = ack.position + 1;
+            *next = (*next).max(ack.position + 1);
             d.dirty = true;
             if let Some(w) = watermark {
                 d.watermarks.insert((topic.clone(), *p), w);
@@ -763,6 +812,9 @@ impl Source for KafkaSource {
                 self.resumed.remove(&stream);
                 let mut d = lock(&self.positions);
                 if let Some(parts) = d.next.get_mut(&topic) {
+                    parts.remove(&p);
+                }
+                if let Some(parts) = d.handed.get_mut(&topic) {
                     parts.remove(&p);
                 }
                 d.watermarks.remove(&(topic.clone(), p));
@@ -904,11 +956,10 @@ impl KafkaSource {
         }
         let (resume, _) = self.committed(&topic, p).filter(|(o, _)| *o > 0)?;
         let stream = self.stream_id(&topic, p);
-        lock(&self.positions)
-            .next
-            .entry(topic)
-            .or_default()
-            .insert(p, resume);
+        let mut d = lock(&self.positions);
+        d.next.entry(topic.clone()).or_default().insert(p, resume);
+        d.handed.entry(topic).or_default().insert(p, resume);
+        drop(d);
         self.warming = Some((stream, resume));
         Some(stream)
     }
