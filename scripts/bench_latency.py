@@ -14,7 +14,7 @@ includes the pipe in both directions and this script's own scheduling, so it is
 an upper bound of what Saker adds. Usage:
 
     cargo build --release
-    python3 scripts/bench_latency.py [--rate 2000] [--seconds 30] [--every 20]
+    python3 scripts/bench_latency.py [--rate 2000] [--seconds 30] [--every 20] [--threads 1]
 """
 
 import argparse
@@ -106,13 +106,14 @@ def main():
     ap.add_argument("--rate", type=int, default=2000, help="events per second")
     ap.add_argument("--seconds", type=float, default=30)
     ap.add_argument("--every", type=int, default=20, help="one exec every N events")
+    ap.add_argument("--threads", type=int, default=1, help="saker run --threads")
     args = ap.parse_args()
     # The reader thread must get the interpreter as soon as an alert arrives,
     # not after the writer's default 5 ms slice.
     sys.setswitchinterval(0.0001)
 
     proc = subprocess.Popen(
-        [args.binary, "run", "--no-summary"],
+        [args.binary, "run", "--no-summary", "--threads", str(args.threads)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
