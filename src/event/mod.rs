@@ -633,6 +633,11 @@ mod tests {
             events.is_empty() && skips.len() == 1,
             "{events:?} {skips:?}"
         );
+        // A key twice is refused as serde_json refuses it, a null first too.
+        let twice = format!(
+            r#"{{"protoPayload":null,"protoPayload":{audit},"timestamp":"1970-01-01T00:00:04Z"}}"#
+        );
+        assert_eq!(decode(&twice), (vec![], vec![Skip::NotAuditEvent]));
     }
 
     /// Every raw key of `Top` that is not an event's: the envelopes' and

@@ -151,6 +151,14 @@ proptest! {
                 let plain: Vec<Vec<String>> = fields_of(raw.as_bytes()).into_iter().map(but_cluster).collect();
                 prop_assert_eq!(vec![but_cluster(fields)], plain);
             }
+            // Inside a larger document (an array after another entry, a
+            // Pub/Sub push message) the entry gives the same fields.
+            let alone = fields_of(&doc);
+            let text = String::from_utf8_lossy(&doc);
+            let array = format!("[{text}, {text}]");
+            prop_assert_eq!(fields_of(array.as_bytes()), [alone.clone(), alone.clone()].concat());
+            let pushed = json!({"message": {"data": b64(&doc)}, "subscription": "s"}).to_string();
+            prop_assert_eq!(fields_of(pushed.as_bytes()), alone);
         }
     }
 

@@ -4,7 +4,10 @@
 //! where they were written, so the event's text is not scanned again. The
 //! values written here (the user, `objectRef`, strings) are small and not
 //! on the tape: a rule's lookup in them reads their text ([`crate::event::json`]),
-//! as for any value that is not on an event's tape.
+//! as for any value that is not on an event's tape. Nor is the event itself:
+//! the top-level keys an event captures are found through
+//! [`crate::event::Top`], filled from the spans written here; a lookup of
+//! any other top-level key reads the whole converted text.
 
 use super::{without_type, Cut, Keys, Obj};
 use crate::event::scan::Tape;
