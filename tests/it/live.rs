@@ -35,6 +35,17 @@ fn wait_for(rx: &mpsc::Receiver<String>, n: usize, limit: Duration) -> Vec<Strin
 
 #[test]
 fn quiet_stdin_fires_absence_before_input_ends() {
+    quiet_stdin_fires_absence(&[]);
+}
+
+#[test]
+fn quiet_stdin_fires_absence_before_input_ends_on_worker_threads() {
+    // The workers' batch is taken back before the idle check moves the
+    // windows on, and before the reader waits.
+    quiet_stdin_fires_absence(&["--threads", "2"]);
+}
+
+fn quiet_stdin_fires_absence(extra: &[&str]) {
     let rules = golden("live/silent.yaml");
     let mut child = saker()
         .args([
@@ -45,6 +56,7 @@ fn quiet_stdin_fires_absence_before_input_ends() {
             "0s",
             "--no-summary",
         ])
+        .args(extra)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -82,7 +94,18 @@ fn quiet_stdin_fires_absence_before_input_ends() {
 
 #[test]
 fn follow_survives_rotation() {
-    let dir = std::env::temp_dir().join(format!("saker-it-follow-{}", std::process::id()));
+    follow_through_rotation("follow", &[]);
+}
+
+#[test]
+fn follow_survives_rotation_on_worker_threads() {
+    // Each alert comes out while the file is followed: what the workers
+    // hold is taken back before the reader waits for more.
+    follow_through_rotation("follow-threads", &["--threads", "2"]);
+}
+
+fn follow_through_rotation(name: &str, extra: &[&str]) {
+    let dir = std::env::temp_dir().join(format!("saker-it-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let log = dir.join("audit.log");
@@ -105,6 +128,7 @@ fn follow_survives_rotation() {
             "--follow",
             "--no-summary",
         ])
+        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
