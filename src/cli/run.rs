@@ -315,9 +315,6 @@ impl RunArgs {
         if self.state_dir.is_some() && matches!(replay.input, InputSettings::Kafka(_)) {
             return Err("--state-dir does not apply to --input kafka: a restarted consumer rebuilds its state by replaying its partitions".into());
         }
-        if self.state_dir.is_some() && threads > 1 {
-            return Err("--state-dir needs --threads 1".into());
-        }
         let metrics = match &self.metrics_listen {
             None => None,
             Some(listen) => Some(MetricsSettings {

@@ -171,8 +171,12 @@ fn print_config_checks_the_settings_first() {
         .args([
             "run",
             "--print-config",
-            "--threads",
-            "4",
+            "--input",
+            "kafka",
+            "--kafka-brokers",
+            "127.0.0.1:1",
+            "--kafka-topic",
+            "t",
             "--state-dir",
             "/nonexistent",
         ])
@@ -180,7 +184,8 @@ fn print_config_checks_the_settings_first() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(out.stdout.is_empty());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("--state-dir needs --threads 1"));
+    assert!(String::from_utf8_lossy(&out.stderr)
+        .contains("--state-dir does not apply to --input kafka"));
 }
 
 #[test]
