@@ -26,20 +26,25 @@ fn same_under_threads(one: &Output, path: &Path, extra: &[&str], threads: &[&str
     }
 }
 
+/// The bundled sample with its times moved to October `day`.
+fn sample_on_day(day: usize) -> String {
+    let sample = std::fs::read_to_string(root().join("examples/audit-sample.jsonl")).unwrap();
+    let mut out = String::new();
+    for line in sample.lines() {
+        out.push_str(&line.replace("2024-10-29T1", &format!("2024-10-{day:02}T1")));
+        out.push('\n');
+    }
+    out
+}
+
 #[test]
 fn threads_give_the_same_output_as_one_thread() {
     // The bundled sample, repeated with shifted times so that windowed
     // rules fire and resolve across many batches, plus noise: klog lines,
     // blank lines and a line over the limit.
-    let sample = std::fs::read_to_string(root().join("examples/audit-sample.jsonl")).unwrap();
     let mut data = String::new();
     for copy in 0..40 {
-        for line in sample.lines() {
-            data.push_str(
-                &line.replace("2024-10-29T1", &format!("2024-10-{:02}T1", 1 + copy % 28)),
-            );
-            data.push('\n');
-        }
+        data.push_str(&sample_on_day(1 + copy % 28));
         data.push_str("I1029 12:00:00.000000       1 klog line\n\n");
         if copy == 7 {
             data.push_str(&"x".repeat(3 << 20));
@@ -85,16 +90,7 @@ fn threads_give_the_same_output_as_one_thread() {
 fn stdin_under_threads_gives_the_alerts_of_a_file_on_one_thread() {
     // A live input: its batches go to the workers as they come, and are
     // taken back before the source waits and before each idle check.
-    let sample = std::fs::read_to_string(root().join("examples/audit-sample.jsonl")).unwrap();
-    let mut data = String::new();
-    for copy in 0..20 {
-        for line in sample.lines() {
-            data.push_str(
-                &line.replace("2024-10-29T1", &format!("2024-10-{:02}T1", 1 + copy % 28)),
-            );
-            data.push('\n');
-        }
-    }
+    let data: String = (1..=20).map(sample_on_day).collect();
     let dir = std::env::temp_dir().join(format!("saker-threads-stdin-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("events.jsonl");
