@@ -288,15 +288,15 @@ impl<'r> Pool<'r> {
                     let Ok(Ok(mut job)) = next else {
                         return;
                     };
-                    if job.generation != generation {
-                        generation = job.generation;
-                        worker = template
-                            .lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .worker();
-                    }
-                    worker.line_base = line_base + job.first_line;
                     let evaluated = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        if job.generation != generation {
+                            generation = job.generation;
+                            worker = template
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .worker();
+                        }
+                        worker.line_base = line_base + job.first_line;
                         worker.evaluate(&mut job)
                     }));
                     if let Err(panic) = evaluated {
@@ -473,6 +473,11 @@ impl<'r> Pool<'r> {
         }
     }
 
+    /// How many jobs were sent so far: the next one sent is numbered this.
+    pub fn sent(&self) -> u64 {
+        self.next_seq
+    }
+
     /// Takes back the buffer of an applied job.
     pub fn recycle(&mut self, data: Vec<u8>) {
         self.free.push(data);
@@ -488,6 +493,13 @@ impl<'r> Pool<'r> {
 
 fn stopped() -> io::Error {
     io::Error::other("the worker threads stopped")
+}
+
+impl Done {
+    /// The job's number, in the order jobs were sent.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
 }
 
 impl Drop for Pool<'_> {

@@ -106,6 +106,10 @@ pub struct Driver<'d, 'r, C: Clock> {
     /// With workers: where the source stood after the last batch whose
     /// alerts were emitted.
     applied: Option<InputPosition>,
+    /// Streams the source closed while the workers held batches of
+    /// theirs, and how many jobs had been sent then: those jobs' pieces of
+    /// the stream are dropped.
+    closed: HashMap<StreamId, u64>,
 }
 
 impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
@@ -124,6 +128,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             checkpoint: None,
             reloads: None,
             applied: None,
+            closed: HashMap::new(),
         }
     }
 
@@ -200,7 +205,6 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         let mut next_progress = PROGRESS_EVERY;
         let keeping = self.checkpoint.is_some();
         let finished = loop {
-            self.acknowledge(source)?;
             if let Some(pending) = self.reloads.as_mut().and_then(|r| r.take()) {
                 self.drain(pool.as_deref_mut())?;
                 self.reload(pending)?;
@@ -208,6 +212,9 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                     p.reloaded(self.engine);
                 }
             }
+            // Before the source polls again (a Kafka revoke commits what
+            // was acknowledged by then).
+            self.acknowledge(source)?;
             let mut flushed = false;
             // What is out once the outputs are flushed, should the source
             // flush them before it waits.
@@ -241,7 +248,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                                     p.send()?;
                                 }
                                 while let Some(done) = p.next_done(false)? {
-                                    self.apply(p, done, None)?;
+                                    self.apply(p, done)?;
                                 }
                             }
                         }
@@ -273,9 +280,13 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                     self.reset(source, stream, stage)?
                 }
                 Next::Closed(stream) => {
-                    // What the workers hold of it is dropped: not
-                    // acknowledged, so the stream's next owner reads it.
-                    self.drain_but(pool.as_deref_mut(), Some(stream))?;
+                    // What the workers hold of it is dropped when it comes
+                    // back: not acknowledged, so the stream's next owner
+                    // reads it.
+                    if let Some(p) = pool.as_deref_mut() {
+                        p.send()?;
+                        self.closed.insert(stream, p.sent());
+                    }
                     self.close_stream(stream)
                 }
                 Next::End => {
@@ -351,37 +362,24 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
 
     /// Sends what the pool holds and applies every job it has out.
     fn drain(&mut self, pool: Option<&mut Pool<'r>>) -> io::Result<()> {
-        self.drain_but(pool, None)
-    }
-
-    /// As [`Driver::drain`], dropping the batches of `closed`.
-    fn drain_but(
-        &mut self,
-        pool: Option<&mut Pool<'r>>,
-        closed: Option<StreamId>,
-    ) -> io::Result<()> {
         let Some(pool) = pool else { return Ok(()) };
         pool.send()?;
         while let Some(done) = pool.next_done(true)? {
-            self.apply(pool, done, closed)?;
+            self.apply(pool, done)?;
         }
         Ok(())
     }
 
     /// Emits a job the workers evaluated, piece by piece in the stream's
-    /// windows, and records the pieces' acknowledgements; the pieces of
-    /// `closed` are dropped.
-    fn apply(
-        &mut self,
-        pool: &mut Pool<'r>,
-        done: parallel::Done,
-        closed: Option<StreamId>,
-    ) -> io::Result<()> {
+    /// windows, and records the pieces' acknowledgements; the pieces of a
+    /// stream closed meanwhile are dropped.
+    fn apply(&mut self, pool: &mut Pool<'r>, done: parallel::Done) -> io::Result<()> {
         self.engine.stats.absorb(&done.stats);
+        let seq = done.seq();
         let mut events = done.events.into_iter();
         let now = self.clock.now();
         for piece in done.pieces {
-            if closed == Some(piece.stream) {
+            if self.closed.get(&piece.stream) > Some(&seq) {
                 events.by_ref().take(piece.captured).for_each(drop);
                 continue;
             }
@@ -405,6 +403,8 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 self.applied = piece.position;
             }
         }
+        // Jobs before `sent` are all applied once this one is.
+        self.closed.retain(|_, sent| *sent > seq + 1);
         self.engine.publish(None);
         pool.recycle(done.data);
         Ok(())
@@ -1205,11 +1205,14 @@ mod tests {
     #[test]
     fn a_closed_streams_batches_still_on_the_workers_are_dropped() {
         let steps = || {
+            // A rebalance revokes streams 1 and 2, one `Closed` each.
             vec![
                 Step::Doc(0, exec(1), Some(1), Duration::ZERO),
                 Step::Doc(1, exec(2), Some(2), Duration::ZERO),
+                Step::Doc(2, exec(5), Some(5), Duration::ZERO),
                 Step::Doc(1, exec(3), Some(3), Duration::ZERO),
                 Step::Closed(1),
+                Step::Closed(2),
                 Step::Doc(0, exec(4), Some(4), Duration::ZERO),
                 Step::End,
             ]
@@ -1222,10 +1225,14 @@ mod tests {
         };
         // On one thread a batch is evaluated before the next is read.
         let one = drive_on(1, true, steps(), Vec::new());
-        assert_eq!(acks(&one), ["ack 1 1", "ack 2 1", "ack 3 1", "ack 4 1"]);
-        assert_eq!(alerts(&one).len(), 4);
-        // With workers, stream 1's batches were still out when it closed:
-        // neither alerted nor acknowledged (its next owner reads them).
+        assert_eq!(
+            acks(&one),
+            ["ack 1 1", "ack 2 1", "ack 5 1", "ack 3 1", "ack 4 1"]
+        );
+        assert_eq!(alerts(&one).len(), 5);
+        // With workers, streams 1 and 2's batches were still out when they
+        // closed: neither alerted nor acknowledged (their next owner reads
+        // them).
         let two = drive_on(2, true, steps(), Vec::new());
         assert_eq!(acks(&two), ["ack 1 1", "ack 4 1"], "{two:?}");
         assert_eq!(alerts(&two).len(), 2, "{two:?}");

@@ -664,7 +664,9 @@ impl Source for KafkaSource {
                 if !lock(&self.positions).revoked.is_empty() {
                     // That poll revoked partitions while batches of them may
                     // still be out on worker threads: the driver hears of it
-                    // first, and drops them (see `pre_rebalance`).
+                    // first, and drops them (see `pre_rebalance`). (rdkafka
+                    // returns no message from a poll that ran a rebalance;
+                    // one would wait here all the same.)
                     if let Some(Ok(m)) = polled {
                         self.stashed = Some(m);
                     }
