@@ -46,6 +46,14 @@ pub struct Stats {
 }
 
 impl Stats {
+    /// No counts yet, for a set of `rules` rules.
+    pub fn for_rules(rules: usize) -> Self {
+        Stats {
+            alerts: vec![0; rules],
+            ..Stats::default()
+        }
+    }
+
     pub fn skipped(&self, s: Skip) -> u64 {
         self.skipped[s as usize]
     }
@@ -201,10 +209,7 @@ impl<'r> Engine<'r> {
             rules,
             matching,
             window_options: options,
-            stats: Stats {
-                alerts: vec![0; n],
-                ..Stats::default()
-            },
+            stats: Stats::for_rules(n),
             metrics: None,
             keys_elsewhere: None,
             capture: None,

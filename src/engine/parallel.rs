@@ -228,7 +228,8 @@ struct Job {
 
 /// A job evaluated.
 pub struct Done {
-    seq: u64,
+    /// The job's number, in the order jobs were sent.
+    pub seq: u64,
     pub stats: Stats,
     pub pieces: Vec<Piece>,
     /// The pieces' events, in order.
@@ -244,7 +245,8 @@ pub struct Done {
 /// its stream's windows, so that windows, sequences and the order of alerts
 /// are those of one thread.
 pub struct Pool<'r> {
-    work: Option<mpsc::SyncSender<Job>>,
+    /// Workers end once this is dropped, with the pool.
+    work: mpsc::SyncSender<Job>,
     /// A job evaluated, or what a worker's panic said.
     done: mpsc::Receiver<Result<Done, String>>,
     /// What workers copy their engine from when the rule set changes.
@@ -310,10 +312,7 @@ impl<'r> Pool<'r> {
                         let _ = done_tx.send(Err(what));
                         return;
                     }
-                    let fresh = Stats {
-                        alerts: vec![0; worker.rules.rules.len()],
-                        ..Stats::default()
-                    };
+                    let fresh = Stats::for_rules(worker.rules.rules.len());
                     let done = Done {
                         seq: job.seq,
                         stats: std::mem::replace(&mut worker.stats, fresh),
@@ -328,7 +327,7 @@ impl<'r> Pool<'r> {
             });
         }
         Pool {
-            work: Some(work_tx),
+            work: work_tx,
             done: done_rx,
             template,
             generation: 0,
@@ -427,11 +426,8 @@ impl<'r> Pool<'r> {
         };
         self.building.first_line = self.lines;
         self.next_seq += 1;
-        // The workers end when this sender is dropped, or when one panics.
-        match &self.work {
-            Some(work) if work.send(job).is_ok() => Ok(()),
-            _ => Err(stopped()),
-        }
+        // Refused once every worker has stopped (after a panic).
+        self.work.send(job).map_err(|_| stopped())
     }
 
     /// Jobs sent and not yet taken back.
@@ -493,20 +489,6 @@ impl<'r> Pool<'r> {
 
 fn stopped() -> io::Error {
     io::Error::other("the worker threads stopped")
-}
-
-impl Done {
-    /// The job's number, in the order jobs were sent.
-    pub fn seq(&self) -> u64 {
-        self.seq
-    }
-}
-
-impl Drop for Pool<'_> {
-    fn drop(&mut self) {
-        // Workers end once their queue is closed.
-        self.work = None;
-    }
 }
 
 impl Engine<'_> {

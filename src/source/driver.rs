@@ -235,41 +235,26 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                 Next::Batch(batch) => {
                     let (stream, position) = (batch.stream, batch.ack);
                     let body = match pool.as_deref_mut() {
-                        Some(p) => p.add(stream, batch.body, position, self.max_document).err(),
                         None => Some(batch.body),
+                        Some(p) => match p.add(stream, batch.body, position, self.max_document) {
+                            Err(body) => Some(body),
+                            Ok(()) => {
+                                let at = if keeping { source.position() } else { None };
+                                self.queued(p, at)?;
+                                None
+                            }
+                        },
                     };
-                    match body {
-                        None => {
-                            if let Some(p) = pool.as_deref_mut() {
-                                if keeping {
-                                    p.set_position(source.position());
-                                }
-                                if p.full() {
-                                    p.send()?;
-                                }
-                                while let Some(done) = p.next_done(false)? {
-                                    self.apply(p, done)?;
-                                }
-                            }
+                    if let Some(body) = body {
+                        // Not a worker's: what came before goes first.
+                        self.drain(pool.as_deref_mut())?;
+                        let stage = matches!(body, Body::Forwarded(_));
+                        let progress = self.batch(stream, position, stage, body)?;
+                        if let Some(outbox) = self.engine.take_outbox() {
+                            source.forward(stream, outbox, self.engine.rules())?;
                         }
-                        Some(body) => {
-                            // Not a worker's: what came before goes first.
-                            self.drain(pool.as_deref_mut())?;
-                            let stage = matches!(body, Body::Forwarded(_));
-                            let (events, progress) = self.batch(stream, stage, body)?;
-                            if let Some(outbox) = self.engine.take_outbox() {
-                                source.forward(stream, outbox, self.engine.rules())?;
-                            }
-                            if let Some(progress) = progress {
-                                source.progress(stream, progress);
-                            }
-                            if let Some(position) = position {
-                                self.acks.push(Ack {
-                                    stream,
-                                    position,
-                                    events,
-                                });
-                            }
+                        if let Some(progress) = progress {
+                            source.progress(stream, progress);
                         }
                     }
                 }
@@ -340,24 +325,52 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         Ok(finished)
     }
 
-    /// Runs a batch through the engine on this thread: the events it held
-    /// and, for a stage stream's record, what it did.
+    /// Runs a batch through the engine on this thread; for a stage
+    /// stream's record, returns what it did.
     fn batch(
         &mut self,
         stream: StreamId,
+        ack: Option<i64>,
         stage: bool,
         body: Body,
-    ) -> io::Result<(u64, Option<forward::Progress>)> {
+    ) -> io::Result<Option<forward::Progress>> {
         self.enter(stream, stage);
         let before = self.engine.stats.events;
-        let result = self.process(body);
-        let events = self.engine.stats.events - before;
+        let progress = self.process(body)?;
+        let now = self.clock.now();
+        self.evaluated(stream, ack, self.engine.stats.events - before, now);
+        Ok(progress)
+    }
+
+    /// A batch of `stream` holding `events` is out: the stream was busy at
+    /// `now`, and the batch is acknowledged once the outputs are flushed.
+    fn evaluated(&mut self, stream: StreamId, ack: Option<i64>, events: u64, now: Instant) {
         if events > 0 {
             if let Some(s) = self.streams.get_mut(&stream) {
-                s.last_event = self.clock.now();
+                s.last_event = now;
             }
         }
-        Ok((events, result?))
+        if let Some(position) = ack {
+            self.acks.push(Ack {
+                stream,
+                position,
+                events,
+            });
+        }
+    }
+
+    /// A batch was copied into the pool, the source standing at `at`
+    /// after it: sends the job once it is full, and applies the jobs the
+    /// workers have finished (waiting only when too many are out).
+    fn queued(&mut self, pool: &mut Pool<'r>, at: Option<InputPosition>) -> io::Result<()> {
+        pool.set_position(at);
+        if pool.full() {
+            pool.send()?;
+        }
+        while let Some(done) = pool.next_done(false)? {
+            self.apply(pool, done)?;
+        }
+        Ok(())
     }
 
     /// Sends what the pool holds and applies every job it has out.
@@ -375,7 +388,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
     /// stream closed meanwhile are dropped.
     fn apply(&mut self, pool: &mut Pool<'r>, done: parallel::Done) -> io::Result<()> {
         self.engine.stats.absorb(&done.stats);
-        let seq = done.seq();
+        let seq = done.seq;
         let mut events = done.events.into_iter();
         let now = self.clock.now();
         for piece in done.pieces {
@@ -387,18 +400,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             for c in events.by_ref().take(piece.captured) {
                 self.engine.apply(c, &done.data, self.sink)?;
             }
-            if piece.events > 0 {
-                if let Some(s) = self.streams.get_mut(&piece.stream) {
-                    s.last_event = now;
-                }
-            }
-            if let Some(position) = piece.ack {
-                self.acks.push(Ack {
-                    stream: piece.stream,
-                    position,
-                    events: piece.events,
-                });
-            }
+            self.evaluated(piece.stream, piece.ack, piece.events, now);
             if piece.position.is_some() {
                 self.applied = piece.position;
             }

@@ -504,6 +504,23 @@ fn one_instance_and_two_in_a_group_give_the_same_alerts() {
     );
 }
 
+/// Produces `lines` to the 4-partition `audit` topic on a thread, 600 at a
+/// time with `pause` between, while the test watches a consumer.
+fn produce_in_chunks(
+    broker: &Broker,
+    lines: &[String],
+    pause: Duration,
+) -> std::thread::JoinHandle<()> {
+    let addr = broker.addr.clone();
+    let chunks: Vec<Vec<String>> = lines.chunks(600).map(<[String]>::to_vec).collect();
+    std::thread::spawn(move || {
+        for chunk in chunks {
+            produce(&addr, "audit", 4, &chunk);
+            std::thread::sleep(pause);
+        }
+    })
+}
+
 /// The default per-event rules and a windowed one grouped by
 /// `ka.user.name`, the partition key given with them: nothing is
 /// repartitioned, so `--threads` applies.
@@ -596,14 +613,7 @@ fn a_member_joining_mid_stream_under_threads_loses_no_alert() {
     flags.extend(["--threads", "2"]);
     let mut a = Instance::start_with(&broker, "audit", "grow", "grow-a", &flags);
     wait_caught_up(&[&a], 4, first.len() as f64);
-    let addr = broker.addr.clone();
-    let chunks: Vec<Vec<String>> = second.chunks(600).map(<[String]>::to_vec).collect();
-    let producer = std::thread::spawn(move || {
-        for chunk in chunks {
-            produce(&addr, "audit", 4, &chunk);
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    });
+    let producer = produce_in_chunks(&broker, &second, Duration::from_millis(200));
     wait_until(Duration::from_secs(60), || {
         (a.metric("saker_kafka_messages_total") >= (first.len() + 1200) as f64).then_some(())
     })
@@ -662,15 +672,8 @@ fn sigkill_mid_stream_and_restart_lose_no_alert() {
     let mut victim = Instance::start(&broker, "audit", "victim", "victim-1");
     wait_caught_up(&[&victim], 4, first.len() as f64);
     // More arrives, in chunks, while it consumes; it is killed mid-stream.
-    let addr = broker.addr.clone();
-    let chunks: Vec<Vec<String>> = second.chunks(600).map(<[String]>::to_vec).collect();
-    let n_chunks = chunks.len();
-    let producer = std::thread::spawn(move || {
-        for chunk in chunks {
-            produce(&addr, "audit", 4, &chunk);
-            std::thread::sleep(Duration::from_millis(300));
-        }
-    });
+    let n_chunks = second.len().div_ceil(600);
+    let producer = produce_in_chunks(&broker, &second, Duration::from_millis(300));
     let target = (first.len() + 3 * 600) as f64;
     wait_until(Duration::from_secs(60), || {
         (victim.metric("saker_kafka_messages_total") >= target).then_some(())

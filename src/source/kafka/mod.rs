@@ -136,6 +136,29 @@ struct Positions {
 }
 
 impl Positions {
+    /// A partition resumes at `offset`: committed from there until a
+    /// message is acknowledged, and expected there next.
+    fn start(&mut self, topic: &str, p: i32, offset: i64) {
+        self.next
+            .entry(topic.to_string())
+            .or_default()
+            .insert(p, offset);
+        self.handed
+            .entry(topic.to_string())
+            .or_default()
+            .insert(p, offset);
+    }
+
+    /// A partition is no longer ours (revoked), or its position stands as
+    /// committed (a warm-up cut short).
+    fn forget(&mut self, topic: &str, p: i32) {
+        for positions in [&mut self.next, &mut self.handed] {
+            if let Some(parts) = positions.get_mut(topic) {
+                parts.remove(&p);
+            }
+        }
+    }
+
     fn list(&self, only: Option<&TopicPartitionList>) -> TopicPartitionList {
         let mut tpl = TopicPartitionList::new();
         for (topic, parts) in &self.next {
@@ -317,12 +340,7 @@ impl ConsumerContext for Context {
                     };
                 }
                 for e in tpl.elements() {
-                    if let Some(parts) = d.next.get_mut(e.topic()) {
-                        parts.remove(&e.partition());
-                    }
-                    if let Some(parts) = d.handed.get_mut(e.topic()) {
-                        parts.remove(&e.partition());
-                    }
+                    d.forget(e.topic(), e.partition());
                     d.watermarks.remove(&(e.topic().to_string(), e.partition()));
                     // Not ours any more: not to be rebuilt (nor committed).
                     d.assigned
@@ -512,6 +530,13 @@ impl KafkaSource {
         id
     }
 
+    /// The next message, waiting at most `wait` ([`take_message`]).
+    fn poll(&mut self, wait: Duration) -> Option<rdkafka::error::KafkaResult<(String, i32, i64)>> {
+        let stage = self.forwarder.as_deref().map(|f| f.topic());
+        let polled = self.consumer.poll(wait);
+        take_message(polled, &self.counters, stage, &mut self.payload)
+    }
+
     fn batch(&mut self, stream: StreamId, offset: i64) -> Next<'_> {
         self.in_hand = offset;
         if let Some((topic, p)) = self.streams.get(stream.0 as usize) {
@@ -657,36 +682,30 @@ impl Source for KafkaSource {
         }
         let polled = match self.stashed.take() {
             Some(m) => Some(Ok(m)),
+            None => self.poll(Duration::ZERO),
+        };
+        if !lock(&self.positions).revoked.is_empty() {
+            // That poll revoked partitions while batches of them may still
+            // be out on worker threads: the driver hears of it first, and
+            // drops them (see `pre_rebalance`). (rdkafka returns no message
+            // from a poll that ran a rebalance; one would wait here all the
+            // same.)
+            if let Some(Ok(m)) = polled {
+                self.stashed = Some(m);
+            }
+            return self.next(before_wait);
+        }
+        let polled = match polled {
+            Some(m) => Some(m),
             None => {
-                let stage = self.forwarder.as_deref().map(|f| f.topic());
-                let polled = self.consumer.poll(Duration::ZERO);
-                let polled = take_message(polled, &self.counters, stage, &mut self.payload);
-                if !lock(&self.positions).revoked.is_empty() {
-                    // That poll revoked partitions while batches of them may
-                    // still be out on worker threads: the driver hears of it
-                    // first, and drops them (see `pre_rebalance`). (rdkafka
-                    // returns no message from a poll that ran a rebalance;
-                    // one would wait here all the same.)
-                    if let Some(Ok(m)) = polled {
-                        self.stashed = Some(m);
-                    }
-                    return self.next(before_wait);
+                // Nothing in hand: let alerts out before waiting.
+                if let Some(f) = &self.forwarder {
+                    f.flush(false).map_err(io::Error::other)?;
                 }
-                match polled {
-                    Some(m) => Some(m),
-                    None => {
-                        // Nothing in hand: let alerts out before waiting.
-                        if let Some(f) = &self.forwarder {
-                            f.flush(false).map_err(io::Error::other)?;
-                        }
-                        for ack in before_wait()? {
-                            self.ack(ack)?;
-                        }
-                        let stage = self.forwarder.as_deref().map(|f| f.topic());
-                        let polled = self.consumer.poll(POLL);
-                        take_message(polled, &self.counters, stage, &mut self.payload)
-                    }
+                for ack in before_wait()? {
+                    self.ack(ack)?;
                 }
+                self.poll(POLL)
             }
         };
         let (topic, p, offset) = match polled {
@@ -699,9 +718,9 @@ impl Source for KafkaSource {
             Some(Ok(m)) => m,
         };
         let stream = self.stream_id(&topic, p);
-        // The offset expected next is the one to commit; another one means
-        // the partition moved (rebalance, restart) and its windows are
-        // rebuilt before this message.
+        // The offset expected next is the one after the last handed out;
+        // another one means the partition moved (rebalance, restart) and its
+        // windows are rebuilt before this message.
         let expected = lock(&self.positions)
             .handed
             .get(&topic)
@@ -736,10 +755,7 @@ impl Source for KafkaSource {
         }
         if expected != Some(offset) {
             // Until the message is acknowledged, a resume starts here.
-            let mut d = lock(&self.positions);
-            d.next.entry(topic.clone()).or_default().insert(p, offset);
-            d.handed.entry(topic).or_default().insert(p, offset);
-            drop(d);
+            lock(&self.positions).start(&topic, p, offset);
             self.held = Some((stream, offset));
             return Ok(Next::Reset(stream));
         }
@@ -813,12 +829,7 @@ impl Source for KafkaSource {
                 self.cut = true;
                 self.resumed.remove(&stream);
                 let mut d = lock(&self.positions);
-                if let Some(parts) = d.next.get_mut(&topic) {
-                    parts.remove(&p);
-                }
-                if let Some(parts) = d.handed.get_mut(&topic) {
-                    parts.remove(&p);
-                }
+                d.forget(&topic, p);
                 d.watermarks.remove(&(topic.clone(), p));
                 tracing::info!(
                     topic,
@@ -958,10 +969,7 @@ impl KafkaSource {
         }
         let (resume, _) = self.committed(&topic, p).filter(|(o, _)| *o > 0)?;
         let stream = self.stream_id(&topic, p);
-        let mut d = lock(&self.positions);
-        d.next.entry(topic.clone()).or_default().insert(p, resume);
-        d.handed.entry(topic).or_default().insert(p, resume);
-        drop(d);
+        lock(&self.positions).start(&topic, p, resume);
         self.warming = Some((stream, resume));
         Some(stream)
     }
