@@ -144,6 +144,32 @@ mod tests {
     }
 
     #[test]
+    fn escapes_at_every_offset_of_the_blocks() {
+        // An escape of each kind at each offset over several sixteen-byte
+        // blocks (a `\\u` escape straddling one too), in a string of
+        // documents' quotes.
+        for escape in [
+            "\\\"",
+            "\\\\",
+            "\\n",
+            "\\u00e9",
+            "\\uD83D\\uDE00",
+            "\\q",
+            "\u{1}",
+        ] {
+            for n in 0..140 {
+                let s = format!(
+                    "\"{}{escape}{}\\\"x\"",
+                    "a".repeat(n),
+                    "\\\"b".repeat(n % 7)
+                );
+                let theirs = serde_json::from_str::<String>(&s).ok();
+                assert_eq!(read(&s), theirs, "{s:?}");
+            }
+        }
+    }
+
+    #[test]
     fn invalid_strings_are_refused() {
         for s in [
             "\"",
@@ -183,12 +209,13 @@ mod tests {
             Just("\"".to_string()),
             Just("\u{1}".to_string()),
             Just("é€😀".to_string()),
+            "[a-z\"\\\\]{50,90}",
         ]
     }
 
     proptest! {
         #[test]
-        fn agrees_with_serde_json(pieces in prop::collection::vec(piece(), 0..40), close in any::<bool>()) {
+        fn agrees_with_serde_json(pieces in prop::collection::vec(piece(), 0..60), close in any::<bool>()) {
             let body: String = pieces.concat();
             let s = if close { format!("\"{body}\"") } else { format!("\"{body}") };
             let ours = {

@@ -136,9 +136,10 @@ fn refusal_says_where() {
 #[test]
 fn every_position_in_a_block() {
     // The quote, the escape or the control character at each offset around
-    // the sixteen-byte blocks, from every starting offset.
+    // the sixteen-byte blocks, over several of them, from several starting
+    // offsets.
     for pad in 0..3 {
-        for n in 0..40 {
+        for n in 0..140 {
             let body = "a".repeat(n);
             let lead = " ".repeat(pad);
             assert!(accepts(&format!("{lead}\"{body}\"")));
@@ -146,6 +147,26 @@ fn every_position_in_a_block() {
             assert!(!accepts(&format!("{lead}\"{body}\u{1}{body}\"")));
             assert!(!accepts(&format!("{lead}\"{body}")));
             check_spans(&format!("{lead}[\"{body}\",\"{body}\\\"\"]"));
+        }
+    }
+}
+
+#[test]
+fn backslash_runs_across_blocks() {
+    // Runs of backslashes ending at, before and after a 64-byte boundary
+    // (and so at every sixteen-byte one around it): an odd
+    // run escapes the quote after it (the string goes on), an even one
+    // does not (the string ends there).
+    for lead in 55..70 {
+        for run in 0..8 {
+            let text = format!("[\"{}{}\"]", "a".repeat(lead), "\\".repeat(run));
+            let closed = format!("{text}\"]");
+            let expect = serde_accepts(&text);
+            assert_eq!(accepts(&text), expect, "{lead} + {run}: {text:?}");
+            assert_eq!(accepts(&closed), serde_accepts(&closed), "{closed:?}");
+            if expect {
+                check_spans(&text);
+            }
         }
     }
 }
@@ -184,9 +205,40 @@ fn jsonish() -> impl Strategy<Value = String> {
     prop::collection::vec(token, 0..24).prop_map(|t| t.concat())
 }
 
+/// Longer JSON-like text, over many sixteen-byte blocks: mostly valid
+/// pieces with a near miss now and then.
+fn long_jsonish() -> impl Strategy<Value = String> {
+    let valid = prop::sample::select(vec![
+        "{\"key\":\"value\"}",
+        "[1,2.5,-3e2,true,false,null]",
+        "\"a string with \\\" and \\\\ inside it\"",
+        "\"\\\\\\\\\\\\\"",
+        "\"\\u00e9\\n\\t\"",
+        "{\"a\":{\"b\":[{},[],\"\"]}}",
+        " \"é\" ",
+        "\n0\n",
+    ]);
+    let near_miss = prop::sample::select(vec![
+        ",", ":", "\"", "\\", "\"x\ty\"", "01", "é", "\"\\q\"", "[}",
+    ]);
+    let piece = prop_oneof![30 => valid, 1 => near_miss];
+    prop::collection::vec(piece, 0..40).prop_map(|p| {
+        // Joined as the elements of one array, so that most are valid.
+        format!("[{}]", p.join(","))
+    })
+}
+
 proptest! {
     #[test]
     fn same_verdict_as_serde_json(text in jsonish()) {
+        prop_assert_eq!(accepts(&text), serde_accepts(&text), "{:?}", text);
+        if accepts(&text) {
+            check_spans(&text);
+        }
+    }
+
+    #[test]
+    fn long_documents_have_the_verdict_of_serde_json(text in long_jsonish()) {
         prop_assert_eq!(accepts(&text), serde_accepts(&text), "{:?}", text);
         if accepts(&text) {
             check_spans(&text);
@@ -199,4 +251,20 @@ proptest! {
             prop_assert_eq!(accepts(text), serde_accepts(text));
         }
     }
+}
+
+#[test]
+fn long_documents_are_mostly_valid() {
+    // The strategy above must give valid documents, or its test would
+    // only ever compare refusals.
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let valid = (0..200)
+        .filter(|_| {
+            let text = long_jsonish().new_tree(&mut runner).unwrap().current();
+            accepts(&text)
+        })
+        .count();
+    assert!(valid > 50, "{valid} of 200 valid");
 }
