@@ -33,6 +33,15 @@ impl<'a> Scanned<'a> {
         &self.base[n.key as usize..n.key_end as usize]
     }
 
+    /// Whether the key of entry `n` is `key`: compared as it is written
+    /// when the scan saw no escape in it.
+    fn key_is(&self, n: &Node, key: &str) -> bool {
+        match n.plain_key(self.base) {
+            Some(plain) => plain == key,
+            None => json::key_is(self.key_of(n), key),
+        }
+    }
+
     /// The value of `key` in object `parent` (the first one, if repeated).
     pub fn get(&self, parent: &'a str, key: &str) -> Option<&'a str> {
         let Some(i) = self.node(parent) else {
@@ -43,7 +52,7 @@ impl<'a> Scanned<'a> {
         }
         self.tape
             .children(i)
-            .find(|(_, n)| json::key_is(self.key_of(n), key))
+            .find(|(_, n)| self.key_is(n, key))
             .map(|(_, n)| self.text_of(n))
     }
 
@@ -59,7 +68,7 @@ impl<'a> Scanned<'a> {
         }
         for (_, n) in self.tape.children(i) {
             for (slot, key) in found.iter_mut().zip(keys) {
-                if slot.is_none() && json::key_is(self.key_of(n), key) {
+                if slot.is_none() && self.key_is(n, key) {
                     *slot = Some(self.text_of(n));
                 }
             }
@@ -103,5 +112,33 @@ impl<'a> Scanned<'a> {
             return None;
         }
         self.tape.children(i).nth(idx).map(|(_, n)| self.text_of(n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_matched_escaped_or_not() {
+        let text = r#"{"o":{"nam":"c","n\u0061me":"a","name":"d","name2":"b"},"p":1}"#;
+        let mut tape = Tape::default();
+        tape.scan(text).unwrap();
+        let doc = Scanned {
+            tape: &tape,
+            base: text,
+        };
+        let o = doc.get(text, "o").unwrap();
+        // The first entry of the key, escaped or not.
+        assert_eq!(doc.get(o, "name"), Some(r#""a""#));
+        assert_eq!(doc.get(o, "nam"), Some(r#""c""#));
+        assert_eq!(doc.get(o, "name2"), Some(r#""b""#));
+        assert_eq!(doc.get(o, "n\\u0061me"), None);
+        assert_eq!(doc.get(o, "nome"), None);
+        assert_eq!(
+            doc.pick(o, ["name2", "name", "x"]),
+            [Some(r#""b""#), Some(r#""a""#), None]
+        );
+        assert_eq!(doc.path(text, &["p"]), Some("1"));
     }
 }

@@ -520,6 +520,9 @@ const PROTO_PAYLOAD: u32 = 1 << 28;
 
 /// The key of an object entry on the tape, unescaped.
 pub(crate) fn key_of<'d>(text: &'d str, n: &scan::Node) -> std::borrow::Cow<'d, str> {
+    if let Some(plain) = n.plain_key(text) {
+        return std::borrow::Cow::Borrowed(plain);
+    }
     let raw_key = &text[n.key as usize..n.key_end as usize];
     let inner = &raw_key[1..raw_key.len() - 1];
     if inner.contains('\\') {

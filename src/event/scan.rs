@@ -27,6 +27,21 @@ pub struct Node {
     pub key_end: u32,
     /// The index of the next value in the same container; 0 for the last.
     next: u32,
+    /// Its key is known to hold no escape (the scan saw no backslash in
+    /// it): then the key's text between its quotes is the key itself.
+    /// `false` when it is not known (a tape built by hand).
+    plain_key: bool,
+}
+
+impl Node {
+    /// The key between its quotes, when it is known to hold no escape.
+    pub(crate) fn plain_key<'t>(&self, text: &'t str) -> Option<&'t str> {
+        if self.plain_key {
+            text.get(self.key as usize + 1..self.key_end as usize - 1)
+        } else {
+            None
+        }
+    }
 }
 
 /// The nodes of one scanned document, reused from document to document.
@@ -125,11 +140,17 @@ struct Scanner<'b, 't> {
 
 type Scan<T> = Result<T, usize>;
 
+/// The span of a value's key, and whether it holds no escape.
+type Key = (u32, u32, bool);
+
+/// An array element's or the root's: an empty span.
+const NO_KEY: Key = (0, 0, false);
+
 impl Scanner<'_, '_> {
     fn run(&mut self) -> Scan<()> {
         let b = self.b;
         let mut i = skip_ws(b, 0);
-        let mut key = (0u32, 0u32);
+        let mut key = NO_KEY;
         'value: loop {
             let idx = self.push(i, key);
             let Some(&c) = b.get(i) else { return Err(i) };
@@ -144,11 +165,11 @@ impl Scanner<'_, '_> {
                         (key, i) = self.key(i)?;
                         continue 'value;
                     } else {
-                        key = (0, 0);
+                        key = NO_KEY;
                         continue 'value;
                     }
                 }
-                b'"' => i = self.end(idx, string_end(b, i)?),
+                b'"' => i = self.end(idx, string_end(b, i)?.0),
                 b't' => i = self.end(idx, literal(b, i, b"true")?),
                 b'f' => i = self.end(idx, literal(b, i, b"false")?),
                 b'n' => i = self.end(idx, literal(b, i, b"null")?),
@@ -168,7 +189,7 @@ impl Scanner<'_, '_> {
                         if is_object {
                             (key, i) = self.key(i)?;
                         } else {
-                            key = (0, 0);
+                            key = NO_KEY;
                         }
                         continue 'value;
                     }
@@ -182,7 +203,7 @@ impl Scanner<'_, '_> {
 
     /// Adds the node of a value starting at `i`, linked from its previous
     /// sibling.
-    fn push(&mut self, i: usize, key: (u32, u32)) -> u32 {
+    fn push(&mut self, i: usize, key: Key) -> u32 {
         let idx = self.tape.nodes.len() as u32;
         if let Some((_, last, _)) = self.tape.stack.last_mut() {
             if *last != 0 {
@@ -196,6 +217,7 @@ impl Scanner<'_, '_> {
             key: key.0,
             key_end: key.1,
             next: 0,
+            plain_key: key.2,
         });
         idx
     }
@@ -213,16 +235,16 @@ impl Scanner<'_, '_> {
 
     /// An object key and its colon at `i`: the key's span and where its
     /// value starts.
-    fn key(&mut self, i: usize) -> Scan<((u32, u32), usize)> {
+    fn key(&mut self, i: usize) -> Scan<(Key, usize)> {
         if self.b.get(i) != Some(&b'"') {
             return Err(i);
         }
-        let end = string_end(self.b, i)?;
+        let (end, escaped) = string_end(self.b, i)?;
         let j = skip_ws(self.b, end);
         if self.b.get(j) != Some(&b':') {
             return Err(j);
         }
-        Ok(((i as u32, end as u32), skip_ws(self.b, j + 1)))
+        Ok(((i as u32, end as u32, !escaped), skip_ws(self.b, j + 1)))
     }
 }
 
@@ -272,11 +294,23 @@ fn number(b: &[u8], mut i: usize) -> Scan<usize> {
 }
 
 /// `b[i]` is an opening quote: the index just past the closing one, with
-/// every escape and character of the string checked.
-fn string_end(b: &[u8], i: usize) -> Scan<usize> {
-    let mut j = i + 1;
+/// every escape and character of the string checked, and whether it holds
+/// an escape.
+#[inline(always)]
+fn string_end(b: &[u8], i: usize) -> Scan<(usize, bool)> {
+    // Most strings hold no escape: their first stop is the closing quote.
+    let j = special(b, i + 1);
+    if b.get(j) == Some(&b'"') {
+        return Ok((j + 1, false));
+    }
+    escaped_string_end(b, j).map(|end| (end, true))
+}
+
+/// The rest of a string from its first backslash (or the byte that makes
+/// it invalid) at `j`.
+#[inline(never)]
+fn escaped_string_end(b: &[u8], mut j: usize) -> Scan<usize> {
     loop {
-        j = special(b, j);
         match b.get(j) {
             Some(b'"') => return Ok(j + 1),
             Some(b'\\') => {
@@ -291,6 +325,7 @@ fn string_end(b: &[u8], i: usize) -> Scan<usize> {
             }
             _ => return Err(j),
         }
+        j = special(b, j);
     }
 }
 

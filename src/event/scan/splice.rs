@@ -26,6 +26,8 @@ impl Tape {
             key: at(key.0),
             key_end: at(key.1),
             next: 0,
+            // Not known here: read through its text.
+            plain_key: false,
         });
         self.nodes.len() - 1
     }
@@ -73,6 +75,7 @@ impl Tape {
                 } else {
                     n.next.wrapping_add(shift)
                 },
+                plain_key: n.plain_key,
             }));
         first
     }

@@ -34,6 +34,13 @@ fn check_spans(text: &str) {
                 )
             })
             .collect();
+        // A key is read as written exactly when it holds no escape.
+        for (_, c) in tape.children(i) {
+            let raw = &text[c.key as usize..c.key_end as usize];
+            let plain = (json::kind(v) == json::Kind::Object && !raw.contains('\\'))
+                .then(|| &raw[1..raw.len() - 1]);
+            assert_eq!(c.plain_key(text), plain, "{raw:?}");
+        }
         match json::kind(v) {
             json::Kind::Object => assert_eq!(children, json::raw_entries(v).unwrap()),
             json::Kind::Array => {
