@@ -80,10 +80,12 @@ impl Tape {
         first
     }
 
-    /// Gives node `i` its key, a span of the written text.
+    /// Gives node `i` its key, a span of the written text (whose escapes
+    /// are not known here: it is read through its text).
     pub(crate) fn set_key(&mut self, i: usize, key: (usize, usize)) {
         let n = &mut self.nodes[i];
         n.key = u32::try_from(key.0).expect("under 4 GiB");
         n.key_end = u32::try_from(key.1).expect("under 4 GiB");
+        n.plain_key = false;
     }
 }

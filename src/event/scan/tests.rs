@@ -68,6 +68,9 @@ fn documents() {
         "\"a long string with no escapes in it at all, over sixteen bytes\"",
         "\"ünïcödé and \\\" and \\\\ and \\/ \\b\\f\\n\\r\\t \\uD83D\\ude00\"",
         "{\"x\":\"\\ud800\"}",
+        // Keys with an escape past the first sixteen bytes, and in the
+        // last bytes of the text.
+        "{\"a key longer than sixteen bytes\\\"q\":1,\"plain key, also long enough\":2,\"k\\n\":3}",
     ] {
         assert!(accepts(text), "{text}");
         assert!(serde_accepts(text), "{text}");
@@ -160,8 +163,8 @@ fn every_position_in_a_block() {
 
 #[test]
 fn backslash_runs_across_blocks() {
-    // Runs of backslashes ending at, before and after a 64-byte boundary
-    // (and so at every sixteen-byte one around it): an odd
+    // Runs of backslashes ending before, at and after offset 64, past
+    // several of the sixteen-byte blocks a string is crossed in: an odd
     // run escapes the quote after it (the string goes on), an even one
     // does not (the string ends there).
     for lead in 55..70 {

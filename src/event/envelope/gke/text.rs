@@ -126,7 +126,8 @@ impl<'t> EventText<'t> {
 }
 
 /// Every node of `built` is the node of `scan` with the same text and key,
-/// and a container's children are the same on both. Shared with the decoder's
+/// and a container's children are the same on both; a key `built` reads as
+/// written is one the scan found plain. Shared with the decoder's
 /// own check in debug builds.
 #[cfg(any(test, debug_assertions))]
 pub(super) fn assert_same_values(built: &Tape, scan: &Tape, text: &str) {
@@ -140,6 +141,11 @@ pub(super) fn assert_same_values(built: &Tape, scan: &Tape, text: &str) {
             .at(start)
             .unwrap_or_else(|| panic!("no value at {start}: {text}"));
         assert_eq!(spans(built, j), spans(scan, m), "{text}");
+        // A built node may not know its key is plain, but never claims a
+        // key with an escape is.
+        if built.nodes()[j].plain_key(text).is_some() {
+            assert!(scan.nodes()[m].plain_key(text).is_some(), "{text}");
+        }
         let kids = |t: &Tape, i: usize| t.children(i).map(|(c, _)| spans(t, c)).collect::<Vec<_>>();
         assert_eq!(kids(built, j), kids(scan, m), "{text}");
     }
