@@ -3,6 +3,8 @@
 //! scanning text; a value that is not on the tape (text written elsewhere)
 //! is read from its text ([`super::json`]), with the same answers.
 
+use std::borrow::Cow;
+
 use super::json;
 use super::scan::{Node, Tape};
 
@@ -40,6 +42,23 @@ impl<'a> Scanned<'a> {
             Some(plain) => plain == key,
             None => json::key_is(self.key_of(n), key),
         }
+    }
+
+    /// `v` as Falco renders it ([`json::text`]). A value of a document with
+    /// no whitespace outside its strings is already compact, and is not
+    /// read again for whitespace.
+    pub fn text(&self, v: &'a str) -> Cow<'a, str> {
+        if self.tape.is_compact() && json::kind(v) != json::Kind::String && self.holds(v) {
+            return Cow::Borrowed(v);
+        }
+        json::text(v)
+    }
+
+    /// Whether `v` is a slice of the document's text.
+    fn holds(&self, v: &str) -> bool {
+        (v.as_ptr() as usize)
+            .checked_sub(self.base.as_ptr() as usize)
+            .is_some_and(|offset| offset + v.len() <= self.base.len())
     }
 
     /// The value of `key` in object `parent` (the first one, if repeated).

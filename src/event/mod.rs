@@ -260,6 +260,12 @@ impl<'a> Event<'a> {
         self.doc.get(parent, key)
     }
 
+    /// A value of the event as Falco renders it: strings unquoted,
+    /// everything else as compact JSON ([`json::text`]).
+    pub fn text(&self, v: &'a str) -> std::borrow::Cow<'a, str> {
+        self.doc.text(v)
+    }
+
     /// Walks a path of object keys through [`Event::get`].
     pub fn path(&self, v: &'a str, keys: &[&str]) -> Option<&'a str> {
         self.doc.path(v, keys)

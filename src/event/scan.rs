@@ -15,6 +15,8 @@
 //! literal, and that nothing but whitespace follows the value. Nesting depth
 //! is not limited (the scan keeps its own stack, not the thread's).
 
+use std::cell::Cell;
+
 /// Where one value is. Offsets are bytes into the scanned text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Node {
@@ -51,6 +53,10 @@ pub struct Tape {
     /// Open containers while scanning: node index, last child index, and
     /// whether it is an object.
     stack: Vec<(u32, u32, bool)>,
+    /// The scanned text has no whitespace outside its strings, so every
+    /// value on the tape is already compact JSON. `false` when not known
+    /// (a tape built by hand).
+    compact: bool,
 }
 
 /// Why a document is not JSON.
@@ -104,12 +110,22 @@ impl Tape {
         }
         self.nodes.clear();
         self.stack.clear();
+        self.compact = false;
+        SPACED.with(|s| s.set(false));
         Scanner {
             b: text.as_bytes(),
             tape: self,
         }
         .run()
-        .map_err(Invalid::At)
+        .map_err(Invalid::At)?;
+        self.compact = !SPACED.with(Cell::get);
+        Ok(())
+    }
+
+    /// Whether every value on the tape is compact JSON as written (the
+    /// scanned text has no whitespace outside its strings).
+    pub(crate) fn is_compact(&self) -> bool {
+        self.compact
     }
 }
 
@@ -244,21 +260,38 @@ impl Scanner<'_, '_> {
         if self.b.get(j) != Some(&b':') {
             return Err(j);
         }
-        Ok(((i as u32, end as u32, !escaped), skip_ws(self.b, j + 1)))
+        let value = skip_ws(self.b, j + 1);
+        Ok(((i as u32, end as u32, !escaped), value))
     }
 }
 
+thread_local! {
+    /// Whether the scan on this thread has skipped whitespace: set off the
+    /// hot path, so that the loop over tokens keeps no flag of its own.
+    static SPACED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Past the whitespace at `i`.
 #[inline(always)]
-fn skip_ws(b: &[u8], mut i: usize) -> usize {
+fn skip_ws(b: &[u8], i: usize) -> usize {
     // Whitespace is below `!`: compact JSON, which has none between its
     // tokens, costs one test.
     if b.get(i).is_some_and(|&c| c > b' ') {
         return i;
     }
-    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(i) {
-        i += 1;
+    past_ws(b, i)
+}
+
+#[inline(never)]
+fn past_ws(b: &[u8], i: usize) -> usize {
+    let mut j = i;
+    while let Some(b' ' | b'\t' | b'\n' | b'\r') = b.get(j) {
+        j += 1;
     }
-    i
+    if j > i {
+        SPACED.with(|s| s.set(true));
+    }
+    j
 }
 
 fn literal(b: &[u8], i: usize, word: &[u8]) -> Scan<usize> {

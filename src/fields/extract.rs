@@ -37,7 +37,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
         _ => None,
     };
     match def.source {
-        Source::Path(keys) => at_path(ev, keys).map(scalar),
+        Source::Path(keys) => at_path(ev, keys).map(|v| scalar(ev, v)),
         Source::ListPath(keys) => {
             let v = at_path(ev, keys)?;
             Some(Val::List(
@@ -76,7 +76,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
                 return None;
             }
             ev.path(ev.key("responseObject")?, &["metadata", "name"])
-                .map(scalar)
+                .map(|v| scalar(ev, v))
         }
         Source::AlwaysTrue => Some(Val::Str(Cow::Borrowed("true"))),
         Source::FirstContainerImage => first_image(ev).map(Val::Str),
@@ -127,7 +127,7 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
             let Arg::Pointer(segments) = arg else {
                 return None;
             };
-            pointer(ev, segments).map(scalar)
+            pointer(ev, segments).map(|v| scalar(ev, v))
         }
         Source::JsonObj => Some(Val::Str(Cow::Owned(json::pretty(ev.raw)))),
         Source::RawTime => Some(Val::Str(Cow::Owned(ev.time_ns.to_string()))),
@@ -138,8 +138,8 @@ pub fn extract<'a>(ev: &Event<'a>, def: &FieldDef, arg: &Arg) -> Option<Val<'a>>
     }
 }
 
-fn scalar(v: &str) -> Val<'_> {
-    Val::Str(json::text(v))
+fn scalar<'a>(ev: &Event<'a>, v: &'a str) -> Val<'a> {
+    Val::Str(ev.text(v))
 }
 
 /// The value at a path of keys from the event's root.
@@ -376,6 +376,23 @@ mod tests {
             Some(Val::List(items)) => items.into_iter().map(|s| s.into_owned()).collect(),
             Some(Val::Str(s)) => vec![s.into_owned()],
             other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn objects_render_compact_with_or_without_whitespace() {
+        // The same configmap data written compactly and spread out: both
+        // give the compact text (the first as written, the second
+        // rewritten), spaces inside strings kept.
+        let compact = r#"{"auditID":"1","stageTimestamp":"2024-01-01T00:00:00Z","requestObject":{"data":{"k":"a b","n":[1,2]}},"responseStatus":{"code":200}}"#;
+        let spread = r#"{ "auditID": "1", "stageTimestamp": "2024-01-01T00:00:00Z",
+            "requestObject": { "data": { "k": "a b", "n": [1, 2] } }, "responseStatus": { "code": 200 } }"#;
+        for event in [compact, spread] {
+            assert_eq!(
+                strs(field(event, "ka.req.configmap.obj", None)),
+                [r#"{"k":"a b","n":[1,2]}"#]
+            );
+            assert_eq!(strs(field(event, "ka.response.code", None)), ["200"]);
         }
     }
 

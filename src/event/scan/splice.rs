@@ -14,6 +14,8 @@ impl Tape {
     pub(crate) fn clear(&mut self) {
         self.nodes.clear();
         self.stack.clear();
+        // Values copied in may hold whitespace.
+        self.compact = false;
     }
 
     /// Appends a node without children yet: its text at `span`, its key

@@ -22,6 +22,8 @@ fn check_spans(text: &str) {
     tape.scan(text).unwrap();
     let nodes = tape.nodes();
     assert_eq!(nodes[0].end as usize, text.trim_end().len());
+    // Compact exactly when no whitespace is outside the strings.
+    assert_eq!(tape.is_compact(), json::compact(text) == text, "{text:?}");
     for (i, n) in nodes.iter().enumerate() {
         let v = &text[n.start as usize..n.end as usize];
         assert!(serde_accepts(v), "node {i}: {v:?}");
@@ -277,4 +279,29 @@ fn long_documents_are_mostly_valid() {
         })
         .count();
     assert!(valid > 50, "{valid} of 200 valid");
+}
+
+#[test]
+fn compactness() {
+    for (text, compact) in [
+        (r#"{"a":[1,{"b":"x y"}],"c":"\t"}"#, true),
+        (r#"{"a": 1}"#, false),
+        ("[1,\n2]", false),
+        (" 1", false),
+        ("1 ", false),
+        ("\"a b\"", true),
+    ] {
+        let mut tape = Tape::default();
+        tape.scan(text).unwrap();
+        assert_eq!(tape.is_compact(), compact, "{text:?}");
+        tape.clear();
+        assert!(
+            !tape.is_compact(),
+            "a tape built by hand is not known compact"
+        );
+    }
+    // A refused document says nothing.
+    let mut tape = Tape::default();
+    assert!(tape.scan("[1,]").is_err());
+    assert!(!tape.is_compact());
 }
