@@ -133,7 +133,12 @@ pub async fn body(req: Request<Incoming>, s: &Shared) -> Result<(Vec<u8>, Held<'
     // Reserve what the body declares up front; a body without a length
     // reserves as it arrives.
     let mut held = Held::new(s);
-    held.resize(declared.unwrap_or(0))?;
+    if let Err(full) = held.resize(declared.unwrap_or(0)) {
+        // Read the body before answering, so that the sender, still
+        // writing it, gets the `429` and not a connection cut under it.
+        drain(req.into_body(), max).await;
+        return Err(full);
+    }
     let body = match tokio::time::timeout(BODY_TIMEOUT, read(req.into_body(), &mut held)).await {
         Ok(read) => read?,
         Err(_) => {
@@ -149,6 +154,21 @@ pub async fn body(req: Request<Incoming>, s: &Shared) -> Result<(Vec<u8>, Held<'
         Encoding::Gzip => inflate(&body, max, &mut held)?,
     };
     Ok((body, held))
+}
+
+/// Reads and drops a body of at most `max` bytes (its length is known to
+/// be within it), in the time a body may take.
+async fn drain(mut body: Incoming, max: u64) {
+    let mut n = 0u64;
+    let _ = tokio::time::timeout(BODY_TIMEOUT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            n += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if n > max {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 async fn read(mut body: Incoming, held: &mut Held<'_>) -> Result<Vec<u8>, Failure> {

@@ -9,7 +9,9 @@
 //! their alerts handed to the flushed outputs (the driver's
 //! acknowledgement), so a sender that retries after a crash loses nothing.
 //! Memory is bounded by a budget of bytes ([`queue::Budget`]): a full
-//! budget answers `429` with `Retry-After`, a body over `--max-body-bytes`
+//! budget answers `429` with `Retry-After` (once the body is read and
+//! dropped, so that a sender still writing it gets the answer and not a
+//! broken connection), a body over `--max-body-bytes`
 //! (as sent or inflated) `413`, a body that cannot be decoded `400` with
 //! the reason, and missing or wrong credentials `401`/`403` ([`auth`]).
 //!
