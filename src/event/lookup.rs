@@ -19,12 +19,16 @@ impl<'a> Scanned<'a> {
     /// The tape node of `v`, a slice of `base` that starts and ends where
     /// a value does.
     pub fn node(&self, v: &str) -> Option<usize> {
-        let offset = (v.as_ptr() as usize).checked_sub(self.base.as_ptr() as usize)?;
-        if offset + v.len() > self.base.len() {
-            return None;
-        }
+        let offset = self.offset_of(v)?;
         let i = self.tape.at(offset)?;
         (self.tape.nodes()[i].end as usize == offset + v.len()).then_some(i)
+    }
+
+    /// Where `v` starts in `base`, if it is a slice of it.
+    fn offset_of(&self, v: &str) -> Option<usize> {
+        (v.as_ptr() as usize)
+            .checked_sub(self.base.as_ptr() as usize)
+            .filter(|offset| offset + v.len() <= self.base.len())
     }
 
     fn text_of(&self, n: &Node) -> &'a str {
@@ -48,17 +52,13 @@ impl<'a> Scanned<'a> {
     /// no whitespace outside its strings is already compact, and is not
     /// read again for whitespace.
     pub fn text(&self, v: &'a str) -> Cow<'a, str> {
-        if self.tape.is_compact() && json::kind(v) != json::Kind::String && self.holds(v) {
+        if self.tape.is_compact()
+            && json::kind(v) != json::Kind::String
+            && self.offset_of(v).is_some()
+        {
             return Cow::Borrowed(v);
         }
         json::text(v)
-    }
-
-    /// Whether `v` is a slice of the document's text.
-    fn holds(&self, v: &str) -> bool {
-        (v.as_ptr() as usize)
-            .checked_sub(self.base.as_ptr() as usize)
-            .is_some_and(|offset| offset + v.len() <= self.base.len())
     }
 
     /// The value of `key` in object `parent` (the first one, if repeated).
