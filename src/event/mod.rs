@@ -411,11 +411,41 @@ thread_local! {
 
 /// Runs `f` with a tape from this thread's pool.
 pub(crate) fn with_tape<R>(f: impl FnOnce(&mut Tape) -> R) -> R {
-    let mut tape = TAPES.with(|t| t.borrow_mut().pop()).unwrap_or_default();
+    let mut tape = take_tape();
     let out = f(&mut tape);
+    give_tape(tape);
+    out
+}
+
+/// A tape from this thread's pool (or a new one), to give back with
+/// [`give_tape`] once its document is decoded.
+pub(crate) fn take_tape() -> Tape {
+    TAPES.with(|t| t.borrow_mut().pop()).unwrap_or_default()
+}
+
+/// Gives a tape back to this thread's pool.
+pub(crate) fn give_tape(mut tape: Tape) {
     tape.trim();
     TAPES.with(|t| t.borrow_mut().push(tape));
-    out
+}
+
+/// Decodes a document that an envelope has already scanned onto `tape`
+/// (unescaped and scanned in one pass: [`Tape::scan_string`]), as
+/// [`decode_bytes`] decodes it.
+pub(crate) fn decode_prescanned<'d>(
+    doc: &'d [u8],
+    tape: &'d Tape,
+    layer: Layer<'d>,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    // The unescaped text of a string of UTF-8 is UTF-8.
+    let Ok(text) = std::str::from_utf8(doc) else {
+        return on_skip(Skip::InvalidJson);
+    };
+    if !envelope::by_first_key(text, layer, on_event, on_skip) {
+        decode_scanned(text, tape, layer, on_event, on_skip)
+    }
 }
 
 /// A document the structural scan accepted: an event, an `EventList`, an

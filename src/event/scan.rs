@@ -129,6 +129,43 @@ impl Tape {
     }
 }
 
+impl Tape {
+    /// Adds the node of a value whose text starts at `start`, linked from
+    /// its previous sibling in the open container. Returns its index.
+    #[inline(always)]
+    fn open(&mut self, start: u32, key: Key) -> u32 {
+        let idx = self.nodes.len() as u32;
+        if let Some((_, last, _)) = self.stack.last_mut() {
+            if *last != 0 {
+                self.nodes[*last as usize].next = idx;
+            }
+            *last = idx;
+        }
+        self.nodes.push(Node {
+            start,
+            end: start,
+            key: key.0,
+            key_end: key.1,
+            next: 0,
+            plain_key: key.2,
+        });
+        idx
+    }
+
+    #[inline(always)]
+    fn set_end(&mut self, idx: u32, end: u32) {
+        self.nodes[idx as usize].end = end;
+    }
+
+    /// Ends the innermost open container at `end` (past its bracket);
+    /// `None` when none is open.
+    fn close_container(&mut self, end: u32) -> Option<()> {
+        let (open, _, _) = self.stack.pop()?;
+        self.set_end(open, end);
+        Some(())
+    }
+}
+
 /// The children of one container, in order.
 pub struct Children<'t> {
     nodes: &'t [Node],
@@ -219,34 +256,21 @@ impl Scanner<'_, '_> {
 
     /// Adds the node of a value starting at `i`, linked from its previous
     /// sibling.
+    #[inline(always)]
     fn push(&mut self, i: usize, key: Key) -> u32 {
-        let idx = self.tape.nodes.len() as u32;
-        if let Some((_, last, _)) = self.tape.stack.last_mut() {
-            if *last != 0 {
-                self.tape.nodes[*last as usize].next = idx;
-            }
-            *last = idx;
-        }
-        self.tape.nodes.push(Node {
-            start: i as u32,
-            end: i as u32,
-            key: key.0,
-            key_end: key.1,
-            next: 0,
-            plain_key: key.2,
-        });
-        idx
+        self.tape.open(i as u32, key)
     }
 
+    #[inline(always)]
     fn end(&mut self, idx: u32, end: usize) -> usize {
-        self.tape.nodes[idx as usize].end = end as u32;
+        self.tape.set_end(idx, end as u32);
         end
     }
 
     /// Closes the innermost container at its bracket `b[i]`.
     fn close(&mut self, i: usize) -> Scan<usize> {
-        let (open, _, _) = self.tape.stack.pop().ok_or(i)?;
-        Ok(self.end(open, i + 1))
+        self.tape.close_container(i as u32 + 1).ok_or(i)?;
+        Ok(i + 1)
     }
 
     /// An object key and its colon at `i`: the key's span and where its
@@ -464,6 +488,7 @@ mod sse2 {
     }
 }
 
+mod nested;
 mod splice;
 
 #[cfg(test)]

@@ -21,7 +21,8 @@ use std::borrow::Cow;
 
 use super::cursor::Cursor;
 use super::{base64_decode, text_document, with_buffer, Layer, OnEvent, OnSkip, Skip};
-use crate::event::{decode_bytes, json};
+use crate::event::scan::Tape;
+use crate::event::{decode_bytes, decode_prescanned, give_tape, json, take_tape};
 
 /// A record of a `records` array, as the one pass over it reads it: Azure's
 /// (its `log` unescaped into the pass's buffer, at `log`), or Firehose's
@@ -32,6 +33,8 @@ struct Record<'a> {
     resource_id: Option<Cow<'a, str>>,
     /// Where the `log` text is in the buffer.
     log: Option<(usize, usize)>,
+    /// The `log` text's tape, when it was scanned as it was unescaped.
+    tape: Option<Tape>,
     data: Option<Cow<'a, str>>,
 }
 
@@ -48,7 +51,7 @@ pub(super) fn records(
     with_buffer(|buf| {
         let mut c = Cursor::new(raw);
         match read_records(&mut c, buf) {
-            Some(records) if c.at_end() => emit(&records, buf, layer, on_event, on_skip),
+            Some(records) if c.at_end() => emit(records, buf, layer, on_event, on_skip),
             _ => false,
         }
     })
@@ -74,9 +77,7 @@ pub(super) fn document(
             _ => c.skip(),
         });
         match (read, records) {
-            (Some(()), Some(records)) if c.at_end() => {
-                emit(&records, buf, layer, on_event, on_skip)
-            }
+            (Some(()), Some(records)) if c.at_end() => emit(records, buf, layer, on_event, on_skip),
             _ => false,
         }
     })
@@ -93,8 +94,14 @@ fn read_records<'a>(c: &mut Cursor<'a>, buf: &mut Vec<u8>) -> Option<Vec<Record<
             "properties" => c.object(|key, c| match key {
                 "log" if r.log.is_none() => {
                     let start = buf.len();
-                    c.string_into(buf)?;
+                    let mut tape = take_tape();
+                    let scanned = c.document_into(buf, &mut tape)?;
                     r.log = Some((start, buf.len()));
+                    if scanned {
+                        r.tape = Some(tape);
+                    } else {
+                        give_tape(tape);
+                    }
                     Some(())
                 }
                 "log" => None,
@@ -119,7 +126,7 @@ fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 fn emit(
-    records: &[Record],
+    records: Vec<Record>,
     buf: &[u8],
     layer: Layer,
     on_event: &mut OnEvent,
@@ -128,28 +135,44 @@ fn emit(
     if records.is_empty() {
         return false;
     }
-    for r in records {
-        if let Some(data) = &r.data {
-            match base64_decode(data) {
-                Ok(bytes) => decode_bytes(&bytes, layer, on_event, on_skip),
-                Err(_) => on_skip(Skip::InvalidJson),
-            }
-            continue;
+    for mut r in records {
+        let tape = r.tape.take();
+        emit_record(&r, tape.as_ref(), buf, layer, on_event, on_skip);
+        if let Some(tape) = tape {
+            give_tape(tape);
         }
-        if let Some(c) = r.category.as_deref() {
-            if !is_audit(c) {
-                on_skip(Skip::OtherLog);
-                continue;
-            }
-        }
-        let Some((start, end)) = r.log else {
-            on_skip(Skip::NotAuditEvent);
-            continue;
-        };
-        let cluster = r.resource_id.as_deref().and_then(cluster_of_resource_id);
-        audit_text(&buf[start..end], layer.naming(cluster), on_event, on_skip);
     }
     true
+}
+
+fn emit_record(
+    r: &Record,
+    tape: Option<&Tape>,
+    buf: &[u8],
+    layer: Layer,
+    on_event: &mut OnEvent,
+    on_skip: &mut OnSkip,
+) {
+    if let Some(data) = &r.data {
+        return match base64_decode(data) {
+            Ok(bytes) => decode_bytes(&bytes, layer, on_event, on_skip),
+            Err(_) => on_skip(Skip::InvalidJson),
+        };
+    }
+    if let Some(c) = r.category.as_deref() {
+        if !is_audit(c) {
+            return on_skip(Skip::OtherLog);
+        }
+    }
+    let Some((start, end)) = r.log else {
+        return on_skip(Skip::NotAuditEvent);
+    };
+    let cluster = r.resource_id.as_deref().and_then(cluster_of_resource_id);
+    let (text, layer) = (&buf[start..end], layer.naming(cluster));
+    match tape {
+        Some(tape) => decode_prescanned(text, tape, layer, on_event, on_skip),
+        None => audit_text(text, layer, on_event, on_skip),
+    }
 }
 
 fn is_audit(category: &str) -> bool {
@@ -200,6 +223,13 @@ fn ends_mid_document(text: &[u8]) -> bool {
 
 /// `prod` of `/subscriptions/…/managedClusters/prod` (any case).
 pub(super) fn cluster_of_resource_id(id: &str) -> Option<&str> {
+    // Azure's records name the cluster last: looked at from the end first.
+    let mut last = id.rsplitn(3, '/');
+    if let (Some(name), Some(kind)) = (last.next(), last.next()) {
+        if kind.eq_ignore_ascii_case("managedClusters") {
+            return (!name.is_empty()).then_some(name);
+        }
+    }
     let mut parts = id.split('/');
     while let Some(p) = parts.next() {
         if p.eq_ignore_ascii_case("managedClusters") {

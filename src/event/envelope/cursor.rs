@@ -15,7 +15,8 @@ use std::borrow::Cow;
 
 use serde::de::IgnoredAny;
 
-use crate::event::{json, scan, unescape};
+use crate::event::scan::{self, Tape};
+use crate::event::{json, unescape};
 
 pub(super) struct Cursor<'a> {
     text: &'a str,
@@ -120,6 +121,22 @@ impl<'a> Cursor<'a> {
         self.peek()?;
         self.i = unescape::string_into(self.bytes(), self.i, out)?;
         Some(())
+    }
+
+    /// Appends the value of a string that holds a document to `out`, and
+    /// scans it onto `tape` in the same pass where it is compact JSON
+    /// ([`Tape::scan_string`]); `Some(true)` then. `Some(false)` when the
+    /// string was only unescaped (the tape is not usable), to be decoded
+    /// the general way.
+    pub fn document_into(&mut self, out: &mut Vec<u8>, tape: &mut Tape) -> Option<bool> {
+        self.peek()?;
+        let base = out.len();
+        if let Some(end) = tape.scan_string(self.bytes(), self.i, out) {
+            self.i = end;
+            return Some(true);
+        }
+        out.truncate(base);
+        self.string_into(out).map(|()| false)
     }
 
     /// Whether only whitespace is left.

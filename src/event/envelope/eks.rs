@@ -20,7 +20,8 @@ use std::borrow::Cow;
 
 use super::cursor::Cursor;
 use super::{text_document, with_buffer, Layer, OnEvent, OnSkip, Skip};
-use crate::event::{decode_bytes, json};
+use crate::event::scan::Tape;
+use crate::event::{decode_bytes, decode_prescanned, give_tape, json, take_tape};
 
 /// A payload as the one pass over it reads it: its messages unescaped into
 /// the pass's buffer, at `messages`.
@@ -29,7 +30,9 @@ struct Payload<'a> {
     message_type: Option<Cow<'a, str>>,
     log_group: Option<Cow<'a, str>>,
     log_stream: Option<Cow<'a, str>>,
-    messages: Option<Vec<(usize, usize)>>,
+    /// Each message's text in the buffer, and its tape when it was scanned
+    /// as it was unescaped.
+    messages: Option<Vec<(usize, usize, Option<Tape>)>>,
 }
 
 /// Reads a payload in one pass that unescapes its messages into `buf` as
@@ -49,8 +52,15 @@ fn read<'a>(raw: &'a str, buf: &mut Vec<u8>) -> Option<Payload<'a>> {
                 c.object(|key, c| match key {
                     "message" => {
                         let start = buf.len();
-                        c.string_into(buf)?;
-                        set(&mut message, (start, buf.len()))
+                        let mut tape = take_tape();
+                        let scanned = c.document_into(buf, &mut tape)?;
+                        let tape = if scanned {
+                            Some(tape)
+                        } else {
+                            give_tape(tape);
+                            None
+                        };
+                        set(&mut message, (start, buf.len(), tape))
                     }
                     _ => c.skip(),
                 })?;
@@ -73,15 +83,19 @@ fn set<T>(slot: &mut Option<T>, value: T) -> Option<()> {
 }
 
 /// Decodes the messages of a payload read in one pass.
-fn emit(p: &Payload, buf: &[u8], layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
+fn emit(p: Payload, buf: &[u8], layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
     let cluster = p.log_group.as_deref().and_then(cluster_of_log_group);
     let other = other_stream(cluster, p.log_stream.as_deref());
     let layer = layer.naming(cluster);
-    for &(start, end) in p.messages.iter().flatten() {
-        if other {
-            on_skip(Skip::OtherLog);
-        } else {
-            decode_bytes(&buf[start..end], layer, on_event, on_skip);
+    for (start, end, tape) in p.messages.into_iter().flatten() {
+        let text = &buf[start..end];
+        match &tape {
+            _ if other => on_skip(Skip::OtherLog),
+            Some(tape) => decode_prescanned(text, tape, layer, on_event, on_skip),
+            None => decode_bytes(text, layer, on_event, on_skip),
+        }
+        if let Some(tape) = tape {
+            give_tape(tape);
         }
     }
 }
@@ -100,7 +114,7 @@ pub(super) fn payload(
     }
     let fast = with_buffer(|buf| match read(raw, buf) {
         Some(p) if p.messages.is_some() => {
-            emit(&p, buf, layer, on_event, on_skip);
+            emit(p, buf, layer, on_event, on_skip);
             true
         }
         _ => false,
@@ -146,7 +160,7 @@ pub(super) fn document(
         };
         match p.message_type.as_deref() {
             Some("DATA_MESSAGE") if p.messages.is_some() => {
-                emit(&p, buf, layer, on_event, on_skip);
+                emit(p, buf, layer, on_event, on_skip);
                 true
             }
             Some("CONTROL_MESSAGE") => {

@@ -112,6 +112,14 @@ fn cluster_names() {
     assert_eq!(aks::cluster_of_resource_id(id), Some("dev"));
     assert_eq!(aks::cluster_of_resource_id(&id.to_uppercase()), Some("DEV"));
     assert_eq!(aks::cluster_of_resource_id("/x/MANAGEDCLUSTERS/"), None);
+    // A resource group may bear the name; the cluster is the last segment.
+    let rg = "/SUBSCRIPTIONS/S/RESOURCEGROUPS/MANAGEDCLUSTERS/PROVIDERS/MICROSOFT.CONTAINERSERVICE/MANAGEDCLUSTERS/PROD";
+    assert_eq!(aks::cluster_of_resource_id(rg), Some("PROD"));
+    // A sub-resource's id: found from the start.
+    assert_eq!(
+        aks::cluster_of_resource_id("/s/managedClusters/prod/agentPools/np1"),
+        Some("prod")
+    );
     assert_eq!(
         aks::cluster_of_resource_id("/x/connectedClusters/arc"),
         None

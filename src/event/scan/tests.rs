@@ -184,7 +184,7 @@ fn backslash_runs_across_blocks() {
 }
 
 /// JSON-like text: fragments of tokens, so that near misses are common.
-fn jsonish() -> impl Strategy<Value = String> {
+pub(super) fn jsonish() -> impl Strategy<Value = String> {
     let token = prop::sample::select(vec![
         "{",
         "}",
@@ -219,7 +219,7 @@ fn jsonish() -> impl Strategy<Value = String> {
 
 /// Longer JSON-like text, over many sixteen-byte blocks: mostly valid
 /// pieces with a near miss now and then.
-fn long_jsonish() -> impl Strategy<Value = String> {
+pub(super) fn long_jsonish() -> impl Strategy<Value = String> {
     let valid = prop::sample::select(vec![
         "{\"key\":\"value\"}",
         "[1,2.5,-3e2,true,false,null]",
