@@ -405,7 +405,8 @@ pub(crate) fn decode_bytes<'d>(
 
 thread_local! {
     /// Tapes to reuse, one per document being decoded (a document inside an
-    /// envelope takes its own).
+    /// envelope takes its own, and so does each record of an envelope read
+    /// in one pass).
     static TAPES: RefCell<Vec<Tape>> = const { RefCell::new(Vec::new()) };
 }
 
@@ -423,10 +424,17 @@ pub(crate) fn take_tape() -> Tape {
     TAPES.with(|t| t.borrow_mut().pop()).unwrap_or_default()
 }
 
-/// Gives a tape back to this thread's pool.
+/// Gives a tape back to this thread's pool, which keeps a few (an
+/// envelope of many records holds one per record until they are decoded).
 pub(crate) fn give_tape(mut tape: Tape) {
+    const KEPT: usize = 16;
     tape.trim();
-    TAPES.with(|t| t.borrow_mut().push(tape));
+    TAPES.with(|t| {
+        let mut pool = t.borrow_mut();
+        if pool.len() < KEPT {
+            pool.push(tape);
+        }
+    });
 }
 
 /// Decodes a document that an envelope has already scanned onto `tape`

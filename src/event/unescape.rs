@@ -1,11 +1,13 @@
 //! Reading a JSON string whose value is itself a document (an AKS `log`,
-//! an EKS `message`): one pass that finds the string's end, checks it
-//! against JSON's rules and writes its value, unescaped, into a buffer the
-//! caller reuses. Such a string has an escape every few bytes (each quote
-//! of the document inside), so the pass copies sixteen bytes at a time as
-//! one block, finds the bytes that need work in it (`"`, `\`, a control
-//! character: [`super::scan::block_stops`], SSE2 where the machine has it),
-//! keeps the block up to the first of them, and goes on after it.
+//! an EKS `message`) when the pass that also scans it
+//! (`scan::Tape::scan_string`) does not take it: one pass that finds the
+//! string's end, checks it against JSON's rules and writes its value,
+//! unescaped, into a buffer the caller reuses. Such a string has an escape
+//! every few bytes (each quote of the document inside), so the pass copies
+//! sixteen bytes at a time as one block, finds the bytes that need work in
+//! it (`"`, `\`, a control character: [`super::scan::block_stops`], SSE2
+//! where the machine has it), keeps the block up to the first of them, and
+//! goes on after it.
 
 use super::scan::block_stops;
 

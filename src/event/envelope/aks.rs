@@ -14,8 +14,10 @@
 //! `guard`, `cluster-autoscaler`, … — klog text) are counted as
 //! `other_log`. Azure cuts a record's `log` at its size limit: JSON text
 //! that ends mid-document is counted as `truncated`, apart from garbage.
-//! The cluster is the segment after `managedClusters/` in `resourceId`
-//! (Azure writes resource ids in any case; the name is kept as written).
+//! The cluster is the segment after `managedClusters/` in `resourceId`: the
+//! last one when the id ends with it (as Azure's records do), else the
+//! first (Azure writes resource ids in any case; the name is kept as
+//! written).
 
 use std::borrow::Cow;
 
@@ -226,8 +228,8 @@ pub(super) fn cluster_of_resource_id(id: &str) -> Option<&str> {
     // Azure's records name the cluster last: looked at from the end first.
     let mut last = id.rsplitn(3, '/');
     if let (Some(name), Some(kind)) = (last.next(), last.next()) {
-        if kind.eq_ignore_ascii_case("managedClusters") {
-            return (!name.is_empty()).then_some(name);
+        if kind.eq_ignore_ascii_case("managedClusters") && !name.is_empty() {
+            return Some(name);
         }
     }
     let mut parts = id.split('/');

@@ -1,9 +1,10 @@
 //! A forward reader of an envelope's JSON text (an AKS `records` document,
 //! a CloudWatch Logs payload), for the envelopes that hold their document
 //! as JSON text: the reader walks the envelope's objects and arrays, and
-//! the document string is read once, unescaped into the caller's buffer as
-//! its end is found ([`crate::event::unescape`]), instead of a serde_json
-//! pass over the whole envelope that would unescape it into a new string.
+//! the document string is read once, unescaped into the caller's buffer and
+//! scanned as its end is found ([`Cursor::document_into`]), instead of a
+//! serde_json pass over the whole envelope that would unescape it into a
+//! new string to be scanned again.
 //!
 //! Everything it passes over is checked as serde_json would: the structure
 //! here, each value skipped by serde_json itself (they are small: names,

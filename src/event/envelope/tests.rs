@@ -121,6 +121,10 @@ fn cluster_names() {
         Some("prod")
     );
     assert_eq!(
+        aks::cluster_of_resource_id("/s/managedClusters/prod/x/managedClusters/"),
+        Some("prod")
+    );
+    assert_eq!(
         aks::cluster_of_resource_id("/x/connectedClusters/arc"),
         None
     );
@@ -130,4 +134,43 @@ fn cluster_names() {
 fn a_null_payload_is_no_entry() {
     let doc = EV.replacen('{', r#"{"protoPayload":null,"#, 1);
     assert_eq!(decode(doc.as_bytes()).0.len(), 1);
+}
+
+#[test]
+fn a_log_read_in_one_pass_decodes_as_the_two_passes_do() {
+    let log = serde_json::to_string(EV).unwrap();
+    let aks = |log: &str| {
+        format!(
+            r#"{{"records":[{{"category":"kube-audit","resourceId":"/s/managedClusters/c","properties":{{"log":{log}}}}},{{"category":"kube-audit","properties":{{"log":{log}}}}}]}}"#
+        )
+    };
+    let eks = |message: &str| {
+        format!(
+            r#"{{"messageType":"DATA_MESSAGE","logGroup":"/aws/eks/c/cluster","logStream":"kube-apiserver-audit-1","logEvents":[{{"id":"1","message":{message}}},{{"id":"2","message":{message}}}]}}"#
+        )
+    };
+    for doc in [aks(&log), eks(&log)] {
+        let (events, skips) = decode(doc.as_bytes());
+        assert_eq!(events.len(), 2, "{doc}");
+        assert!(skips.is_empty(), "{doc}: {skips:?}");
+        assert_eq!(events[0].0, EV);
+        assert_eq!(events[0].1.as_deref(), Some("c"));
+    }
+    // A quote that lost its backslash ends the string: the envelope is
+    // not JSON, though what follows would read as the event.
+    let broken = log.replacen("{\\\"", "{x\"", 1);
+    for doc in [aks(&broken), eks(&broken)] {
+        let (events, skips) = decode(doc.as_bytes());
+        assert!(events.is_empty(), "{doc}");
+        assert_eq!(skips, vec![Skip::InvalidJson], "{doc}");
+    }
+    // Pretty-printed, or with an escape the one pass does not take: read
+    // the general way, to the same events.
+    let spaced = serde_json::to_string(&EV.replace(',', ", ")).unwrap();
+    let escaped = log.replace("Event", "\\u0045vent");
+    for log in [spaced, escaped] {
+        let (events, skips) = decode(aks(&log).as_bytes());
+        assert_eq!(events.len(), 2, "{log}");
+        assert!(skips.is_empty());
+    }
 }

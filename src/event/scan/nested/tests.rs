@@ -70,7 +70,12 @@ fn documents_as_the_api_server_writes_them() {
         "{}",
         "[]",
     ] {
-        for tail in ["", "}]}", ",\"stream\":\"stdout\"}]}"] {
+        for tail in [
+            "",
+            "}]}",
+            ",\"stream\":\"stdout\"}]}",
+            ",\"a\\\"b\":\"\\\"\"}]}",
+        ] {
             let (b, open) = in_envelope(text, tail);
             assert!(check(&b, open, b""), "{text} not taken");
             assert!(check(&b, open, b"earlier documents"), "{text} not taken");
@@ -99,8 +104,12 @@ fn what_it_leaves_to_the_two_passes() {
         r#""{\"a\":\"x\ny\"}""#,
         r#""{\"a\":\"\\q\"}""#,
         r#""{\"a\":01}""#,
-        // The outer string ends inside the document.
+        // The outer string ends inside the document, and the envelope
+        // goes on as if it were the document's.
         r#""{\"a\":\"x"#,
+        r#""{x"k\":1}""#,
+        r#""{\"a\":1,x"b\":2}""#,
+        r#""[1,"b\"]""#,
         r#""{\"a\":"#,
         "\"{\\\"a\\\":\"}\"",
     ] {
@@ -131,18 +140,40 @@ fn strings_at_every_offset_of_the_blocks() {
     }
 }
 
-/// An escaped document with something put in at one place, so that near
-/// misses of the outer string's escapes are common.
-fn mangled() -> impl Strategy<Value = (String, usize, &'static str)> {
+#[test]
+fn every_backslash_replaced() {
+    // Each backslash of escaped documents in turn made another byte, or
+    // taken out: a `\"` without its own ends the outer string early.
+    for text in [
+        r#"{"kind":"Event","user":{"groups":["a","b\"c"]},"n":1,"o":{},"l":[]}"#,
+        r#"[{"k\\":"\u0026"},"x/y",true,null]"#,
+    ] {
+        let escaped = serde_json::to_string(text).unwrap();
+        for (at, _) in escaped.match_indices('\\') {
+            for by in ["x", "\"", " ", "", "\\\\"] {
+                let mut s = escaped.clone();
+                s.replace_range(at..at + 1, by);
+                let b = format!("{s},\"k\":\"v\\\"w\"}}]}}");
+                check(b.as_bytes(), 0, b"");
+            }
+        }
+    }
+}
+
+/// An escaped document with something put in at one place, or put in
+/// place of one character, so that near misses of the outer string's
+/// escapes are common (a `\"` whose backslash became another byte ends the
+/// outer string early).
+fn mangled() -> impl Strategy<Value = (String, usize, &'static str, bool)> {
     let insert = prop::sample::select(vec![
         "\\", "\\\\", "\"", "\\\"", "\\/", "\\n", "\\u00e9", " ", "\\\\u", "\u{1}", "x",
     ]);
-    (long_jsonish(), any::<usize>(), insert)
+    (long_jsonish(), any::<usize>(), insert, any::<bool>())
 }
 
 proptest! {
     #[test]
-    fn agrees_with_the_two_passes(text in jsonish(), tail in prop::sample::select(vec!["", "}", ",\"stream\":\"stdout\"}]}"])) {
+    fn agrees_with_the_two_passes(text in jsonish(), tail in prop::sample::select(vec!["", "}", ",\"stream\":\"stdout\"}]}", ",\"k\":\"v\\\"w\"}"])) {
         let (b, open) = in_envelope(&text, tail);
         check(&b, open, b"");
     }
@@ -159,13 +190,22 @@ proptest! {
     }
 
     #[test]
-    fn mangled_strings_agree_with_the_two_passes((text, at, insert) in mangled()) {
+    fn mangled_strings_agree_with_the_two_passes((text, at, insert, replace) in mangled()) {
         let escaped = serde_json::to_string(&crate::event::json::compact(&text)).unwrap();
         let mut at = at % escaped.len();
         while !escaped.is_char_boundary(at) {
             at -= 1;
         }
-        let s = format!("{}{insert}{}", &escaped[..at], &escaped[at..]);
-        check(s.as_bytes(), 0, b"");
+        let s = if replace {
+            let mut s = escaped.clone();
+            let next = at + s[at..].chars().next().map_or(0, char::len_utf8);
+            s.replace_range(at..next, insert);
+            s
+        } else {
+            format!("{}{insert}{}", &escaped[..at], &escaped[at..])
+        };
+        // Inside an envelope that goes on, as the outer string would.
+        let b = format!("{s},\"k\":\"v\\\"w\"}}]}}");
+        check(b.as_bytes(), 0, b"");
     }
 }
