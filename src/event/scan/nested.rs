@@ -20,6 +20,10 @@
 //! hold the one pass to the two wherever it takes a string (the same end,
 //! text and tape), on near-JSON, long documents and mangled escapes, and
 //! check that it takes every valid compact ASCII document they make.
+//!
+//! Its state machine has the shape of the plain scan's (`Scanner::run`) and
+//! shares its tape operations; it is written apart because each of its
+//! steps also writes, and the plain scan is the hot path of every event.
 
 use super::{block_stops, literal, number, special, Key, Tape, NO_KEY};
 
