@@ -73,6 +73,9 @@ pub(super) fn entry(
     with_buffer(|buf| {
         with_tape(|tape| {
             let keys = convert(&e, buf, tape, scanned);
+            // Everything the conversion writes is compact JSON, and what it
+            // copies from the entry is compact where the entry is.
+            tape.set_compact(scanned.tape.is_compact());
             // The text is JSON written from validated pieces: valid UTF-8.
             let Ok(text) = std::str::from_utf8(buf) else {
                 return on_skip(Skip::InvalidJson);
@@ -82,6 +85,10 @@ pub(super) fn entry(
                 let mut scan = Tape::default();
                 scan.scan(text).expect("the converted event is JSON");
                 text::assert_same_values(tape, &scan, text);
+                assert!(
+                    !tape.is_compact() || scan.is_compact(),
+                    "a converted event marked compact has whitespace: {text}"
+                );
             }
             let mut event = Top::default();
             for (key, at) in keys {

@@ -18,6 +18,13 @@ impl Tape {
         self.compact = false;
     }
 
+    /// Says that the text the tape was built for has no whitespace outside
+    /// its strings (its writer knows: it wrote compact JSON from the pieces
+    /// of a compact document).
+    pub(crate) fn set_compact(&mut self, compact: bool) {
+        self.compact = compact;
+    }
+
     /// Appends a node without children yet: its text at `span`, its key
     /// (raw, quoted) at `key` (an empty span for none). Returns its index.
     pub(crate) fn push(&mut self, span: (usize, usize), key: (usize, usize)) -> usize {
