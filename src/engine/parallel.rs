@@ -258,7 +258,8 @@ pub struct Pool<'r> {
     next_seq: u64,
     next_apply: u64,
     ready: BTreeMap<u64, Done>,
-    /// Jobs sent and not yet applied, at most.
+    /// Jobs sent and not yet applied, at most: four per worker (measured
+    /// faster than two on two cores; BENCHMARKS, 2026-12-03).
     limit: usize,
     lines: u64,
 }
@@ -274,7 +275,7 @@ impl<'r> Pool<'r> {
     where
         'r: 'scope,
     {
-        let (work_tx, work_rx) = mpsc::sync_channel::<Job>(threads * 2);
+        let (work_tx, work_rx) = mpsc::sync_channel::<Job>(threads * 4);
         let work_rx = Arc::new(Mutex::new(work_rx));
         let (done_tx, done_rx) = mpsc::channel::<Result<Done, String>>();
         let template = Arc::new(Mutex::new(engine.worker()));
@@ -342,7 +343,7 @@ impl<'r> Pool<'r> {
             next_seq: 0,
             next_apply: 0,
             ready: BTreeMap::new(),
-            limit: threads * 2,
+            limit: threads * 4,
             lines: 0,
         }
     }
