@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use super::cursor::Cursor;
 use super::{base64_decode, text_document, with_buffer, Layer, OnEvent, OnSkip, Skip};
 use crate::event::scan::Tape;
-use crate::event::{decode_bytes, decode_prescanned, give_tape, json, take_tape};
+use crate::event::{decode_bytes, decode_prescanned, give_tape, json};
 
 /// A record of a `records` array, as the one pass over it reads it: Azure's
 /// (its `log` unescaped into the pass's buffer, at `log`), or Firehose's
@@ -96,14 +96,8 @@ fn read_records<'a>(c: &mut Cursor<'a>, buf: &mut Vec<u8>) -> Option<Vec<Record<
             "properties" => c.object(|key, c| match key {
                 "log" if r.log.is_none() => {
                     let start = buf.len();
-                    let mut tape = take_tape();
-                    let scanned = c.document_into(buf, &mut tape)?;
+                    r.tape = c.document_into(buf)?;
                     r.log = Some((start, buf.len()));
-                    if scanned {
-                        r.tape = Some(tape);
-                    } else {
-                        give_tape(tape);
-                    }
                     Some(())
                 }
                 "log" => None,
@@ -137,24 +131,16 @@ fn emit(
     if records.is_empty() {
         return false;
     }
-    for mut r in records {
-        let tape = r.tape.take();
-        emit_record(&r, tape.as_ref(), buf, layer, on_event, on_skip);
-        if let Some(tape) = tape {
+    for r in records {
+        emit_record(&r, buf, layer, on_event, on_skip);
+        if let Some(tape) = r.tape {
             give_tape(tape);
         }
     }
     true
 }
 
-fn emit_record(
-    r: &Record,
-    tape: Option<&Tape>,
-    buf: &[u8],
-    layer: Layer,
-    on_event: &mut OnEvent,
-    on_skip: &mut OnSkip,
-) {
+fn emit_record(r: &Record, buf: &[u8], layer: Layer, on_event: &mut OnEvent, on_skip: &mut OnSkip) {
     if let Some(data) = &r.data {
         return match base64_decode(data) {
             Ok(bytes) => decode_bytes(&bytes, layer, on_event, on_skip),
@@ -171,7 +157,7 @@ fn emit_record(
     };
     let cluster = r.resource_id.as_deref().and_then(cluster_of_resource_id);
     let (text, layer) = (&buf[start..end], layer.naming(cluster));
-    match tape {
+    match &r.tape {
         Some(tape) => decode_prescanned(text, tape, layer, on_event, on_skip),
         None => audit_text(text, layer, on_event, on_skip),
     }

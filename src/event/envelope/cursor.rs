@@ -17,7 +17,7 @@ use std::borrow::Cow;
 use serde::de::IgnoredAny;
 
 use crate::event::scan::{self, Tape};
-use crate::event::{json, unescape};
+use crate::event::{give_tape, json, take_tape, unescape};
 
 pub(super) struct Cursor<'a> {
     text: &'a str,
@@ -125,19 +125,21 @@ impl<'a> Cursor<'a> {
     }
 
     /// Appends the value of a string that holds a document to `out`, and
-    /// scans it onto `tape` in the same pass where it is compact JSON
-    /// ([`Tape::scan_string`]); `Some(true)` then. `Some(false)` when the
-    /// string was only unescaped (the tape is not usable), to be decoded
-    /// the general way.
-    pub fn document_into(&mut self, out: &mut Vec<u8>, tape: &mut Tape) -> Option<bool> {
+    /// scans it in the same pass where it is compact JSON
+    /// ([`Tape::scan_string`]): `Some(Some(tape))` then, on a tape of this
+    /// thread's pool (to give back once decoded). `Some(None)` when the
+    /// string was only unescaped, to be decoded the general way.
+    pub fn document_into(&mut self, out: &mut Vec<u8>) -> Option<Option<Tape>> {
         self.peek()?;
         let base = out.len();
+        let mut tape = take_tape();
         if let Some(end) = tape.scan_string(self.bytes(), self.i, out) {
             self.i = end;
-            return Some(true);
+            return Some(Some(tape));
         }
+        give_tape(tape);
         out.truncate(base);
-        self.string_into(out).map(|()| false)
+        self.string_into(out).map(|()| None)
     }
 
     /// Whether only whitespace is left.

@@ -21,7 +21,7 @@ use std::borrow::Cow;
 use super::cursor::Cursor;
 use super::{text_document, with_buffer, Layer, OnEvent, OnSkip, Skip};
 use crate::event::scan::Tape;
-use crate::event::{decode_bytes, decode_prescanned, give_tape, json, take_tape};
+use crate::event::{decode_bytes, decode_prescanned, give_tape, json};
 
 /// A payload as the one pass over it reads it: its messages unescaped into
 /// the pass's buffer, at `messages`.
@@ -52,14 +52,7 @@ fn read<'a>(raw: &'a str, buf: &mut Vec<u8>) -> Option<Payload<'a>> {
                 c.object(|key, c| match key {
                     "message" => {
                         let start = buf.len();
-                        let mut tape = take_tape();
-                        let scanned = c.document_into(buf, &mut tape)?;
-                        let tape = if scanned {
-                            Some(tape)
-                        } else {
-                            give_tape(tape);
-                            None
-                        };
+                        let tape = c.document_into(buf)?;
                         set(&mut message, (start, buf.len(), tape))
                     }
                     _ => c.skip(),
