@@ -233,12 +233,18 @@ impl Windows {
     fn advance_to(&mut self, watermark: i64, cap: Option<i64>) -> Vec<(usize, Transition)> {
         let mut out = Vec::new();
         for &i in &self.active {
-            if let Some(w) = &mut self.windows[i] {
-                out.extend(w.advance(watermark, cap).into_iter().map(|t| (i, t)));
+            match &mut self.windows[i] {
+                Some(w) if w.due(watermark, cap) => {
+                    out.extend(w.advance(watermark, cap).into_iter().map(|t| (i, t)))
+                }
+                Some(w) => w.pass(watermark, cap),
+                None => {}
             }
         }
         // Tick order across rules; definition order within a tick.
-        out.sort_by_key(|(i, t)| (t.tick, *i));
+        if out.len() > 1 {
+            out.sort_by_key(|(i, t)| (t.tick, *i));
+        }
         out
     }
 

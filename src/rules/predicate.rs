@@ -117,46 +117,90 @@ const NO_SLOT: u32 = u32::MAX;
 
 /// Per-event evaluation state: each operand's value and each shared node's
 /// result, computed at most once per event.
+///
+/// The tables indexed by operand and node are stamped with the event's
+/// number rather than cleared: an entry from an earlier event is "not yet
+/// computed". Starting an event costs nothing however many operands the
+/// rules have, and ending it drops only the values it computed.
 pub struct EvalCtx<'a> {
-    values: Vec<Option<Option<Val<'a>>>>,
-    memo: Vec<Option<bool>>,
+    /// This event's stamp; never 0, which no entry holds once used.
+    stamp: u32,
+    /// Per operand: the stamp of the event that computed it, and where its
+    /// value is in `values`.
+    at: Vec<(u32, u32)>,
+    /// The values computed for this event, in the order computed.
+    values: Vec<Option<Val<'a>>>,
+    /// Per memo slot: the stamp of the event that evaluated it, and its
+    /// result.
+    memo: Vec<(u32, bool)>,
 }
 
-/// The buffers of the last [`EvalCtx`] dropped on this thread, emptied, so
-/// that the next event's does not allocate them again.
-type Spare = (Vec<Option<Option<Val<'static>>>>, Vec<Option<bool>>);
+/// The tables of the last [`EvalCtx`] dropped on this thread, so that the
+/// next event's does not allocate them again.
+struct Spare {
+    stamp: u32,
+    at: Vec<(u32, u32)>,
+    values: Vec<Option<Val<'static>>>,
+    memo: Vec<(u32, bool)>,
+}
 
 thread_local! {
     static SPARE: std::cell::RefCell<Option<Spare>> = const { std::cell::RefCell::new(None) };
 }
 
 /// `v` emptied, as a vector of another lifetime: the values borrowed from
-/// one event are gone, the allocation is kept (collecting a vector's own
-/// iterator into a vector of a type of the same size reuses its memory).
-fn emptied<'b, 'c>(mut v: Vec<Option<Option<Val<'b>>>>) -> Vec<Option<Option<Val<'c>>>> {
+/// one event are gone, the allocation is kept (collecting an empty
+/// vector's own iterator into a vector of a type of the same size reuses
+/// its memory, and costs nothing).
+fn emptied<'b, 'c>(mut v: Vec<Option<Val<'b>>>) -> Vec<Option<Val<'c>>> {
     v.clear();
     v.into_iter().map(|_| None).collect()
 }
 
 impl<'a> EvalCtx<'a> {
     pub fn new(program: &Program) -> Self {
-        let (values, mut memo) = SPARE
-            .with(|s| s.borrow_mut().take())
-            .map(|(v, m)| (emptied(v), m))
-            .unwrap_or_default();
-        let mut values: Vec<Option<Option<Val<'a>>>> = values;
-        values.resize(program.operands.len(), None);
-        memo.clear();
-        memo.resize(program.memo_slots, None);
-        EvalCtx { values, memo }
+        let Spare {
+            stamp,
+            mut at,
+            values,
+            mut memo,
+        } = SPARE.with(|s| s.borrow_mut().take()).unwrap_or(Spare {
+            stamp: 0,
+            at: Vec::new(),
+            values: Vec::new(),
+            memo: Vec::new(),
+        });
+        let stamp = match stamp.checked_add(1) {
+            Some(s) => s,
+            None => {
+                // Once in four billion events: every stamp is old again.
+                at.iter_mut().for_each(|e| e.0 = 0);
+                memo.iter_mut().for_each(|e| e.0 = 0);
+                1
+            }
+        };
+        // Entries added or left over from another rule set are stamped 0,
+        // or with an earlier event's stamp: none is this event's.
+        at.resize(program.operands.len(), (0, 0));
+        memo.resize(program.memo_slots, (0, false));
+        EvalCtx {
+            stamp,
+            at,
+            values: emptied(values),
+            memo,
+        }
     }
 }
 
 impl Drop for EvalCtx<'_> {
     fn drop(&mut self) {
-        let values = emptied(std::mem::take(&mut self.values));
-        let memo = std::mem::take(&mut self.memo);
-        SPARE.with(|s| *s.borrow_mut() = Some((values, memo)));
+        let spare = Spare {
+            stamp: self.stamp,
+            at: std::mem::take(&mut self.at),
+            values: emptied(std::mem::take(&mut self.values)),
+            memo: std::mem::take(&mut self.memo),
+        };
+        SPARE.with(|s| *s.borrow_mut() = Some(spare));
     }
 }
 
@@ -278,8 +322,11 @@ impl Program {
             .copied()
             .filter(|&s| s != NO_SLOT)
             .map(|s| s as usize);
-        if let Some(r) = slot.and_then(|s| cx.memo[s]) {
-            return r;
+        if let Some(s) = slot {
+            let (stamp, r) = cx.memo[s];
+            if stamp == cx.stamp {
+                return r;
+            }
         }
         let r = match &self.nodes[id as usize] {
             Node::And(items) => items.iter().all(|&i| self.eval(i, ev, cx)),
@@ -288,7 +335,7 @@ impl Program {
             Node::Check(c) => self.check(c, ev, cx),
         };
         if let Some(s) = slot {
-            cx.memo[s] = Some(r);
+            cx.memo[s] = (cx.stamp, r);
         }
         r
     }
@@ -311,11 +358,16 @@ impl Program {
         ev: &Event<'a>,
         cx: &'c mut EvalCtx<'a>,
     ) -> Option<&'c Val<'a>> {
-        if cx.values[id as usize].is_none() {
+        let (stamp, mut at) = cx.at[id as usize];
+        if stamp != cx.stamp {
+            // A transformer computes its arguments first: they take their
+            // places before this value does.
             let v = self.compute(id, ev, cx);
-            cx.values[id as usize] = Some(v);
+            at = cx.values.len() as u32;
+            cx.values.push(v);
+            cx.at[id as usize] = (cx.stamp, at);
         }
-        cx.values[id as usize].as_ref().and_then(Option::as_ref)
+        cx.values[at as usize].as_ref()
     }
 
     fn compute<'a>(&self, id: OperandId, ev: &Event<'a>, cx: &mut EvalCtx<'a>) -> Option<Val<'a>> {
@@ -666,6 +718,57 @@ mod tests {
             |_| {},
         );
         assert_eq!(got, [false, true]);
+    }
+
+    /// Each event's values and shared results are its own: the tables are
+    /// reused from event to event, and once their stamp wraps around.
+    #[test]
+    fn no_value_or_result_outlives_its_event() {
+        let set = set_of(&[
+            "ka.user.name = dev and (ka.verb = get or ka.verb = list)",
+            "ka.verb = get or ka.verb = list",
+            "ka.user.name = val(ka.target.namespace)",
+            "ka.verb = get and ka.uri startswith /a",
+        ]);
+        // (user, verb, uri, the four rules' results)
+        type Case = (&'static str, &'static str, &'static str, [bool; 4]);
+        let a: Case = ("dev", "get", "/a", [true, true, true, true]);
+        let b: Case = ("ops", "list", "/a", [false, true, false, false]);
+        let c: Case = ("dev", "watch", "/a", [false, false, true, false]);
+        let d: Case = ("dev", "get", "/b", [true, true, true, false]);
+        let mut stamps = Vec::new();
+        let mut run = |cases: &[Case]| {
+            for &(user, verb, uri, want) in cases {
+                let line = format!(
+                    r#"{{"auditID":"x","stage":"ResponseComplete","verb":"{verb}","requestURI":"{uri}","user":{{"username":"{user}"}},"objectRef":{{"resource":"pods","namespace":"dev"}},"stageTimestamp":"2024-10-29T12:00:00Z"}}"#
+                );
+                let mut got = Vec::new();
+                crate::event::decode_document(
+                    line.as_bytes(),
+                    |ev| {
+                        let mut cx = set.context();
+                        stamps.push(cx.stamp);
+                        got = (0..4)
+                            .map(|i| set.program.eval(set.rules[i].root, &ev, &mut cx))
+                            .collect();
+                    },
+                    |_| {},
+                );
+                assert_eq!(got, want, "{user} {verb} {uri}");
+            }
+        };
+        SPARE.with(|s| *s.borrow_mut() = None);
+        run(&[a, b, c, b]);
+        // The next event's stamp is the last one there is; after it the
+        // stamps start again at 1, where `a` read the last URI of the first
+        // run, which `d` must not see (`b` and `c` read none).
+        SPARE.with(|s| {
+            if let Some(spare) = s.borrow_mut().as_mut() {
+                spare.stamp = u32::MAX - 1;
+            }
+        });
+        run(&[b, d, c, a]);
+        assert_eq!(stamps, [1, 2, 3, 4, u32::MAX, 1, 2, 3]);
     }
 
     #[test]

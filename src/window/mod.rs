@@ -277,10 +277,7 @@ impl Window {
     /// the end of a file); ticks beyond it stay unevaluated for such rules.
     pub fn advance(&mut self, watermark: i64, absence_until: Option<i64>) -> Vec<Transition> {
         let mut out = std::mem::take(&mut self.evicted);
-        let limit = match absence_until {
-            Some(cap) if self.spec.cmp.is_absence() => watermark.min(cap),
-            _ => watermark,
-        };
+        let limit = self.limit(watermark, absence_until);
         while let Some(Reverse((tick, _, _))) = self.queue.peek() {
             if *tick > limit {
                 break;
@@ -294,6 +291,38 @@ impl Window {
             self.frontier = limit;
         }
         out
+    }
+
+    /// Whether [`Window::advance`] to `watermark` has anything to return:
+    /// a resolve the key cap evicted, or a key due at or before it. Most
+    /// events move the watermark past no key's tick; for them
+    /// [`Window::pass`] is all there is to do.
+    #[inline]
+    pub fn due(&self, watermark: i64, absence_until: Option<i64>) -> bool {
+        let limit = self.limit(watermark, absence_until);
+        !self.evicted.is_empty()
+            || self
+                .queue
+                .peek()
+                .is_some_and(|Reverse((tick, _, _))| *tick <= limit)
+    }
+
+    /// [`Window::advance`] when it is not [`Window::due`]: every tick up to
+    /// the watermark counts as evaluated.
+    #[inline]
+    pub fn pass(&mut self, watermark: i64, absence_until: Option<i64>) {
+        let limit = self.limit(watermark, absence_until);
+        if limit > self.frontier {
+            self.frontier = limit;
+        }
+    }
+
+    #[inline]
+    fn limit(&self, watermark: i64, absence_until: Option<i64>) -> i64 {
+        match absence_until {
+            Some(cap) if self.spec.cmp.is_absence() => watermark.min(cap),
+            _ => watermark,
+        }
     }
 
     /// The earliest tick still waiting to be evaluated.
