@@ -21,7 +21,6 @@
 
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
 
 use lru::LruCache;
@@ -133,8 +132,11 @@ impl Sightings {
         time_ns: i64,
         window: i64,
     ) -> bool {
-        let cap = NonZeroUsize::new(self.max_keys).unwrap_or(NonZeroUsize::MIN);
-        let seen = self.rules.entry(rule).or_insert_with(|| LruCache::new(cap));
+        let cap = self.max_keys;
+        let seen = self
+            .rules
+            .entry(rule)
+            .or_insert_with(|| crate::window::capped::lru(cap));
         match seen.get_mut(key) {
             Some((last_tick, last_ns)) if *last_ns <= time_ns => {
                 let covered = *last_tick > tick - window;

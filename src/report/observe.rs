@@ -14,7 +14,6 @@
 //!   [`EventRow`]s, capped (LRU) per rule.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use lru::LruCache;
@@ -168,10 +167,6 @@ pub struct Observed {
     by_name: HashMap<String, usize>,
 }
 
-fn cap(n: usize) -> NonZeroUsize {
-    NonZeroUsize::new(n.max(1)).unwrap_or(NonZeroUsize::MIN)
-}
-
 /// Events of one first-seen key held until its alert.
 const FIRST_SEEN_PER_KEY: usize = 4;
 
@@ -209,13 +204,13 @@ impl Observed {
                     floor: None,
                     seen: HashSet::new(),
                     alerts_unfollowed: 0,
-                    recent: LruCache::new(cap(caps.keys_with_events)),
+                    recent: crate::window::capped::lru(caps.keys_with_events),
                 })),
                 (_, Some(StatefulRule::Sequence(_))) => {
-                    Obs::Sequence(LruCache::new(cap(caps.held_events)))
+                    Obs::Sequence(crate::window::capped::lru(caps.held_events))
                 }
                 (_, Some(StatefulRule::FirstSeen(_))) => {
-                    Obs::FirstSeen(LruCache::new(cap(caps.held_events)))
+                    Obs::FirstSeen(crate::window::capped::lru(caps.held_events))
                 }
                 _ => Obs::Event(None),
             })

@@ -1,8 +1,6 @@
 //! One first-seen rule's state (DESIGN 2.5): the last tick each key was
 //! seen, in an LRU. Events arrive in application order.
 
-use std::num::NonZeroUsize;
-
 use lru::LruCache;
 
 use super::{Key, StateStats};
@@ -49,10 +47,9 @@ pub struct FirstSeenState {
 
 impl FirstSeenState {
     pub fn new(window: i64, max_keys: usize) -> Self {
-        let cap = NonZeroUsize::new(max_keys.max(1)).unwrap_or(NonZeroUsize::MIN);
         FirstSeenState {
             window,
-            keys: LruCache::new(cap),
+            keys: crate::window::capped::lru(max_keys),
             first_tick: None,
             stats: StateStats::default(),
         }

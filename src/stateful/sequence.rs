@@ -5,7 +5,6 @@
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::num::NonZeroUsize;
 
 use lru::LruCache;
 
@@ -90,11 +89,10 @@ pub struct SequenceState {
 
 impl SequenceState {
     pub fn new(steps: usize, within_ns: i64, max_keys: usize) -> Self {
-        let cap = NonZeroUsize::new(max_keys.max(1)).unwrap_or(NonZeroUsize::MIN);
         SequenceState {
             steps,
             within_ns,
-            keys: LruCache::new(cap),
+            keys: crate::window::capped::lru(max_keys),
             expiry: BinaryHeap::new(),
             generation: 0,
             partials: 0,

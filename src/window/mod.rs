@@ -8,6 +8,7 @@
 //! exactly those of evaluating every tick. Ticks are evaluated in order
 //! across all keys of the rule.
 
+pub mod capped;
 pub mod retire;
 pub mod snapshot;
 pub mod spec;
@@ -15,7 +16,6 @@ pub mod state;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
-use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use lru::LruCache;
@@ -101,11 +101,10 @@ pub struct Window {
 
 impl Window {
     pub fn new(spec: Spec, limits: Limits) -> Self {
-        let cap = NonZeroUsize::new(limits.max_keys.max(1)).unwrap_or(NonZeroUsize::MIN);
         Window {
             spec,
             limits,
-            keys: LruCache::new(cap),
+            keys: capped::lru(limits.max_keys),
             queue: BinaryHeap::new(),
             seq: 0,
             frontier: i64::MIN,
@@ -223,39 +222,56 @@ impl Window {
         if tick <= self.frontier {
             self.stats.late_events += 1;
         }
-        if self.keys.peek(&key).is_none() {
-            let first = if self.spec.keyed {
-                tick
-            } else {
-                tick + self.spec.window - 1
-            };
-            if let Some((old, state)) = self.keys.push(key.clone(), KeyState::new(first)) {
-                if old != key {
-                    self.stats.evictions += 1;
-                    // A firing alert must not be left firing forever: its key
-                    // is gone, so it resolves at the next tick evaluated.
-                    if let AlertState::Firing { since } = state.alert {
-                        let tick = self.frontier.saturating_add(1).max(state.evaluated_to + 1);
-                        let n = state.measure(self.spec.measure, tick, self.spec.window);
-                        self.evicted.push(Transition {
-                            tick,
-                            key: old,
-                            firing: false,
-                            value: self.spec.value(n),
-                            since,
-                        });
-                    }
+        // A key already held (most events) is looked up once.
+        let due = match self.update(tick, &key, value) {
+            Some(due) => due,
+            None => {
+                self.insert(tick, key.clone());
+                self.update(tick, &key, value).flatten()
+            }
+        };
+        if let Some(at) = due {
+            self.push(at, key);
+        }
+    }
+
+    /// Takes a new key in, evicting the least recent one at the cap.
+    fn insert(&mut self, tick: i64, key: Key) {
+        let first = if self.spec.keyed {
+            tick
+        } else {
+            tick + self.spec.window - 1
+        };
+        if let Some((old, state)) = self.keys.push(key.clone(), KeyState::new(first)) {
+            if old != key {
+                self.stats.evictions += 1;
+                // A firing alert must not be left firing forever: its key
+                // is gone, so it resolves at the next tick evaluated.
+                if let AlertState::Firing { since } = state.alert {
+                    let tick = self.frontier.saturating_add(1).max(state.evaluated_to + 1);
+                    let n = state.measure(self.spec.measure, tick, self.spec.window);
+                    self.evicted.push(Transition {
+                        tick,
+                        key: old,
+                        firing: false,
+                        value: self.spec.value(n),
+                        since,
+                    });
                 }
             }
         }
+    }
+
+    /// Counts the event in `key`'s state: `None` when the key is not held,
+    /// else the tick to schedule the key at, if that is earlier than what
+    /// is scheduled.
+    fn update(&mut self, tick: i64, key: &Key, value: Option<&str>) -> Option<Option<i64>> {
         let (cap, keyed, frontier) = (
             self.limits.max_values_per_key,
             self.spec.keyed,
             self.frontier,
         );
-        let Some(state) = self.keys.get_mut(&key) else {
-            return;
-        };
+        let state = self.keys.get_mut(key)?;
         // A key is evaluated from its first matching event on; an earlier
         // event moves that back while nothing is evaluated.
         if keyed && tick < state.first_tick && !state.started() {
@@ -265,10 +281,12 @@ impl Window {
             self.stats.values_refused += 1;
         }
         let at = tick.max(frontier.saturating_add(1)).max(state.first_tick);
-        if state.scheduled.is_none_or(|s| at < s) {
+        Some(if state.scheduled.is_none_or(|s| at < s) {
             state.scheduled = Some(at);
-            self.push(at, key);
-        }
+            Some(at)
+        } else {
+            None
+        })
     }
 
     /// Evaluates every tick up to `watermark` and returns the alert
