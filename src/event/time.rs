@@ -61,27 +61,72 @@ pub fn parse_rfc3339(s: &str) -> Option<i64> {
 
 /// Formats nanoseconds since the epoch as `2024-10-29T12:22:15.861424000Z`.
 pub fn format_rfc3339_nanos(ns: i64) -> String {
-    let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{nanos:09}Z",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    Rfc3339Nanos(ns).to_string()
+}
+
+/// Nanoseconds since the epoch, displayed as [`format_rfc3339_nanos`]
+/// formats them (written straight into an output, with no string between).
+#[derive(Debug, Clone, Copy)]
+pub struct Rfc3339Nanos(pub i64);
+
+impl std::fmt::Display for Rfc3339Nanos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ns = self.0;
+        let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+        let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+        let (y, m, d) = civil_from_days(days);
+        // Every i64 of nanoseconds falls in the years 1677 to 2262.
+        let mut b = *b"0000-00-00T00:00:00.000000000Z";
+        digits(&mut b[0..4], y);
+        digits(&mut b[5..7], m);
+        digits(&mut b[8..10], d);
+        clock(&mut b[11..29], rem, nanos);
+        f.write_str(std::str::from_utf8(&b).unwrap_or_default())
+    }
+}
+
+/// `v` in decimal, right-aligned in `out`, padded with zeros (`v` is not
+/// negative and fits).
+#[inline]
+fn digits(out: &mut [u8], mut v: i64) {
+    for c in out.iter_mut().rev() {
+        *c = b'0' + (v % 10) as u8;
+        v /= 10;
+    }
+}
+
+/// `HH:MM:SS.nnnnnnnnn` of `rem` seconds into the day and `nanos`, into
+/// an 18-byte `out`.
+#[inline]
+fn clock(out: &mut [u8], rem: i64, nanos: i64) {
+    digits(&mut out[0..2], rem / 3600);
+    out[2] = b':';
+    digits(&mut out[3..5], rem / 60 % 60);
+    out[5] = b':';
+    digits(&mut out[6..8], rem % 60);
+    out[8] = b'.';
+    digits(&mut out[9..18], nanos);
 }
 
 /// Falco's text-output time, `HH:MM:SS.nnnnnnnnn` (UTC).
 pub fn format_clock(ns: i64) -> String {
-    let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
-    let rem = secs.rem_euclid(86_400);
-    format!(
-        "{:02}:{:02}:{:02}.{nanos:09}",
-        rem / 3600,
-        rem / 60 % 60,
-        rem % 60
-    )
+    Clock(ns).to_string()
+}
+
+/// Nanoseconds since the epoch, displayed as [`format_clock`] formats them.
+#[derive(Debug, Clone, Copy)]
+pub struct Clock(pub i64);
+
+impl std::fmt::Display for Clock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (secs, nanos) = (
+            self.0.div_euclid(1_000_000_000),
+            self.0.rem_euclid(1_000_000_000),
+        );
+        let mut b = [0u8; 18];
+        clock(&mut b, secs.rem_euclid(86_400), nanos);
+        f.write_str(std::str::from_utf8(&b).unwrap_or_default())
+    }
 }
 
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
@@ -124,6 +169,37 @@ mod tests {
             Some(123_456_789)
         );
         assert_eq!(format_rfc3339_nanos(-1), "1969-12-31T23:59:59.999999999Z");
+        assert_eq!(
+            format_rfc3339_nanos(i64::MIN),
+            "1677-09-21T00:12:43.145224192Z"
+        );
+        assert_eq!(
+            format_rfc3339_nanos(i64::MAX),
+            "2262-04-11T23:47:16.854775807Z"
+        );
+        assert_eq!(format_clock(i64::MIN), "00:12:43.145224192");
+        assert_eq!(format_clock(0), "00:00:00.000000000");
+    }
+
+    proptest::proptest! {
+        /// The digits written in place are those `format!` writes, and the
+        /// text parses back to the same instant.
+        #[test]
+        fn formats_as_format_does(ns in proptest::num::i64::ANY) {
+            let (secs, nanos) = (ns.div_euclid(1_000_000_000), ns.rem_euclid(1_000_000_000));
+            let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+            let (y, m, d) = civil_from_days(days);
+            let (h, mi, s) = (rem / 3600, rem / 60 % 60, rem % 60);
+            let clock = format!("{h:02}:{mi:02}:{s:02}.{nanos:09}");
+            proptest::prop_assert_eq!(format_clock(ns), clock.clone());
+            let full = format_rfc3339_nanos(ns);
+            proptest::prop_assert_eq!(&full, &format!("{y:04}-{m:02}-{d:02}T{clock}Z"));
+            // (The whole seconds of the earliest second there is do not
+            // fit in nanoseconds: parsing refuses that one second.)
+            if ns >= i64::MIN + 1_000_000_000 {
+                proptest::prop_assert_eq!(parse_rfc3339(&full), Some(ns));
+            }
+        }
     }
 
     #[test]

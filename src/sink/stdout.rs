@@ -38,13 +38,13 @@ impl<W: Write> StdoutSink<W> {
 
 #[derive(Serialize)]
 struct JsonAlert<'a> {
-    time: String,
+    time: Shown<time::Rfc3339Nanos>,
     rule: &'a str,
     priority: &'a str,
     source: &'a str,
     tags: &'a [String],
-    output: String,
-    output_fields: Map<String, Value>,
+    output: Shown<FalcoLine<'a>>,
+    output_fields: OutputFields<'a>,
     hostname: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     aggregate: Option<Value>,
@@ -54,12 +54,70 @@ struct JsonAlert<'a> {
 
 /// Falco's `output` line: `HH:MM:SS.nnnnnnnnn: Priority message`.
 pub fn falco_line(alert: &Alert) -> String {
-    format!(
-        "{}: {} {}",
-        time::format_clock(alert.time_ns),
-        alert.priority.as_str(),
-        alert.message
-    )
+    FalcoLine(alert).to_string()
+}
+
+/// An alert's [`falco_line`], written where it is shown.
+struct FalcoLine<'a>(&'a Alert<'a>);
+
+impl std::fmt::Display for FalcoLine<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let a = self.0;
+        write!(
+            f,
+            "{}: {} {}",
+            time::Clock(a.time_ns),
+            a.priority.as_str(),
+            a.message
+        )
+    }
+}
+
+/// A value serialised as the JSON string of its `Display`, with no
+/// `String` made for it first.
+struct Shown<T>(T);
+
+impl<T: std::fmt::Display> Serialize for Shown<T> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
+
+/// An alert's output fields as a JSON object, serialised from the alert
+/// itself: a field named twice is written once, where it first appears,
+/// as a map keyed by name would hold it (its values are the same: one
+/// event's field).
+struct OutputFields<'a>(&'a [(&'a str, Option<Val<'a>>)]);
+
+impl Serialize for OutputFields<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let fields = self.0;
+        let first = |i: usize| fields[..i].iter().all(|(n, _)| *n != fields[i].0);
+        let unique = (0..fields.len()).filter(|&i| first(i)).count();
+        let mut map = s.serialize_map(Some(unique))?;
+        for (i, (name, v)) in fields.iter().enumerate() {
+            if first(i) {
+                map.serialize_entry(name, &JsonVal(v.as_ref()))?;
+            }
+        }
+        map.end()
+    }
+}
+
+/// A field's value, serialised in place: missing is `null`, a list an
+/// array of strings, a number a number.
+struct JsonVal<'a>(Option<&'a Val<'a>>);
+
+impl Serialize for JsonVal<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            None => s.serialize_unit(),
+            Some(Val::Str(v)) => s.serialize_str(v),
+            Some(Val::Num(n)) => s.serialize_u64(*n),
+            Some(Val::List(items)) => s.collect_seq(items.iter().map(|v| v.as_ref())),
+        }
+    }
 }
 
 impl<W: Write> AlertSink for StdoutSink<W> {
@@ -85,19 +143,14 @@ pub fn falco_json(alert: &Alert, hostname: &str) -> Value {
 }
 
 fn json_alert<'a>(alert: &'a Alert, hostname: &'a str) -> JsonAlert<'a> {
-    let fields = alert
-        .fields
-        .iter()
-        .map(|(name, v)| (name.to_string(), to_json(v.as_ref())))
-        .collect();
     JsonAlert {
-        time: time::format_rfc3339_nanos(alert.time_ns),
+        time: Shown(time::Rfc3339Nanos(alert.time_ns)),
         rule: alert.rule,
         priority: alert.priority.as_str(),
         source: "k8s_audit",
         tags: alert.tags,
-        output: falco_line(alert),
-        output_fields: fields,
+        output: Shown(FalcoLine(alert)),
+        output_fields: OutputFields(&alert.fields),
         hostname,
         aggregate: alert
             .aggregate
@@ -173,18 +226,6 @@ fn number(v: f64) -> Value {
         Value::from(v as i64)
     } else {
         Value::from(v)
-    }
-}
-
-/// Missing values are `null`, lists are arrays, numbers are numbers.
-fn to_json(v: Option<&Val>) -> Value {
-    match v {
-        None => Value::Null,
-        Some(Val::Str(s)) => Value::String(s.to_string()),
-        Some(Val::Num(n)) => Value::from(*n),
-        Some(Val::List(items)) => {
-            Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
-        }
     }
 }
 
