@@ -84,9 +84,9 @@ impl<T: std::fmt::Display> Serialize for Shown<T> {
 }
 
 /// An alert's output fields as a JSON object, serialised from the alert
-/// itself: a field named twice is written once, where it first appears,
-/// as a map keyed by name would hold it (its values are the same: one
-/// event's field).
+/// itself. A field named twice is written once, where it first appears,
+/// with the value it has last, as an insertion-ordered map keyed by name
+/// holds it (rules never name a field twice: the compiler drops repeats).
 struct OutputFields<'a>(&'a [(&'a str, Option<Val<'a>>)]);
 
 impl Serialize for OutputFields<'_> {
@@ -96,9 +96,10 @@ impl Serialize for OutputFields<'_> {
         let first = |i: usize| fields[..i].iter().all(|(n, _)| *n != fields[i].0);
         let unique = (0..fields.len()).filter(|&i| first(i)).count();
         let mut map = s.serialize_map(Some(unique))?;
-        for (i, (name, v)) in fields.iter().enumerate() {
+        for (i, (name, _)) in fields.iter().enumerate() {
             if first(i) {
-                map.serialize_entry(name, &JsonVal(v.as_ref()))?;
+                let last = fields.iter().rposition(|(n, _)| n == name).unwrap_or(i);
+                map.serialize_entry(name, &JsonVal(fields[last].1.as_ref()))?;
             }
         }
         map.end()
@@ -235,4 +236,94 @@ pub fn hostname() -> String {
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_string())
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use super::*;
+    use crate::rules::Priority;
+
+    fn alert<'a>(fields: Vec<(&'a str, Option<Val<'a>>)>, message: &str) -> Alert<'a> {
+        Alert {
+            time_ns: 1_730_204_535_861_424_000,
+            rule: "R \"quoted\"",
+            desc: "d",
+            priority: Priority::Warning,
+            tags: &[],
+            message: message.to_string(),
+            fields,
+            aggregate: None,
+            stateful: None,
+            labels: &[],
+            annotations: &[],
+        }
+    }
+
+    /// What the alert's output fields were before they were serialised in
+    /// place: a map built of owned names and values.
+    fn as_map(fields: &[(&str, Option<Val>)]) -> Map<String, Value> {
+        fields
+            .iter()
+            .map(|(name, v)| {
+                let v = match v {
+                    None => Value::Null,
+                    Some(Val::Str(s)) => Value::String(s.to_string()),
+                    Some(Val::Num(n)) => Value::from(*n),
+                    Some(Val::List(items)) => {
+                        Value::Array(items.iter().map(|s| Value::String(s.to_string())).collect())
+                    }
+                };
+                (name.to_string(), v)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_line_is_the_value_written_out_and_fields_read_as_a_map_reads_them() {
+        let cases = [
+            alert(Vec::new(), "nothing"),
+            alert(
+                vec![
+                    (
+                        "ka.user.name",
+                        Some(Val::Str(Cow::Borrowed("dév \"x\"\n\u{1}"))),
+                    ),
+                    ("ka.target.name", None),
+                    ("len", Some(Val::Num(7))),
+                    ("ka.user.groups", Some(Val::List(Vec::new()))),
+                    (
+                        "ka.sourceips",
+                        Some(Val::List(vec!["10.0.0.1".into(), "::1".into()])),
+                    ),
+                    // Named twice: once, at the first place, with the last value.
+                    ("ka.user.name", Some(Val::Str(Cow::Borrowed("second")))),
+                ],
+                "tab\there \\ \"and\" \u{7f} é",
+            ),
+        ];
+        for a in &cases {
+            let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+            sink.emit(a).unwrap();
+            let line = String::from_utf8(sink.into_inner()).unwrap();
+            let value = falco_json(a, &hostname());
+            // The line on stdout is the value --http-output posts.
+            assert_eq!(line, format!("{value}\n"));
+            assert_eq!(value["output_fields"], Value::Object(as_map(&a.fields)));
+            assert_eq!(value["time"], "2024-10-29T12:22:15.861424000Z");
+            assert_eq!(
+                value["output"],
+                format!("12:22:15.861424000: Warning {}", a.message)
+            );
+            let keys: Vec<&String> = value["output_fields"].as_object().unwrap().keys().collect();
+            let mut names: Vec<&str> = Vec::new();
+            for (n, _) in &a.fields {
+                if !names.contains(n) {
+                    names.push(n);
+                }
+            }
+            assert_eq!(keys, names);
+        }
+    }
 }

@@ -244,21 +244,26 @@ impl Window {
         };
         if let Some((old, state)) = self.keys.push(key.clone(), KeyState::new(first)) {
             if old != key {
-                self.stats.evictions += 1;
-                // A firing alert must not be left firing forever: its key
-                // is gone, so it resolves at the next tick evaluated.
-                if let AlertState::Firing { since } = state.alert {
-                    let tick = self.frontier.saturating_add(1).max(state.evaluated_to + 1);
-                    let n = state.measure(self.spec.measure, tick, self.spec.window);
-                    self.evicted.push(Transition {
-                        tick,
-                        key: old,
-                        firing: false,
-                        value: self.spec.value(n),
-                        since,
-                    });
-                }
+                self.resolve_evicted(old, state);
             }
+        }
+    }
+
+    /// The cap pushed `key` out: counted, and a firing alert must not be
+    /// left firing forever. Its key is gone, so it resolves at the next
+    /// tick evaluated.
+    fn resolve_evicted(&mut self, key: Key, state: KeyState) {
+        self.stats.evictions += 1;
+        if let AlertState::Firing { since } = state.alert {
+            let tick = self.frontier.saturating_add(1).max(state.evaluated_to + 1);
+            let n = state.measure(self.spec.measure, tick, self.spec.window);
+            self.evicted.push(Transition {
+                tick,
+                key,
+                firing: false,
+                value: self.spec.value(n),
+                since,
+            });
         }
     }
 
@@ -608,7 +613,13 @@ mod model {
             let value = (c.spec.measure == Measure::Distinct).then_some(v.as_str());
             w.add(e.tick, key_of(&c.spec, e.key), value);
             max_tick = max_tick.max(e.tick);
-            out.extend(w.advance(max_tick - c.lateness, None));
+            // As the engine moves it: only a window with something due
+            // evaluates; the others just pass the watermark.
+            if w.due(max_tick - c.lateness, None) {
+                out.extend(w.advance(max_tick - c.lateness, None));
+            } else {
+                w.pass(max_tick - c.lateness, None);
+            }
         }
         out.extend(w.advance(i64::MAX, Some(max_tick)));
         out.into_iter()

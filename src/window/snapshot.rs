@@ -165,19 +165,8 @@ impl Window {
         for (i, r) in held.into_iter().enumerate() {
             let state = KeyState::from_record(r).ok_or(WindowRecordError::Unordered)?;
             if let Some((old, state)) = w.keys.push(keys[i].clone(), state) {
-                w.stats.evictions += 1;
                 // As in `add`: a firing alert whose key goes resolves.
-                if let super::state::AlertState::Firing { since } = state.alert {
-                    let tick = w.frontier.saturating_add(1).max(state.evaluated_to + 1);
-                    let n = state.measure(w.spec.measure, tick, w.spec.window);
-                    w.evicted.push(Transition {
-                        tick,
-                        key: old,
-                        firing: false,
-                        value: w.spec.value(n),
-                        since,
-                    });
-                }
+                w.resolve_evicted(old, state);
             }
         }
         let mut heap = Vec::with_capacity(queue.len());
