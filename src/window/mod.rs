@@ -310,9 +310,7 @@ impl Window {
             };
             self.evaluate(tick, key, &mut out);
         }
-        if limit > self.frontier {
-            self.frontier = limit;
-        }
+        self.pass(watermark, absence_until);
         out
     }
 
@@ -330,8 +328,9 @@ impl Window {
                 .is_some_and(|Reverse((tick, _, _))| *tick <= limit)
     }
 
-    /// [`Window::advance`] when it is not [`Window::due`]: every tick up to
-    /// the watermark counts as evaluated.
+    /// Every tick up to the watermark counts as evaluated: the end of
+    /// [`Window::advance`], and all of it when the window is not
+    /// [`Window::due`].
     #[inline]
     pub fn pass(&mut self, watermark: i64, absence_until: Option<i64>) {
         let limit = self.limit(watermark, absence_until);
