@@ -2,6 +2,7 @@
 //! alerts out to a sink, and every outcome counted. Windowed rules go
 //! through [`windows`].
 
+pub mod capture;
 pub mod forward;
 pub mod observe;
 pub mod parallel;
@@ -78,7 +79,7 @@ pub struct Engine<'r> {
     keys_elsewhere: Option<u64>,
     /// A worker of [`parallel`]: events are matched here, but their alerts
     /// and windowed matches are captured for the ordering thread.
-    capture: Option<Vec<parallel::Captured>>,
+    capture: Option<capture::Capture>,
     /// A worker's place in its batch: the event it reads next.
     doc: parallel::DocAt,
     /// Lines before this engine's first line (a worker's batch), for logs.
@@ -508,7 +509,7 @@ impl<'r> Engine<'r> {
     /// totals to this engine.
     fn worker(&self) -> Engine<'r> {
         let mut w = Engine::with_options(self.rules.clone(), self.matching, self.window_options);
-        w.capture = Some(Vec::new());
+        w.capture = Some(capture::Capture::default());
         w.publish_totals = false;
         w.metrics = self.metrics.as_ref().map(|m| Metrics {
             registry: m.registry.clone(),
@@ -874,12 +875,7 @@ impl<'r> Engine<'r> {
         let windowed = self.windows.any();
         let tick = self.windows.tick_of(ev.time_ns);
         if let Some(c) = &mut self.capture {
-            c.push(parallel::Captured {
-                tick,
-                time_ns: ev.time_ns,
-                doc: self.doc,
-                ..parallel::Captured::default()
-            });
+            c.event(tick, ev.time_ns, self.doc);
             self.doc.index += 1;
         } else if windowed {
             self.windows.observe(tick);
@@ -899,8 +895,8 @@ impl<'r> Engine<'r> {
                     // Kept by the stage partition its key goes to.
                     let matched = match rule.stateful {
                         Some(StatefulRule::Sequence(_)) => {
-                            match stateful::hit(rules, c, ev, &mut cx) {
-                                Some(Hit::Sequence(h)) => {
+                            match stateful::sequence(rules, c, ev, &mut cx) {
+                                Some(h) => {
                                     r.outbox.hits.push((i, ev.time_ns, h));
                                     true
                                 }
@@ -934,21 +930,8 @@ impl<'r> Engine<'r> {
                     }
                     continue;
                 }
-                let matched = match self.capture.as_mut().and_then(|c| c.last_mut()) {
-                    Some(captured) => stateful::hit(rules, c, ev, &mut cx)
-                        .map(|mut hit| {
-                            // Deep in a line of many events, the alert is
-                            // rendered here: reading the line again for
-                            // each of its events would cost its length
-                            // squared (see [`parallel::RENDER_IN_WORKER_FROM`]).
-                            if let Hit::FirstSeen(h) = &mut hit {
-                                if captured.doc.index >= parallel::RENDER_IN_WORKER_FROM {
-                                    h.rendered = stateful::seen_alert(rules, i, ev, &mut cx);
-                                }
-                            }
-                            captured.stateful.push((i, hit))
-                        })
-                        .is_some(),
+                let matched = match self.capture.as_mut() {
+                    Some(captured) => stateful::capture(rules, c, ev, &mut cx, captured),
                     None => {
                         let observer = &mut self.observer;
                         let seen = |hit: &Hit| {
@@ -990,12 +973,8 @@ impl<'r> Engine<'r> {
                         }
                         continue;
                     }
-                    match self.capture.as_mut().and_then(|c| c.last_mut()) {
-                        Some(c) => {
-                            if let Some((key, value)) = self.windows.key_of(rules, i, ev, &mut cx) {
-                                c.windowed.push((i, key, value));
-                            }
-                        }
+                    match self.capture.as_mut() {
+                        Some(c) => windows::capture(rules, i, ev, &mut cx, c),
                         None => match &mut self.observer {
                             None => self.windows.add(rules, i, tick, ev, &mut cx),
                             Some(o) => {
@@ -1036,8 +1015,8 @@ impl<'r> Engine<'r> {
                 labels: &rule.labels,
                 annotations: &rule.annotations,
             };
-            match self.capture.as_mut().and_then(|c| c.last_mut()) {
-                Some(c) => c.alerts.push(parallel::OwnedAlert::of(i, &alert)),
+            match self.capture.as_mut() {
+                Some(c) => c.alert(parallel::OwnedAlert::of(i, &alert)),
                 None => {
                     if let Some(o) = &mut self.observer {
                         o.event(i, None, ev);

@@ -22,6 +22,7 @@ use crate::stateful::first_seen::{Rendered, SeenHit};
 use crate::stateful::{Hit, Read};
 use crate::window::Key;
 
+use super::capture::{self, Capture, Captured, Reader, StatefulHit};
 use super::{Engine, Stats};
 
 /// Where a worker's event is in its batch: its line's bytes, and its place
@@ -41,19 +42,6 @@ pub struct DocAt {
 /// line again for each alert it renders, so it does that for the first
 /// events of a line only, and a line is read again at most this many times.
 pub const RENDER_IN_WORKER_FROM: usize = 8;
-
-/// What a worker found in one event.
-#[derive(Debug, Default)]
-pub struct Captured {
-    pub tick: i64,
-    pub time_ns: i64,
-    pub doc: DocAt,
-    /// What it contributes to sequence and first-seen rules.
-    pub stateful: Vec<(usize, crate::stateful::Hit)>,
-    /// Windowed rules it matched: rule, key, `distinct()` value.
-    pub windowed: Vec<(usize, Key, Option<String>)>,
-    pub alerts: Vec<OwnedAlert>,
-}
 
 /// A per-event alert detached from its event.
 #[derive(Debug)]
@@ -102,11 +90,17 @@ impl Stats {
 }
 
 impl Engine<'_> {
-    /// Emits what a worker captured for one event of the batch `data`, and
-    /// moves the windows on.
-    pub fn apply(&mut self, c: Captured, data: &[u8], sink: &mut dyn AlertSink) -> io::Result<()> {
+    /// Emits what a worker captured for one event of the batch `data` (the
+    /// reader's current event, `c`), and moves the windows on.
+    pub fn apply(
+        &mut self,
+        c: Captured,
+        read: &mut Reader,
+        data: &[u8],
+        sink: &mut dyn AlertSink,
+    ) -> io::Result<()> {
         let rules: &RuleSet = &self.rules;
-        for a in c.alerts {
+        for a in read.alerts() {
             let rule = &rules.rules[a.rule];
             let names = rules.output_field_names(a.rule);
             let alert = Alert {
@@ -126,14 +120,22 @@ impl Engine<'_> {
         }
         if self.windows.any() {
             self.windows.observe(c.tick);
-            for (i, key, value) in c.windowed {
-                self.windows.add_keyed(i, c.tick, key, value.as_deref());
+            // Keys are copied into reused strings and looked up as they
+            // are: a key is allocated only when it is kept.
+            let mut buf = self.windows.take_key_buffer(0);
+            for (i, key, value) in read.windowed() {
+                key.write_into(&mut buf);
+                self.windows.add_borrowed(i, c.tick, &buf, value);
             }
-            for (i, hit) in c.stateful {
+            self.windows.return_key_buffer(buf);
+            while let Some((i, hit)) = read.next_stateful() {
                 match hit {
-                    Hit::FirstSeen(h) => self.apply_seen(i, c.time_ns, h, data, c.doc),
-                    hit => {
-                        self.windows.stateful.push(i, c.time_ns, hit);
+                    StatefulHit::FirstSeen { key, rendered } => {
+                        let key = read.key(key);
+                        self.apply_seen(i, c.time_ns, key, rendered, data, c.doc)
+                    }
+                    StatefulHit::Sequence(hit) => {
+                        self.windows.stateful.push(i, c.time_ns, Hit::Sequence(hit));
                     }
                 }
             }
@@ -150,16 +152,28 @@ impl Engine<'_> {
     /// and the alert is not there, it is rendered from the event, read
     /// again from the batch. As [`crate::stateful::Stateful::push`], an event that cannot
     /// raise an alert keeps none.
-    fn apply_seen(&mut self, i: usize, time_ns: i64, mut h: SeenHit, data: &[u8], at: DocAt) {
+    fn apply_seen(
+        &mut self,
+        i: usize,
+        time_ns: i64,
+        key: capture::Key,
+        rendered: Option<Rendered>,
+        data: &[u8],
+        at: DocAt,
+    ) {
         let state = &mut self.windows.stateful;
-        if let Read::Waits { render } = state.read_first_seen(i, &h.key, time_ns) {
-            if !render {
-                h.rendered = None;
-            } else if h.rendered.is_none() {
-                h.rendered = alert_from_batch(&self.rules, i, data, at);
-            }
-            state.wait(i, time_ns, Hit::FirstSeen(h));
+        let mut buf = state.take_key_buffer(0);
+        key.write_into(&mut buf);
+        if let Read::Waits { render } = state.read_first_seen(i, &buf, time_ns) {
+            let rendered = match (render, rendered) {
+                (false, _) => None,
+                (true, Some(r)) => Some(r),
+                (true, None) => alert_from_batch(&self.rules, i, data, at),
+            };
+            let key = Key::from(buf.as_slice());
+            state.wait(i, time_ns, Hit::FirstSeen(SeenHit { key, rendered }));
         }
+        state.return_key_buffer(buf);
     }
 }
 
@@ -224,6 +238,8 @@ struct Job {
     first_line: u64,
     data: Vec<u8>,
     pieces: Vec<Piece>,
+    /// Empty, for the worker to capture the job's events into.
+    capture: Capture,
 }
 
 /// A job evaluated.
@@ -233,7 +249,7 @@ pub struct Done {
     pub stats: Stats,
     pub pieces: Vec<Piece>,
     /// The pieces' events, in order.
-    pub events: Vec<Captured>,
+    pub capture: Capture,
     /// The job's bytes, which its events' [`DocAt`]s point into.
     pub data: Vec<u8>,
 }
@@ -253,8 +269,10 @@ pub struct Pool<'r> {
     template: Arc<Mutex<Engine<'r>>>,
     generation: u64,
     building: Job,
-    /// Buffers of applied jobs, to copy the next ones into.
+    /// Buffers of applied jobs, to copy the next ones into, and their
+    /// captures, to capture the next ones into.
     free: Vec<Vec<u8>>,
+    free_captures: Vec<Capture>,
     next_seq: u64,
     next_apply: u64,
     ready: BTreeMap<u64, Done>,
@@ -300,6 +318,7 @@ impl<'r> Pool<'r> {
                                 .worker();
                         }
                         worker.line_base = line_base + job.first_line;
+                        worker.capture = Some(std::mem::take(&mut job.capture));
                         worker.evaluate(&mut job)
                     }));
                     if let Err(panic) = evaluated {
@@ -318,7 +337,10 @@ impl<'r> Pool<'r> {
                         seq: job.seq,
                         stats: std::mem::replace(&mut worker.stats, fresh),
                         pieces: job.pieces,
-                        events: worker.capture.replace(Vec::new()).unwrap_or_default(),
+                        capture: worker
+                            .capture
+                            .replace(Capture::default())
+                            .unwrap_or_default(),
                         data: job.data,
                     };
                     if done_tx.send(Ok(done)).is_err() {
@@ -338,8 +360,10 @@ impl<'r> Pool<'r> {
                 first_line: 0,
                 data: Vec::new(),
                 pieces: Vec::new(),
+                capture: Capture::default(),
             },
             free: Vec::new(),
+            free_captures: Vec::new(),
             next_seq: 0,
             next_apply: 0,
             ready: BTreeMap::new(),
@@ -424,6 +448,7 @@ impl<'r> Pool<'r> {
             first_line: self.building.first_line,
             data: std::mem::replace(&mut self.building.data, data),
             pieces: std::mem::take(&mut self.building.pieces),
+            capture: self.free_captures.pop().unwrap_or_default(),
         };
         self.building.first_line = self.lines;
         self.next_seq += 1;
@@ -475,9 +500,11 @@ impl<'r> Pool<'r> {
         self.next_seq
     }
 
-    /// Takes back the buffer of an applied job.
-    pub fn recycle(&mut self, data: Vec<u8>) {
+    /// Takes back the buffer and the capture of an applied job.
+    pub fn recycle(&mut self, data: Vec<u8>, mut capture: Capture) {
+        capture.clear();
         self.free.push(data);
+        self.free_captures.push(capture);
     }
 
     /// The engine's rule set changed (nothing is out): workers copy it
@@ -525,7 +552,7 @@ impl Engine<'_> {
     }
 
     fn captured(&self) -> usize {
-        self.capture.as_ref().map_or(0, Vec::len)
+        self.capture.as_ref().map_or(0, Capture::len)
     }
 }
 

@@ -15,6 +15,7 @@ use crate::stateful::first_seen::{New, Rendered, SeenHit};
 use crate::stateful::sequence::{Completed, SeqHit, StepHit};
 use crate::stateful::{Hit, Key, Outcome, Read, Stateful};
 
+use super::capture::{Capture, StatefulHit};
 use super::windows::{format_number, render_key};
 
 fn text<'a>(
@@ -30,33 +31,57 @@ fn text<'a>(
 }
 
 /// What the event contributes to the candidate stateful rule, if it
-/// matches (a sequence tries only the steps the candidate names), for a
-/// thread that does not apply it (a `--threads` worker): a first-seen hit
-/// carries its key only, and the applying thread, which holds the state,
-/// renders the alert ([`seen_alert`]) when the key may be new.
-pub fn hit<'a>(
+/// matches (a sequence tries only the steps the candidate names), captured
+/// by a thread that does not apply it (a `--threads` worker); returns
+/// whether it matched. A first-seen hit carries its key only, and the
+/// applying thread, which holds the state, renders the alert
+/// ([`seen_alert`]) when the key may be new, except deep in a line of many
+/// events: reading the line again for each of its events would cost its
+/// length squared (see [`super::parallel::RENDER_IN_WORKER_FROM`]).
+pub fn capture<'a>(
     rules: &RuleSet,
     candidate: Candidate,
     ev: &Event<'a>,
     cx: &mut EvalCtx<'a>,
-) -> Option<Hit> {
+    captured: &mut Capture,
+) -> bool {
     let i = candidate.rule;
     let rule = &rules.rules[i];
     if !rule.enabled {
-        return None;
+        return false;
     }
-    match rule.stateful.as_ref()? {
-        StatefulRule::Sequence(s) => sequence_hit(rules, s, candidate, ev, cx).map(Hit::Sequence),
-        StatefulRule::FirstSeen(f) => {
+    let hit = match rule.stateful.as_ref() {
+        Some(StatefulRule::Sequence(s)) => match sequence_hit(rules, s, candidate, ev, cx) {
+            Some(h) => StatefulHit::Sequence(h),
+            None => return false,
+        },
+        Some(StatefulRule::FirstSeen(f)) => {
             if !rules.program.eval(rule.root, ev, cx) {
-                return None;
+                return false;
             }
-            let key = first_seen_key(rules, f, ev, cx);
-            Some(Hit::FirstSeen(SeenHit {
-                key,
-                rendered: None,
-            }))
+            let key = captured.key(rules, &f.by, ev, cx);
+            let rendered = (captured.doc().index >= super::parallel::RENDER_IN_WORKER_FROM)
+                .then(|| rendered(rules, i, f, ev, cx));
+            StatefulHit::FirstSeen { key, rendered }
         }
+        None => return false,
+    };
+    captured.stateful(i, hit);
+    true
+}
+
+/// What the event contributes to sequence rule `candidate`, if it matches
+/// a step the candidate names (`None` for a first-seen rule).
+pub fn sequence<'a>(
+    rules: &RuleSet,
+    candidate: Candidate,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+) -> Option<SeqHit> {
+    let rule = &rules.rules[candidate.rule];
+    match rule.stateful.as_ref()? {
+        StatefulRule::Sequence(s) if rule.enabled => sequence_hit(rules, s, candidate, ev, cx),
+        _ => None,
     }
 }
 

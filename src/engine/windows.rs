@@ -44,6 +44,8 @@ pub struct Windows {
     max_tick: Option<i64>,
     /// The one key of rules without `by`, shared rather than rebuilt.
     no_key: Key,
+    /// Strings a key is rendered into, reused from event to event.
+    key_buffer: Vec<String>,
     /// Sequence and first-seen state, on the same event-time clock.
     pub stateful: Stateful,
     /// The counters of windows a reload let go, so totals never go back.
@@ -87,6 +89,7 @@ impl Windows {
             lateness: (options.lateness_ns as i64) / resolution_ns,
             max_tick: None,
             no_key: Key::from(Vec::new()),
+            key_buffer: Vec::new(),
             stateful: Stateful::new(rules, options.limits.max_keys, resolution_ns),
             retired: WindowStats::default(),
             role: Role::All,
@@ -166,9 +169,18 @@ impl Windows {
         ev: &Event<'a>,
         cx: &mut EvalCtx<'a>,
     ) {
-        if let Some((key, value)) = self.key_of(rules, i, ev, cx) {
-            self.add_keyed(i, tick, key, value.as_deref());
-        }
+        let Some(agg) = rules.rules[i].aggregate.as_ref() else {
+            return;
+        };
+        // The key is rendered into reused strings and looked up as it is:
+        // it is copied only when the window does not hold it yet.
+        let mut key = std::mem::take(&mut self.key_buffer);
+        key.resize_with(agg.by.len(), String::new);
+        render_key(rules, &agg.by, ev, cx, &mut key);
+        let value = agg.distinct.and_then(|op| rules.program.value(op, ev, cx));
+        let value = value.as_ref().map(Val::render);
+        self.add_borrowed(i, tick, &key, value.as_deref());
+        self.key_buffer = key;
     }
 
     /// The key (values of the `by` fields) and the `distinct()` value of a
@@ -202,6 +214,26 @@ impl Windows {
         if let Some(Some(w)) = self.windows.get_mut(i) {
             w.add(tick, key, value);
         }
+    }
+
+    /// [`Windows::add_keyed`] with the key's values borrowed (copied only
+    /// for a key the window does not hold).
+    pub fn add_borrowed(&mut self, i: usize, tick: i64, key: &[String], value: Option<&str>) {
+        if let Some(Some(w)) = self.windows.get_mut(i) {
+            w.add_borrowed(tick, key, value);
+        }
+    }
+
+    /// Strings to render a key into, reused from event to event: `n` of
+    /// them, holding anything. Handed back with [`Windows::return_key_buffer`].
+    pub fn take_key_buffer(&mut self, n: usize) -> Vec<String> {
+        let mut buf = std::mem::take(&mut self.key_buffer);
+        buf.resize_with(n, String::new);
+        buf
+    }
+
+    pub fn return_key_buffer(&mut self, buf: Vec<String>) {
+        self.key_buffer = buf;
     }
 
     /// Evaluates every tick the watermark has passed; `end` evaluates
@@ -447,6 +479,23 @@ pub fn format_number(v: f64) -> String {
         let s = format!("{v:.3}");
         s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
+}
+
+/// A matching event of windowed rule `i`, captured by a `--threads` worker
+/// for the ordering thread.
+pub fn capture<'a>(
+    rules: &RuleSet,
+    i: usize,
+    ev: &Event<'a>,
+    cx: &mut EvalCtx<'a>,
+    c: &mut super::capture::Capture,
+) {
+    let Some(agg) = rules.rules[i].aggregate.as_ref() else {
+        return;
+    };
+    let key = c.key(rules, &agg.by, ev, cx);
+    let value = agg.distinct.and_then(|op| rules.program.value(op, ev, cx));
+    c.windowed(i, key, value.as_ref().map(Val::render).as_deref());
 }
 
 /// Renders the values of a rule's `by` fields into `out` (one string per

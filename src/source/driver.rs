@@ -386,19 +386,20 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
     /// Emits a job the workers evaluated, piece by piece in the stream's
     /// windows, and records the pieces' acknowledgements; the pieces of a
     /// stream closed meanwhile are dropped.
-    fn apply(&mut self, pool: &mut Pool<'r>, done: parallel::Done) -> io::Result<()> {
+    fn apply(&mut self, pool: &mut Pool<'r>, mut done: parallel::Done) -> io::Result<()> {
         self.engine.stats.absorb(&done.stats);
         let seq = done.seq;
-        let mut events = done.events.into_iter();
+        let mut read = done.capture.read();
         let now = self.clock.now();
         for piece in done.pieces {
             if self.closed.get(&piece.stream) > Some(&seq) {
-                events.by_ref().take(piece.captured).for_each(drop);
+                read.skip(piece.captured);
                 continue;
             }
             self.enter(piece.stream, false);
-            for c in events.by_ref().take(piece.captured) {
-                self.engine.apply(c, &done.data, self.sink)?;
+            for _ in 0..piece.captured {
+                let Some(c) = read.next_event() else { break };
+                self.engine.apply(c, &mut read, &done.data, self.sink)?;
             }
             self.evaluated(piece.stream, piece.ack, piece.events, now);
             if piece.position.is_some() {
@@ -408,7 +409,8 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         // Jobs before `sent` are all applied once this one is.
         self.closed.retain(|_, sent| *sent > seq + 1);
         self.engine.publish(None);
-        pool.recycle(done.data);
+        drop(read);
+        pool.recycle(done.data, done.capture);
         Ok(())
     }
 

@@ -219,18 +219,35 @@ impl Window {
     /// A matching event of `key` at `tick`; `value` is the `distinct` field's
     /// value, if the rule counts distinct values and the event has one.
     pub fn add(&mut self, tick: i64, key: Key, value: Option<&str>) {
+        let parts = key.clone();
+        self.add_with(tick, &parts, move || key, value);
+    }
+
+    /// [`Window::add`] with the key as borrowed values: it is copied into a
+    /// [`Key`] only when the window does not hold it yet.
+    pub fn add_borrowed(&mut self, tick: i64, key: &[String], value: Option<&str>) {
+        self.add_with(tick, key, || Key::from(key), value);
+    }
+
+    fn add_with(
+        &mut self,
+        tick: i64,
+        key: &[String],
+        owned: impl FnOnce() -> Key,
+        value: Option<&str>,
+    ) {
         if tick <= self.frontier {
             self.stats.late_events += 1;
         }
         // A key already held (most events) is looked up once.
-        let due = match self.update(tick, &key, value) {
+        let due = match self.update(tick, key, value) {
             Some(due) => due,
             None => {
-                self.insert(tick, key.clone());
-                self.update(tick, &key, value).flatten()
+                self.insert(tick, owned());
+                self.update(tick, key, value).flatten()
             }
         };
-        if let Some(at) = due {
+        if let Some((at, key)) = due {
             self.push(at, key);
         }
     }
@@ -270,13 +287,18 @@ impl Window {
     /// Counts the event in `key`'s state: `None` when the key is not held,
     /// else the tick to schedule the key at, if that is earlier than what
     /// is scheduled.
-    fn update(&mut self, tick: i64, key: &Key, value: Option<&str>) -> Option<Option<i64>> {
+    fn update(
+        &mut self,
+        tick: i64,
+        key: &[String],
+        value: Option<&str>,
+    ) -> Option<Option<(i64, Key)>> {
         let (cap, keyed, frontier) = (
             self.limits.max_values_per_key,
             self.spec.keyed,
             self.frontier,
         );
-        let state = self.keys.get_mut(key)?;
+        let (held, state) = self.keys.get_key_value_mut(key)?;
         // A key is evaluated from its first matching event on; an earlier
         // event moves that back while nothing is evaluated.
         if keyed && tick < state.first_tick && !state.started() {
@@ -288,7 +310,7 @@ impl Window {
         let at = tick.max(frontier.saturating_add(1)).max(state.first_tick);
         Some(if state.scheduled.is_none_or(|s| at < s) {
             state.scheduled = Some(at);
-            Some(at)
+            Some((at, held.clone()))
         } else {
             None
         })
