@@ -128,6 +128,11 @@ impl<W: Write> Printer<'_, W> {
                 Body::Line(line) => self.line(line)?,
                 Body::Lines { text, max_line } => split_lines(text, max_line, |l| self.line(l))?,
                 Body::Message(m) => documents::for_each(m, max, |l| self.line(l))?,
+                Body::FileRange(range) => {
+                    let mut buf = Vec::new();
+                    let at = range.read_lines(&mut buf, 0)?;
+                    split_lines(&buf[at], range.max_line, |l| self.line(l))?
+                }
                 // Never handed out here: decoding does not repartition.
                 Body::Forwarded(_) => {}
             }

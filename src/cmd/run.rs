@@ -2,6 +2,7 @@
 //! [`Source`] and driven through the engine; a summary at the end.
 
 use std::io::{self, IsTerminal};
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::mpsc;
@@ -18,7 +19,8 @@ use saker::source::clock::SystemClock;
 use saker::source::driver::Driver;
 use saker::source::http::HttpSource;
 use saker::source::kafka::{Counters, KafkaSource, LEAVE_WITHIN};
-use saker::source::{stream, Source};
+use saker::source::ranges::RangeSource;
+use saker::source::{stream, Input, Source};
 
 use super::progress::ProgressBar;
 use crate::cli::run::{InputSettings, ProgressMode, RunSettings};
@@ -175,12 +177,20 @@ pub fn run(settings: RunSettings) -> ExitCode {
             Ok(s) => (Box::new(s), None),
             Err(e) => return fail(e),
         },
-        InputSettings::Lines { input, follow } => {
-            match stream::open(input, *follow, settings.max_line_bytes) {
+        InputSettings::Lines { input, follow } => match ranged_file(input, *follow, &settings) {
+            // Read by the workers themselves, range by range.
+            Some(path) => match RangeSource::open(path, settings.max_line_bytes) {
+                Ok(s) => {
+                    let size = s.size();
+                    (Box::new(s), Some(size))
+                }
+                Err(e) => return fail(e),
+            },
+            None => match stream::open(input, *follow, settings.max_line_bytes) {
                 Ok((s, size)) => (Box::new(s), size),
                 Err(e) => return fail(e),
-            }
-        }
+            },
+        },
     };
     let show_progress = match settings.progress {
         ProgressMode::Always => true,
@@ -282,4 +292,16 @@ fn leave_within(source: Box<dyn Source + Send>, limit: Duration) {
             limit.as_secs()
         );
     }
+}
+
+/// The file the workers read range by range ([`RangeSource`]): a regular
+/// file, not followed, without a state directory (whose positions are
+/// those of lines read in order), with more than one thread.
+fn ranged_file<'i>(input: &'i Input, follow: bool, settings: &RunSettings) -> Option<&'i Path> {
+    let Input::File(path) = input else {
+        return None;
+    };
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+    (cfg!(unix) && regular && !follow && settings.threads > 1 && settings.state.is_none())
+        .then_some(path.as_path())
 }

@@ -13,7 +13,7 @@ use std::ops::Range;
 use std::slice;
 use std::vec;
 
-use crate::event::Event;
+use crate::event::{Event, Skip};
 use crate::rules::predicate::{EvalCtx, OperandId};
 use crate::rules::RuleSet;
 use crate::stateful::first_seen::Rendered;
@@ -67,6 +67,8 @@ pub struct Capture {
     text: String,
     /// Where each key value is in `text`.
     parts: Vec<Range<usize>>,
+    /// Lines skipped, to be logged: the line's number in the job, why.
+    skips: Vec<(u64, Skip)>,
 }
 
 impl Capture {
@@ -87,6 +89,7 @@ impl Capture {
         self.stateful.clear();
         self.text.clear();
         self.parts.clear();
+        self.skips.clear();
     }
 
     /// The next event: what follows is its, until the next call.
@@ -154,6 +157,17 @@ impl Capture {
     pub fn stateful(&mut self, rule: usize, hit: StatefulHit) {
         self.stateful.push((rule, hit));
         self.current().stateful += 1;
+    }
+
+    /// A line skipped, to be logged by the ordering thread: its number in
+    /// the job.
+    pub fn skip(&mut self, line: u64, reason: Skip) {
+        self.skips.push((line, reason));
+    }
+
+    /// The lines skipped, to be logged, in order.
+    pub fn skips(&self) -> &[(u64, Skip)] {
+        &self.skips
     }
 
     /// Reads the capture back, event by event, in order; the alerts and

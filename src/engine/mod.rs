@@ -67,6 +67,41 @@ impl Stats {
 /// How many skipped lines of each kind are logged before only counting.
 const LOGGED_SKIPS: u64 = 5;
 
+/// Whether the `count`th skip for `reason` is logged.
+fn logs(reason: Skip, count: u64) -> bool {
+    match reason {
+        Skip::Blank => false,
+        Skip::NotJson => tracing::enabled!(tracing::Level::DEBUG),
+        _ => count <= LOGGED_SKIPS,
+    }
+}
+
+/// Logs the `count`th skip for `reason`, at input line `line`. Log text
+/// between events is normal for `kubectl logs` input: it is counted and
+/// shown at debug level; anything else is worth a warning, the first few
+/// times.
+fn log_skip(line: u64, reason: Skip, count: u64) {
+    if !logs(reason, count) {
+        return;
+    }
+    if reason == Skip::NotJson {
+        tracing::debug!(line, "skipped input: {}", reason.describe());
+        return;
+    }
+    tracing::warn!(
+        line,
+        reason = reason.as_str(),
+        "skipped input: {}",
+        reason.describe()
+    );
+    if count == LOGGED_SKIPS {
+        tracing::warn!(
+            reason = reason.as_str(),
+            "further lines skipped for this reason are only counted"
+        );
+    }
+}
+
 pub struct Engine<'r> {
     rules: Rules<'r>,
     matching: RuleMatching,
@@ -82,8 +117,6 @@ pub struct Engine<'r> {
     capture: Option<capture::Capture>,
     /// A worker's place in its batch: the event it reads next.
     doc: parallel::DocAt,
-    /// Lines before this engine's first line (a worker's batch), for logs.
-    line_base: u64,
     /// Whether [`Engine::publish`] writes the totals (lines, events, skips,
     /// window state); a worker only adds its per-event counts.
     publish_totals: bool,
@@ -215,7 +248,6 @@ impl<'r> Engine<'r> {
             keys_elsewhere: None,
             capture: None,
             doc: parallel::DocAt::default(),
-            line_base: 0,
             publish_totals: true,
             stateful_counts: vec![Default::default(); n],
             observer: None,
@@ -838,28 +870,29 @@ impl<'r> Engine<'r> {
     fn skip(&mut self, reason: Skip) {
         let n = &mut self.stats.skipped[reason as usize];
         *n += 1;
-        // Log text between events is normal for `kubectl logs` input: it is
-        // counted and shown at debug level; anything else is worth a warning.
-        let (line, count) = (self.line_base + self.stats.lines, *n);
-        match reason {
-            Skip::Blank => {}
-            Skip::NotJson => tracing::debug!(line, "skipped input: {}", reason.describe()),
-            _ if count <= LOGGED_SKIPS => {
-                tracing::warn!(
-                    line,
-                    reason = reason.as_str(),
-                    "skipped input: {}",
-                    reason.describe()
-                );
-                if count == LOGGED_SKIPS {
-                    tracing::warn!(
-                        reason = reason.as_str(),
-                        "further lines skipped for this reason are only counted"
-                    );
+        let (line, count) = (self.stats.lines, *n);
+        match &mut self.capture {
+            // A worker numbers lines within its job: the ordering thread
+            // logs what it keeps, in input order, with the input's numbers.
+            Some(c) => {
+                if logs(reason, count) {
+                    c.skip(line, reason);
                 }
             }
-            _ => {}
+            None => log_skip(line, reason, count),
         }
+    }
+
+    /// Takes in a worker's counts of a job, and logs the skips it kept
+    /// (its lines numbered within the job), as one thread would have.
+    pub fn absorb_job(&mut self, stats: &Stats, skips: &[(u64, Skip)]) {
+        let (lines, mut counts) = (self.stats.lines, self.stats.skipped);
+        for &(line, reason) in skips {
+            let count = &mut counts[reason as usize];
+            *count += 1;
+            log_skip(lines + line, reason, *count);
+        }
+        self.stats.absorb(stats);
     }
 
     /// Evaluates the rules on one event and hands alerts to the sink.

@@ -17,6 +17,7 @@ use crate::sink::{Alert, AlertSink};
 use crate::source::documents;
 use crate::source::lines::{split_lines, strip_prefixes, Line};
 use crate::source::position::InputPosition;
+use crate::source::ranges::FileRange;
 use crate::source::{Body, StreamId};
 use crate::stateful::first_seen::{Rendered, SeenHit};
 use crate::stateful::{Hit, Read};
@@ -201,7 +202,7 @@ fn alert_from_batch(rules: &RuleSet, i: usize, data: &[u8], at: DocAt) -> Option
 const JOB_BYTES: usize = 256 * 1024;
 
 /// How the source framed a piece of a job.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Framing {
     /// Whole lines; lines over `max_line` are skipped.
     Lines { max_line: usize },
@@ -209,6 +210,9 @@ enum Framing {
     TooLong,
     /// A message ([`documents::for_each`]).
     Message { max_document: usize },
+    /// Lines of a file that start in a range of it: the worker reads them
+    /// into the job's buffer ([`crate::source::ranges`]).
+    Range(FileRange),
 }
 
 /// One batch of the source inside a job: its bytes, its stream, and what
@@ -234,9 +238,12 @@ struct Job {
     seq: u64,
     /// The rule set's generation the job was read under.
     generation: u64,
-    /// Lines of the input before the job (for line numbers in logs).
-    first_line: u64,
+    /// The pieces' bytes: `data[..used]`, then what the worker reads of
+    /// the file ranges among them (the rest is left from an earlier job).
     data: Vec<u8>,
+    used: usize,
+    /// Bytes of the file ranges among its pieces, which the worker reads.
+    range_bytes: u64,
     pieces: Vec<Piece>,
     /// Empty, for the worker to capture the job's events into.
     capture: Capture,
@@ -279,7 +286,6 @@ pub struct Pool<'r> {
     /// Jobs sent and not yet applied, at most: four per worker (measured
     /// faster than two on two cores; BENCHMARKS, 2026-12-03).
     limit: usize,
-    lines: u64,
 }
 
 impl<'r> Pool<'r> {
@@ -297,7 +303,6 @@ impl<'r> Pool<'r> {
         let work_rx = Arc::new(Mutex::new(work_rx));
         let (done_tx, done_rx) = mpsc::channel::<Result<Done, String>>();
         let template = Arc::new(Mutex::new(engine.worker()));
-        let line_base = engine.stats.lines;
         for _ in 0..threads {
             let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
             let template = template.clone();
@@ -317,18 +322,24 @@ impl<'r> Pool<'r> {
                                 .unwrap_or_else(PoisonError::into_inner)
                                 .worker();
                         }
-                        worker.line_base = line_base + job.first_line;
                         worker.capture = Some(std::mem::take(&mut job.capture));
                         worker.evaluate(&mut job)
                     }));
-                    if let Err(panic) = evaluated {
-                        // The driver stops with an error instead of waiting
-                        // for this job forever.
-                        let what = panic
-                            .downcast_ref::<&str>()
-                            .map(|s| s.to_string())
-                            .or_else(|| panic.downcast_ref::<String>().cloned())
-                            .unwrap_or_default();
+                    // The driver stops with an error instead of waiting for
+                    // this job forever.
+                    let failed = match evaluated {
+                        Ok(Ok(())) => None,
+                        Ok(Err(e)) => Some(e.to_string()),
+                        Err(panic) => Some(format!(
+                            "a worker thread panicked: {}",
+                            panic
+                                .downcast_ref::<&str>()
+                                .map(|s| s.to_string())
+                                .or_else(|| panic.downcast_ref::<String>().cloned())
+                                .unwrap_or_default()
+                        )),
+                    };
+                    if let Some(what) = failed {
                         let _ = done_tx.send(Err(what));
                         return;
                     }
@@ -357,8 +368,9 @@ impl<'r> Pool<'r> {
             building: Job {
                 seq: 0,
                 generation: 0,
-                first_line: 0,
                 data: Vec::new(),
+                used: 0,
+                range_bytes: 0,
                 pieces: Vec::new(),
                 capture: Capture::default(),
             },
@@ -368,7 +380,6 @@ impl<'r> Pool<'r> {
             next_apply: 0,
             ready: BTreeMap::new(),
             limit: threads * 4,
-            lines: 0,
         }
     }
 
@@ -383,24 +394,25 @@ impl<'r> Pool<'r> {
         max_document: usize,
     ) -> Result<(), Body<'b>> {
         let data = &mut self.building.data;
+        // Bytes past `used` are left from an earlier job.
+        data.truncate(self.building.used);
         let start = data.len();
         let framing = match body {
             Body::Lines { text, max_line } => {
                 data.extend_from_slice(text);
-                self.lines += memchr::memchr_iter(b'\n', text).count() as u64;
                 Framing::Lines { max_line }
             }
             Body::Line(Line::Text(text)) => {
                 data.extend_from_slice(text);
                 data.push(b'\n');
-                self.lines += 1;
                 Framing::Lines {
                     max_line: usize::MAX,
                 }
             }
-            Body::Line(Line::TooLong) => {
-                self.lines += 1;
-                Framing::TooLong
+            Body::Line(Line::TooLong) => Framing::TooLong,
+            Body::FileRange(range) => {
+                self.building.range_bytes += range.end - range.start;
+                Framing::Range(range)
             }
             Body::Message(m) => {
                 data.extend_from_slice(m);
@@ -409,6 +421,7 @@ impl<'r> Pool<'r> {
             Body::Forwarded(_) => return Err(body),
         };
         let end = data.len();
+        self.building.used = end;
         self.building.pieces.push(Piece {
             stream,
             ack,
@@ -431,7 +444,7 @@ impl<'r> Pool<'r> {
 
     /// Whether the job being built is big enough to send.
     pub fn full(&self) -> bool {
-        self.building.data.len() >= JOB_BYTES
+        self.building.used as u64 + self.building.range_bytes >= JOB_BYTES as u64
     }
 
     /// Sends the job being built, if it holds anything. Blocks while the
@@ -440,17 +453,18 @@ impl<'r> Pool<'r> {
         if self.building.pieces.is_empty() {
             return Ok(());
         }
-        let mut data = self.free.pop().unwrap_or_default();
-        data.clear();
+        // Not cleared: what it holds is overwritten (a file range is read
+        // over it without zeroing it first).
+        let data = self.free.pop().unwrap_or_default();
         let job = Job {
             seq: self.next_seq,
             generation: self.generation,
-            first_line: self.building.first_line,
             data: std::mem::replace(&mut self.building.data, data),
+            used: std::mem::take(&mut self.building.used),
+            range_bytes: std::mem::take(&mut self.building.range_bytes),
             pieces: std::mem::take(&mut self.building.pieces),
             capture: self.free_captures.pop().unwrap_or_default(),
         };
-        self.building.first_line = self.lines;
         self.next_seq += 1;
         // Refused once every worker has stopped (after a panic).
         self.work.send(job).map_err(|_| stopped())
@@ -486,11 +500,7 @@ impl<'r> Pool<'r> {
                 Ok(done) => {
                     self.ready.insert(done.seq, done);
                 }
-                Err(what) => {
-                    return Err(io::Error::other(format!(
-                        "a worker thread panicked: {what}"
-                    )))
-                }
+                Err(what) => return Err(io::Error::other(what)),
             }
         }
     }
@@ -521,8 +531,19 @@ fn stopped() -> io::Error {
 
 impl Engine<'_> {
     /// A worker's evaluation of a job: every piece as one thread would
-    /// process it, alerts and windowed matches captured.
-    fn evaluate(&mut self, job: &mut Job) {
+    /// process it, alerts and windowed matches captured. A file range is
+    /// read first, into the job's buffer.
+    fn evaluate(&mut self, job: &mut Job) -> io::Result<()> {
+        for piece in &mut job.pieces {
+            if let Framing::Range(range) = &piece.framing {
+                let at = range.read_lines(&mut job.data, job.used)?;
+                job.used = at.end;
+                (piece.start, piece.end) = (at.start, at.end);
+                piece.framing = Framing::Lines {
+                    max_line: range.max_line,
+                };
+            }
+        }
         let mut discard = Discard;
         let base = job.data.as_ptr() as usize;
         for piece in &mut job.pieces {
@@ -539,16 +560,19 @@ impl Engine<'_> {
                 }
                 engine.process_line(line, &mut discard)
             };
-            let _ = match piece.framing {
+            let _ = match &piece.framing {
                 Framing::TooLong => self.process_line(Line::TooLong, &mut discard),
-                Framing::Lines { max_line } => split_lines(text, max_line, |l| one(self, l)),
+                Framing::Lines { max_line } => split_lines(text, *max_line, |l| one(self, l)),
                 Framing::Message { max_document } => {
-                    documents::for_each(text, max_document, |l| one(self, l))
+                    documents::for_each(text, *max_document, |l| one(self, l))
                 }
+                // Read above.
+                Framing::Range(_) => Ok(()),
             };
             piece.events = self.stats.events - events;
             piece.captured = self.captured() - captured;
         }
+        Ok(())
     }
 
     fn captured(&self) -> usize {

@@ -110,6 +110,8 @@ pub struct Driver<'d, 'r, C: Clock> {
     /// theirs, and how many jobs had been sent then: those jobs' pieces of
     /// the stream are dropped.
     closed: HashMap<StreamId, u64>,
+    /// The lines of a file range read on this thread (without workers).
+    range_buffer: Vec<u8>,
 }
 
 impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
@@ -129,6 +131,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             reloads: None,
             applied: None,
             closed: HashMap::new(),
+            range_buffer: Vec::new(),
         }
     }
 
@@ -387,7 +390,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
     /// windows, and records the pieces' acknowledgements; the pieces of a
     /// stream closed meanwhile are dropped.
     fn apply(&mut self, pool: &mut Pool<'r>, mut done: parallel::Done) -> io::Result<()> {
-        self.engine.stats.absorb(&done.stats);
+        self.engine.absorb_job(&done.stats, done.capture.skips());
         let seq = done.seq;
         let mut read = done.capture.read();
         let now = self.clock.now();
@@ -473,6 +476,13 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
             Body::Line(line) => engine.process_line(line, sink),
             Body::Lines { text, max_line } => {
                 split_lines(text, max_line, |line| engine.process_line(line, sink))
+            }
+            Body::FileRange(range) => {
+                let at = range.read_lines(&mut self.range_buffer, 0)?;
+                let buf = &self.range_buffer;
+                split_lines(&buf[at], range.max_line, |line| {
+                    engine.process_line(line, sink)
+                })
             }
             Body::Message(message) => documents::for_each(message, self.max_document, |doc| {
                 engine.process_line(doc, sink)

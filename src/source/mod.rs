@@ -16,6 +16,7 @@ pub mod kafka;
 pub mod lines;
 pub mod live;
 pub mod position;
+pub mod ranges;
 pub mod resume;
 pub mod stream;
 
@@ -51,6 +52,9 @@ pub enum Body<'a> {
     /// Whole lines, each ended by `\n` but perhaps the input's last; lines
     /// over `max_line` bytes are skipped and counted.
     Lines { text: &'a [u8], max_line: usize },
+    /// The lines of a file that start in a range of it, for the worker
+    /// that evaluates them to read ([`ranges`]).
+    FileRange(ranges::FileRange),
     /// A message: one event, an `EventList`, an array, or events one per
     /// line ([`documents::for_each`]); documents over the size limit are
     /// skipped and counted.

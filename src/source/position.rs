@@ -165,13 +165,14 @@ fn head_digest(file: &File, len: u64) -> io::Result<String> {
     Ok(hex(digest(&SHA256, &buf).as_ref()))
 }
 
+/// Reads into `buf` from offset `at` of `file`, as `pread` does.
 #[cfg(unix)]
-fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
+pub(crate) fn read_at(file: &File, buf: &mut [u8], at: u64) -> io::Result<usize> {
     std::os::unix::fs::FileExt::read_at(file, buf, at)
 }
 
 #[cfg(not(unix))]
-fn read_at(_file: &File, _buf: &mut [u8], _at: u64) -> io::Result<usize> {
+pub(crate) fn read_at(_file: &File, _buf: &mut [u8], _at: u64) -> io::Result<usize> {
     Err(io::ErrorKind::Unsupported.into())
 }
 

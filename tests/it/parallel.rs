@@ -84,6 +84,50 @@ fn threads_give_the_same_output_as_one_thread() {
         "{:?}",
         summary(&two)
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn skipped_lines_are_logged_with_their_input_line_numbers_under_threads() {
+    // Workers number lines within their job; the ordering thread logs the
+    // skips with the input's numbers, the first few per reason, as one
+    // thread does. Bad lines every 300 lines of the sample (780 KB per
+    // copy), so that the logged ones are spread over many jobs.
+    let sample = std::fs::read_to_string(root().join("examples/audit-sample.jsonl")).unwrap();
+    let mut data = String::new();
+    for (i, line) in sample.lines().cycle().take(3000).enumerate() {
+        data.push_str(line);
+        data.push('\n');
+        match i % 300 {
+            17 => data.push_str("{\"kind\": truncated\n"),
+            101 => data.push_str("[1,2]\n"),
+            _ => {}
+        }
+    }
+    let dir = std::env::temp_dir().join(format!("saker-threads-skips-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("events.jsonl");
+    std::fs::write(&path, &data).unwrap();
+    // The warnings, without their times.
+    let warnings = |threads: &str| {
+        let out = run_file(&path, &["--threads", threads]);
+        assert!(out.status.success());
+        String::from_utf8_lossy(&out.stderr)
+            .lines()
+            .filter(|l| l.contains("WARN") && l.contains("skipped"))
+            .map(|l| l[l.find("WARN").unwrap()..].to_string())
+            .collect::<Vec<_>>()
+    };
+    let one = warnings("1");
+    assert!(
+        one.iter().any(|l| l.contains("line=1227 ")),
+        "the fifth truncated line is logged: {one:#?}"
+    );
+    assert_eq!(one.len(), 5 + 5 + 2, "{one:#?}");
+    for threads in ["2", "3"] {
+        assert_eq!(warnings(threads), one, "--threads {threads}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
