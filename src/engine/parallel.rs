@@ -394,16 +394,20 @@ impl<'r> Pool<'r> {
         max_document: usize,
     ) -> Result<(), Body<'b>> {
         let data = &mut self.building.data;
-        // Bytes past `used` are left from an earlier job.
-        data.truncate(self.building.used);
-        let start = data.len();
+        let start = self.building.used;
+        // Bytes past `used` are left from an earlier job: a copied batch
+        // replaces them, a file range is read over them.
+        let mut copy = |bytes: &[u8]| {
+            data.truncate(start);
+            data.extend_from_slice(bytes);
+        };
         let framing = match body {
             Body::Lines { text, max_line } => {
-                data.extend_from_slice(text);
+                copy(text);
                 Framing::Lines { max_line }
             }
             Body::Line(Line::Text(text)) => {
-                data.extend_from_slice(text);
+                copy(text);
                 data.push(b'\n');
                 Framing::Lines {
                     max_line: usize::MAX,
@@ -415,12 +419,15 @@ impl<'r> Pool<'r> {
                 Framing::Range(range)
             }
             Body::Message(m) => {
-                data.extend_from_slice(m);
+                copy(m);
                 Framing::Message { max_document }
             }
             Body::Forwarded(_) => return Err(body),
         };
-        let end = data.len();
+        let end = match framing {
+            Framing::Lines { .. } | Framing::Message { .. } => data.len(),
+            Framing::TooLong | Framing::Range(_) => start,
+        };
         self.building.used = end;
         self.building.pieces.push(Piece {
             stream,
@@ -740,5 +747,96 @@ mod tests {
             .count();
         assert!(gets > 0 && gets < all_gets, "{gets} of {all_gets}");
         assert!(run(2) == one, "the alerts differ");
+    }
+
+    /// A file handed out in ranges that alternate between
+    /// [`Body::FileRange`] (read by a worker over what its buffer held)
+    /// and the same lines copied ([`Body::Lines`]), several to a job.
+    struct MixedSource {
+        file: Arc<std::fs::File>,
+        len: u64,
+        next: u64,
+        n: usize,
+        copied: Vec<u8>,
+    }
+
+    impl Source for MixedSource {
+        fn next(&mut self, _: &mut crate::source::BeforeWait) -> io::Result<Next<'_>> {
+            if self.next >= self.len {
+                return Ok(Next::End);
+            }
+            let range = FileRange {
+                file: self.file.clone(),
+                start: self.next,
+                end: self.next + 50_000,
+                max_line: 1 << 20,
+            };
+            self.next = range.end;
+            self.n += 1;
+            let body = if self.n % 3 == 0 {
+                let at = range.read_lines(&mut self.copied, 0)?;
+                Body::Lines {
+                    text: &self.copied[at],
+                    max_line: 1 << 20,
+                }
+            } else {
+                Body::FileRange(range)
+            };
+            Ok(Next::Batch(crate::source::Batch {
+                stream: crate::source::StreamId(0),
+                body,
+                ack: None,
+            }))
+        }
+        fn live(&self) -> bool {
+            false
+        }
+        fn bytes(&self) -> u64 {
+            self.next.min(self.len)
+        }
+        fn describe(&self) -> String {
+            "mixed".into()
+        }
+    }
+
+    #[test]
+    fn ranges_and_copied_batches_in_reused_buffers_give_what_one_thread_gives() {
+        let set = crate::rules::load(&crate::rules::default_sources())
+            .rules
+            .expect("default rules");
+        let data = input();
+        let path = std::env::temp_dir().join(format!("saker-mixed-{}", std::process::id()));
+        std::fs::write(&path, &data).unwrap();
+        let mut engine = Engine::new(&set, RuleMatching::All);
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        let mut lines = LineReader::new(&data[..], 1 << 20);
+        while let Some(line) = lines.next_line(&mut || {}).unwrap() {
+            engine.process_line(line, &mut sink).unwrap();
+        }
+        engine.finish(&mut sink).unwrap();
+        let one = sink.into_inner();
+        let mut engine = Engine::new(&set, RuleMatching::All);
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        let mut source = MixedSource {
+            file: Arc::new(std::fs::File::open(&path).unwrap()),
+            len: data.len() as u64,
+            next: 0,
+            n: 0,
+            copied: Vec::new(),
+        };
+        crate::source::driver::Driver::new(
+            &mut engine,
+            &mut sink,
+            crate::source::clock::SystemClock,
+        )
+        .run_threads(&mut source, 2)
+        .unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert!(source.n > 60, "many ranges: {}", source.n);
+        assert_eq!(
+            engine.stats.lines,
+            data.iter().filter(|&&b| b == b'\n').count() as u64
+        );
+        assert!(sink.into_inner() == one, "the alerts differ");
     }
 }
