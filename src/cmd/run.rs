@@ -296,12 +296,13 @@ fn leave_within(source: Box<dyn Source + Send>, limit: Duration) {
 
 /// The file the workers read range by range ([`RangeSource`]): a regular
 /// file, not followed, without a state directory (whose positions are
-/// those of lines read in order), with more than one thread.
+/// those of lines read in order), with more than one thread. A file that
+/// says it is empty (`/proc`'s, some FUSE ones) is read as a stream.
 fn ranged_file<'i>(input: &'i Input, follow: bool, settings: &RunSettings) -> Option<&'i Path> {
     let Input::File(path) = input else {
         return None;
     };
-    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file());
+    let regular = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() > 0);
     (cfg!(unix) && regular && !follow && settings.threads > 1 && settings.state.is_none())
         .then_some(path.as_path())
 }

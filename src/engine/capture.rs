@@ -3,11 +3,13 @@
 //! alerts, windowed matches and stateful hits it raised. Everything is kept
 //! in flat vectors that travel with the job and come back to be reused, and
 //! the keys and `distinct()` values are written into one text buffer. So a
-//! worker allocates nothing per event (a per-event alert aside), and the
-//! ordering thread frees nothing a worker allocated: a block freed by
+//! worker allocates nothing for an event's windowed and first-seen matches,
+//! and the ordering thread frees nothing of theirs: a block freed by
 //! another thread than the one that allocated it is handed back to its
 //! owner through the allocator's cross-thread lists, which cost several
-//! times a local free.
+//! times a local free. Per-event alerts, sequence hits and the first-seen
+//! alerts a worker renders itself are still owned values, allocated by the
+//! worker and freed by the ordering thread.
 
 use std::ops::Range;
 use std::slice;
@@ -274,13 +276,19 @@ impl<'c> Key<'c> {
         Key { text, parts }
     }
 
-    /// Writes the values into `out`, resized to hold as many.
-    pub fn write_into(&self, out: &mut Vec<String>) {
-        out.resize_with(self.parts.len(), String::new);
+    /// Writes the values into the first strings of `out` (grown if it has
+    /// fewer, never shrunk, so that the strings' allocations are reused);
+    /// returns how many.
+    pub fn write_into(&self, out: &mut Vec<String>) -> usize {
+        let n = self.parts.len();
+        if out.len() < n {
+            out.resize_with(n, String::new);
+        }
         for (slot, r) in out.iter_mut().zip(self.parts) {
             slot.clear();
             slot.push_str(&self.text[r.clone()]);
         }
+        n
     }
 }
 
@@ -326,7 +334,8 @@ mod tests {
             .windowed()
             .map(|(rule, key, value)| {
                 let mut parts = Vec::new();
-                key.write_into(&mut parts);
+                let n = key.write_into(&mut parts);
+                assert_eq!(n, parts.len());
                 (rule, parts, value)
             })
             .collect();
@@ -342,8 +351,12 @@ mod tests {
         let w: Vec<_> = r
             .windowed()
             .map(|(rule, key, _)| {
+                // Longer than the key: its first strings are written, the
+                // rest kept.
                 let mut parts = vec!["stale".to_string(); 5];
-                key.write_into(&mut parts);
+                let n = key.write_into(&mut parts);
+                assert_eq!(parts.len(), 5);
+                parts.truncate(n);
                 (rule, parts)
             })
             .collect();

@@ -1,5 +1,7 @@
 //! Multi-core evaluation of any input (`--threads N`). The driver copies
-//! the source's batches into jobs; worker threads decode the events and
+//! the source's batches into jobs (a plain file's ranges it does not copy:
+//! the worker reads them, [`crate::source::ranges`]); worker threads
+//! decode the events and
 //! match the rules, capturing per-event alerts and the keys of windowed and
 //! stateful matches; the driver takes the jobs back in input order and,
 //! event by event, emits the per-event alerts and feeds the stream's
@@ -125,8 +127,8 @@ impl Engine<'_> {
             // are: a key is allocated only when it is kept.
             let mut buf = self.windows.take_key_buffer(0);
             for (i, key, value) in read.windowed() {
-                key.write_into(&mut buf);
-                self.windows.add_borrowed(i, c.tick, &buf, value);
+                let n = key.write_into(&mut buf);
+                self.windows.add_borrowed(i, c.tick, &buf[..n], value);
             }
             self.windows.return_key_buffer(buf);
             while let Some((i, hit)) = read.next_stateful() {
@@ -164,14 +166,14 @@ impl Engine<'_> {
     ) {
         let state = &mut self.windows.stateful;
         let mut buf = state.take_key_buffer(0);
-        key.write_into(&mut buf);
-        if let Read::Waits { render } = state.read_first_seen(i, &buf, time_ns) {
+        let n = key.write_into(&mut buf);
+        if let Read::Waits { render } = state.read_first_seen(i, &buf[..n], time_ns) {
             let rendered = match (render, rendered) {
                 (false, _) => None,
                 (true, Some(r)) => Some(r),
                 (true, None) => alert_from_batch(&self.rules, i, data, at),
             };
-            let key = Key::from(buf.as_slice());
+            let key = Key::from(&buf[..n]);
             state.wait(i, time_ns, Hit::FirstSeen(SeenHit { key, rendered }));
         }
         state.return_key_buffer(buf);
@@ -270,8 +272,9 @@ pub struct Done {
 pub struct Pool<'r> {
     /// Workers end once this is dropped, with the pool.
     work: mpsc::SyncSender<Job>,
-    /// A job evaluated, or what a worker's panic said.
-    done: mpsc::Receiver<Result<Done, String>>,
+    /// A job evaluated, or why it could not be (a file range that could
+    /// not be read, a worker's panic), with the job's number.
+    done: mpsc::Receiver<(u64, io::Result<Done>)>,
     /// What workers copy their engine from when the rule set changes.
     template: Arc<Mutex<Engine<'r>>>,
     generation: u64,
@@ -282,7 +285,7 @@ pub struct Pool<'r> {
     free_captures: Vec<Capture>,
     next_seq: u64,
     next_apply: u64,
-    ready: BTreeMap<u64, Done>,
+    ready: BTreeMap<u64, io::Result<Done>>,
     /// Jobs sent and not yet applied, at most: four per worker (measured
     /// faster than two on two cores; BENCHMARKS, 2026-12-03).
     limit: usize,
@@ -301,7 +304,7 @@ impl<'r> Pool<'r> {
     {
         let (work_tx, work_rx) = mpsc::sync_channel::<Job>(threads * 4);
         let work_rx = Arc::new(Mutex::new(work_rx));
-        let (done_tx, done_rx) = mpsc::channel::<Result<Done, String>>();
+        let (done_tx, done_rx) = mpsc::channel::<(u64, io::Result<Done>)>();
         let template = Arc::new(Mutex::new(engine.worker()));
         for _ in 0..threads {
             let (work_rx, done_tx) = (work_rx.clone(), done_tx.clone());
@@ -325,22 +328,22 @@ impl<'r> Pool<'r> {
                         worker.capture = Some(std::mem::take(&mut job.capture));
                         worker.evaluate(&mut job)
                     }));
-                    // The driver stops with an error instead of waiting for
-                    // this job forever.
+                    // The driver applies the jobs before this one, then stops
+                    // with the error, instead of waiting for it forever.
                     let failed = match evaluated {
                         Ok(Ok(())) => None,
-                        Ok(Err(e)) => Some(e.to_string()),
-                        Err(panic) => Some(format!(
+                        Ok(Err(e)) => Some(e),
+                        Err(panic) => Some(io::Error::other(format!(
                             "a worker thread panicked: {}",
                             panic
                                 .downcast_ref::<&str>()
                                 .map(|s| s.to_string())
                                 .or_else(|| panic.downcast_ref::<String>().cloned())
                                 .unwrap_or_default()
-                        )),
+                        ))),
                     };
-                    if let Some(what) = failed {
-                        let _ = done_tx.send(Err(what));
+                    if let Some(e) = failed {
+                        let _ = done_tx.send((job.seq, Err(e)));
                         return;
                     }
                     let fresh = Stats::for_rules(worker.rules.rules.len());
@@ -354,7 +357,7 @@ impl<'r> Pool<'r> {
                             .unwrap_or_default(),
                         data: job.data,
                     };
-                    if done_tx.send(Ok(done)).is_err() {
+                    if done_tx.send((done.seq, Ok(done))).is_err() {
                         return;
                     }
                 }
@@ -383,8 +386,9 @@ impl<'r> Pool<'r> {
         }
     }
 
-    /// Copies a batch into the job being built ([`Pool::full`] says when
-    /// to send it). A stage stream's records ([`Body::Forwarded`]) are the
+    /// Copies a batch into the job being built, or, for a file range, notes
+    /// it for the worker to read ([`Pool::full`] says when to send the
+    /// job). A stage stream's records ([`Body::Forwarded`]) are the
     /// driver's own: handed back.
     pub fn add<'b>(
         &mut self,
@@ -473,7 +477,8 @@ impl<'r> Pool<'r> {
             capture: self.free_captures.pop().unwrap_or_default(),
         };
         self.next_seq += 1;
-        // Refused once every worker has stopped (after a panic).
+        // Refused once every worker has stopped (after a panic or a read
+        // that failed).
         self.work.send(job).map_err(|_| stopped())
     }
 
@@ -484,30 +489,39 @@ impl<'r> Pool<'r> {
 
     /// The next job in order: waiting for it when `wait` is set or when
     /// more jobs are out than the limit; `None` once none is out (or, not
-    /// waiting, when the next is not done yet). An error once a worker
-    /// panicked.
+    /// waiting, when the next is not done yet). An error, in its turn, for
+    /// a job that could not be evaluated (a file range that could not be
+    /// read, a worker's panic).
     pub fn next_done(&mut self, wait: bool) -> io::Result<Option<Done>> {
         loop {
             if let Some(done) = self.ready.remove(&self.next_apply) {
                 self.next_apply += 1;
-                return Ok(Some(done));
+                return done.map(Some);
             }
             if self.in_flight() == 0 {
                 return Ok(None);
             }
             let got = if wait || self.in_flight() > self.limit as u64 {
-                self.done.recv().map_err(|_| stopped())
+                self.done.recv().ok()
             } else {
                 match self.done.try_recv() {
                     Err(mpsc::TryRecvError::Empty) => return Ok(None),
-                    got => got.map_err(|_| stopped()),
+                    got => got.ok(),
                 }
             };
-            match got? {
-                Ok(done) => {
-                    self.ready.insert(done.seq, done);
+            match got {
+                Some((seq, done)) => {
+                    self.ready.insert(seq, done);
                 }
-                Err(what) => return Err(io::Error::other(what)),
+                // Every worker stopped, the next job not done: the first
+                // failure says why.
+                None => {
+                    let first = self.ready.values_mut().find(|d| d.is_err());
+                    return Err(match first.map(|d| std::mem::replace(d, Err(stopped()))) {
+                        Some(Err(e)) => e,
+                        _ => stopped(),
+                    });
+                }
             }
         }
     }
@@ -767,6 +781,7 @@ mod tests {
             }
             let range = FileRange {
                 file: self.file.clone(),
+                name: "mixed".into(),
                 start: self.next,
                 end: self.next + 50_000,
                 max_line: 1 << 20,
@@ -838,5 +853,92 @@ mod tests {
             data.iter().filter(|&&b| b == b'\n').count() as u64
         );
         assert!(sink.into_inner() == one, "the alerts differ");
+    }
+
+    /// Ranges of a file, the `bad`-th of a directory, which cannot be read.
+    struct FailingSource {
+        file: Arc<std::fs::File>,
+        dir: Arc<std::fs::File>,
+        len: u64,
+        n: u64,
+        bad: u64,
+    }
+
+    impl Source for FailingSource {
+        fn next(&mut self, _: &mut crate::source::BeforeWait) -> io::Result<Next<'_>> {
+            let start = self.n * 20_000;
+            if start >= self.len {
+                return Ok(Next::End);
+            }
+            let file = if self.n == self.bad {
+                &self.dir
+            } else {
+                &self.file
+            };
+            self.n += 1;
+            Ok(Next::Batch(crate::source::Batch {
+                stream: crate::source::StreamId(0),
+                body: Body::FileRange(FileRange {
+                    file: file.clone(),
+                    name: "the-input".into(),
+                    start,
+                    end: start + 20_000,
+                    max_line: 1 << 20,
+                }),
+                ack: None,
+            }))
+        }
+        fn live(&self) -> bool {
+            false
+        }
+        fn bytes(&self) -> u64 {
+            0
+        }
+        fn describe(&self) -> String {
+            "failing".into()
+        }
+    }
+
+    #[test]
+    fn a_range_that_cannot_be_read_stops_the_run_after_the_jobs_before_it() {
+        let set = crate::rules::load(&crate::rules::default_sources())
+            .rules
+            .expect("default rules");
+        let data = input();
+        let path = std::env::temp_dir().join(format!("saker-failing-{}", std::process::id()));
+        std::fs::write(&path, &data).unwrap();
+        let run = |bad: u64| {
+            let mut engine = Engine::new(&set, RuleMatching::All);
+            let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+            let mut source = FailingSource {
+                file: Arc::new(std::fs::File::open(&path).unwrap()),
+                dir: Arc::new(std::fs::File::open(std::env::temp_dir()).unwrap()),
+                len: data.len() as u64,
+                n: 0,
+                bad,
+            };
+            let result = crate::source::driver::Driver::new(
+                &mut engine,
+                &mut sink,
+                crate::source::clock::SystemClock,
+            )
+            .run_threads(&mut source, 2);
+            (result, String::from_utf8(sink.into_inner()).unwrap())
+        };
+        let (all, everything) = run(u64::MAX);
+        assert!(all.is_ok());
+        let (failed, before) = run(40);
+        let e = failed.expect_err("the directory cannot be read");
+        assert!(
+            e.to_string()
+                .contains("cannot read the-input at byte 800000"),
+            "{e}"
+        );
+        // The jobs before the one that failed were applied, as one thread
+        // applies them.
+        let (n, all) = (before.lines().count(), everything.lines().count());
+        assert!(n > 20 && n < all, "{n} of {all}");
+        assert!(everything.starts_with(&before));
+        std::fs::remove_file(&path).unwrap();
     }
 }

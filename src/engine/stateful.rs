@@ -121,10 +121,11 @@ pub fn push<'a>(
             // The key is rendered into reused strings and looked up as it
             // is: it is copied only for an event that waits.
             let mut buf = state.take_key_buffer(f.by.len());
-            render_key(rules, &f.by, ev, cx, &mut buf);
-            if let Read::Waits { render } = state.read_first_seen(i, &buf, ev.time_ns) {
+            let key = &mut buf[..f.by.len()];
+            render_key(rules, &f.by, ev, cx, key);
+            if let Read::Waits { render } = state.read_first_seen(i, key, ev.time_ns) {
                 let rendered = render.then(|| rendered(rules, i, f, ev, cx));
-                let key = Key::from(buf.as_slice());
+                let key = Key::from(&*key);
                 let hit = Hit::FirstSeen(SeenHit { key, rendered });
                 seen(&hit);
                 state.wait(i, ev.time_ns, hit);

@@ -174,13 +174,13 @@ impl Windows {
         };
         // The key is rendered into reused strings and looked up as it is:
         // it is copied only when the window does not hold it yet.
-        let mut key = std::mem::take(&mut self.key_buffer);
-        key.resize_with(agg.by.len(), String::new);
-        render_key(rules, &agg.by, ev, cx, &mut key);
+        let mut buf = self.take_key_buffer(agg.by.len());
+        let key = &mut buf[..agg.by.len()];
+        render_key(rules, &agg.by, ev, cx, key);
         let value = agg.distinct.and_then(|op| rules.program.value(op, ev, cx));
         let value = value.as_ref().map(Val::render);
-        self.add_borrowed(i, tick, &key, value.as_deref());
-        self.key_buffer = key;
+        self.add_borrowed(i, tick, key, value.as_deref());
+        self.return_key_buffer(buf);
     }
 
     /// The key (values of the `by` fields) and the `distinct()` value of a
@@ -224,11 +224,15 @@ impl Windows {
         }
     }
 
-    /// Strings to render a key into, reused from event to event: `n` of
-    /// them, holding anything. Handed back with [`Windows::return_key_buffer`].
+    /// Strings to render a key into, at least `n` of them, holding
+    /// anything (use the first `n`): the buffer only grows, so each
+    /// string's allocation is reused from event to event. Handed back with
+    /// [`Windows::return_key_buffer`].
     pub fn take_key_buffer(&mut self, n: usize) -> Vec<String> {
         let mut buf = std::mem::take(&mut self.key_buffer);
-        buf.resize_with(n, String::new);
+        if buf.len() < n {
+            buf.resize_with(n, String::new);
+        }
         buf
     }
 

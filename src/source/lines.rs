@@ -32,7 +32,7 @@ impl<R: Read> LineReader<R> {
     pub fn new(inner: R, max_line: usize) -> Self {
         LineReader {
             inner,
-            buf: vec![0; CHUNK.min(max_line.max(1) + 1).max(4096)],
+            buf: vec![0; CHUNK.min(max_line.max(1).saturating_add(1)).max(4096)],
             start: 0,
             end: 0,
             max_line: max_line.max(1),
@@ -128,7 +128,7 @@ impl<R: Read> LineReader<R> {
             self.start = 0;
         }
         if self.end == self.buf.len() {
-            let grow = (self.buf.len() * 2).min(self.max_line + CHUNK);
+            let grow = (self.buf.len() * 2).min(self.max_line.saturating_add(CHUNK));
             self.buf.resize(grow.max(self.buf.len() + 1), 0);
         }
         let mut warned = false;

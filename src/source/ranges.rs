@@ -35,6 +35,8 @@ const FIRST_TAIL_READ: usize = 4096;
 #[derive(Debug, Clone)]
 pub struct FileRange {
     pub file: Arc<File>,
+    /// The file's name, for errors.
+    pub name: Arc<str>,
     pub start: u64,
     pub end: u64,
     /// Lines longer than this are skipped.
@@ -59,6 +61,15 @@ impl FileRange {
     /// buffer used again holds bytes already, which spares zeroing it
     /// before each read.
     pub fn read_lines(&self, out: &mut Vec<u8>, at: usize) -> io::Result<Range<usize>> {
+        self.read(out, at).map_err(|e| {
+            io::Error::new(
+                e.kind(),
+                format!("cannot read {} at byte {}: {e}", self.name, self.start),
+            )
+        })
+    }
+
+    fn read(&self, out: &mut Vec<u8>, at: usize) -> io::Result<Range<usize>> {
         // A line starts at the range's first byte when the byte before is
         // the end of a line. That byte is read on its own: the range is
         // then read from its start, at the same alignment in the buffer as
@@ -94,7 +105,7 @@ impl FileRange {
     /// the file, or one byte over the limit (which is enough to tell that
     /// it is too long). Returns where the line ends in `out`.
     fn finish_line(&self, last: usize, mut end: usize, out: &mut Vec<u8>) -> io::Result<usize> {
-        let keep = self.max_line.max(1) + 1;
+        let keep = self.max_line.max(1).saturating_add(1);
         let mut at = self.end;
         let mut step = FIRST_TAIL_READ;
         loop {
@@ -136,15 +147,16 @@ fn read_into(file: &File, pos: u64, len: usize, out: &mut Vec<u8>, at: usize) ->
 }
 
 /// A plain file as ranges, for the workers to read: one stream, no
-/// acknowledgements. It ends at the end of the file as it is when the
-/// last range is handed out (a file that grows meanwhile is read on).
+/// acknowledgements. The ranges cover the file as long as it was when it
+/// was opened; its last line is read to its end, should the file have
+/// grown since (to read on as it grows, `--follow` reads it as a stream).
 pub struct RangeSource {
     file: Arc<File>,
-    name: String,
+    name: Arc<str>,
     max_line: usize,
     /// The start of the next range.
     next: u64,
-    /// The file's length when last looked at.
+    /// The file's length when it was opened.
     len: u64,
     ended: bool,
     stop: Option<Arc<AtomicBool>>,
@@ -161,7 +173,7 @@ impl RangeSource {
         let len = file.metadata()?.len();
         Ok(RangeSource {
             file: Arc::new(file),
-            name: path.display().to_string(),
+            name: path.display().to_string().into(),
             max_line,
             next: 0,
             len,
@@ -192,20 +204,17 @@ impl Source for RangeSource {
             self.ended = true;
             return Ok(Next::Stop);
         }
-        if !self.ended && self.next >= self.len {
-            // Looked at again before it ends: it may have grown.
-            self.len = self.file.metadata()?.len();
-            self.ended = self.next >= self.len;
-        }
-        if self.ended {
+        if self.ended || self.next >= self.len {
+            self.ended = true;
             return Ok(Next::End);
         }
         let start = self.next;
-        self.next = start.saturating_add(RANGE_BYTES);
+        self.next = start.saturating_add(RANGE_BYTES).min(self.len);
         Ok(Next::Batch(Batch {
             stream: StreamId(0),
             body: Body::FileRange(FileRange {
                 file: self.file.clone(),
+                name: self.name.clone(),
                 start,
                 end: self.next,
                 max_line: self.max_line,
@@ -223,7 +232,7 @@ impl Source for RangeSource {
     }
 
     fn describe(&self) -> String {
-        self.name.clone()
+        self.name.to_string()
     }
 }
 
@@ -232,6 +241,7 @@ mod tests {
     use super::*;
     use crate::source::lines::{split_lines, Line, LineReader};
     use proptest::prelude::*;
+    use std::io::Write;
 
     /// What [`LineReader`] hands out for `data`: each line, or `None` for
     /// one over the limit.
@@ -257,11 +267,13 @@ mod tests {
         std::fs::write(&path, data).unwrap();
         let file = Arc::new(File::open(&path).unwrap());
         let mut out = Vec::new();
-        let mut buf = b"held".repeat(64);
+        // Past its first bytes, line ends a wrong read would take.
+        let mut buf = [&b"held"[..], &[b'\n'; 252]].concat();
         let mut start = 0;
         while start < data.len() as u64 {
             let r = FileRange {
                 file: file.clone(),
+                name: "t".into(),
                 start,
                 end: start + range,
                 max_line,
@@ -311,6 +323,7 @@ mod tests {
         std::fs::write(&path, b"0123456789\n").unwrap();
         let r = FileRange {
             file: Arc::new(File::open(&path).unwrap()),
+            name: "t".into(),
             start: 3,
             end: 6,
             max_line: 100,
@@ -318,6 +331,39 @@ mod tests {
         let mut buf = b"kept".to_vec();
         assert_eq!(r.read_lines(&mut buf, 4).unwrap(), 4..4);
         assert_eq!(&buf[..4], b"kept");
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
+    fn ranges_cover_the_file_as_opened_and_its_last_line_whole() {
+        let path = std::env::temp_dir().join(format!("saker-ranges-grow-{}", std::process::id()));
+        std::fs::write(&path, b"a\nb\nc").unwrap();
+        let mut source = RangeSource::open(&path, 100).unwrap();
+        // Written after it was opened: the last line goes on, then a new one.
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(b"dd\ne\n")
+            .unwrap();
+        let mut lines = Vec::new();
+        loop {
+            match source.next(&mut || Ok(Vec::new())).unwrap() {
+                Next::Batch(b) => {
+                    let Body::FileRange(r) = b.body else {
+                        panic!("a file range")
+                    };
+                    assert!(r.end <= 5, "{r:?}");
+                    let mut buf = Vec::new();
+                    let at = r.read_lines(&mut buf, 0).unwrap();
+                    lines.extend(buf[at].split(|&c| c == b'\n').map(|l| l.to_vec()));
+                }
+                Next::End => break,
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(lines, [&b"a"[..], b"b", b"cdd", b""]);
+        assert_eq!(source.bytes(), 5);
         std::fs::remove_file(&path).unwrap();
     }
 

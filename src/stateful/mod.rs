@@ -250,12 +250,15 @@ impl Stateful {
         true
     }
 
-    /// A buffer of `n` strings to render a first-seen key into (their
-    /// allocations reused from one event to the next); hand it back with
+    /// A buffer of at least `n` strings to render a first-seen key into
+    /// (use the first `n`): it only grows, so each string's allocation is
+    /// reused from one event to the next. Hand it back with
     /// [`Stateful::return_key_buffer`].
     pub fn take_key_buffer(&mut self, n: usize) -> Vec<String> {
         let mut buf = std::mem::take(&mut self.key_buffer);
-        buf.resize_with(n, String::new);
+        if buf.len() < n {
+            buf.resize_with(n, String::new);
+        }
         buf
     }
 
