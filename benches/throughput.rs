@@ -13,12 +13,16 @@
 //!       of a sequence or first-seen rule ((c) against (c0)), from seven
 //!       rounds that run the three passes in turn;
 //!   (d) (c) on every core (`--threads`: parallel decode and match, windows
-//!       fed in input order).
+//!       fed in input order), from memory: the driver copies batches into
+//!       jobs, as it does for stdin;
+//!   (f) (c) from a file of the same events, as `saker run --input FILE`
+//!       reads one: on one thread, and on every core, where the workers
+//!       read the file's ranges themselves.
 //!   (e) (b) on the same events as managed clusters deliver them: each wrapped
 //!       as an AKS diagnostic record, as an EKS CloudWatch Logs payload, and
 //!       as a GKE LogEntry (against the events that entry converts to).
-//! It prints events/s, MB/s and the ratios (b)/(a), (c)/(a), (d)/(c) and
-//! each shape's (e)/(b); `--managed` runs (e) alone. Numbers are measurements,
+//! It prints events/s, MB/s and the ratios (b)/(a), (c)/(a), (d)/(c),
+//! (f) on every core over (f) on one, and each shape's (e)/(b); `--managed` runs (e) alone. Numbers are measurements,
 //! not assertions: the machine is shared and noisy. Given a file of events
 //! (JSON lines) instead of a count, it measures on those. With `--emit N` it
 //! prints N generated events instead, e.g. to replay them through the binary.
@@ -36,6 +40,7 @@ use saker::rules;
 use saker::sink::stdout::{Format, StdoutSink};
 use saker::source::clock::SystemClock;
 use saker::source::driver::Driver;
+use saker::source::ranges::RangeSource;
 use saker::source::stream::LineSource;
 
 /// The allocator the binary runs with (src/main.rs), so that the passes
@@ -148,6 +153,26 @@ fn parallel_pass(data: &[u8], set: &rules::RuleSet, threads: usize) -> (u64, u64
     Driver::new(&mut engine, &mut sink, SystemClock)
         .run_threads(&mut source, threads)
         .expect("in-memory run");
+    (engine.stats.events, engine.stats.total_alerts())
+}
+
+/// (f): the whole pipeline from the file at `path`, as `saker run --input
+/// FILE` reads it: the line reader on one thread, or `threads` workers
+/// that read the file's ranges.
+fn file_pass(path: &std::path::Path, set: &rules::RuleSet, threads: usize) -> (u64, u64) {
+    let mut engine = Engine::new(set, RuleMatching::First);
+    let mut sink = StdoutSink::new(std::io::sink(), Format::Json);
+    let mut driver = Driver::new(&mut engine, &mut sink, SystemClock);
+    let ran = if threads > 1 {
+        let mut source = RangeSource::open(path, 1 << 20).expect("the events' file");
+        driver.run_threads(&mut source, threads)
+    } else {
+        let file = std::fs::File::open(path).expect("the events' file");
+        let mut source = LineSource::new(file, 1 << 20, false, "file");
+        driver.run(&mut source)
+    };
+    ran.expect("a run from the file");
+    drop(driver);
     (engine.stats.events, engine.stats.total_alerts())
 }
 
@@ -312,6 +337,21 @@ fn main() {
         c / b,
         d / c
     );
+    // The same events in a file (just written: in the page cache).
+    let path = std::env::temp_dir().join(format!("saker-throughput-{}.jsonl", std::process::id()));
+    std::fs::write(&path, &data).expect("a file of the events");
+    let f1 = measure(
+        "(f) saker, all default rules, from a file, one thread",
+        data.len(),
+        || file_pass(&path, &all, 1),
+    );
+    let f2 = measure(
+        &format!("(f) saker, all default rules, from a file, {cores} threads"),
+        data.len(),
+        || file_pass(&path, &all, cores),
+    );
+    let _ = std::fs::remove_file(&path);
+    println!("ratio (f), {cores} threads over one: {:.2}", f2 / f1);
     managed(&data, &single);
 }
 
