@@ -40,9 +40,10 @@ pub struct RunArgs {
     pub output: OutputFormat,
     /// Worker threads that decode and match events, for every input (a
     /// file, stdin, --follow, Kafka, the HTTP receiver); windows,
-    /// sequences and the order of alerts are those of one thread. Rules
-    /// that Kafka repartitions keep the run on one thread. 0 = one per
-    /// core.
+    /// sequences and the order of alerts are those of one thread. A plain
+    /// file (without --follow or --state-dir) is read by the workers, up
+    /// to its length when it was opened. Rules that Kafka repartitions
+    /// keep the run on one thread. 0 = one per core.
     #[arg(long, default_value_t = 1, value_name = "N")]
     pub threads: usize,
     /// Progress bar on stderr while reading a file: auto shows it when
