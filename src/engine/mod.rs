@@ -11,6 +11,7 @@ pub mod rules;
 pub mod stateful;
 pub mod windows;
 
+use std::borrow::Cow;
 use std::io;
 
 use std::time::Instant;
@@ -22,6 +23,7 @@ use crate::fields::{self, Arg, FieldDef};
 use crate::sink::metrics::{AlertKind, Registry, Shared};
 
 use crate::event::{decode_document, Event, Skip};
+use crate::rules::predicate::{EvalCtx, OperandId};
 use crate::rules::stateful::StatefulRule;
 use crate::rules::RuleSet;
 use crate::sink::{Alert, AlertSink};
@@ -66,6 +68,10 @@ impl Stats {
 
 /// How many skipped lines of each kind are logged before only counting.
 const LOGGED_SKIPS: u64 = 5;
+
+/// Events between two updates of the metrics registry's totals (the
+/// per-event counts are updated at every event).
+const TOTALS_EVERY: u32 = 64;
 
 /// Whether the `count`th skip for `reason` is logged.
 fn logs(reason: Skip, count: u64) -> bool {
@@ -120,6 +126,9 @@ pub struct Engine<'r> {
     /// Whether [`Engine::publish`] writes the totals (lines, events, skips,
     /// window state); a worker only adds its per-event counts.
     publish_totals: bool,
+    /// Events counted in the registry since its totals were last brought
+    /// up to date ([`Engine::publish`]).
+    unpublished: u32,
     /// Evictions and late events of sequence and first-seen rules, per rule,
     /// over every stream's state.
     stateful_counts: Vec<crate::stateful::StateStats>,
@@ -175,9 +184,24 @@ impl Repartition {
 struct Metrics {
     registry: Shared,
     labels: Vec<(&'static FieldDef, Arg)>,
+    /// Each label's field as an operand of the rules, when a rule reads
+    /// it: its value is then the one the rules computed for the event.
+    ops: Vec<Option<OperandId>>,
     /// Per event: the rules that matched and the alerts produced.
     matched: Vec<usize>,
     alerts: Vec<(usize, AlertKind)>,
+}
+
+/// The rules' operand of each label's field, where a rule reads it
+/// (`kube_audit_event_count`'s labels take no argument).
+fn label_ops(rules: &RuleSet, labels: &[(&'static FieldDef, Arg)]) -> Vec<Option<OperandId>> {
+    labels
+        .iter()
+        .map(|(def, arg)| match arg {
+            Arg::None => rules.program.field_operand(def.name),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Adds the matches and alerts noted since the last call to `r`.
@@ -249,6 +273,7 @@ impl<'r> Engine<'r> {
             capture: None,
             doc: parallel::DocAt::default(),
             publish_totals: true,
+            unpublished: 0,
             stateful_counts: vec![Default::default(); n],
             observer: None,
             repartition: None,
@@ -527,9 +552,11 @@ impl<'r> Engine<'r> {
             labels.iter().map(|(n, _)| n.clone()).collect(),
             cap,
         )));
+        let labels: Vec<_> = labels.into_iter().map(|(_, d)| (d, Arg::None)).collect();
         self.metrics = Some(Metrics {
             registry: registry.clone(),
-            labels: labels.into_iter().map(|(_, d)| (d, Arg::None)).collect(),
+            ops: label_ops(&self.rules, &labels),
+            labels,
             matched: Vec::new(),
             alerts: Vec::new(),
         });
@@ -546,6 +573,7 @@ impl<'r> Engine<'r> {
         w.metrics = self.metrics.as_ref().map(|m| Metrics {
             registry: m.registry.clone(),
             labels: m.labels.clone(),
+            ops: m.ops.clone(),
             matched: Vec::new(),
             alerts: Vec::new(),
         });
@@ -554,18 +582,37 @@ impl<'r> Engine<'r> {
 
     /// Copies the counters into the metrics registry, with what the last
     /// event did.
-    pub(crate) fn publish(&mut self, event: Option<(&Event, Instant)>) {
-        let Some(m) = &mut self.metrics else { return };
-        let labels = event.map(|(ev, _)| {
-            m.labels
-                .iter()
-                .map(|(def, arg)| match fields::extract::extract(ev, def, arg) {
+    /// The values of `kube_audit_event_count`'s labels for `ev`: those the
+    /// rules computed when a rule reads the field, else extracted.
+    fn label_values<'a>(
+        rules: &RuleSet,
+        m: &Metrics,
+        ev: &Event<'a>,
+        cx: &mut EvalCtx<'a>,
+    ) -> Vec<Cow<'a, str>> {
+        m.labels
+            .iter()
+            .zip(&m.ops)
+            .map(|((def, arg), op)| {
+                let v = match op {
+                    Some(op) => rules.program.value(*op, ev, cx),
+                    None => fields::extract::extract(ev, def, arg),
+                };
+                match v {
                     Some(fields::extract::Val::Str(s)) => s,
-                    Some(other) => std::borrow::Cow::Owned(other.render().into_owned()),
-                    None => std::borrow::Cow::Borrowed(""),
-                })
-                .collect::<Vec<_>>()
-        });
+                    Some(other) => Cow::Owned(other.render().into_owned()),
+                    None => Cow::Borrowed(""),
+                }
+            })
+            .collect()
+    }
+
+    /// Counts an event (its labels' values, when it started) in the
+    /// metrics registry, or, with `None`, brings the registry's totals up
+    /// to date.
+    pub(crate) fn publish(&mut self, event: Option<(&[Cow<str>], Instant)>) {
+        let Some(m) = &mut self.metrics else { return };
+        let labels = event.map(|(values, _)| values);
         let w = self.windows.stats();
         let keys = self.keys_elsewhere.unwrap_or(self.windows.keys() as u64);
         let mut r = m
@@ -573,13 +620,23 @@ impl<'r> Engine<'r> {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         if let Some(values) = labels {
-            let refs: Vec<&str> = values.iter().map(|v| v.as_ref()).collect();
-            r.count_event(&refs);
+            r.count_event(values);
         }
         if let Some((_, started)) = event {
             r.observe_latency(started.elapsed().as_secs_f64());
         }
         drain_rule_counts(&mut m.matched, &mut m.alerts, &mut r);
+        // The totals (gauges of the whole state, which take a pass over
+        // every rule) are brought up to date every few events, and always
+        // when called without an event: at the end of each batch and of
+        // the input, after a skipped line, an idle check or a reload.
+        if event.is_some() {
+            self.unpublished += 1;
+            if self.unpublished < TOTALS_EVERY {
+                return;
+            }
+        }
+        self.unpublished = 0;
         if self.publish_totals {
             r.lines = self.stats.lines;
             r.events = self.stats.events;
@@ -1058,6 +1115,11 @@ impl<'r> Engine<'r> {
                 }
             }
         }
+        // The metrics' labels, while the rules' values are at hand.
+        let labels = match (&self.metrics, started) {
+            (Some(m), Some(_)) => Self::label_values(rules, m, ev, &mut cx),
+            _ => Vec::new(),
+        };
         if windowed && self.capture.is_none() {
             let transitions = self.windows.advance(false);
             self.emit_windowed(transitions, sink)?;
@@ -1065,7 +1127,7 @@ impl<'r> Engine<'r> {
             self.emit_stateful(outcomes, sink)?;
         }
         if let Some(started) = started {
-            self.publish(Some((ev, started)));
+            self.publish(Some((&labels, started)));
         }
         Ok(())
     }
@@ -1143,6 +1205,82 @@ mod tests {
         crate::rules::load(&crate::rules::default_sources())
             .rules
             .expect("default rules")
+    }
+
+    /// `kube_audit_event_count`'s label sets, whether a label's field is
+    /// one the rules read (its value taken from them) or not (extracted),
+    /// are those of extracting every label from every event, and the
+    /// totals are up to date at the end.
+    #[test]
+    fn metric_labels_count_what_extracting_them_counts() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/audit-sample.jsonl");
+        let sample = std::fs::read_to_string(path).expect("bundled sample");
+        let spec =
+            "verb=ka.verb,resource=ka.target.resource,agent=ka.useragent,reason=ka.response.reason";
+        let labels = metric_labels(spec).unwrap();
+        let set = rules();
+        let read: Vec<bool> = labels
+            .iter()
+            .map(|(_, d)| set.program.field_operand(d.name).is_some())
+            .collect();
+        assert!(read.contains(&true) && read.contains(&false), "{read:?}");
+        let (mut engine, registry) =
+            Engine::new(&set, RuleMatching::All).with_metrics(labels.clone(), 10_000);
+        let mut sink = StdoutSink::new(Vec::new(), Format::Json);
+        let mut expected: std::collections::BTreeMap<Vec<String>, u64> = Default::default();
+        for line in sample.lines() {
+            engine
+                .process_line(Line::Text(line.as_bytes()), &mut sink)
+                .unwrap();
+            decode_document(
+                line.as_bytes(),
+                |ev| {
+                    let values = labels
+                        .iter()
+                        .map(
+                            |(_, def)| match fields::extract::extract(&ev, def, &Arg::None) {
+                                Some(v) => v.render().into_owned(),
+                                None => String::new(),
+                            },
+                        )
+                        .collect();
+                    *expected.entry(values).or_default() += 1;
+                },
+                |_| {},
+            );
+        }
+        let text = registry.lock().unwrap().render();
+        let counted: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("kube_audit_event_count{"))
+            .collect();
+        assert_eq!(counted.len(), expected.len());
+        for (values, n) in &expected {
+            let want = format!(
+                "verb=\"{}\",resource=\"{}\",agent=\"{}\",reason=\"{}\"}} {n}",
+                values[0], values[1], values[2], values[3]
+            );
+            assert!(
+                counted.iter().any(|l| l.ends_with(&want)),
+                "{want} in {counted:#?}"
+            );
+        }
+        // The totals lag by under 64 events until the end of a batch (here,
+        // of the input) brings them up to date.
+        let decoded = |text: &str| {
+            text.lines()
+                .find(|l| l.starts_with("saker_events_total{") && l.contains("decoded"))
+                .and_then(|l| l.rsplit(' ').next())
+                .and_then(|n| n.parse::<u64>().ok())
+        };
+        let events = expected.values().sum::<u64>();
+        assert!(
+            decoded(&text).is_some_and(|n| n + 64 > events && n <= events),
+            "{text}"
+        );
+        engine.finish(&mut sink).unwrap();
+        let text = registry.lock().unwrap().render();
+        assert_eq!(decoded(&text), Some(events), "{text}");
     }
 
     fn run(engine: &mut Engine, sink: &mut StdoutSink<Vec<u8>>, range: std::ops::Range<u32>) {

@@ -154,6 +154,10 @@ impl Engine<'_> {
             r.set_rules(names, &plan.by_name);
         }
         self.rules = Rules::Shared(rules);
+        if let Some(m) = &mut self.metrics {
+            // The new rules' operands.
+            m.ops = super::label_ops(&self.rules, &m.labels);
+        }
         self.matching = matching;
         if repartition.is_some() {
             self.repartition = repartition;

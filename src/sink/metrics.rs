@@ -65,16 +65,20 @@ pub struct Registry {
 #[derive(Debug, Default)]
 struct AuditCounter {
     labels: Vec<String>,
-    counts: HashMap<u64, Vec<(Vec<String>, u64)>>,
+    counts: HashMap<u64, Vec<(Vec<String>, u64)>, foldhash::fast::RandomState>,
     sets: usize,
     cap: usize,
     overflow: u64,
 }
 
-fn hash_values(values: &[&str]) -> u64 {
-    use std::hash::{Hash, Hasher};
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    values.hash(&mut h);
+fn hash_values<S: AsRef<str>>(values: &[S]) -> u64 {
+    use std::hash::{BuildHasher, Hash, Hasher};
+    // A fixed seed: the hash only groups label sets, which are compared
+    // whole within a bucket.
+    let mut h = foldhash::fast::FixedState::with_seed(0x5a6b_e11e).build_hasher();
+    for v in values {
+        v.as_ref().hash(&mut h);
+    }
     h.finish()
 }
 
@@ -144,16 +148,17 @@ impl Registry {
     }
 
     /// One event with these label values (in the order of the labels).
-    pub fn count_event(&mut self, values: &[&str]) {
+    pub fn count_event<S: AsRef<str>>(&mut self, values: &[S]) {
         let a = &mut self.audit;
         let bucket = a.counts.entry(hash_values(values)).or_default();
-        if let Some((_, n)) = bucket
-            .iter_mut()
-            .find(|(k, _)| k.iter().map(String::as_str).eq(values.iter().copied()))
-        {
+        if let Some((_, n)) = bucket.iter_mut().find(|(k, _)| {
+            k.iter()
+                .map(String::as_str)
+                .eq(values.iter().map(AsRef::as_ref))
+        }) {
             *n += 1;
         } else if a.sets < a.cap {
-            bucket.push((values.iter().map(|v| v.to_string()).collect(), 1));
+            bucket.push((values.iter().map(|v| v.as_ref().to_string()).collect(), 1));
             a.sets += 1;
         } else {
             a.overflow += 1;

@@ -340,6 +340,8 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
         self.enter(stream, stage);
         let before = self.engine.stats.events;
         let progress = self.process(body)?;
+        // The metrics' totals as of the batch's end.
+        self.engine.publish(None);
         let now = self.clock.now();
         self.evaluated(stream, ack, self.engine.stats.events - before, now);
         Ok(progress)
