@@ -580,8 +580,6 @@ impl<'r> Engine<'r> {
         w
     }
 
-    /// Copies the counters into the metrics registry, with what the last
-    /// event did.
     /// The values of `kube_audit_event_count`'s labels for `ev`: those the
     /// rules computed when a rule reads the field, else extracted.
     fn label_values<'a>(

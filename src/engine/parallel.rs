@@ -855,13 +855,14 @@ mod tests {
         assert!(sink.into_inner() == one, "the alerts differ");
     }
 
-    /// Ranges of a file, the `bad`-th of a directory, which cannot be read.
+    /// Ranges of a file, those numbered in `bad` of a directory, which
+    /// cannot be read.
     struct FailingSource {
         file: Arc<std::fs::File>,
         dir: Arc<std::fs::File>,
         len: u64,
         n: u64,
-        bad: u64,
+        bad: Vec<u64>,
     }
 
     impl Source for FailingSource {
@@ -870,7 +871,7 @@ mod tests {
             if start >= self.len {
                 return Ok(Next::End);
             }
-            let file = if self.n == self.bad {
+            let file = if self.bad.contains(&self.n) {
                 &self.dir
             } else {
                 &self.file
@@ -907,7 +908,7 @@ mod tests {
         let data = input();
         let path = std::env::temp_dir().join(format!("saker-failing-{}", std::process::id()));
         std::fs::write(&path, &data).unwrap();
-        let run = |bad: u64| {
+        let run = |bad: Vec<u64>| {
             let mut engine = Engine::new(&set, RuleMatching::All);
             let mut sink = StdoutSink::new(Vec::new(), Format::Json);
             let mut source = FailingSource {
@@ -925,20 +926,24 @@ mod tests {
             .run_threads(&mut source, 2);
             (result, String::from_utf8(sink.into_inner()).unwrap())
         };
-        let (all, everything) = run(u64::MAX);
+        let (all, everything) = run(Vec::new());
         assert!(all.is_ok());
-        let (failed, before) = run(40);
-        let e = failed.expect_err("the directory cannot be read");
-        assert!(
-            e.to_string()
-                .contains("cannot read the-input at byte 800000"),
-            "{e}"
-        );
-        // The jobs before the one that failed were applied, as one thread
-        // applies them.
-        let (n, all) = (before.lines().count(), everything.lines().count());
-        assert!(n > 20 && n < all, "{n} of {all}");
-        assert!(everything.starts_with(&before));
+        // One job fails (one worker stops), then two (both stop, and the
+        // next job cannot be sent): the first failure is the run's error.
+        for bad in [vec![40], vec![40, 60]] {
+            let (failed, before) = run(bad.clone());
+            let e = failed.expect_err("the directory cannot be read");
+            assert!(
+                e.to_string()
+                    .contains("cannot read the-input at byte 800000"),
+                "{bad:?}: {e}"
+            );
+            // The jobs before the one that failed were applied, as one
+            // thread applies them.
+            let (n, all) = (before.lines().count(), everything.lines().count());
+            assert!(n > 20 && n < all, "{bad:?}: {n} of {all}");
+            assert!(everything.starts_with(&before), "{bad:?}");
+        }
         std::fs::remove_file(&path).unwrap();
     }
 }

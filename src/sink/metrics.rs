@@ -66,16 +66,18 @@ pub struct Registry {
 struct AuditCounter {
     labels: Vec<String>,
     counts: HashMap<u64, Vec<(Vec<String>, u64)>, foldhash::fast::RandomState>,
+    /// The label sets' hash, seeded per process: the values come from
+    /// whoever sends requests, who must not be able to pile sets into one
+    /// bucket.
+    hasher: foldhash::fast::RandomState,
     sets: usize,
     cap: usize,
     overflow: u64,
 }
 
-fn hash_values<S: AsRef<str>>(values: &[S]) -> u64 {
+fn hash_values<S: AsRef<str>>(state: &foldhash::fast::RandomState, values: &[S]) -> u64 {
     use std::hash::{BuildHasher, Hash, Hasher};
-    // A fixed seed: the hash only groups label sets, which are compared
-    // whole within a bucket.
-    let mut h = foldhash::fast::FixedState::with_seed(0x5a6b_e11e).build_hasher();
+    let mut h = state.build_hasher();
     for v in values {
         v.as_ref().hash(&mut h);
     }
@@ -150,7 +152,7 @@ impl Registry {
     /// One event with these label values (in the order of the labels).
     pub fn count_event<S: AsRef<str>>(&mut self, values: &[S]) {
         let a = &mut self.audit;
-        let bucket = a.counts.entry(hash_values(values)).or_default();
+        let bucket = a.counts.entry(hash_values(&a.hasher, values)).or_default();
         if let Some((_, n)) = bucket.iter_mut().find(|(k, _)| {
             k.iter()
                 .map(String::as_str)

@@ -272,7 +272,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
                     // back: not acknowledged, so the stream's next owner
                     // reads it.
                     if let Some(p) = pool.as_deref_mut() {
-                        p.send()?;
+                        self.send(p)?;
                         self.closed.insert(stream, p.sent());
                     }
                     self.close_stream(stream)
@@ -370,7 +370,7 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
     fn queued(&mut self, pool: &mut Pool<'r>, at: Option<InputPosition>) -> io::Result<()> {
         pool.set_position(at);
         if pool.full() {
-            pool.send()?;
+            self.send(pool)?;
         }
         while let Some(done) = pool.next_done(false)? {
             self.apply(pool, done)?;
@@ -381,11 +381,24 @@ impl<'d, 'r, C: Clock> Driver<'d, 'r, C> {
     /// Sends what the pool holds and applies every job it has out.
     fn drain(&mut self, pool: Option<&mut Pool<'r>>) -> io::Result<()> {
         let Some(pool) = pool else { return Ok(()) };
-        pool.send()?;
+        self.send(pool)?;
         while let Some(done) = pool.next_done(true)? {
             self.apply(pool, done)?;
         }
         Ok(())
+    }
+
+    /// Sends the job the pool is building. Should every worker have
+    /// stopped (each on a job it could not evaluate), the jobs before the
+    /// first of those are applied, and its error is the run's.
+    fn send(&mut self, pool: &mut Pool<'r>) -> io::Result<()> {
+        let Err(stopped) = pool.send() else {
+            return Ok(());
+        };
+        while let Some(done) = pool.next_done(true)? {
+            self.apply(pool, done)?;
+        }
+        Err(stopped)
     }
 
     /// Emits a job the workers evaluated, piece by piece in the stream's
