@@ -45,7 +45,7 @@ pub struct Windows {
     /// The one key of rules without `by`, shared rather than rebuilt.
     no_key: Key,
     /// Strings a key is rendered into, reused from event to event.
-    key_buffer: Vec<String>,
+    key_buffer: crate::window::KeyBuffer,
     /// Sequence and first-seen state, on the same event-time clock.
     pub stateful: Stateful,
     /// The counters of windows a reload let go, so totals never go back.
@@ -89,7 +89,7 @@ impl Windows {
             lateness: (options.lateness_ns as i64) / resolution_ns,
             max_tick: None,
             no_key: Key::from(Vec::new()),
-            key_buffer: Vec::new(),
+            key_buffer: Default::default(),
             stateful: Stateful::new(rules, options.limits.max_keys, resolution_ns),
             retired: WindowStats::default(),
             role: Role::All,
@@ -224,20 +224,14 @@ impl Windows {
         }
     }
 
-    /// Strings to render a key into, at least `n` of them, holding
-    /// anything (use the first `n`): the buffer only grows, so each
-    /// string's allocation is reused from event to event. Handed back with
-    /// [`Windows::return_key_buffer`].
+    /// Strings to render a windowed key into ([`crate::window::KeyBuffer`]);
+    /// handed back with [`Windows::return_key_buffer`].
     pub fn take_key_buffer(&mut self, n: usize) -> Vec<String> {
-        let mut buf = std::mem::take(&mut self.key_buffer);
-        if buf.len() < n {
-            buf.resize_with(n, String::new);
-        }
-        buf
+        self.key_buffer.take(n)
     }
 
     pub fn return_key_buffer(&mut self, buf: Vec<String>) {
-        self.key_buffer = buf;
+        self.key_buffer.give_back(buf);
     }
 
     /// Evaluates every tick the watermark has passed; `end` evaluates

@@ -192,6 +192,12 @@ pub trait Source {
     }
 }
 
+/// Whether `stop` (SIGTERM, SIGINT) was set: a source that has one stops
+/// between batches.
+pub(crate) fn stopped(stop: Option<&std::sync::atomic::AtomicBool>) -> bool {
+    stop.is_some_and(|s| s.load(std::sync::atomic::Ordering::Relaxed))
+}
+
 /// Where events are read from.
 #[derive(Debug, Clone)]
 pub enum Input {

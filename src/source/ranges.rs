@@ -18,7 +18,7 @@ use std::fs::File;
 use std::io;
 use std::ops::Range;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 use super::position::read_at;
@@ -196,11 +196,7 @@ impl RangeSource {
 
 impl Source for RangeSource {
     fn next(&mut self, _before_wait: &mut BeforeWait) -> io::Result<Next<'_>> {
-        if self
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed))
-        {
+        if super::stopped(self.stop.as_deref()) {
             self.ended = true;
             return Ok(Next::Stop);
         }

@@ -5,7 +5,7 @@
 //! reads time out, which this source reports as [`Next::Idle`].
 
 use std::io::{self, Read};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -93,11 +93,7 @@ impl<R: Read> Source for LineSource<R> {
         if self.ended {
             return Ok(Next::End);
         }
-        if self
-            .stop
-            .as_ref()
-            .is_some_and(|s| s.load(Ordering::Relaxed))
-        {
+        if super::stopped(self.stop.as_deref()) {
             self.ended = true;
             return Ok(Next::Stop);
         }

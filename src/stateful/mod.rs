@@ -113,7 +113,7 @@ pub struct Stateful {
     reported: Vec<StateStats>,
     /// Where a first-seen key is rendered to be looked up, so that a key
     /// already held costs no allocation ([`Stateful::take_key_buffer`]).
-    key_buffer: Vec<String>,
+    key_buffer: crate::window::KeyBuffer,
 }
 
 impl Stateful {
@@ -149,7 +149,7 @@ impl Stateful {
             unstarted: true,
             span_ns,
             reported: vec![StateStats::default(); rules.rules.len()],
-            key_buffer: Vec::new(),
+            key_buffer: Default::default(),
         }
     }
 
@@ -250,20 +250,14 @@ impl Stateful {
         true
     }
 
-    /// A buffer of at least `n` strings to render a first-seen key into
-    /// (use the first `n`): it only grows, so each string's allocation is
-    /// reused from one event to the next. Hand it back with
-    /// [`Stateful::return_key_buffer`].
+    /// Strings to render a first-seen key into ([`crate::window::KeyBuffer`]);
+    /// hand them back with [`Stateful::return_key_buffer`].
     pub fn take_key_buffer(&mut self, n: usize) -> Vec<String> {
-        let mut buf = std::mem::take(&mut self.key_buffer);
-        if buf.len() < n {
-            buf.resize_with(n, String::new);
-        }
-        buf
+        self.key_buffer.take(n)
     }
 
     pub fn return_key_buffer(&mut self, buf: Vec<String>) {
-        self.key_buffer = buf;
+        self.key_buffer.give_back(buf);
     }
 
     /// Queues a hit that [`Stateful::read_first_seen`] said waits.

@@ -27,6 +27,28 @@ use state::{AlertState, KeyState};
 /// a rule without `by`.
 pub type Key = Arc<[String]>;
 
+/// Strings a key's values are rendered into, reused from event to event so
+/// that a key already held is looked up without an allocation. It only
+/// grows: each string keeps its allocation.
+#[derive(Debug, Default)]
+pub struct KeyBuffer(Vec<String>);
+
+impl KeyBuffer {
+    /// At least `n` strings, holding anything (use the first `n`); hand
+    /// them back with [`KeyBuffer::give_back`].
+    pub fn take(&mut self, n: usize) -> Vec<String> {
+        let mut buf = std::mem::take(&mut self.0);
+        if buf.len() < n {
+            buf.resize_with(n, String::new);
+        }
+        buf
+    }
+
+    pub fn give_back(&mut self, buf: Vec<String>) {
+        self.0 = buf;
+    }
+}
+
 /// A change of a key's alert state, at a tick.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
