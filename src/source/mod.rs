@@ -192,6 +192,15 @@ pub trait Source {
     }
 }
 
+/// The error for an input that names a directory (which opens, but whose
+/// reads fail with a bare "Is a directory").
+fn a_directory() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "it is a directory; give a file of audit events (JSON lines), - for stdin, kafka or http",
+    )
+}
+
 /// Whether `stop` (SIGTERM, SIGINT) was set: a source that has one stops
 /// between batches.
 pub(crate) fn stopped(stop: Option<&std::sync::atomic::AtomicBool>) -> bool {
@@ -220,7 +229,11 @@ impl Input {
             Input::Stdin => Ok((Box::new(io::stdin()), None)),
             Input::File(p) => {
                 let f = File::open(p)?;
-                let len = f.metadata().ok().filter(|m| m.is_file()).map(|m| m.len());
+                let m = f.metadata().ok();
+                if m.as_ref().is_some_and(|m| m.is_dir()) {
+                    return Err(a_directory());
+                }
+                let len = m.filter(|m| m.is_file()).map(|m| m.len());
                 Ok((Box::new(f), len))
             }
         }
@@ -229,6 +242,11 @@ impl Input {
     /// Opens the input for a reading thread: stdin, or a file followed
     /// across rotation when `follow` is set.
     pub fn open_live(&self, follow: bool) -> io::Result<Box<dyn Read + Send>> {
+        if let Input::File(p) = self {
+            if std::fs::metadata(p).is_ok_and(|m| m.is_dir()) {
+                return Err(a_directory());
+            }
+        }
         match self {
             Input::Stdin => Ok(Box::new(io::stdin())),
             Input::File(p) if follow => Ok(Box::new(live::Follower::open(

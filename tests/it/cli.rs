@@ -161,6 +161,21 @@ fn exit_codes() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot open input"));
+    // A directory, on one thread or several, followed or not: 2, and said.
+    let dir = std::env::temp_dir();
+    for extra in [&[][..], &["--threads", "2"], &["--follow"]] {
+        let out = saker()
+            .args(["run", "--input", dir.to_str().unwrap()])
+            .args(extra)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{extra:?}: {stderr}");
+        assert!(
+            stderr.contains("cannot open input") && stderr.contains("it is a directory"),
+            "{extra:?}: {stderr}"
+        );
+    }
     let out = saker().args(["run", "--frobnicate"]).output().unwrap();
     assert_eq!(out.status.code(), Some(2));
     // Check: 0 for good rules, 1 for bad ones.
